@@ -58,7 +58,9 @@ def _log_weights(z, alpha, sigma, data) -> torch.Tensor:
 
 def _validate(z: torch.Tensor, data: torch.Tensor):
     if z.dim() != 2 or data.dim() != 2 or z.shape[1] != data.shape[1]:
-        raise ValueError(f"need z (n, d) and data (m, d) with the same d; got {tuple(z.shape)} and {tuple(data.shape)}")
+        raise ValueError(
+            f"need z (n, d) and data (m, d) with the same d; got {tuple(z.shape)} and {tuple(data.shape)}"
+        )
     if data.shape[0] == 0:
         raise ValueError("the data set is empty: the marginal field needs at least one data point")
 

@@ -236,6 +236,4 @@ def get_schedule(schedule: str | Schedule) -> Schedule:
     try:
         return SCHEDULES[schedule]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}"
-        ) from None
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}") from None

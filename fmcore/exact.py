@@ -25,7 +25,7 @@ import torch
 from .paths import _col, from_endpoints
 from .schedules import Schedule, get_schedule
 
-__all__ = ["exact_log_density", "exact_posterior_mean", "exact_velocity", "exact_score", "T_EXACT_MAX"]
+__all__ = ["T_EXACT_MAX", "exact_log_density", "exact_posterior_mean", "exact_score", "exact_velocity"]
 
 CHUNK_BYTES = 16 * 2**20  # per (chunk, m, d) temporary; a few of them live at once: ~100 MB peak.
 T_EXACT_MAX = 1.0 - 1e-4  # at t=1 the mixture collapses onto the data points (sigma = 0)

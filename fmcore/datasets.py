@@ -11,7 +11,6 @@ the same way and remembers how to map back to the user's coordinates.
 """
 
 import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -325,8 +324,7 @@ def parse_csv(text: str) -> np.ndarray:
             )
         if len(fields) > 2:
             raise ValueError(
-                f"Line {number} has {len(fields)} values ({line!r}); "
-                "expected exactly two columns: x, y."
+                f"Line {number} has {len(fields)} values ({line!r}); expected exactly two columns: x, y."
             )
         for field, value in zip(fields, values, strict=True):
             if value is None:

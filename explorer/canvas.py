@@ -1,0 +1,190 @@
+"""The drawing pad: brush strokes on a canvas become a cloud of data points.
+
+A stroke is a fabric.js path (``json_data["objects"]``) in canvas pixels. It becomes points spread
+evenly along its length, jittered by a Gaussian of the brush's spread, in model coordinates: the
+pad covers the same square ``[-VIEW_BOX, VIEW_BOX]^2`` as the figure, y up.
+
+The points themselves live in ``st.session_state`` as a list of strokes (undo pops the last one),
+never only in the widget: they survive reruns and page switches. After each stroke the pad is
+remounted empty with all points painted into its background, so what you see on the pad is exactly
+the data set.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+
+from . import theme
+from .compute import VIEW_BOX
+from .export import scatter_image
+
+__all__ = [
+    "PAD_PX",
+    "Drawing",
+    "drawing",
+    "polyline_from_path",
+    "stroke_points",
+    "strokes_from_json",
+    "to_model",
+]
+
+PAD_PX = 320
+POINTS_PER_PX = 0.45
+"""Points per pixel of stroke length: a stroke across the pad gives ~150 points."""
+
+
+def to_model(pixels: np.ndarray, pad_px: int = PAD_PX) -> np.ndarray:
+    """(k, 2) canvas pixels (y down) -> model coordinates (y up) in [-VIEW_BOX, VIEW_BOX]^2."""
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    scale = 2 * VIEW_BOX / pad_px
+    return np.stack([pixels[:, 0] * scale - VIEW_BOX, VIEW_BOX - pixels[:, 1] * scale], axis=1)
+
+
+def polyline_from_path(path: list) -> np.ndarray:
+    """The vertices of a fabric.js path (commands like ``["M", x, y]``, ``["Q", cx, cy, x, y]``).
+
+    Curves are represented by their end points (fabric's freedraw samples them densely).
+    """
+    vertices = []
+    for command in path or []:
+        numbers = [v for v in command[1:] if isinstance(v, int | float)]
+        if len(numbers) >= 2:
+            vertices.append(numbers[-2:])
+    return np.asarray(vertices, dtype=np.float64).reshape(-1, 2)
+
+
+def strokes_from_json(json_data: dict | None) -> list[np.ndarray]:
+    """Pixel polylines of every freedraw path and point on the canvas, in drawing order."""
+    strokes = []
+    for obj in (json_data or {}).get("objects", []):
+        kind = str(obj.get("type", "")).lower()
+        if kind == "path":
+            line = polyline_from_path(obj.get("path"))
+            if len(line):
+                strokes.append(line)
+        elif kind == "circle":  # point mode: a dot at its centre
+            radius = float(obj.get("radius", 0))
+            strokes.append(
+                np.array([[obj.get("left", 0) + radius, obj.get("top", 0) + radius]], dtype=np.float64)
+            )
+    return strokes
+
+
+def stroke_points(line_px: np.ndarray, spread_px: float, seed: int, pad_px: int = PAD_PX) -> np.ndarray:
+    """Points spread evenly along a stroke and jittered by the brush.
+
+    Args:
+        line_px: (k, 2) polyline in canvas pixels.  spread_px: standard deviation of the jitter in
+            pixels (the brush's size).  seed: the same stroke and seed give the same points.
+    Returns:
+        (j, 2) float32 points in model coordinates, j >= 1.
+    """
+    line_px = np.asarray(line_px, dtype=np.float64).reshape(-1, 2)
+    segment = np.linalg.norm(np.diff(line_px, axis=0), axis=1) if len(line_px) > 1 else np.zeros(0)
+    length = float(segment.sum())
+    rng = np.random.default_rng(seed)
+    count = max(int(length * POINTS_PER_PX), 1 + int(spread_px))  # a dab still leaves a small cloud
+    if length > 0:
+        along = np.concatenate([[0.0], np.cumsum(segment)])
+        where = rng.uniform(0.0, length, count)
+        centres = np.stack([np.interp(where, along, line_px[:, i]) for i in range(2)], axis=1)
+    else:
+        centres = np.repeat(line_px[:1], count, axis=0)
+    jittered = centres + rng.normal(0.0, max(spread_px, 0.0), centres.shape)
+    jittered = jittered.clip(0.0, pad_px)
+    return to_model(jittered, pad_px).astype(np.float32)
+
+
+class Drawing:
+    """The session's drawn strokes (model coordinates), kept in ``st.session_state``."""
+
+    KEY = "fme_drawing"
+
+    def __init__(self, state):
+        data = state.setdefault(self.KEY, {"strokes": [], "generation": 0})
+        self._data = data
+
+    @property
+    def strokes(self) -> list[np.ndarray]:
+        return self._data["strokes"]
+
+    @property
+    def generation(self) -> int:
+        return self._data["generation"]
+
+    def points(self) -> np.ndarray | None:
+        return np.concatenate(self.strokes).astype(np.float32) if self.strokes else None
+
+    def count(self) -> int:
+        return int(sum(len(s) for s in self.strokes))
+
+    def add(self, points: np.ndarray) -> None:
+        self.strokes.append(np.asarray(points, dtype=np.float32).reshape(-1, 2))
+        self._data["generation"] += 1
+
+    def replace(self, points: np.ndarray | None) -> None:
+        self._data["strokes"] = (
+            [] if points is None else [np.asarray(points, dtype=np.float32).reshape(-1, 2)]
+        )
+        self._data["generation"] += 1
+
+    def undo(self) -> None:
+        if self.strokes:
+            self.strokes.pop()
+        self._data["generation"] += 1
+
+    def clear(self) -> None:
+        self.replace(None)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _background(points: np.ndarray | None, pad_px: int) -> bytes:
+    image = scatter_image(np.zeros((0, 2)) if points is None else points, pad_px, theme.DATA, grid=True)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: int = PAD_PX) -> Drawing:
+    """Show the pad; new strokes become points and ``on_points(all_points)`` is called.
+
+    The conversion runs in the canvas's change callback, before the script, so the figure drawn in
+    the same run already shows the new points.
+    """
+    pad = Drawing(st.session_state)
+    key = f"fme_pad_{pad.generation}"
+
+    def consume():
+        value = st.session_state.get(key)
+        drawing_value = value.get("drawing") if hasattr(value, "get") else None
+        raw = drawing_value.get("raw") if hasattr(drawing_value, "get") else None
+        strokes = strokes_from_json(raw)
+        if not strokes:
+            return
+        current = Drawing(st.session_state)
+        for i, line in enumerate(strokes):
+            current.strokes.append(
+                stroke_points(line, spread_px, seed=current.generation * 1000 + i, pad_px=pad_px)
+            )
+        current._data["generation"] += 1
+        on_points(current.points())
+
+    # Imported here: the component registers itself on import, which needs a running Streamlit.
+    from streamlit_drawable_canvas import st_canvas
+
+    st_canvas(
+        stroke_width=max(2, int(spread_px * 2)),
+        stroke_color=theme.rgba(theme.DATA, 0.6),
+        background_image=_background(pad.points(), pad_px),
+        update_streamlit=True,
+        height=pad_px,
+        width=pad_px,
+        drawing_mode="freedraw",
+        key=key,
+        on_change=consume,
+    )
+    return pad

@@ -1,0 +1,619 @@
+"""Figure builders: numbers in, ``go.Figure`` out. Pure and deterministic, no ``st.*`` inside.
+
+The main figure is a plotly animation over t from 0 (noise) to 1 (data) that plays in the browser:
+one frame per frame time, a time slider and play/pause buttons, so scrubbing never waits for
+Python. Only what moves is in the frames (particles, arrows, density, warped grid, the followed
+particle); everything else is drawn once. Figures are assembled from plain dicts (constructing
+``go.Scatter`` objects frame by frame costs ~10x more) with float32 arrays, which plotly sends as
+binary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from . import theme
+from .compute import VIEW_BOX, Flow, SinglePath, arrow_grid, density_axis, steps_label
+
+__all__ = [
+    "FRAME_MS",
+    "Panel",
+    "arrow_segments",
+    "flow_figure",
+    "loss_figure",
+    "schedule_figure",
+    "snapshot_figure",
+]
+
+FRAME_MS = 80
+"""Frame duration while playing: 60-100 ms is what the browser keeps up with (NOTES)."""
+ARROW_CELL = 2 * VIEW_BOX * 0.92 / 16
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What one square of the animation shows.
+
+    Attributes:
+        flow: the particles.  data: (m, 2) data points drawn faintly as the target.
+        title: text above the panel.  field: (F, G, 2) velocities on ``arrow_grid()`` or None.
+        field_kind: ``exact``, ``learned`` or ``difference`` (colours the arrows).
+        density: (F, H, W) p_t on ``density_axis()`` or None.  warp: (F, L, R, 2) or None.
+        show_paths: draw the solver paths of the first particles.  single: one followed particle.
+    """
+
+    flow: Flow
+    data: np.ndarray
+    title: str = ""
+    field: np.ndarray | None = None
+    field_kind: str = "exact"
+    density: np.ndarray | None = None
+    warp: np.ndarray | None = None
+    show_paths: bool = True
+    single: SinglePath | None = None
+
+
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _with_gaps(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(L, R, 2) polylines -> x, y of one trace with NaN between the lines."""
+    lines = _f32(lines)
+    gap = np.full((lines.shape[0], 1, 2), np.nan, dtype=np.float32)
+    joined = np.concatenate([lines, gap], axis=1).reshape(-1, 2)
+    return joined[:, 0], joined[:, 1]
+
+
+def arrow_segments(points: np.ndarray, vectors: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arrows centred on ``points`` as one polyline: tail, tip, NaN per arrow.
+
+    Length ``cell * tanh(|v| / scale)``: proportional for ordinary speeds, capped for the fast ones,
+    so that no arrow crosses into its neighbour's cell.
+
+    Args:
+        points: (G, 2).  vectors: (G, 2).  scale: the speed that gets ~0.76 of a cell.
+    Returns:
+        x, y: (3G,) float32 with NaN separators.
+    """
+    speed = np.linalg.norm(vectors, axis=1, keepdims=True)
+    direction = np.divide(vectors, speed, out=np.zeros_like(vectors), where=speed > 1e-12)
+    length = ARROW_CELL * np.tanh(speed / max(scale, 1e-9))
+    half = 0.5 * length * direction
+    segments = np.stack([points - half, points + half, np.full_like(points, np.nan)], axis=1)
+    return _f32(segments[..., 0].ravel()), _f32(segments[..., 1].ravel())
+
+
+def _speed_scale(field: np.ndarray) -> float:
+    speed = np.linalg.norm(field, axis=-1)
+    finite = speed[np.isfinite(speed)]
+    return float(np.percentile(finite, 80)) if finite.size else 1.0
+
+
+_ARROW_COLOR = {"exact": theme.FIELD, "learned": theme.FIELD, "difference": theme.ERROR}
+
+
+def _axes(suffix: str, domain: tuple[float, float], anchor: str) -> dict:
+    ticks = dict(
+        range=[-VIEW_BOX, VIEW_BOX],
+        showgrid=True,
+        gridcolor=theme.GRID_LINE,
+        zeroline=False,
+        showline=False,
+        tickvals=[-3, -2, -1, 0, 1, 2, 3],
+        tickfont=dict(size=10, color=theme.MUTED),
+        fixedrange=False,
+    )
+    return {
+        f"xaxis{suffix}": dict(ticks, domain=list(domain), anchor=f"y{suffix}", constrain="domain"),
+        f"yaxis{suffix}": dict(
+            ticks, anchor=f"x{suffix}", scaleanchor=f"x{suffix}", scaleratio=1, constrain="domain"
+        ),
+    }
+
+
+class _Traces:
+    """Collects a figure's traces and, for the animated ones, their per-frame updates."""
+
+    def __init__(self):
+        self.traces: list[dict] = []
+        self.animated: list[tuple[int, list[dict]]] = []
+
+    def add(self, trace: dict, frames: list[dict] | None = None) -> None:
+        if frames is not None:
+            self.animated.append((len(self.traces), frames))
+        self.traces.append(trace)
+
+
+def _panel_traces(out: _Traces, panel: Panel, axis: str, n_frames: int) -> None:
+    xa, ya = f"x{axis}", f"y{axis}"
+    flow = panel.flow
+    times = flow.times
+    if panel.density is not None:
+        axis_values = density_axis()
+        density = _f32(panel.density)
+        peak = density.reshape(len(density), -1).max(axis=1).clip(min=1e-30)
+        shown = np.sqrt(density / peak[:, None, None])  # sqrt: faint mass stays visible
+        out.add(
+            dict(
+                type="heatmap",
+                x=axis_values,
+                y=axis_values,
+                z=shown[0],
+                zmin=0.0,
+                zmax=1.0,
+                colorscale=theme.DENSITY_SCALE,
+                showscale=False,
+                zsmooth="best",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            ),
+            [dict(type="heatmap", z=shown[k]) for k in range(n_frames)],
+        )
+    out.add(
+        dict(
+            type="scatter",
+            x=_f32(panel.data[:, 0]),
+            y=_f32(panel.data[:, 1]),
+            mode="markers",
+            marker=dict(size=3, color=theme.rgba(theme.DATA, 0.28)),
+            name="data z₁",
+            hoverinfo="skip",
+            xaxis=xa,
+            yaxis=ya,
+        )
+    )
+    if panel.show_paths:
+        x, y = _with_gaps(np.swapaxes(flow.paths, 0, 1))
+        few_steps = len(flow.nodes) <= 31
+        out.add(
+            dict(
+                type="scatter",
+                x=x,
+                y=y,
+                mode="lines+markers" if few_steps else "lines",
+                line=dict(width=1, color=theme.rgba(theme.FIELD, 0.22)),
+                marker=dict(size=2.5, color=theme.rgba(theme.FIELD, 0.45)),
+                name="paths (solver steps)",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            )
+        )
+    if panel.warp is not None:
+        frames = []
+        for k in range(n_frames):
+            x, y = _with_gaps(panel.warp[k])
+            frames.append(dict(type="scatter", x=x, y=y))
+        out.add(
+            dict(
+                type="scatter",
+                x=frames[0]["x"],
+                y=frames[0]["y"],
+                mode="lines",
+                line=dict(width=1, color=theme.rgba(theme.WARP, 0.55)),
+                name="warped grid",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            ),
+            frames,
+        )
+    if panel.field is not None:
+        points = arrow_grid()
+        scale = _speed_scale(panel.field)
+        frames = []
+        for k in range(n_frames):
+            x, y = arrow_segments(points, panel.field[k], scale)
+            frames.append(dict(type="scatter", x=x, y=y))
+        color = _ARROW_COLOR.get(panel.field_kind, theme.FIELD)
+        out.add(
+            dict(
+                type="scatter",
+                x=frames[0]["x"],
+                y=frames[0]["y"],
+                mode="lines+markers",
+                line=dict(width=1.1, color=theme.rgba(color, 0.55)),
+                marker=dict(
+                    symbol="arrow",
+                    size=np.tile(np.array([0, 6, 0], dtype=np.float32), len(points)),
+                    angleref="previous",
+                    color=theme.rgba(color, 0.8),
+                ),
+                name="learned − exact" if panel.field_kind == "difference" else "velocity v(z, t)",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            ),
+            frames,
+        )
+    particles = _f32(flow.particles)
+    out.add(
+        dict(
+            type="scatter",
+            x=particles[0, :, 0],
+            y=particles[0, :, 1],
+            mode="markers",
+            marker=dict(size=4, color=theme.particle_color(float(times[0])), line=dict(width=0)),
+            name="particles z_t",
+            hoverinfo="skip",
+            xaxis=xa,
+            yaxis=ya,
+        ),
+        [
+            dict(
+                type="scatter",
+                x=particles[k, :, 0],
+                y=particles[k, :, 1],
+                marker=dict(color=theme.particle_color(float(times[k]))),
+            )
+            for k in range(n_frames)
+        ],
+    )
+    if panel.single is not None:
+        single = panel.single
+        out.add(
+            dict(
+                type="scatter",
+                x=_f32(single.exact[:, 0]),
+                y=_f32(single.exact[:, 1]),
+                mode="lines",
+                line=dict(width=2, color=theme.rgba(theme.HIGHLIGHT, 0.55), dash="dot"),
+                name="its ODE path",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            )
+        )
+        out.add(
+            dict(
+                type="scatter",
+                x=_f32(single.nodes[:, 0]),
+                y=_f32(single.nodes[:, 1]),
+                mode="lines+markers",
+                line=dict(width=2, color=theme.HIGHLIGHT),
+                marker=dict(size=6, color=theme.HIGHLIGHT),
+                name="solver steps",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            )
+        )
+        out.add(
+            dict(
+                type="scatter",
+                x=_f32(single.particle[:1, 0]),
+                y=_f32(single.particle[:1, 1]),
+                mode="markers",
+                marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2.5, color=theme.HIGHLIGHT)),
+                name="followed particle",
+                hoverinfo="skip",
+                xaxis=xa,
+                yaxis=ya,
+            ),
+            [
+                dict(
+                    type="scatter",
+                    x=_f32(single.particle[k : k + 1, 0]),
+                    y=_f32(single.particle[k : k + 1, 1]),
+                )
+                for k in range(n_frames)
+            ],
+        )
+
+
+def _controls(times: np.ndarray, redraw: bool) -> dict:
+    names = [f"{t:.2f}" for t in times]
+    play = dict(
+        frame=dict(duration=FRAME_MS, redraw=redraw),
+        fromcurrent=True,
+        transition=dict(duration=0),
+        mode="immediate",
+    )
+    pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
+    return dict(
+        updatemenus=[
+            dict(
+                type="buttons",
+                direction="left",
+                showactive=False,
+                x=0.0,
+                y=0.0,
+                xanchor="left",
+                yanchor="top",
+                pad=dict(t=42, r=8),
+                bgcolor=theme.PANEL,
+                bordercolor="#2a3350",
+                font=dict(color=theme.TEXT, size=13),
+                buttons=[
+                    dict(label="▶ Play", method="animate", args=[None, play]),
+                    dict(label="❚❚ Pause", method="animate", args=[[None], pause]),
+                ],
+            )
+        ],
+        sliders=[
+            dict(
+                active=0,
+                x=0.16,
+                len=0.84,
+                y=0.0,
+                yanchor="top",
+                pad=dict(t=30, b=0),
+                bgcolor=theme.PANEL,
+                activebgcolor=theme.DATA,
+                bordercolor="#2a3350",
+                tickcolor=theme.MUTED,
+                font=dict(color=theme.MUTED, size=10),
+                currentvalue=dict(
+                    prefix="t = ",
+                    visible=True,
+                    xanchor="left",
+                    font=dict(color=theme.TEXT, size=14),
+                ),
+                transition=dict(duration=0),
+                steps=[
+                    dict(
+                        label=name if k % 7 == 0 or k == len(names) - 1 else "",
+                        method="animate",
+                        args=[
+                            [name],
+                            dict(
+                                mode="immediate",
+                                frame=dict(duration=0, redraw=redraw),
+                                transition=dict(duration=0),
+                            ),
+                        ],
+                    )
+                    for k, name in enumerate(names)
+                ],
+            )
+        ],
+    )
+
+
+def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
+    """The animated flow: one square panel per entry of ``panels``, all on one time slider.
+
+    Args:
+        panels: one or two ``Panel``s with the same frame times.  height: pixels.
+    Returns:
+        A figure with ``len(times)`` frames named by their time ('0.00' ... '1.00').
+    """
+    if not panels:
+        raise ValueError("flow_figure needs at least one panel")
+    times = panels[0].flow.times
+    n_frames = len(times)
+    gap = 0.04
+    width = (1.0 - gap * (len(panels) - 1)) / len(panels)
+    layout: dict = {}
+    annotations = []
+    out = _Traces()
+    for i, panel in enumerate(panels):
+        suffix = "" if i == 0 else str(i + 1)
+        domain = (i * (width + gap), i * (width + gap) + width)
+        layout.update(_axes(suffix, domain, suffix))
+        _panel_traces(out, panel, suffix, n_frames)
+        if panel.title:
+            annotations.append(
+                dict(
+                    text=panel.title,
+                    x=domain[0],
+                    y=1.0,
+                    xref="paper",
+                    yref="paper",
+                    xanchor="left",
+                    yanchor="bottom",
+                    showarrow=False,
+                    align="left",
+                    font=dict(size=13, color=theme.TEXT),
+                )
+            )
+    redraw = any(panel.density is not None for panel in panels)
+    indices = [index for index, _ in out.animated]
+    frames = [
+        dict(name=f"{times[k]:.2f}", data=[updates[k] for _, updates in out.animated], traces=indices)
+        for k in range(n_frames)
+    ]
+    layout.update(
+        _controls(times, redraw),
+        height=height,
+        margin=dict(l=10, r=10, t=34 if annotations else 10, b=96),
+        paper_bgcolor=theme.PAPER,
+        plot_bgcolor=theme.BACKGROUND,
+        font=dict(family=theme.FONT, color=theme.TEXT),
+        showlegend=False,
+        annotations=annotations,
+        dragmode="pan",
+        hovermode=False,
+        uirevision="flow",
+    )
+    return go.Figure(dict(data=out.traces, layout=layout, frames=frames))
+
+
+def panel_title(flow: Flow, label: str = "", energy: float | None = None) -> str:
+    """'A · Runge-Kutta 4 · 20 steps · 80 NFE · energy distance 0.004'."""
+    parts = [label] if label else []
+    parts.append(f"<b>{flow.solver}</b> · {steps_label(flow.solver, flow.steps, flow.nfe)}")
+    if energy is not None:
+        parts.append(f"energy distance to data {energy:.4f}")
+    return " · ".join(parts)
+
+
+def loss_figure(steps: np.ndarray, losses: np.ndarray, floor: float | None, height: int = 220) -> go.Figure:
+    """The training loss (log scale) with the irreducible loss floor as a dashed line."""
+    steps, losses = np.asarray(steps), np.asarray(losses, dtype=np.float64)
+    if len(steps) > 600:  # a few hundred points look the same and send much less
+        keep = np.unique(np.linspace(0, len(steps) - 1, 600).round().astype(int))
+        steps, losses = steps[keep], losses[keep]
+    traces = [
+        dict(
+            type="scatter",
+            x=steps.astype(np.float32),
+            y=losses.astype(np.float32),
+            mode="lines",
+            line=dict(color=theme.MODEL, width=2),
+            name="loss",
+            hovertemplate="step %{x:,}<br>loss %{y:.4f}<extra></extra>",
+        )
+    ]
+    shapes, annotations = [], []
+    if floor is not None and np.isfinite(floor) and floor > 0:
+        shapes.append(
+            dict(
+                type="line",
+                xref="paper",
+                x0=0,
+                x1=1,
+                y0=floor,
+                y1=floor,
+                line=dict(color=theme.EXACT, dash="dash", width=1.5),
+            )
+        )
+        annotations.append(
+            dict(
+                text=f"loss floor {floor:.3f}",
+                xref="paper",
+                x=1.0,
+                y=np.log10(floor),
+                xanchor="right",
+                yanchor="bottom",
+                showarrow=False,
+                font=dict(size=11, color=theme.EXACT),
+            )
+        )
+    layout = dict(
+        height=height,
+        margin=dict(l=48, r=10, t=10, b=34),
+        paper_bgcolor=theme.PAPER,
+        plot_bgcolor=theme.BACKGROUND,
+        font=dict(family=theme.FONT, color=theme.TEXT, size=11),
+        xaxis=dict(
+            title=dict(text="step", font=dict(size=11)),
+            gridcolor=theme.GRID_LINE,
+            zeroline=False,
+            rangemode="tozero",
+        ),
+        yaxis=dict(
+            type="log", gridcolor=theme.GRID_LINE, zeroline=False, title=dict(text="loss", font=dict(size=11))
+        ),
+        showlegend=False,
+        shapes=shapes,
+        annotations=annotations,
+        uirevision="loss",
+    )
+    return go.Figure(dict(data=traces, layout=layout))
+
+
+def snapshot_figure(
+    samples: np.ndarray,
+    data: np.ndarray,
+    field: np.ndarray | None = None,
+    height: int = 300,
+    title: str = "",
+) -> go.Figure:
+    """A still: the model's current samples over the data, with its field (arrows) at one time."""
+    traces = [
+        dict(
+            type="scatter",
+            x=_f32(data[:, 0]),
+            y=_f32(data[:, 1]),
+            mode="markers",
+            marker=dict(size=3, color=theme.rgba(theme.DATA, 0.25)),
+            hoverinfo="skip",
+        )
+    ]
+    if field is not None:
+        x, y = arrow_segments(arrow_grid(), field, _speed_scale(field))
+        traces.append(
+            dict(
+                type="scatter",
+                x=x,
+                y=y,
+                mode="lines+markers",
+                line=dict(width=1, color=theme.rgba(theme.FIELD, 0.45)),
+                marker=dict(
+                    symbol="arrow",
+                    size=np.tile(np.array([0, 5, 0], dtype=np.float32), len(field)),
+                    angleref="previous",
+                    color=theme.rgba(theme.FIELD, 0.7),
+                ),
+                hoverinfo="skip",
+            )
+        )
+    traces.append(
+        dict(
+            type="scatter",
+            x=_f32(samples[:, 0]),
+            y=_f32(samples[:, 1]),
+            mode="markers",
+            marker=dict(size=3.5, color=theme.MODEL),
+            hoverinfo="skip",
+        )
+    )
+    layout = dict(
+        height=height,
+        margin=dict(l=4, r=4, t=24 if title else 4, b=4),
+        paper_bgcolor=theme.PAPER,
+        plot_bgcolor=theme.BACKGROUND,
+        font=dict(family=theme.FONT, color=theme.TEXT, size=11),
+        showlegend=False,
+        hovermode=False,
+        title=dict(text=title, font=dict(size=12), x=0.02, y=0.98) if title else None,
+        uirevision="snapshot",
+        **{k: dict(v, showticklabels=False) for k, v in _axes("", (0.0, 1.0), "").items()},
+    )
+    return go.Figure(dict(data=traces, layout=layout))
+
+
+def schedule_figure(ts: np.ndarray, alpha: np.ndarray, sigma: np.ndarray, height: int = 150) -> go.Figure:
+    """alpha_t (data weight, amber) and sigma_t (noise weight, blue) over t."""
+    traces = [
+        dict(
+            type="scatter",
+            x=_f32(ts),
+            y=_f32(alpha),
+            mode="lines",
+            line=dict(color=theme.DATA, width=2.5),
+            name="α_t",
+        ),
+        dict(
+            type="scatter",
+            x=_f32(ts),
+            y=_f32(sigma),
+            mode="lines",
+            line=dict(color=theme.NOISE, width=2.5),
+            name="σ_t",
+        ),
+    ]
+    layout = dict(
+        height=height,
+        margin=dict(l=28, r=6, t=6, b=26),
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font=dict(family=theme.FONT, color=theme.MUTED, size=10),
+        xaxis=dict(
+            range=[0, 1], tickvals=[0, 0.5, 1], gridcolor=theme.GRID_LINE, zeroline=False, fixedrange=True
+        ),
+        yaxis=dict(
+            range=[-0.02, 1.05],
+            tickvals=[0, 0.5, 1],
+            gridcolor=theme.GRID_LINE,
+            zeroline=False,
+            fixedrange=True,
+        ),
+        legend=dict(
+            orientation="h",
+            x=0.5,
+            xanchor="center",
+            y=0.55,
+            font=dict(size=11, color=theme.TEXT),
+            bgcolor="rgba(0,0,0,0)",
+        ),
+        hovermode=False,
+    )
+    return go.Figure(dict(data=traces, layout=layout))

@@ -1,0 +1,155 @@
+"""Lesson widgets: predict-then-see prompts, self-checks, pitfall boxes and links into the Playground.
+
+The pure parts (``Question``, ``grade``, ``playground_url``) are plain functions of their inputs and
+are tested without a server. The Streamlit wrappers are thin; each keeps what the learner committed
+to in ``st.session_state`` under keys derived from its ``key``, so a rerun caused by any other
+control does not forget a prediction or a checked answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from .state import ViewState
+
+__all__ = [
+    "Feedback",
+    "Question",
+    "grade",
+    "pitfall",
+    "playground_link",
+    "playground_url",
+    "predict_then_see",
+    "self_check",
+]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A multiple-choice question with feedback for every answer.
+
+    Attributes:
+        prompt: the question (markdown).  options: the answers shown, in order.
+        answer: the right one, an element of ``options``.  why: the explanation shown with a right
+        answer.  hints: feedback for particular wrong answers (a nudge, not the solution); wrong
+        answers without one get a generic nudge.
+    """
+
+    prompt: str
+    options: tuple[str, ...]
+    answer: str
+    why: str
+    hints: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.answer not in self.options:
+            raise ValueError(f"the answer {self.answer!r} is not one of the options {self.options!r}")
+        stray = set(self.hints) - set(self.options)
+        if stray:
+            raise ValueError(f"hints for answers that are not options: {sorted(stray)}")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    correct: bool
+    message: str
+
+
+def grade(question: Question, choice: str) -> Feedback:
+    """Feedback for ``choice``: right answers get the explanation, wrong ones a hint to try again."""
+    if choice == question.answer:
+        return Feedback(True, f"Right. {question.why}")
+    hint = question.hints.get(choice, "Look at the figure above again and try another answer.")
+    return Feedback(False, f"Not quite. {hint}")
+
+
+def playground_url(**settings) -> str:
+    """A relative link to the Playground with ``settings`` (``ViewState`` fields) pre-filled.
+
+    The settings go through ``ViewState`` and its ``to_query``, so a lesson can only link to a view
+    the Playground can show (an unknown name raises ``TypeError``) and values equal to the
+    Playground's defaults are left out. The link is relative (``./?data=circles&steps=5``) so it
+    works behind a reverse proxy that serves the app under a sub-path: lesson pages live one level
+    below the Playground's root.
+    """
+    query = ViewState(**settings).to_query()
+    return "./?" + urlencode(query) if query else "./"
+
+
+def playground_link(label: str = "Open this in the Playground", **settings) -> None:
+    """A button that opens the Playground (in a new tab) with ``settings`` pre-filled."""
+    st.link_button(f"{label} ↗", playground_url(**settings), icon=":material/science:")
+
+
+@contextmanager
+def pitfall(title: str, text: str) -> Iterator[None]:
+    """A bordered box that names a common mistake; draw the figure that *shows* it inside the block."""
+    with st.container(border=True):
+        st.markdown(f"##### :material/warning: Pitfall: {title}")
+        st.markdown(text)
+        yield
+
+
+def _feedback(feedback: Feedback) -> None:
+    (st.success if feedback.correct else st.error)(feedback.message)
+
+
+def predict_then_see(question: Question, key: str, context: Hashable = None) -> bool:
+    """Ask the learner to commit to a prediction before the answer is shown.
+
+    The learner picks an option and presses "Reveal"; from then on this returns True and the page
+    draws the answer (its figure). ``context`` describes what the question is about (e.g. the
+    start point chosen): when it changes, the prediction is cleared and the learner predicts again.
+
+    Returns:
+        True once the learner has revealed the answer for the current ``context``.
+    """
+    guess_key, revealed_key, context_key = f"{key}__guess", f"{key}__revealed", f"{key}__context"
+    if st.session_state.get(context_key, context) != context:
+        st.session_state.pop(revealed_key, None)
+        st.session_state.pop(guess_key, None)
+    st.session_state[context_key] = context
+    revealed = st.session_state.get(revealed_key)
+
+    with st.container(border=True):
+        st.markdown(":material/psychology: **Predict, then see.** " + question.prompt)
+        choice = st.radio(
+            "Your prediction",
+            question.options,
+            index=None,
+            key=guess_key,
+            horizontal=True,
+            disabled=revealed is not None,
+        )
+        if revealed is None:
+            if st.button("Reveal", key=f"{key}__reveal", type="primary", disabled=choice is None):
+                st.session_state[revealed_key] = revealed = choice
+            elif choice is None:
+                st.caption("Commit to a guess first; the answer appears after you press Reveal.")
+        if revealed is not None:
+            _feedback(grade(question, revealed))
+            if st.button("Predict again", key=f"{key}__again"):
+                st.session_state.pop(revealed_key, None)
+                st.session_state.pop(guess_key, None)
+                st.rerun()
+    return revealed is not None
+
+
+def self_check(questions: Sequence[Question], key: str = "check") -> None:
+    """Two or three questions, each with its own "Check" button and feedback for right and wrong."""
+    st.subheader("Check yourself")
+    for i, question in enumerate(questions):
+        q_key = f"{key}_{i}"
+        choice = st.radio(question.prompt, question.options, index=None, key=f"{q_key}__choice")
+        if st.button("Check", key=f"{q_key}__check"):
+            st.session_state[f"{q_key}__checked"] = choice
+        checked = st.session_state.get(f"{q_key}__checked")
+        if checked is not None and checked == choice:
+            _feedback(grade(question, checked))
+        elif f"{q_key}__checked" in st.session_state and choice is None:
+            st.info("Pick an answer first, then press Check.")

@@ -1,0 +1,255 @@
+"""Pure figure builders the lessons need beyond the Playground's (``explorer.figures``).
+
+Arrays in, ``go.Figure`` out, no Streamlit. They use the Playground's palette (``explorer.theme``:
+noise blue, data amber, the model violet, the exact field teal, errors pink) and its view box, so a
+lesson's picture reads like the Playground's. Arrays are cast to float32 (half the payload).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import theme
+from .compute import VIEW_BOX
+from .figures import snapshot_figure
+from .lesson_compute import GOOD_ERROR, ErrorCurve, Panel
+
+__all__ = [
+    "SOLVER_COLORS",
+    "curves_figure",
+    "error_nfe_figure",
+    "grid_figure",
+    "panels_figure",
+    "question_figure",
+]
+
+SOLVER_COLORS = {
+    "euler": theme.ERROR,
+    "midpoint": "#f2d16b",
+    "heun": "#ff9f5a",
+    "rk4": theme.MODEL,
+    "dpm++2m": theme.EXACT,
+    "dopri5": theme.NOISE,
+}
+"""One colour per solver, the same in every lesson figure; unknown solvers fall back to MUTED."""
+
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _style(fig: go.Figure, height: int, legend: bool = True) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        paper_bgcolor=theme.PAPER,
+        plot_bgcolor=theme.BACKGROUND,
+        font=dict(family=theme.FONT, color=theme.TEXT, size=13),
+        showlegend=legend,
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0, bgcolor="rgba(0,0,0,0)"),
+        hovermode=False,
+    )
+    fig.update_xaxes(gridcolor=theme.GRID_LINE, zerolinecolor=theme.GRID_LINE)
+    fig.update_yaxes(gridcolor=theme.GRID_LINE, zerolinecolor=theme.GRID_LINE)
+    return fig
+
+
+def question_figure(
+    data: np.ndarray, field: np.ndarray, start: tuple[float, float], height: int = 560
+) -> go.Figure:
+    """Before the answer: the data, the field at t=0 and the chosen start point as a star."""
+    fig = snapshot_figure(np.zeros((0, 2), dtype=np.float32), data, field, height=height, title="t = 0")
+    fig.add_trace(
+        go.Scatter(
+            x=[start[0]],
+            y=[start[1]],
+            mode="markers",
+            marker=dict(symbol="star", size=20, color=theme.HIGHLIGHT, line=dict(color=theme.NOISE, width=2)),
+            hoverinfo="skip",
+        )
+    )
+    return fig
+
+
+def _paths_xy(zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K+1, p, 2) states -> x, y of p polylines separated by NaN."""
+    gap = np.full((1, zs.shape[1]), np.nan, dtype=np.float32)
+    xs = np.concatenate([_f32(zs[:, :, 0]), gap]).T.ravel()
+    ys = np.concatenate([_f32(zs[:, :, 1]), gap]).T.ravel()
+    return xs, ys
+
+
+def panels_figure(
+    panels: Sequence[Panel],
+    background: np.ndarray | None = None,
+    columns: int = 3,
+    height: int | None = None,
+    lim: float = VIEW_BOX,
+) -> go.Figure:
+    """Small multiples of point clouds, each with a title and a measured note; wrong ones in pink.
+
+    Args:
+        panels: what to draw (``Panel.paths`` adds the solver's node-to-node polylines).
+        background: (m, 2) points drawn faintly behind every panel (the data).
+        lim: half-width of every panel's square frame; points outside are simply off-frame.
+    """
+    rows = -(-len(panels) // columns)
+    titles = []
+    for p in panels:
+        color = theme.ERROR if p.wrong else theme.TEXT
+        titles.append(
+            f"<span style='color:{color}'><b>{p.title}</b></span>"
+            f"<br><span style='font-size:11px;color:{theme.MUTED}'>{p.note}</span>"
+        )
+    fig = make_subplots(
+        rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.12
+    )
+    for i, panel in enumerate(panels):
+        where = dict(row=i // columns + 1, col=i % columns + 1)
+        if background is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=_f32(background[:, 0]),
+                    y=_f32(background[:, 1]),
+                    mode="markers",
+                    marker=dict(color=theme.rgba(theme.DATA, 0.16), size=3),
+                ),
+                **where,
+            )
+        if panel.paths is not None:
+            x, y = _paths_xy(panel.paths)
+            few = len(panel.paths) <= 33
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers" if few else "lines",
+                    line=dict(color=theme.rgba(theme.FIELD, 0.3), width=1),
+                    marker=dict(size=3, color=theme.rgba(theme.FIELD, 0.55)),
+                ),
+                **where,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(panel.points[:, 0]),
+                y=_f32(panel.points[:, 1]),
+                mode="markers",
+                marker=dict(color=theme.ERROR if panel.wrong else theme.DATA, size=4),
+            ),
+            **where,
+        )
+        axis = "" if i == 0 else str(i + 1)
+        fig.update_xaxes(range=[-lim, lim], showticklabels=False, **where)
+        fig.update_yaxes(
+            range=[-lim, lim], showticklabels=False, scaleanchor=f"x{axis}", scaleratio=1, **where
+        )
+    _style(fig, height or 330 * rows, legend=False)
+    fig.update_layout(margin=dict(l=10, r=10, t=62, b=10))
+    fig.update_annotations(font=dict(size=13, color=theme.TEXT))
+    return fig
+
+
+def error_nfe_figure(curves: Sequence[ErrorCurve], labels: Mapping[str, str], height: int = 430) -> go.Figure:
+    """Endpoint error against NFE on log-log axes, one line per solver, slopes in the legend.
+
+    A line of slope -p is a method of order p (error ~ h^p ~ NFE^-p). The dashed line marks
+    ``GOOD_ERROR``, below which the error is invisible in the figures.
+    """
+    fig = go.Figure()
+    for curve in curves:
+        name = labels.get(curve.solver, curve.solver)
+        if curve.solver == "dopri5":
+            name += " · adaptive (one point per tolerance)"
+        elif np.isfinite(curve.slope):
+            name += f" · slope {curve.slope:+.1f}"
+        shown = curve.error > 0
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(curve.nfe[shown]),
+                y=_f32(curve.error[shown]),
+                mode="lines+markers",
+                name=name,
+                line=dict(color=SOLVER_COLORS.get(curve.solver, theme.MUTED), width=2),
+                marker=dict(size=7),
+            )
+        )
+    fig.add_hline(
+        y=GOOD_ERROR,
+        line=dict(color=theme.MUTED, dash="dash", width=1),
+        annotation_text=f"error {GOOD_ERROR}: invisible at this scale",
+        annotation_font=dict(color=theme.MUTED, size=11),
+        annotation_position="bottom left",
+    )
+    _style(fig, height)
+    fig.update_layout(
+        legend=dict(orientation="v", x=1.01, y=1.0, xanchor="left", yanchor="top"),
+        margin=dict(l=60, r=10, t=20, b=50),
+    )
+    fig.update_xaxes(type="log", title="NFE (velocity evaluations)")
+    fig.update_yaxes(type="log", title="endpoint error  mean |z₁ − z₁*|", exponentformat="power")
+    return fig
+
+
+def grid_figure(grids: Mapping[str, np.ndarray], height: int | None = None) -> go.Figure:
+    """Where the steps go: one row of ticks per time grid on t in [0, 1]."""
+    fig = go.Figure()
+    names = list(grids)
+    for row, name in enumerate(names):
+        ts = _f32(grids[name])
+        fig.add_trace(
+            go.Scatter(
+                x=ts,
+                y=np.full(len(ts), row, dtype=np.float32),
+                mode="markers+lines",
+                line=dict(color=theme.GRID_LINE, width=1),
+                marker=dict(symbol="line-ns-open", size=16, color=theme.DATA, line=dict(width=2)),
+                name=name,
+            )
+        )
+    _style(fig, height or 70 + 44 * len(names), legend=False)
+    fig.update_layout(margin=dict(l=10, r=10, t=10, b=40))
+    fig.update_xaxes(range=[-0.02, 1.02], title="t   (0 = noise → 1 = data)")
+    fig.update_yaxes(
+        tickvals=list(range(len(names))), ticktext=names, range=[-0.6, len(names) - 0.4], autorange="reversed"
+    )
+    return fig
+
+
+def curves_figure(
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    x_title: str,
+    y_title: str,
+    colors: Mapping[str, str] | None = None,
+    log_y: bool = False,
+    floor: float | None = None,
+    height: int = 320,
+) -> go.Figure:
+    """Several named curves on shared axes (loss curves, field errors, schedules), an optional floor."""
+    fig = go.Figure()
+    for name, (x, y) in series.items():
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(x),
+                y=_f32(y),
+                mode="lines",
+                name=name,
+                line=dict(width=2, color=(colors or {}).get(name)),
+            )
+        )
+    if floor is not None and np.isfinite(floor):
+        fig.add_hline(
+            y=floor,
+            line=dict(color=theme.EXACT, dash="dash", width=1.5),
+            annotation_text=f"irreducible floor {floor:.3f}",
+            annotation_font=dict(color=theme.EXACT, size=11),
+            annotation_position="top right",
+        )
+    _style(fig, height)
+    fig.update_layout(margin=dict(l=60, r=10, t=30, b=45))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
+    return fig

@@ -1,0 +1,120 @@
+"""Lesson 1 — the ODE view: particles flow from noise (t=0) to data (t=1) along dz/dt = v(z, t)."""
+
+import streamlit as st
+
+from explorer import compute, figures, lesson, lesson_compute, lesson_figures, theme
+from explorer.lesson import Question
+
+st.set_page_config(page_title="1 · The ODE view", page_icon="🌊", layout="wide")
+st.markdown(theme.CSS, unsafe_allow_html=True)
+compute.configure_torch()
+
+SOLVER, STEPS, PARTICLES = "euler", 100, 400
+time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(
+    lesson_compute.time_direction_cases
+)
+
+st.title("1 · The ODE view")
+st.markdown(
+    "A flow model generates a sample by **moving a point**. Draw a point from the noise "
+    "distribution at time $t=0$, then let a velocity field $v(z, t)$ carry it until $t=1$: "
+    "where it arrives is the sample. Every particle obeys the same ordinary differential equation:"
+)
+st.latex(
+    r"\frac{dz_t}{dt} = v(z_t, t), \qquad z_0 \sim \mathcal N(0, I) \;\xrightarrow{\;t:\,0\,\to\,1\;}\; z_1 \sim p_{\text{data}}"
+)
+st.markdown(
+    "Training (lesson 2) learns $v$. Here we use the **exact** field instead: for the linear path "
+    "$z_t = t\\,z_1 + (1-t)\\,z_0$ towards a finite data set it is known in closed form, the average "
+    "direction to the data points weighted by how likely each one is to have produced $z$:"
+)
+st.latex(
+    r"v(z, t) = \frac{\mathbb E[z_1 \mid z_t = z] - z}{1 - t}, \qquad z_{k+1} = z_k + h\, v(z_k, t_k)\ \text{(one Euler step)}"
+)
+
+left, right = st.columns([1, 2.2], gap="large")
+with left:
+    preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard", "spirals"], key="data")
+    x0 = st.slider("Start point x", -3.0, 3.0, 1.5, 0.1, key="x0")
+    y0 = st.slider("Start point y", -3.0, 3.0, -1.2, 0.1, key="y0")
+    dataset = compute.load_dataset(preset, seed=0)
+    source = compute.exact_source(dataset, "linear")
+    flow = compute.flow(source, PARTICLES, 0, SOLVER, STEPS, "uniform")
+    path = compute.single_path(source, (x0, y0), SOLVER, STEPS, "uniform")
+    end = path.nodes[-1]
+    lands = ("upper" if end[1] >= 0 else "lower") + " " + ("right" if end[0] >= 0 else "left")
+    revealed = lesson.predict_then_see(
+        Question(
+            "The star marks where your particle starts at $t=0$. In which quadrant is it at $t=1$?",
+            ("upper left", "upper right", "lower left", "lower right"),
+            lands,
+            f"It ends at ({end[0]:.2f}, {end[1]:.2f}), on the data. Press ▶ to watch it ride the field.",
+            hints={
+                q: "Follow the arrows: they change with t, and the particle is carried by all of them in turn."
+                for q in ("upper left", "upper right", "lower left", "lower right")
+                if q != lands
+            },
+        ),
+        key="land",
+        context=(preset, x0, y0),
+    )
+    st.markdown(
+        f"<div class='fm-nfe'>{flow.steps} <b>steps</b> of {SOLVER.title()} = <b>{flow.nfe} NFE</b> "
+        "(velocity evaluations) per particle</div>",
+        unsafe_allow_html=True,
+    )
+with right:
+    field = compute.field_frames(source)
+    if revealed:
+        panel = figures.Panel(flow, dataset.shown, field=field, single=path, title=figures.panel_title(flow))
+        fig = figures.flow_figure([panel], height=600)
+    else:
+        fig = lesson_figures.question_figure(dataset.shown, field[0], (x0, y0), height=600)
+    st.plotly_chart(fig, key="flow", config={"displayModeBar": False})
+
+with lesson.pitfall(
+    "running time the wrong way",
+    "Sampling integrates **forward**, from noise at $t=0$ to data at $t=1$. Integrating **backward** is "
+    "useful too: it maps data to the noise that generates it (an encoding; run it forward again and "
+    "you are back where you started). But start backward from noise, or feed the field a reversed "
+    "time $v(z, 1-t)$, and you get nonsense: below, every panel ran 100 Euler steps of the same field.",
+):
+    cases = time_direction_cases(preset)
+    st.plotly_chart(
+        lesson_figures.panels_figure(cases, background=dataset.shown),
+        key="pitfall",
+        config={"displayModeBar": False},
+    )
+
+lesson.self_check(
+    [
+        Question(
+            "To draw a new sample you integrate $dz/dt = v(z, t)$ …",
+            ("forward, from noise at t=0 to t=1", "backward, from noise at t=1 to t=0", "either way works"),
+            "forward, from noise at t=0 to t=1",
+            "Noise lives at t=0, data at t=1; the field was built (or trained) for that direction.",
+            hints={
+                "backward, from noise at t=1 to t=0": "Look at the bottom-right panel of the pitfall.",
+                "either way works": "Compare the two pink panels of the pitfall with the sampling panel.",
+            },
+        ),
+        Question(
+            "Can two particles be at the same place at the same time and then go separate ways?",
+            ("No: the ODE has one solution through each (z, t)", "Yes, where paths cross"),
+            "No: the ODE has one solution through each (z, t)",
+            "A smooth field gives each (z, t) exactly one velocity. Paths may cross in the picture, "
+            "but only at different times.",
+            hints={"Yes, where paths cross": "At a shared (z, t), what velocity would each particle get?"},
+        ),
+        Question(
+            "You integrate a data point backward from t=1 to t=0 and then forward again. You get …",
+            ("the same data point (up to solver error)", "a different data point", "a Gaussian sample"),
+            "the same data point (up to solver error)",
+            "The flow is invertible: the round-trip panel measures the solver's error only.",
+            hints={"a Gaussian sample": "That is what you have halfway, at t=0. Then you go forward again."},
+        ),
+    ],
+    key="ode",
+)
+
+lesson.playground_link(data=preset, solver=SOLVER, steps=STEPS, paths=True)

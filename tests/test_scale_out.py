@@ -1,0 +1,201 @@
+"""deploy/scale_out.sh: two Streamlit replicas behind nginx, sticky per browser, websockets through.
+
+A tiny app prints which replica (port) rendered it; nginx adds ``X-Upstream`` to every response.
+"""
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "deploy" / "scale_out.sh"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.slow
+
+APP = """
+    import streamlit as st
+    from streamlit import config
+
+    st.write(f"replica port {config.get_option('server.port')}")
+    st.session_state.clicks = st.session_state.get("clicks", 0) + st.button("Click")
+    st.write(f"clicks {st.session_state.clicks}")
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` consecutive free localhost ports (the script puts replicas on consecutive ports)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        taken = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                taken.append(s)
+                s.bind(("127.0.0.1", port))
+            return list(range(base, base + count))
+        except OSError:
+            continue
+        finally:
+            for s in taken:
+                s.close()
+    raise RuntimeError("no run of free ports found")
+
+
+def nginx_available() -> bool:
+    return bool(shutil.which("nginx") or os.path.exists("/usr/sbin/nginx") or os.geteuid() == 0)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not nginx_available():
+        pytest.skip("nginx is not installed and cannot be installed without root: apt-get install nginx")
+    app = tmp_path_factory.mktemp("app") / "app.py"
+    app.write_text(textwrap.dedent(APP))
+    port, *replicas = free_ports(3)
+    process = subprocess.Popen(
+        [str(SCRIPT), "-n", "2", "-p", str(port), "-b", str(replicas[0]), "-a", str(app)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+
+    def read():
+        for line in process.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any("ready" in line for line in lines):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = "".join(lines)
+            if "could not install nginx" in output:
+                pytest.skip(f"nginx could not be installed: {output.strip()[-300:]}")
+            pytest.fail(f"scale_out.sh did not get ready:\n{output}")
+        time.sleep(0.2)
+    yield {"port": port, "replicas": replicas, "process": process}
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(30)
+    for p in (port, *replicas):
+        with socket.socket() as s, pytest.raises(OSError):
+            s.connect(("127.0.0.1", p))
+
+
+def get(port: int, path: str, cookie: str | None = None, headers: dict | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = dict(headers or {})
+    if cookie:
+        headers["Cookie"] = cookie
+    connection.request("GET", path, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+def affinity_cookie(response) -> str:
+    for name, value in response.getheaders():
+        if name.lower() == "set-cookie" and value.startswith("fme_upstream="):
+            return value.split(";")[0]
+    raise AssertionError(f"no affinity cookie in {response.getheaders()}")
+
+
+def test_each_client_stays_on_one_replica_and_clients_spread(cluster):
+    port, replicas = cluster["port"], cluster["replicas"]
+    seen = set()
+    for _ in range(16):
+        first = get(port, "/_stcore/health")
+        assert first.status == 200
+        cookie = affinity_cookie(first)
+        upstreams = {get(port, "/_stcore/health", cookie).getheader("X-Upstream") for _ in range(4)}
+        assert len(upstreams) == 1, f"one client was sent to several replicas: {upstreams}"
+        again = get(port, "/_stcore/health", cookie)
+        assert all("fme_upstream" not in v for k, v in again.getheaders() if k.lower() == "set-cookie")
+        seen |= upstreams
+    assert seen == {f"127.0.0.1:{p}" for p in replicas}, f"16 clients all landed on {seen}"
+
+
+def test_websocket_upgrade_reaches_the_clients_replica(cluster):
+    port = cluster["port"]
+    cookie = affinity_cookie(get(port, "/_stcore/health"))
+    upstream = get(port, "/_stcore/health", cookie).getheader("X-Upstream")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            (
+                "GET /_stcore/stream HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Protocol: streamlit\r\n"
+                f"Origin: http://127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, f"connection closed during the handshake: {head!r}"
+            head += chunk
+    status, *header_lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    assert " 101 " in status, status
+    assert headers.get("x-upstream") == upstream
+
+
+def test_browser_sessions_render_and_rerun_through_nginx(cluster):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no /usr/bin/chromium: run 'make browser'")
+    port = cluster["port"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for _ in range(2):
+                context = browser.new_context()
+                page = context.new_page()
+                upstreams = set()
+                # The first request (the page, identical on every replica) is routed by address and
+                # sets the affinity cookie; everything after it must reach one replica.
+                page.on(
+                    "response",
+                    lambda r, seen=upstreams: (
+                        "fme_upstream=" in r.request.all_headers().get("cookie", "")
+                        and seen.add(r.headers.get("x-upstream"))
+                    ),
+                )
+                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                rendered = page.get_by_text("replica port").inner_text(timeout=60_000)
+                page.get_by_role("button", name="Click").click()
+                page.get_by_text("clicks 1").wait_for(timeout=30_000)
+                replica = rendered.split()[-1]
+                assert upstreams - {None} == {f"127.0.0.1:{replica}"}, (rendered, upstreams)
+                context.close()
+        finally:
+            browser.close()

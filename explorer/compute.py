@@ -48,8 +48,8 @@ __all__ = [
 
 VIEW_BOX = 3.5
 """The figures show [-VIEW_BOX, VIEW_BOX]^2: unit-spread data and N(0, I) noise fit with room."""
-N_FRAMES = 50
-"""Frames of the animation: enough for smooth playback (see NOTES: 100 doubles the payload)."""
+N_FRAMES = 51
+"""Frames of the animation, t = 0, 0.02, ..., 1: smooth playback (NOTES: 100 doubles the payload)."""
 ARROW_GRID = 17
 DENSITY_GRID = 48
 EXACT_POINTS = 500

@@ -326,21 +326,21 @@ def _controls(times: np.ndarray, redraw: bool) -> dict:
                 y=0.0,
                 xanchor="left",
                 yanchor="top",
-                pad=dict(t=42, r=8),
+                pad=dict(t=36, r=4),
                 bgcolor=theme.PANEL,
                 bordercolor="#2a3350",
                 font=dict(color=theme.TEXT, size=13),
                 buttons=[
-                    dict(label="▶ Play", method="animate", args=[None, play]),
-                    dict(label="❚❚ Pause", method="animate", args=[[None], pause]),
+                    dict(label="▶", method="animate", args=[None, play]),
+                    dict(label="❚❚", method="animate", args=[[None], pause]),
                 ],
             )
         ],
         sliders=[
             dict(
                 active=0,
-                x=0.16,
-                len=0.84,
+                x=0.14,
+                len=0.86,
                 y=0.0,
                 yanchor="top",
                 pad=dict(t=30, b=0),
@@ -352,13 +352,13 @@ def _controls(times: np.ndarray, redraw: bool) -> dict:
                 currentvalue=dict(
                     prefix="t = ",
                     visible=True,
-                    xanchor="left",
+                    xanchor="right",
                     font=dict(color=theme.TEXT, size=14),
                 ),
                 transition=dict(duration=0),
                 steps=[
                     dict(
-                        label=name if k % 7 == 0 or k == len(names) - 1 else "",
+                        label=name if k % 10 == 0 or k == len(names) - 1 else "",
                         method="animate",
                         args=[
                             [name],

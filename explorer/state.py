@@ -25,6 +25,8 @@ import fmcore
 from fmcore import datasets
 from fmcore.coupling import COUPLINGS
 from fmcore.solvers import SOLVERS, TIME_GRIDS
+from fmcore.trainer import DEFAULTS as TRAINING_DEFAULTS
+from fmcore.trainer import TARGETS
 
 __all__ = [
     "CUSTOM",
@@ -43,12 +45,11 @@ CUSTOM = "custom"
 """``data=custom``: the user's own points (drawn or uploaded) instead of a preset."""
 FIELDS = ("exact", "learned", "difference")
 """What drives the figure: the closed-form marginal field, the network, or the network's error."""
-TARGETS = ("conditional", "exact")
-"""The trainer's regression targets: the conditional velocity, or the lower-variance exact one."""
 MIN_PARTICLES, MAX_PARTICLES = 100, 5000
 MAX_STEPS = 200
 MAX_SEED = 2**31 - 1
 LR_RANGE = (1e-5, 0.1)
+FOLLOW_LIMIT = 4.0
 URL_MAX_POINTS = 4000
 """A link carries at most this many drawn points (a uniform subsample beyond): ~10 kB of URL."""
 
@@ -117,7 +118,8 @@ class ViewState:
         steps: solver steps (1..MAX_STEPS).  n: particles.  seed: noise and data seed.
         field: one of ``FIELDS``.  density, paths, warp: figure layers.
         compare: second panel with ``solver_b``, ``steps_b``, ``grid_b``.
-        coupling, target, lr: how a new model is trained.  classroom: figure only, large.
+        coupling, target, lr: how a new model is trained.  follow: the start (x, y) at t = 0 of
+            one particle whose path is drawn, or None.  classroom: figure only, large.
     """
 
     data: str = "moons"
@@ -138,7 +140,8 @@ class ViewState:
     grid_b: str = "uniform"
     coupling: str = "independent"
     target: str = "conditional"
-    lr: float = 3e-3
+    lr: float = float(TRAINING_DEFAULTS["lr"])
+    follow: tuple[float, float] | None = None
     classroom: bool = False
 
     # ``points`` is an array: compare it by value so that equal views are equal.
@@ -239,6 +242,8 @@ def _format(value) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(f"{v:.4g}" for v in value)
     return str(value)
 
 
@@ -284,6 +289,16 @@ def _learning_rate(text: str) -> float:
     return value
 
 
+def _start_point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError("must be two numbers x,y") from None
+    if not (abs(x) <= FOLLOW_LIMIT and abs(y) <= FOLLOW_LIMIT):
+        raise ValueError(f"x and y must lie between -{FOLLOW_LIMIT:g} and {FOLLOW_LIMIT:g}")
+    return x, y
+
+
 _PARSERS = {
     "data": _one_of((*datasets.NAMES, CUSTOM), "data"),
     "schedule": _one_of(_choices(fmcore.SCHEDULES), "schedule"),
@@ -304,4 +319,5 @@ _PARSERS = {
     "coupling": _one_of(_choices(COUPLINGS), "coupling"),
     "target": _one_of(TARGETS, "target"),
     "lr": _learning_rate,
+    "follow": _start_point,
 }

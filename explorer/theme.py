@@ -68,8 +68,9 @@ def rgba(color: str, alpha: float) -> str:
 CSS = f"""
 <style>
 :root {{ --fm-noise: {NOISE}; --fm-data: {DATA}; --fm-model: {MODEL}; --fm-muted: {MUTED}; }}
-.block-container {{ padding-top: 2.2rem; padding-bottom: 1rem; max-width: 1500px; }}
-h1.fm-title {{ font-size: 1.9rem; font-weight: 700; letter-spacing: -0.02em; margin: 0 0 0.1rem 0; }}
+.block-container {{ padding: 1.1rem 1.6rem 1rem 1.6rem; max-width: 1600px; }}
+.fm-header {{ display: flex; flex-wrap: wrap; align-items: baseline; gap: 0.3rem 1.2rem; margin-bottom: 0.1rem; }}
+h1.fm-title {{ font-size: 1.55rem; font-weight: 700; letter-spacing: -0.02em; margin: 0; padding: 0; }}
 h1.fm-title .noise {{ color: var(--fm-noise); }}
 h1.fm-title .data {{ color: var(--fm-data); }}
 .fm-tagline {{ color: var(--fm-muted); font-size: 0.98rem; margin-bottom: 0.4rem; }}
@@ -99,7 +100,7 @@ CLASSROOM_CSS = """
 section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"],
 button[data-testid="stExpandSidebarButton"] { display: none !important; }
 .block-container { max-width: 1700px; padding-top: 1.2rem; }
-h1.fm-title { font-size: 2.3rem; }
+h1.fm-title { font-size: 2rem; }
 </style>
 """
 """``?classroom=1``: no controls, only the picture, bigger."""

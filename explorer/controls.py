@@ -1,0 +1,212 @@
+"""The Playground's controls: each function draws a group of widgets and returns a frozen config.
+
+Widgets are keyed; their values start from the ``ViewState`` (``seed_widgets``), so a shared link
+sets every control, and the page rebuilds the state from the returned configs on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+import fmcore
+from fmcore.coupling import COUPLINGS
+from fmcore.solvers import SOLVERS, TIME_GRIDS
+from fmcore.trainer import TARGETS
+
+from . import compute
+from .state import FIELDS, MAX_PARTICLES, MAX_SEED, MAX_STEPS, MIN_PARTICLES, ViewState
+
+__all__ = [
+    "LAYER_LABELS",
+    "CompareConfig",
+    "LayerConfig",
+    "SamplerConfig",
+    "TrainingConfig",
+    "compare_controls",
+    "layer_controls",
+    "sampler_controls",
+    "seed_widgets",
+    "training_controls",
+]
+
+PARTICLE_CHOICES = (250, 500, 1000, 2000, 5000)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+FIELD_LABELS = {"exact": "Exact", "learned": "Learned", "difference": "Learned − exact"}
+LAYER_LABELS = {"paths": "Paths", "density": "Density", "warp": "Grid"}
+COUPLING_LABELS = {"independent": "Independent (plain FM)", "ot": "Minibatch OT"}
+TARGET_LABELS = {"conditional": "Conditional velocity", "marginal": "Marginal velocity (exact, low variance)"}
+
+_PREFIX = "fme_w_"
+
+
+def _key(name: str) -> str:
+    return _PREFIX + name
+
+
+def seed_widgets(state: ViewState) -> None:
+    """Set every control to the state's value (on the first run, or after a link was opened)."""
+    values = {
+        "schedule": state.schedule,
+        "solver": state.solver,
+        "grid": state.grid,
+        "steps": state.steps,
+        "n": state.n,
+        "seed": state.seed,
+        "solver_b": state.solver_b,
+        "grid_b": state.grid_b,
+        "steps_b": state.steps_b,
+        "coupling": state.coupling,
+        "target": state.target,
+        "lr": state.lr,
+        "field": state.field,
+        "layers": [name for name in LAYER_LABELS if getattr(state, name)],
+        "compare": state.compare,
+    }
+    for name, value in values.items():
+        st.session_state[_key(name)] = value
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    schedule: str
+    solver: str
+    grid: str
+    steps: int
+    n: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    compare: bool
+    solver_b: str
+    grid_b: str
+    steps_b: int
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    coupling: str
+    target: str
+    lr: float
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    field: str
+    paths: bool
+    density: bool
+    warp: bool
+
+
+def _solver_label(name: str) -> str:
+    return SOLVERS[name].label
+
+
+def _grid_label(name: str) -> str:
+    return TIME_GRIDS[name].label
+
+
+def _schedule_label(name: str) -> str:
+    return fmcore.SCHEDULES[name].label or name
+
+
+def nfe_caption(solver: str, steps: int, counted: int | None = None) -> str:
+    """HTML line '20 steps · 80 NFE' for under the step slider."""
+    label = compute.steps_label(solver, steps, counted)
+    per_step = SOLVERS[solver].nfe_per_step
+    how = f"{per_step} network evaluation{'s' if per_step != 1 else ''} per step" if per_step else "counted"
+    return f"<div class='fm-nfe' data-testid='fm-nfe'><b>{label}</b> <span>({how})</span></div>"
+
+
+def sampler_controls(nfe_slot=None) -> SamplerConfig:
+    """Path schedule, solver, time grid, steps (with NFE), particles and seed."""
+    st.markdown("### Path")
+    schedule = st.selectbox(
+        "Schedule αₜ, σₜ",
+        tuple(fmcore.SCHEDULES),
+        format_func=_schedule_label,
+        key=_key("schedule"),
+        help="z_t = α_t·z₁ + σ_t·z₀. Changing it re-expresses the same flow (fmcore.change_schedule): no retraining.",
+    )
+    st.markdown("### Sampler")
+    solver = st.selectbox("Solver", tuple(SOLVERS), format_func=_solver_label, key=_key("solver"))
+    grid = st.selectbox("Time grid", tuple(TIME_GRIDS), format_func=_grid_label, key=_key("grid"))
+    steps = st.slider("Steps", 1, MAX_STEPS, key=_key("steps"), help="Integration steps from t=0 to t=1.")
+    (nfe_slot or st).markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
+    st.markdown("### Particles")
+    current = st.session_state.get(_key("n"), 1000)
+    choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
+    n = st.select_slider("Particles", choices, key=_key("n"), format_func=lambda v: f"{v:,}")
+    seed = st.number_input(
+        "Seed", 0, MAX_SEED, step=1, key=_key("seed"), help="Same seed, same noise particles."
+    )
+    return SamplerConfig(schedule, solver, grid, int(steps), int(n), int(seed))
+
+
+def compare_controls() -> CompareConfig:
+    """Compare mode: a second panel with its own solver, grid and steps, on the same particles."""
+    compare = st.toggle("Compare with a second sampler", key=_key("compare"))
+    if not compare:
+        return CompareConfig(
+            False,
+            st.session_state.get(_key("solver_b"), "euler"),
+            st.session_state.get(_key("grid_b"), "uniform"),
+            int(st.session_state.get(_key("steps_b"), 4)),
+        )
+    solver = st.selectbox("Solver B", tuple(SOLVERS), format_func=_solver_label, key=_key("solver_b"))
+    grid = st.selectbox("Time grid B", tuple(TIME_GRIDS), format_func=_grid_label, key=_key("grid_b"))
+    steps = st.slider("Steps B", 1, MAX_STEPS, key=_key("steps_b"))
+    st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
+    return CompareConfig(True, solver, grid, int(steps))
+
+
+def training_controls() -> TrainingConfig:
+    """How the next model is trained: coupling, regression target and learning rate."""
+    st.markdown("### Training")
+    coupling = st.selectbox(
+        "Coupling", tuple(COUPLINGS), format_func=lambda c: COUPLING_LABELS.get(c, c), key=_key("coupling")
+    )
+    target = st.selectbox(
+        "Target", TARGETS, format_func=lambda t: TARGET_LABELS.get(t, t), key=_key("target")
+    )
+    current = st.session_state.get(_key("lr"), ViewState().lr)
+    rates = tuple(sorted({*LEARNING_RATES, float(current)}))
+    lr = st.select_slider("Learning rate", rates, key=_key("lr"), format_func=lambda v: f"{v:g}")
+    st.caption("Changing data or these settings starts a fresh network.")
+    return TrainingConfig(coupling, target, float(lr))
+
+
+def layer_controls() -> LayerConfig:
+    """What the figure shows: which field and which layers (the toolbar above the figure)."""
+    field_col, layer_col = st.columns([1.25, 1], vertical_alignment="center", gap="small")
+    with field_col:
+        field = st.segmented_control(
+            "Field",
+            FIELDS,
+            format_func=FIELD_LABELS.get,
+            key=_key("field"),
+            label_visibility="collapsed",
+        )
+    with layer_col:
+        layers = st.pills(
+            "Layers",
+            tuple(LAYER_LABELS),
+            format_func=LAYER_LABELS.get,
+            selection_mode="multi",
+            key=_key("layers"),
+            label_visibility="collapsed",
+        )
+    layers = set(layers or ())
+    return LayerConfig(
+        field=field or "exact",
+        paths="paths" in layers,
+        density="density" in layers,
+        warp="warp" in layers,
+    )
+
+
+def clamp_particles(n: int) -> int:
+    return min(MAX_PARTICLES, max(MIN_PARTICLES, int(n)))

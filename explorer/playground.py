@@ -1,0 +1,830 @@
+"""The Playground page: composed from state, controls, compute, figures, canvas, training, export.
+
+Order of work in one run (what the browser sees first comes first):
+1. the view state: from the URL on a new link, else from the session; widgets seeded from it;
+2. the controls (sidebar, toolbar) -> a new ``ViewState``;
+3. the main animated figure (cached numbers, a deterministic figure: an unchanged figure is not
+   re-sent and keeps its animation position);
+4. the data panel, the live training fragment, share and export; the schedule sketch last.
+
+Inputs that change the data (preset, drawing, upload, paste) and the training buttons act in
+widget callbacks, which run before the script: the figure of the same run already shows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+import fmcore
+from fmcore import datasets
+from fmcore.solvers import integrate
+
+from . import canvas, compute, controls, export, figures, theme, training
+from .state import CUSTOM, ViewState
+
+__all__ = ["main"]
+
+STATE_KEY = "fme_view"
+QUERY_KEY = "fme_last_query"
+MODEL_KEY = "fme_model"
+NOTICE_KEY = "fme_notices"
+DATA_ERROR_KEY = "fme_data_error"
+MODEL_ERROR_KEY = "fme_model_error"
+PICK_KEY = "fme_pick"
+CHART_KEY = "fme_flow_chart"
+LIVE_EVERY_S = 0.35
+TICK_BUDGET_S = 0.2
+SNAPSHOT_PARTICLES = 600
+SNAPSHOT_T = 0.5
+
+_W = controls._key  # widget keys
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+def _current_query() -> dict[str, str]:
+    return {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118
+
+
+def _load_state() -> tuple[ViewState, list[str], bool]:
+    """The view to start this run from, notices about the link, and whether it came from the URL."""
+    query = _current_query()
+    saved = st.session_state.get(STATE_KEY)
+    if saved is not None and (not query or query == st.session_state.get(QUERY_KEY)):
+        return saved, [], False
+    state, notices = ViewState.from_query(query)
+    return state, notices, True
+
+
+def _seed(state: ViewState, everything: bool) -> None:
+    """Give the widgets the state's values: all of them after a link, else only missing ones."""
+    if everything:
+        controls.seed_widgets(state)
+        st.session_state[_W("data")] = state.data
+        st.session_state[_W("follow_on")] = state.follow is not None
+        if state.follow is not None:
+            st.session_state[_W("fx")], st.session_state[_W("fy")] = map(float, state.follow)
+        if state.data == CUSTOM and state.points is not None:
+            canvas.Drawing(st.session_state).replace(state.points)
+        return
+    missing = _W("schedule") not in st.session_state
+    if missing:  # e.g. back from another page: its widgets were cleaned up, the view was not
+        controls.seed_widgets(state)
+    st.session_state.setdefault(_W("data"), state.data)
+    st.session_state.setdefault(_W("follow_on"), state.follow is not None)
+    fx, fy = state.follow or (0.8, -1.6)
+    st.session_state.setdefault(_W("fx"), float(fx))
+    st.session_state.setdefault(_W("fy"), float(fy))
+
+
+def _write_url(state: ViewState) -> None:
+    query = state.to_query()
+    if query != _current_query():
+        st.query_params.from_dict(query)
+    st.session_state[QUERY_KEY] = query
+    st.session_state[STATE_KEY] = state
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def _dataset(state: ViewState) -> tuple[compute.Dataset, ViewState]:
+    """The data of the view; user points that cannot describe a distribution fall back to moons."""
+    if state.data == CUSTOM:
+        points = canvas.Drawing(st.session_state).points()
+        if points is not None:
+            try:
+                dataset = compute.load_dataset(CUSTOM, 0, points, _points_key(points))
+                return dataset, replace(state, points=points)
+            except ValueError as error:
+                st.warning(f"Your points can't be used yet: {error} Showing the moons preset meanwhile.")
+        state = replace(state, data="moons", points=None)
+    return compute.load_dataset(state.data, state.seed), replace(state, points=None)
+
+
+def _points_key(points: np.ndarray) -> str:
+    return ViewState(data=CUSTOM, points=points).points_key
+
+
+def _use_points(points: np.ndarray | None) -> None:
+    """Callback side: make the user's points the data (or go back to the last preset)."""
+    if points is None:
+        st.session_state[_W("data")] = st.session_state.get("fme_last_preset", "moons")
+    else:
+        st.session_state[_W("data")] = CUSTOM
+
+
+def _accept_points(raw: np.ndarray, source: str) -> None:
+    """Validate user points (from a file or pasted text) and make them the data, or keep everything."""
+    try:
+        normalized = datasets.from_points(raw)
+    except ValueError as error:
+        st.session_state[DATA_ERROR_KEY] = f"{source}: {error} Nothing was changed."
+        return
+    canvas.Drawing(st.session_state).replace(normalized.data.numpy())
+    _use_points(normalized.data.numpy())
+    st.session_state.pop(DATA_ERROR_KEY, None)
+
+
+def _on_upload() -> None:
+    upload = st.session_state.get(_W("upload"))
+    if upload is None:
+        return
+    try:
+        text = upload.getvalue().decode("utf-8-sig")
+        points = datasets.parse_csv(text)
+    except UnicodeDecodeError:
+        st.session_state[DATA_ERROR_KEY] = (
+            f"{upload.name}: this is not a text file. Upload a CSV of x,y rows."
+        )
+        return
+    except ValueError as error:
+        st.session_state[DATA_ERROR_KEY] = f"{upload.name}: {error} Nothing was changed."
+        return
+    _accept_points(points, upload.name)
+
+
+def _on_paste() -> None:
+    text = st.session_state.get(_W("paste"), "")
+    try:
+        points = datasets.parse_csv(text)
+    except ValueError as error:
+        st.session_state[DATA_ERROR_KEY] = f"Pasted points: {error} Nothing was changed."
+        return
+    _accept_points(points, "Pasted points")
+
+
+def _on_undo() -> None:
+    pad = canvas.Drawing(st.session_state)
+    pad.undo()
+    _use_points(pad.points())
+
+
+def _on_clear() -> None:
+    pad = canvas.Drawing(st.session_state)
+    pad.clear()
+    _use_points(None)
+
+
+def _on_preset() -> None:
+    choice = st.session_state.get(_W("data"))
+    if choice is None:  # pills can be unselected: keep the data
+        st.session_state[_W("data")] = st.session_state.get("fme_last_choice", "moons")
+    elif choice != CUSTOM:
+        st.session_state["fme_last_preset"] = choice
+
+
+def _thumbnail_uri(points: np.ndarray, size: int = 96) -> str:
+    image = export.scatter_image(points, size, box=3.2)
+    return "data:image/png;base64," + base64.b64encode(export.png_bytes(image)).decode("ascii")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _preset_thumbnails(seed: int) -> tuple[str, ...]:
+    return tuple(_thumbnail_uri(datasets.sample(name, 700, seed).numpy()) for name in datasets.NAMES)
+
+
+def _gallery_css(seed: int, custom: np.ndarray | None) -> str:
+    """Turns the preset pills into a grid of clickable thumbnails (each pill gets its picture)."""
+    uris = list(_preset_thumbnails(seed))
+    if custom is not None:
+        uris.append(_thumbnail_uri(custom))
+    scope = ".st-key-fme_gallery div[role='radiogroup']"
+    rules = [
+        f"{scope} {{ display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 6px; }}",
+        f"{scope} button {{ height: 74px; min-width: 0; padding: 0 2px 3px 2px; border-radius: 10px;"
+        f" align-items: flex-end; justify-content: center; background-size: 64px 64px;"
+        f" background-repeat: no-repeat; background-position: center 2px; background-color: {theme.BACKGROUND};"
+        f" border: 1px solid #232b42; }}",
+        f"{scope} button p {{ font-size: 0.68rem; line-height: 1; color: {theme.MUTED}; white-space: nowrap;"
+        " overflow: hidden; text-overflow: ellipsis; }",
+        f"{scope} button[aria-checked='true'] {{ border: 2px solid {theme.DATA}; }}",
+        f"{scope} button[aria-checked='true'] p {{ color: {theme.TEXT}; }}",
+    ]
+    rules += [
+        f"{scope} button:nth-of-type({i + 1}) {{ background-image: url('{uri}'); }}"
+        for i, uri in enumerate(uris)
+    ]
+    return "<style>" + "\n".join(rules) + "</style>"
+
+
+def data_panel(state: ViewState) -> None:
+    """Presets (gallery + picker), the drawing pad, and CSV upload / paste."""
+    error = st.session_state.pop(DATA_ERROR_KEY, None)
+    if error:
+        st.error(error, icon=":material/error:")
+    pad = canvas.Drawing(st.session_state)
+    presets, draw, upload = st.tabs(
+        [":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload"]
+    )
+    with presets, st.container(key="fme_gallery"):
+        custom = pad.points()
+        st.markdown(_gallery_css(state.seed, custom), unsafe_allow_html=True)
+        options = (*datasets.NAMES, CUSTOM) if custom is not None else datasets.NAMES
+        st.session_state["fme_last_choice"] = state.data
+        st.pills(
+            "Data set",
+            options,
+            format_func=lambda n: "your points" if n == CUSTOM else n,
+            key=_W("data"),
+            on_change=_on_preset,
+            label_visibility="collapsed",
+        )
+        st.caption(datasets.DESCRIPTIONS.get(state.data, "Your own points (drawn or uploaded)."))
+    with draw:
+        spread = st.slider(
+            "Brush spread",
+            1,
+            24,
+            6,
+            key=_W("spread"),
+            help="How far points scatter around a stroke (pixels).",
+        )
+        canvas.drawing(spread, _use_points)
+        count = pad.count()
+        left, middle, right = st.columns([1.3, 1, 1], vertical_alignment="center")
+        left.markdown(
+            f"<div class='fm-stat' data-testid='fm-point-count'><b>{count:,}</b> <span class='label'>points drawn</span></div>",
+            unsafe_allow_html=True,
+        )
+        middle.button(
+            "Undo",
+            key=_W("undo"),
+            on_click=_on_undo,
+            icon=":material/undo:",
+            disabled=not pad.strokes,
+            width="stretch",
+        )
+        right.button(
+            "Clear",
+            key=_W("clear"),
+            on_click=_on_clear,
+            icon=":material/delete:",
+            disabled=not pad.strokes,
+            width="stretch",
+        )
+        st.caption("Each stroke adds points; they are centred and scaled to unit spread, like the noise.")
+    with upload:
+        st.file_uploader(
+            "CSV of x,y points (header optional)", type=["csv", "txt"], key=_W("upload"), on_change=_on_upload
+        )
+        st.text_area("…or paste x,y rows", key=_W("paste"), height=90, placeholder="0.5, 1.2\n-0.3, 0.8\n…")
+        st.button(
+            "Use pasted points", key=_W("use_paste"), on_click=_on_paste, icon=":material/content_paste:"
+        )
+        st.caption(
+            f"Up to {datasets.MAX_POINTS:,} points. Errors leave your current data and model untouched."
+        )
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """What the page knows about the session's network: which version, trained how."""
+
+    generation: int = 0
+    schedule: str = "linear"
+    spec: tuple | None = None
+
+    @staticmethod
+    def get() -> Model:
+        return st.session_state.setdefault(MODEL_KEY, Model())
+
+
+def _spec(state: ViewState, dataset: compute.Dataset) -> tuple:
+    return (dataset.key, state.coupling, state.target, state.seed, state.lr)
+
+
+def _configure(runner, dataset: compute.Dataset, state: ViewState) -> bool:
+    model = Model.get()
+    try:
+        runner.configure(
+            torch.from_numpy(dataset.train),
+            schedule=state.schedule,
+            target=state.target,
+            coupling=state.coupling,
+            seed=state.seed,
+            lr=state.lr,
+        )
+    except ValueError as error:
+        st.session_state[MODEL_ERROR_KEY] = f"Could not start training: {error}"
+        return False
+    model.generation += 1
+    model.schedule, model.spec = state.schedule, _spec(state, dataset)
+    return True
+
+
+def _on_train(dataset: compute.Dataset, state: ViewState) -> None:
+    runner = training.session_runner(st.session_state)
+    model = Model.get()
+    if (not runner.configured or model.spec != _spec(state, dataset)) and not _configure(
+        runner, dataset, state
+    ):
+        return
+    runner.start()
+
+
+def _on_pause() -> None:
+    training.session_runner(st.session_state).pause()
+
+
+def _on_reset(dataset: compute.Dataset, state: ViewState) -> None:
+    _configure(training.session_runner(st.session_state), dataset, state)
+
+
+def _on_load_model() -> None:
+    upload = st.session_state.get(_W("model_upload"))
+    if upload is None:
+        return
+    runner = training.session_runner(st.session_state)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.safetensors"
+        path.write_bytes(upload.getvalue())
+        try:
+            runner.load(path)
+        except (ValueError, OSError) as error:
+            st.session_state[MODEL_ERROR_KEY] = (
+                f"{upload.name} was not loaded: {error} Your current model is kept."
+            )
+            return
+    model = Model.get()
+    model.generation += 1
+    trainer = getattr(runner, "_trainer", None)
+    model.schedule = str(
+        getattr(trainer, "schedule_name", None)
+        or getattr(getattr(trainer, "schedule", None), "name", None)
+        or model.schedule
+    )
+    st.session_state.pop(MODEL_ERROR_KEY, None)
+    st.toast(f"Loaded {upload.name}.", icon=":material/check_circle:")
+
+
+def _model_source(runner, state: ViewState) -> compute.Source | None:
+    velocity = runner.velocity
+    if velocity is None:
+        return None
+    model = Model.get()
+    return compute.learned_source(
+        velocity, (id(runner), model.generation, runner.step), model.schedule, state.schedule
+    )
+
+
+def _snapshot(runner, dataset: compute.Dataset, state: ViewState):
+    """The network's current samples and its field at t = 0.5 (a few ms: cheap solver, few particles)."""
+    model = Model.get()
+    velocity = runner.velocity
+    z0 = torch.from_numpy(compute.noise(SNAPSHOT_PARTICLES, state.seed))
+    with torch.no_grad():
+        samples = integrate(velocity, z0, "midpoint", 8, schedule=model.schedule).zs[-1].numpy()
+        grid = torch.from_numpy(compute.arrow_grid())
+        field = velocity(grid, torch.tensor(SNAPSHOT_T)).numpy()
+    return figures.snapshot_figure(samples, dataset.shown, field, height=290)
+
+
+def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
+    """Train / pause / reset, then the live part: stats, loss curve and the network's samples."""
+    error = st.session_state.pop(MODEL_ERROR_KEY, None)
+    if error:
+        st.error(error, icon=":material/error:")
+    model = Model.get()
+    stale = runner.configured and model.spec is not None and model.spec != _spec(state, dataset)
+    if stale and runner.running:  # new data or settings while training: a fresh network, still running
+        if _configure(runner, dataset, state):
+            runner.start()
+            st.toast(
+                "Data or training settings changed: training a fresh network.", icon=":material/restart_alt:"
+            )
+        stale = False
+    go_col, pause_col, reset_col = st.columns(3)
+    go_col.button(
+        "Train" if runner.step == 0 or stale else "Resume",
+        key=_W("train"),
+        on_click=_on_train,
+        args=(dataset, state),
+        icon=":material/play_arrow:",
+        type="primary",
+        disabled=runner.running,
+        width="stretch",
+    )
+    pause_col.button(
+        "Pause",
+        key=_W("pause"),
+        on_click=_on_pause,
+        icon=":material/pause:",
+        disabled=not runner.running,
+        width="stretch",
+    )
+    reset_col.button(
+        "Reset",
+        key=_W("reset"),
+        on_click=_on_reset,
+        args=(dataset, state),
+        icon=":material/restart_alt:",
+        disabled=not runner.configured,
+        width="stretch",
+    )
+    if stale:
+        st.caption("The network was trained on other data or settings: **Train** starts a fresh one.")
+
+    @st.fragment(run_every=LIVE_EVERY_S if runner.running else None)
+    def live():
+        was_running = runner.running
+        if was_running:
+            runner.tick(budget_s=TICK_BUDGET_S)
+        stats = runner.stats
+        speed = (
+            f"{stats.steps_per_s:,.0f} steps/s"
+            if stats is not None and stats.steps_per_s > 0
+            else "– steps/s"
+        )
+        state_word = "training" if runner.running else ("paused" if runner.step else "not started")
+        parts = [
+            f"<b>step {runner.step:,}</b>",
+            speed,
+            f"<span class='label'>device</span> <b>{runner.device}</b>",
+        ]
+        if stats is not None and np.isfinite(stats.loss):
+            parts.append(f"loss <b>{stats.loss:.4f}</b>")
+        parts.append(f"<span class='label'>{state_word}</span>")
+        st.markdown(
+            f"<div class='fm-stat' data-testid='fm-train-stats'>{' · '.join(parts)}</div>",
+            unsafe_allow_html=True,
+        )
+        if runner.message and runner.status != "ok":
+            st.warning(runner.message, icon=":material/warning:")
+        elif runner.message:
+            st.caption(runner.message)
+        steps, losses = runner.history
+        if len(steps):
+            st.plotly_chart(
+                figures.loss_figure(steps, losses, runner.loss_floor, height=190),
+                key="fme_loss",
+                config=dict(displayModeBar=False),
+            )
+        if runner.velocity is not None:
+            st.plotly_chart(
+                _snapshot(runner, dataset, state), key="fme_snapshot", config=dict(displayModeBar=False)
+            )
+            st.caption(
+                f"The network now: its samples (violet, {SNAPSHOT_PARTICLES} particles, midpoint 8 steps) "
+                f"and its field at t = {SNAPSHOT_T}. Trained on the {model.schedule} path."
+            )
+        else:
+            st.caption(
+                "Press **Train**: the loss falls towards its floor (dashed) while the network's samples take shape."
+            )
+        if was_running and not runner.running:
+            st.rerun()  # it stopped by itself (diverged or failed): every control back at once
+
+    live()
+
+
+# -- the figure ----------------------------------------------------------------------------------
+
+
+def _on_pick() -> None:
+    """A click on a particle follows it: its start z_0 becomes the followed point."""
+    event = st.session_state.get(CHART_KEY)
+    selection = getattr(event, "selection", None) or (
+        event.get("selection") if hasattr(event, "get") else None
+    )
+    points = (selection or {}).get("points") or []
+    pick = st.session_state.get(PICK_KEY) or {}
+    for point in points:
+        curve, index = point.get("curve_number"), point.get("point_index")
+        if curve in pick.get("curves", ()) and index is not None and index < len(pick["starts"]):
+            x, y = pick["starts"][index]
+            st.session_state[_W("follow_on")] = True
+            st.session_state[_W("fx")], st.session_state[_W("fy")] = round(float(x), 3), round(float(y), 3)
+            return
+
+
+def _panel(
+    source: compute.Source,
+    exact: compute.Source,
+    dataset: compute.Dataset,
+    state: ViewState,
+    solver: str,
+    steps: int,
+    grid: str,
+    label: str,
+    kind: str,
+) -> tuple[figures.Panel, compute.Flow, float]:
+    flow = compute.flow(source, state.n, state.seed, solver, steps, grid)
+    field = compute.field_frames(source)
+    if kind == "difference":
+        field = field - compute.field_frames(exact)
+    energy = compute.energy_distance(flow.samples, dataset.reference)
+    panel = figures.Panel(
+        flow=flow,
+        data=dataset.shown,
+        title=figures.panel_title(flow, label, energy),
+        field=field,
+        field_kind=kind,
+        density=compute.density_frames(dataset, state.schedule) if state.density else None,
+        warp=compute.warp_frames(source, solver, steps, grid) if state.warp else None,
+        show_paths=state.paths,
+        single=compute.single_path(source, state.follow, solver, steps, grid) if state.follow else None,
+    )
+    return panel, flow, energy
+
+
+def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int):
+    """Compute and draw the animation.
+
+    Returns:
+        ``(flows, figure, kind, source)``: [(Flow, energy distance)] per panel, the figure (for
+        export), the field actually shown and its source.
+    """
+    exact = compute.exact_source(dataset, state.schedule)
+    learned = _model_source(runner, state)
+    kind = state.field
+    if kind != "exact" and learned is None:
+        st.info(
+            "No trained network yet: showing the **exact** field. Press **Train** on the right, "
+            "then the learned field appears here.",
+            icon=":material/info:",
+        )
+        kind = "exact"
+    source = exact if kind == "exact" else learned
+    settings = [(state.solver, state.steps, state.grid, "A" if state.compare else "")]
+    if state.compare:
+        settings.append((state.solver_b, state.steps_b, state.grid_b, "B"))
+    panels, flows = [], []
+    for solver, steps, grid, label in settings:
+        panel, flow, energy = _panel(source, exact, dataset, state, solver, steps, grid, label, kind)
+        panels.append(panel)
+        flows.append((flow, energy))
+    figure_key = (
+        kind,
+        source.key,
+        exact.key if kind == "difference" else None,
+        dataset.key,
+        state.n,
+        state.seed,
+        tuple(settings),
+        state.density,
+        state.warp,
+        state.paths,
+        state.follow,
+        height,
+    )
+    figure = _cached_figure(figure_key, panels)
+    starts = compute.noise(state.n, state.seed)
+    st.session_state[PICK_KEY] = {"curves": _particle_curves(figure), "starts": starts}
+    st.plotly_chart(
+        figure,
+        key=CHART_KEY,
+        on_select=_on_pick,
+        selection_mode="points",
+        config=dict(
+            displaylogo=False, modeBarButtonsToRemove=["select2d", "lasso2d", "autoScale2d"], scrollZoom=False
+        ),
+    )
+    return flows, figure, kind, source
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _cached_figure(key: tuple, _panels: list):
+    """Build each figure once: ``key`` names everything the panels were computed from.
+
+    Shared across sessions and never mutated after it is built.
+    """
+    return figures.flow_figure(_panels, height=key[-1])
+
+
+def _particle_curves(figure) -> tuple[int, ...]:
+    return tuple(i for i, trace in enumerate(figure.data) if trace.name == "particles z_t")
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+
+def header() -> None:
+    st.markdown(
+        "<div class='fm-header'><h1 class='fm-title'>Flow Matching <span class='noise'>Explorer</span></h1>"
+        "<div class='fm-chips'><span class='fm-chip noise'><b>t = 0</b> noise z₀</span>"
+        "<span class='fm-chip data'><b>t = 1</b> data z₁</span>"
+        "<span class='fm-chip'>sampling integrates <b>forward</b> in t</span>"
+        "<span class='fm-chip'><b>NFE</b> = network evaluations</span></div></div>",
+        unsafe_allow_html=True,
+    )
+
+
+def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> None:
+    arrows = {
+        "exact": "the <b>exact</b> marginal velocity v(z, t) of the data (closed form)",
+        "learned": "the velocity the <b>network</b> learned",
+        "difference": "the network's <b>error</b>, learned − exact (particles follow the network)",
+    }[kind]
+    floor = compute.noise_floor(dataset, state.n)
+    lines = [
+        f"<b>{state.n:,} particles</b> start as noise z₀ ~ N(0, I) at t = 0 (blue) and ride {arrows} "
+        "until they reach the data (amber points) at t = 1. Press <b>▶</b> or drag the time slider.",
+    ]
+    if state.paths:
+        lines.append("Faint lines trace 120 particles; their dots are the solver's steps.")
+    if state.density:
+        lines.append("Shading: the exact density pₜ, normalised per frame.")
+    if state.warp:
+        lines.append("Grid lines: a square grid of noise, bent by the flow.")
+    if state.follow:
+        lines.append("White: one particle — the solver's steps (solid) against its ODE path (dotted).")
+    else:
+        lines.append("Click a particle to follow it.")
+    metric = " · ".join(
+        f"<b>{flow.solver}</b> {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · energy distance "
+        f"<b>{energy:.4f}</b> · straightness {flow.straightness:.2f}"
+        for flow, energy in flows
+    )
+    st.markdown(
+        f"<div class='fm-caption' data-testid='fm-caption'>{' '.join(lines)}<br>"
+        f"<span data-testid='fm-metrics'>{metric}</span> "
+        f"<span class='label'>(two samples of the data differ by ≈ {max(floor, 0):.4f})</span></div>",
+        unsafe_allow_html=True,
+    )
+
+
+def follow_controls() -> tuple[float, float] | None:
+    with st.expander("Follow one particle (the ODE view)", icon=":material/timeline:"):
+        on = st.toggle("Show one particle's path", key=_W("follow_on"))
+        left, right = st.columns(2)
+        x = left.number_input("start x at t=0", -4.0, 4.0, step=0.1, key=_W("fx"), format="%.2f")
+        y = right.number_input("start y at t=0", -4.0, 4.0, step=0.1, key=_W("fy"), format="%.2f")
+        st.caption("Or click any particle in the figure.")
+    return (round(float(x), 3), round(float(y), 3)) if on else None
+
+
+def export_panel(
+    state: ViewState, flows, figure, dataset: compute.Dataset, source: compute.Source, runner
+) -> None:
+    flow = flows[0][0]
+    with st.expander("Share & export", icon=":material/ios_share:"):
+        query = "&".join(f"{k}={v}" for k, v in state.to_query().items())
+        st.markdown(
+            "**Share**: the address bar holds this exact view; copy it. Add `classroom=1` for a projector."
+        )
+        st.code("?" + query if query else "(the default view)", language=None)
+        field = compute.field_frames(source)
+        title = f"{flow.solver} · {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · {state.schedule}"
+        frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=_W("png_t"))
+        k = round(frame_t * (len(flow.times) - 1))
+        cols = st.columns(4)
+        cols[0].download_button(
+            "GIF",
+            lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title),
+            file_name="flow.gif",
+            mime="image/gif",
+            icon=":material/gif_box:",
+            on_click="ignore",
+            width="stretch",
+        )
+        cols[1].download_button(
+            "HTML",
+            lambda: export.html_bytes(figure),
+            file_name="flow.html",
+            mime="text/html",
+            icon=":material/html:",
+            on_click="ignore",
+            width="stretch",
+        )
+        cols[2].download_button(
+            "PNG",
+            lambda: export.png_bytes(
+                export.render_frame(
+                    flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800
+                )
+            ),
+            file_name=f"flow_t{flow.times[k]:.2f}.png",
+            mime="image/png",
+            icon=":material/image:",
+            on_click="ignore",
+            width="stretch",
+        )
+        cols[3].download_button(
+            "Samples CSV",
+            export.csv_bytes(flow.samples),
+            file_name="samples.csv",
+            mime="text/csv",
+            icon=":material/table:",
+            on_click="ignore",
+            width="stretch",
+        )
+        st.caption(
+            "GIF and PNG render offline with Pillow; the HTML file embeds plotly.js and plays without a network."
+        )
+        st.markdown("**Model**")
+        left, right = st.columns([1, 2], vertical_alignment="bottom")
+        left.download_button(
+            "Save model",
+            lambda: _model_bytes(runner),
+            file_name="flow_model.safetensors",
+            mime="application/octet-stream",
+            icon=":material/download:",
+            on_click="ignore",
+            disabled=runner.velocity is None,
+            width="stretch",
+        )
+        right.file_uploader(
+            "Load a saved model (.safetensors)",
+            type=["safetensors"],
+            key=_W("model_upload"),
+            on_change=_on_load_model,
+        )
+
+
+def _model_bytes(runner) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.safetensors"
+        runner.save(path)
+        return path.read_bytes()
+
+
+def schedule_sketch(slot, schedule: str) -> None:
+    ts = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
+    value = fmcore.get_schedule(schedule)(ts)
+    slot.plotly_chart(
+        figures.schedule_figure(ts.numpy(), value.alpha.numpy(), value.sigma.numpy()),
+        key="fme_schedule",
+        config=dict(displayModeBar=False, staticPlot=True),
+    )
+
+
+def main() -> None:
+    """The whole Playground page."""
+    compute.configure_torch()
+    state, notices, from_url = _load_state()
+    st.set_page_config(
+        page_title="Flow Matching Explorer",
+        page_icon="🌊",
+        layout="wide",
+        initial_sidebar_state="collapsed" if state.classroom else "expanded",
+    )
+    st.markdown(theme.CSS + (theme.CLASSROOM_CSS if state.classroom else ""), unsafe_allow_html=True)
+    _seed(state, from_url)
+    for notice in notices:
+        st.toast(notice, icon=":material/link_off:")
+    if notices:
+        st.warning("Some link parameters were ignored: " + " ".join(notices), icon=":material/link_off:")
+
+    header()
+    schedule_slot = None
+    if not state.classroom:
+        with st.sidebar:
+            sampler = controls.sampler_controls()
+            schedule_slot = st.empty()
+            compare = controls.compare_controls()
+            train = controls.training_controls()
+        state = replace(
+            state,
+            **vars(sampler),
+            **vars(compare),
+            **vars(train),
+            data=st.session_state.get(_W("data"), state.data),
+        )
+    runner = training.session_runner(st.session_state)
+
+    if state.classroom:
+        figure_col, side_col = st.container(), None
+    else:
+        figure_col, side_col = st.columns([0.62, 0.38], gap="medium")
+    with figure_col:
+        if not state.classroom:
+            layers = controls.layer_controls()
+            state = replace(state, **vars(layers))
+            state = replace(state, follow=follow_point_from_widgets())
+        dataset, state = _dataset(state)
+        height = 800 if state.classroom else (520 if state.compare else 610)
+        flows, figure, kind, source = main_figure(state, dataset, runner, height)
+        caption(state, kind, flows, dataset)
+        if not state.classroom:
+            follow_controls()
+            export_panel(state, flows, figure, dataset, source, runner)
+    if side_col is not None:
+        with side_col:
+            st.markdown("##### :material/scatter_plot: Data")
+            data_panel(state)
+            st.markdown("##### :material/model_training: Train a network")
+            training_panel(runner, dataset, state)
+    if schedule_slot is not None:
+        schedule_sketch(schedule_slot, state.schedule)
+    _write_url(state)
+
+
+def follow_point_from_widgets() -> tuple[float, float] | None:
+    """The followed start point from the expander's widgets (read before they render)."""
+    if not st.session_state.get(_W("follow_on")):
+        return None
+    return round(float(st.session_state.get(_W("fx"), 0.0)), 3), round(
+        float(st.session_state.get(_W("fy"), 0.0)), 3
+    )

@@ -1,0 +1,27 @@
+"""Shared test setup: browser tests are skipped, with the reason, where no Chromium can run."""
+
+import importlib.util
+import shutil
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def browser_unavailable() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright (python) is not installed"
+    if not shutil.which(CHROMIUM):
+        return f"{CHROMIUM} is missing: run 'make browser' (apt-get install chromium)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = browser_unavailable()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,264 @@
+"""Training slices, run in the calling thread or in a server-wide pool of worker processes.
+
+Why processes: several sessions training in the server's threads collapse to a few steps/s each,
+because torch gives up the GIL around every small op and the server's Python-heavy threads (figure
+serialisation, the event loop) make each re-acquire wait (see ``bench/classroom.py --micro``).
+A worker process has its own GIL.
+
+Workers are stateless: a job is ``(trainer state, budget) -> (new state, what the page draws)``.
+Each session's state stays in that session (``explorer.training``), so a worker that dies loses one
+slice, never a model, and the pool holds no user data between jobs (safe to share across sessions).
+The server never unpickles a trainer on the hot path: it keeps the state as opaque bytes and reads
+only a small ``SliceResult`` (stats, the new losses, the sampling weights).
+
+Fair sharing comes from the executor: jobs start in submission (FIFO) order, at most one per worker
+runs at once, and every job is bounded by its time budget. A session submits its next slice only
+after its last one came back, so sessions take turns.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import math
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from fmcore.models import FlowModel, ModelConfig, VelocityMLP
+from fmcore.trainer import Trainer, TrainStats
+
+__all__ = [
+    "SliceResult",
+    "TrainingPool",
+    "WorkerLost",
+    "flow_from_weights",
+    "get_pool",
+    "pack_state",
+    "pool_size",
+    "train_slice",
+    "unpack_state",
+]
+
+FIRST_CHUNK = 8
+"""Steps in the first call of a slice when the speed is unknown; the rest is sized from it."""
+HISTORY_TAIL = 1000
+"""Losses kept in the state that travels to workers. The trainer reads only the recent ones (its
+divergence check uses a median of the last 500); the whole curve stays in the session, so a long
+run does not make every slice slower."""
+
+
+def pool_size() -> int:
+    """Workers in the shared pool: ``FME_TRAIN_WORKERS``, else one per core but one.
+
+    One core stays with the server process, which serialises figures and runs the event loop.
+    """
+    value = os.environ.get("FME_TRAIN_WORKERS", "").strip()
+    if value:
+        try:
+            size = int(value)
+        except ValueError:
+            raise ValueError(f"FME_TRAIN_WORKERS must be a whole number; got {value!r}") from None
+        if size < 1:
+            raise ValueError(f"FME_TRAIN_WORKERS must be at least 1; got {size}")
+        return size
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def train_slice(
+    trainer: Trainer, budget_s: float, steps_per_s: float | None = None
+) -> tuple[TrainStats, np.ndarray]:
+    """Train for about ``budget_s`` seconds.
+
+    Args:
+        trainer: trained in place.  budget_s: wall-time budget of the slice.
+        steps_per_s: a speed estimate from the last slice, to size the first call; None to measure.
+    Returns:
+        ``(stats, losses)``: the last ``TrainStats`` of the slice with ``loss`` the mean over the
+        slice and ``steps_per_s`` over its wall time; ``losses`` (k,) float32, one per step kept.
+        Stops early at the first status other than "ok".
+    """
+    start = time.perf_counter()
+    deadline = start + budget_s
+    step0 = trainer.step_count
+    n = max(1, int(steps_per_s * budget_s)) if steps_per_s else FIRST_CHUNK
+    while True:
+        stats = trainer.step(n)
+        now = time.perf_counter()
+        left = deadline - now
+        if stats.status != "ok" or left <= 0.1 * budget_s:
+            break
+        n = max(1, int((stats.step - step0) / max(now - start, 1e-9) * left))
+    # A divergence restores an earlier snapshot: the kept steps end at stats.step.
+    losses = np.asarray(trainer.history[step0 : stats.step], dtype=np.float32)
+    seconds = time.perf_counter() - start
+    loss = float(losses.mean()) if len(losses) else math.nan
+    return dataclasses.replace(stats, loss=loss, steps_per_s=len(losses) / max(seconds, 1e-9)), losses
+
+
+def pack_state(trainer: Trainer) -> bytes:
+    """The trainer's full state as bytes, with only the recent losses (``HISTORY_TAIL``)."""
+    state = trainer.state_dict()
+    state["history"] = state["history"][-HISTORY_TAIL:].clone()
+    # Plain pickle, not torch's multiprocessing reductions: those move each small tensor through
+    # its own shared-memory segment, which is slower here and fragile when a worker dies.
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_state(state: bytes) -> Trainer:
+    return Trainer.from_state_dict(pickle.loads(state))
+
+
+class FlowWeights(NamedTuple):
+    """The sampling network as plain arrays: a few kB, cheap to rebuild in the server."""
+
+    config: ModelConfig
+    schedule: str
+    prediction: str
+    weights: dict[str, np.ndarray]
+
+
+def flow_weights(trainer: Trainer) -> FlowWeights:
+    flow = trainer.flow
+    weights = {k: v.detach().cpu().numpy().copy() for k, v in flow.net.state_dict().items()}
+    return FlowWeights(flow.config, flow.schedule.name, flow.prediction, weights)
+
+
+def flow_from_weights(w: FlowWeights) -> FlowModel:
+    net = VelocityMLP(w.config)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in w.weights.items()})
+    return FlowModel(net.requires_grad_(False), w.schedule, w.prediction)
+
+
+class SliceResult(NamedTuple):
+    state: bytes
+    stats: TrainStats
+    losses: np.ndarray
+    flow: FlowWeights
+
+
+def _init_worker() -> None:
+    # One torch thread beats two for models this size, and the workers already use every core.
+    torch.set_num_threads(1)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _slice_job(state: bytes, budget_s: float, steps_per_s: float | None) -> SliceResult:
+    trainer = unpack_state(state)
+    stats, losses = train_slice(trainer, budget_s, steps_per_s)
+    return SliceResult(pack_state(trainer), stats, losses, flow_weights(trainer))
+
+
+def _floor_job(state: bytes) -> float:
+    return float(unpack_state(state).loss_floor)
+
+
+class WorkerLost(RuntimeError):
+    """A training worker died (or never answered); the pool was restarted."""
+
+
+class TrainingPool:
+    """A lazily started ``ProcessPoolExecutor`` (spawn) that restarts itself after a crash.
+
+    Args:
+        size: number of worker processes (default ``pool_size()``).
+    """
+
+    def __init__(self, size: int | None = None):
+        self.size = size or pool_size()
+        self.restarts = 0
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.size,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                )
+            return self._executor
+
+    def _discard(self, executor: ProcessPoolExecutor) -> None:
+        """Drop a broken executor once, however many sessions saw it break."""
+        with self._lock:
+            if self._executor is not executor:
+                return
+            self._executor = None
+            self.restarts += 1
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self, fn, *args) -> tuple[ProcessPoolExecutor, Future]:
+        executor = self._current()
+        try:
+            return executor, executor.submit(fn, *args)
+        except (BrokenProcessPool, RuntimeError) as error:
+            self._discard(executor)
+            raise WorkerLost(f"the training pool was broken ({error})") from None
+
+    def warm(self) -> None:
+        """Start the workers now (each imports torch: a second or two) rather than on a first slice."""
+        for _ in range(self.size):
+            self._submit(_ready)
+
+    def run(
+        self, state: bytes, budget_s: float, steps_per_s: float | None = None, timeout_s: float = 300.0
+    ) -> SliceResult:
+        """Run one slice of the trainer packed in ``state`` in a worker.
+
+        Raises:
+            WorkerLost: the worker died or the slice did not come back within ``timeout_s``
+                (time queued behind other sessions included); the pool is ready again.
+            Exception: whatever the trainer raised in the worker.
+        """
+        executor, future = self._submit(_slice_job, state, budget_s, steps_per_s)
+        try:
+            return future.result(timeout=timeout_s)
+        except BrokenProcessPool:
+            self._discard(executor)
+            raise WorkerLost("a training worker stopped unexpectedly") from None
+        except FutureTimeout:
+            future.cancel()
+            raise WorkerLost(f"no training worker answered within {timeout_s:.0f} s") from None
+
+    def loss_floor(self, state: bytes) -> Future:
+        """The trainer's ``loss_floor`` (a Monte Carlo estimate: about a second), computed in a worker."""
+        return self._submit(_floor_job, state)[1]
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for memory accounting and tests)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in list(processes.values()) if p.is_alive()]
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_POOL: TrainingPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def get_pool() -> TrainingPool:
+    """The server-wide pool, created on first use (it holds no user data, so sessions share it)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = TrainingPool()
+            atexit.register(_POOL.shutdown)
+        return _POOL

@@ -1,0 +1,226 @@
+"""The per-session training runner: control, thread safety, divergence, backends, isolation."""
+
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from explorer import pool
+from explorer.training import session_runner
+from fmcore.datasets import sample
+from fmcore.trainer import Trainer
+
+BUDGET = 0.05
+GRID = torch.cartesian_prod(torch.linspace(-2, 2, 7), torch.linspace(-2, 2, 7))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sample("moons", 512, seed=0)
+
+
+def field(velocity, t=0.5):
+    return velocity(GRID, torch.tensor(t))
+
+
+def ticks(runner, n, budget_s=BUDGET):
+    return [runner.tick(budget_s) for _ in range(n)]
+
+
+def test_configure_start_tick_pause_reset(data):
+    runner = session_runner({}, backend="inline")
+    assert runner.tick() is None and runner.velocity is None and runner.status == "idle"
+    runner.configure(data, seed=1)
+    assert runner.tick() is None, "a configured runner stays paused until start()"
+    runner.start()
+    first, second = ticks(runner, 2)
+    assert 0 < first.step < second.step and first.status == "ok"
+    assert runner.stats is second and runner.step == second.step
+    steps, losses = runner.history
+    assert len(steps) == len(losses) > 0 and steps[-1] == second.step
+    assert field(runner.velocity).shape == GRID.shape
+    runner.pause()
+    assert runner.tick() is None and not runner.running
+    runner.reset()
+    assert runner.step == 0 and not runner.running and runner.velocity is None
+    assert len(runner.history[0]) == 0
+
+
+def test_session_runner_is_one_per_session(data):
+    alice, bob = {}, {}
+    assert session_runner(alice, backend="inline") is session_runner(alice)
+    assert session_runner(alice) is not session_runner(bob, backend="inline")
+
+
+def test_tick_skips_while_another_thread_holds_the_slice(data):
+    runner = session_runner({}, backend="inline")
+    runner.configure(data, seed=1)
+    runner.start()
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with runner._slice_lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    started = time.perf_counter()
+    assert runner.tick(1.0) is None
+    assert time.perf_counter() - started < 0.5, "a busy tick must return at once, not wait for the slice"
+    release.set()
+    holder.join()
+    assert runner.tick(BUDGET) is not None
+
+
+def test_two_threads_ticking_one_runner_never_corrupt_it(data):
+    runner = session_runner({}, backend="inline")
+    runner.configure(data, seed=2)
+    runner.start()
+    seen, errors = [], []
+
+    def rerun():
+        try:
+            for _ in range(15):
+                seen.append(runner.tick(0.02))
+        except Exception as error:  # the test is that nothing is raised
+            errors.append(error)
+
+    threads = [threading.Thread(target=rerun) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    done = [stats for stats in seen if stats is not None]
+    assert done and all(stats.status == "ok" for stats in done)
+    assert len({stats.step for stats in done}) == len(done), "two slices ended on the same step"
+    steps, _ = runner.history
+    assert steps[-1] == runner.step == max(stats.step for stats in done)
+    assert (steps[1:] > steps[:-1]).all(), "history steps must increase: no slice ran twice at once"
+    assert torch.isfinite(field(runner.velocity)).all()
+
+
+def test_divergence_pauses_and_keeps_the_last_good_model(data):
+    runner = session_runner({}, backend="inline")
+    runner.configure(data, seed=3, lr=100.0)
+    runner.start()
+    for _ in range(40):
+        stats = runner.tick(BUDGET)
+        if runner.status != "ok":
+            break
+    assert stats.status == "diverged" and runner.status == "diverged"
+    assert not runner.running and "diverged" in runner.message.lower()
+    assert runner.tick() is None, "a diverged runner stays paused"
+    # The trainer went back to its last healthy snapshot: replaying that many steps gives it.
+    replay = Trainer(data, seed=3, lr=100.0)
+    replay.step(runner.step)
+    assert replay.status == "ok"
+    after = field(runner.velocity)
+    assert torch.isfinite(after).all()
+    torch.testing.assert_close(after, field(replay.velocity))
+    assert len(runner.history[0]) == runner.step
+    runner.set_lr(1e-3)
+    runner.start()
+    assert runner.tick(BUDGET).step > stats.step, "a lower learning rate resumes from the kept weights"
+
+
+def test_bad_configure_keeps_the_previous_trainer(data):
+    runner = session_runner({}, backend="inline")
+    runner.configure(data, seed=4)
+    runner.start()
+    ticks(runner, 2)
+    before, step = field(runner.velocity), runner.step
+    for bad in (dict(schedule="no-such-schedule"), dict(target="nope"), dict(coupling="nope"), dict(bogus=1)):
+        with pytest.raises(ValueError):
+            runner.configure(data, **bad)
+    for bad_data in (torch.zeros(0, 2), torch.full((5, 2), float("nan")), "not points"):
+        with pytest.raises(ValueError):
+            runner.configure(bad_data)
+    assert runner.step == step and runner.running
+    torch.testing.assert_close(field(runner.velocity), before)
+    assert runner.tick(BUDGET).step > step
+
+
+def test_two_sessions_never_share_a_model(data):
+    alice, bob = session_runner({}, backend="inline"), session_runner({}, backend="inline")
+    for runner in (alice, bob):
+        runner.configure(data, seed=5)
+    alice.start()
+    ticks(alice, 3)
+    assert bob.velocity is None and bob.step == 0
+    bob.start()
+    bob.tick(BUDGET)
+    alice_field = field(alice.velocity)
+    ticks(bob, 3)
+    torch.testing.assert_close(field(alice.velocity), alice_field)
+    assert alice._trainer is not bob._trainer
+
+
+def test_save_and_load_round_trip(data, tmp_path):
+    pytest.importorskip("fmcore.io", reason="fmcore.io (save/load) has not landed yet")
+    runner = session_runner({}, backend="inline")
+    with pytest.raises(ValueError):
+        runner.save(tmp_path / "none.safetensors")
+    runner.configure(data, seed=6)
+    runner.start()
+    ticks(runner, 2)
+    runner.save(tmp_path / "model.safetensors")
+    other = session_runner({}, backend="inline")
+    other.load(tmp_path / "model.safetensors")
+    torch.testing.assert_close(field(other.velocity), field(runner.velocity))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model")
+    with pytest.raises(ValueError):
+        other.load(tmp_path / "junk.safetensors")
+    torch.testing.assert_close(field(other.velocity), field(runner.velocity))
+
+
+@pytest.fixture(scope="module")
+def training_pool():
+    shared = pool.get_pool()
+    shared.warm()
+    yield shared
+
+
+def test_process_backend_trains_like_inline(data, training_pool):
+    runner = session_runner({}, backend="process")
+    runner.configure(data, seed=7)
+    runner.start()
+    for stats in ticks(runner, 3):
+        assert stats is not None and stats.status == "ok", stats
+    inline = Trainer(data, seed=7)
+    inline.step(runner.step)
+    torch.testing.assert_close(field(runner.velocity), field(inline.velocity), atol=1e-4, rtol=1e-4)
+    assert runner.history[0][-1] == runner.step
+    deadline = time.monotonic() + 20
+    while runner.loss_floor is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # computed in a worker; the page reads None meanwhile
+    assert runner.loss_floor == pytest.approx(inline.loss_floor)
+
+
+def test_process_backend_survives_a_killed_worker(data, training_pool):
+    runner = session_runner({}, backend="process")
+    runner.configure(data, seed=8)
+    runner.start()
+    ticks(runner, 2)
+    before, step = field(runner.velocity), runner.step
+    restarts = training_pool.restarts
+
+    def kill_a_worker():
+        time.sleep(0.5)
+        for pid in training_pool.pids():
+            os.kill(pid, 9)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    stats = runner.tick(3.0)
+    killer.join()
+    assert stats is not None and "restarted" in stats.message and stats.status == "ok"
+    assert training_pool.restarts == restarts + 1
+    assert runner.step == step and runner.running
+    torch.testing.assert_close(field(runner.velocity), before)
+    recovered = runner.tick(BUDGET)
+    assert recovered.status == "ok" and recovered.step > step

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from . import theme
 from .compute import VIEW_BOX
 from .figures import snapshot_figure
-from .lesson_compute import GOOD_ERROR, ErrorCurve, Panel
+from .lesson_compute import GOOD_ERROR, ErrorCurve, Panel, Posterior
 
 __all__ = [
     "SOLVER_COLORS",
@@ -24,6 +24,7 @@ __all__ = [
     "error_nfe_figure",
     "grid_figure",
     "panels_figure",
+    "posterior_figure",
     "question_figure",
 ]
 
@@ -133,6 +134,15 @@ def panels_figure(
                 ),
                 **where,
             )
+            fig.add_trace(
+                go.Scatter(
+                    x=_f32(panel.paths[0, :, 0]),
+                    y=_f32(panel.paths[0, :, 1]),
+                    mode="markers",
+                    marker=dict(color=theme.NOISE, size=4),
+                ),
+                **where,
+            )
         fig.add_trace(
             go.Scatter(
                 x=_f32(panel.points[:, 0]),
@@ -182,7 +192,7 @@ def error_nfe_figure(curves: Sequence[ErrorCurve], labels: Mapping[str, str], he
         line=dict(color=theme.MUTED, dash="dash", width=1),
         annotation_text=f"error {GOOD_ERROR}: invisible at this scale",
         annotation_font=dict(color=theme.MUTED, size=11),
-        annotation_position="bottom left",
+        annotation_position="top right",
     )
     _style(fig, height)
     fig.update_layout(
@@ -219,6 +229,20 @@ def grid_figure(grids: Mapping[str, np.ndarray], height: int | None = None) -> g
     return fig
 
 
+def _log_ticks(values: np.ndarray) -> dict:
+    """1-2-5 tick values spanning ``values`` on a log axis, with a range that hugs the data."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size == 0:
+        return {}
+    lo, hi = float(positive.min()), float(positive.max())
+    decades = np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+    ticks = [m * 10.0**d for d in decades for m in (1, 2, 5)]
+    ticks = [v for v in ticks if lo / 1.5 <= v <= hi * 1.5]
+    return dict(
+        tickvals=ticks, ticktext=[f"{v:g}" for v in ticks], range=[np.log10(lo) - 0.05, np.log10(hi) + 0.05]
+    )
+
+
 def curves_figure(
     series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     x_title: str,
@@ -251,5 +275,86 @@ def curves_figure(
     _style(fig, height)
     fig.update_layout(margin=dict(l=60, r=10, t=30, b=45))
     fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title, type="log" if log_y else "linear")
+    if log_y:
+        values = np.concatenate(
+            [np.asarray(y, dtype=float) for _, y in series.values()] + [[floor or np.nan]]
+        )
+        fig.update_yaxes(type="log", **_log_ticks(values))
+    fig.update_yaxes(title=y_title)
+    return fig
+
+
+def posterior_figure(post: Posterior, z: tuple[float, float], t: float, height: int = 520) -> go.Figure:
+    """The marginal velocity at (z, t) as the posterior average of the conditional ones.
+
+    Every arrow is drawn for a time (1 - t), so on the linear path the conditional arrow towards
+    x_j ends exactly at x_j, and the marginal arrow ends at the posterior mean E[z_1 | z_t = z].
+    Data points and their arrows are shaded by their posterior weight w_j.
+    """
+    shade = post.weights / max(float(post.weights.max()), 1e-12)
+    order = np.argsort(shade)
+    start = np.asarray(z, dtype=np.float32)
+    ends = start + (1.0 - t) * post.conditional[order]
+    strong = shade[order] > 0.02
+    x, y = _paths_xy(np.stack([np.broadcast_to(start, ends[strong].shape), ends[strong]]))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="lines",
+            line=dict(color=theme.rgba(theme.NOISE, 0.18), width=1),
+            name="conditional u_t(z | x_j)  (weight > 2%)",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=_f32(post.data[order, 0]),
+            y=_f32(post.data[order, 1]),
+            mode="markers",
+            marker=dict(
+                size=3 + 7 * shade[order],
+                color=_f32(shade[order]),
+                colorscale=[[0, theme.rgba(theme.DATA, 0.12)], [1, theme.DATA]],
+                cmin=0,
+                cmax=1,
+            ),
+            name="data x_j, sized by weight w_j(z)",
+        )
+    )
+    tip = start + (1.0 - t) * post.marginal
+    fig.add_trace(
+        go.Scatter(
+            x=[start[0], tip[0]],
+            y=[start[1], tip[1]],
+            mode="lines+markers",
+            line=dict(color=theme.EXACT, width=5),
+            marker=dict(size=[0, 18], symbol="arrow", angleref="previous", color=theme.EXACT),
+            name="marginal u_t(z) = Σ w_j u_t(z | x_j)",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[tip[0]],
+            y=[tip[1]],
+            mode="markers",
+            marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color=theme.EXACT, width=2.5)),
+            name="posterior mean E[z₁ | z_t = z]",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[start[0]],
+            y=[start[1]],
+            mode="markers",
+            marker=dict(symbol="star", size=18, color=theme.HIGHLIGHT, line=dict(color=theme.NOISE, width=2)),
+            name=f"z at t = {t:.2f}",
+        )
+    )
+    _style(fig, height)
+    fig.update_layout(
+        legend=dict(orientation="v", x=0.01, y=0.99, yanchor="top", bgcolor="rgba(11,16,32,0.7)")
+    )
+    fig.update_xaxes(range=[-VIEW_BOX, VIEW_BOX], showticklabels=False)
+    fig.update_yaxes(range=[-VIEW_BOX, VIEW_BOX], showticklabels=False, scaleanchor="x", scaleratio=1)
     return fig

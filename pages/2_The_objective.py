@@ -1,0 +1,211 @@
+"""Lesson 2 — the objective: regress on the conditional velocity, learn the marginal field."""
+
+import streamlit as st
+
+from explorer import compute, lesson, lesson_compute, lesson_figures, theme
+from explorer.lesson import Question
+from explorer.lesson_compute import Panel
+
+st.set_page_config(page_title="2 · The objective", page_icon="🌊", layout="wide")
+st.markdown(theme.CSS, unsafe_allow_html=True)
+compute.configure_torch()
+
+crossing_paths = st.cache_data(show_spinner=False)(lesson_compute.crossing_paths)
+posterior = st.cache_data(show_spinner=False)(lesson_compute.posterior)
+training_race = st.cache_data(show_spinner="Training with both targets…")(lesson_compute.training_race)
+wrong_target_cases = st.cache_data(show_spinner="Training on wrong targets…")(
+    lesson_compute.wrong_target_cases
+)
+COLORS = {"conditional": theme.MODEL, "marginal": theme.EXACT}
+
+st.title("2 · The objective: conditional and marginal")
+st.markdown(
+    "Sampling needs the **marginal** field $u_t(z)$: the velocity at $z$ averaged over every way of "
+    "getting there. For one data point $z_1$ the path is simple. Pair a noise draw $z_0$ with $z_1$ and "
+    "move along $z_t = \\alpha_t z_1 + \\sigma_t z_0$ with the **conditional** velocity (on the linear "
+    "path, $\\alpha_t = t$, $\\sigma_t = 1-t$, a straight line at constant speed):"
+)
+st.latex(
+    r"u_t(z_t \mid z_1) = \dot\alpha_t z_1 + \dot\sigma_t z_0 \overset{\text{linear}}{=} z_1 - z_0,"
+    r"\qquad u_t(z) = \mathbb E\big[u_t(z_t \mid z_1) \,\big|\, z_t = z\big] = \sum_j w_j(z)\, u_t(z \mid x_j)"
+)
+
+preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+dataset = compute.load_dataset(preset, seed=0)
+conditional, marginal = crossing_paths(preset)
+revealed = lesson.predict_then_see(
+    Question(
+        "Left: 60 noise points, each paired with a random data point, move in straight lines, and the "
+        "lines cross. Now move the same noise points with the marginal field. Will their paths cross?",
+        ("Yes, as often", "Yes, but less often", "No, never"),
+        "No, never",
+        "The marginal field gives one velocity per (z, t), so two paths can never meet: they bend around "
+        "each other instead. That is why sampling follows it, not the straight lines.",
+        hints={
+            "Yes, as often": "How many velocities does the marginal field have at one (z, t)?",
+            "Yes, but less often": "If two paths met, which way would the particle at the meeting point go?",
+        },
+    ),
+    key="cross",
+    context=preset,
+)
+panels = [
+    Panel(
+        "Conditional paths: straight, they cross",
+        conditional[-1],
+        "what the loss regresses on",
+        paths=conditional,
+    )
+]
+if revealed:
+    panels.append(
+        Panel(
+            "Marginal field paths: curved, never cross", marginal[-1], "what sampling follows", paths=marginal
+        )
+    )
+st.plotly_chart(
+    lesson_figures.panels_figure(panels, background=dataset.shown, columns=2, height=470),
+    key="crossing",
+    config={"displayModeBar": False},
+)
+
+st.subheader("The marginal velocity is an average of conditional ones")
+left, right = st.columns([1, 2.2], gap="large")
+with left:
+    st.markdown(
+        "Move the point and the time. Each data point $x_j$ pulls $z$ along its straight line; the weight "
+        "$w_j(z) \\propto \\mathcal N(z;\\, \\alpha_t x_j, \\sigma_t^2 I)$ says how likely $x_j$ is the "
+        "destination. Early on every point has a say and the average points to the middle; near $t=1$ "
+        "one point wins."
+    )
+    zx = st.slider("z, x", -3.0, 3.0, -1.6, 0.1, key="zx")
+    zy = st.slider("z, y", -3.0, 3.0, -1.4, 0.1, key="zy")
+    t = st.slider("t", 0.0, 0.95, 0.35, 0.05, key="t")
+with right:
+    post = posterior(preset, (zx, zy), t)
+    st.plotly_chart(
+        lesson_figures.posterior_figure(post, (zx, zy), t), key="posterior", config={"displayModeBar": False}
+    )
+
+st.subheader("The loss, and why the easy target is enough")
+st.latex(
+    r"\mathcal L_{\text{CFM}}(\theta) = \mathbb E_{t,\,z_1,\,z_0} \big\| v_\theta(z_t, t) - u_t(z_t \mid z_1) \big\|^2"
+    r"= \underbrace{\mathbb E \big\| v_\theta(z_t, t) - u_t(z_t) \big\|^2}_{\mathcal L_{\text{FM}}(\theta)}"
+    r"+ \underbrace{\mathbb E \big\| u_t(z_t \mid z_1) - u_t(z_t) \big\|^2}_{\text{floor, free of } \theta}"
+)
+with st.expander("Derivation, step by step"):
+    st.markdown(
+        "**1.** Expand both squares. The $\\|v_\\theta\\|^2$ terms agree: $z_t$ has the same distribution in both."
+    )
+    st.latex(r"\|v - u\|^2 = \|v\|^2 - 2\langle v, u\rangle + \|u\|^2")
+    st.markdown(
+        "**2.** The cross terms agree too: condition on $z_t$ (tower rule) and use the definition of $u_t(z)$."
+    )
+    st.latex(
+        r"\mathbb E\,\langle v_\theta(z_t,t),\, u_t(z_t\mid z_1)\rangle"
+        r"= \mathbb E_{z_t}\big\langle v_\theta(z_t,t),\, \mathbb E[u_t(z_t\mid z_1)\mid z_t]\big\rangle"
+        r"= \mathbb E\,\langle v_\theta(z_t,t),\, u_t(z_t)\rangle"
+    )
+    st.markdown("**3.** What is left differs only in terms without $\\theta$:")
+    st.latex(
+        r"\mathcal L_{\text{CFM}} - \mathcal L_{\text{FM}} = \mathbb E\|u_t(z_t\mid z_1)\|^2 - \mathbb E\|u_t(z_t)\|^2"
+        r"= \mathbb E\,\|u_t(z_t\mid z_1) - u_t(z_t)\|^2 \ \ge 0"
+    )
+    st.markdown(
+        "**4.** So $\\nabla_\\theta \\mathcal L_{\\text{CFM}} = \\nabla_\\theta \\mathcal L_{\\text{FM}}$: same "
+        "gradients, same minimiser $v_\\theta = u_t$. But the conditional loss never drops below the floor, "
+        "the variance of the target given $z_t$; a loss stuck at the floor is a *trained* model, not a stuck one."
+    )
+
+steps = st.select_slider("Training steps (each run)", [200, 400, 800, 1600], value=400, key="train_steps")
+race = training_race(preset, steps)
+loss_col, error_col = st.columns(2)
+with loss_col:
+    window = 20
+    smoothed = {
+        f"{k} target (loss, {window}-step mean)": lesson_compute.smoothed_curve(v, window)
+        for k, v in race.loss.items()
+    }
+    st.plotly_chart(
+        lesson_figures.curves_figure(
+            smoothed,
+            "step",
+            "training loss",
+            colors=dict(zip(smoothed, COLORS.values(), strict=True)),
+            log_y=True,
+            floor=race.floor["conditional"],
+        ),
+        key="loss",
+        config={"displayModeBar": False},
+    )
+with error_col:
+    errors = {f"{k} target": (race.steps, v) for k, v in race.field_error.items()}
+    st.plotly_chart(
+        lesson_figures.curves_figure(
+            errors,
+            "step",
+            "field error  E|v_θ − u_t|²  (t ≤ 0.9)",
+            colors=dict(zip(errors, COLORS.values(), strict=True)),
+            log_y=True,
+        ),
+        key="field_error",
+        config={"displayModeBar": False},
+    )
+st.markdown(
+    f"Both runs chase the same field: after {steps} steps the field error is "
+    f"**{race.field_error['conditional'][-1]:.3f}** (conditional target) and **{race.field_error['marginal'][-1]:.3f}** "
+    f"(marginal target). The conditional loss flattens at its floor **{race.floor['conditional']:.2f}** while its "
+    "field error keeps falling; the marginal target has floor 0 and no target noise, so it gets there in fewer "
+    f"steps, but each step costs more ({race.seconds['marginal']:.1f} s against {race.seconds['conditional']:.1f} s "
+    "here): it averages over all data points, which only works when you can afford the whole data set per step."
+)
+
+with lesson.pitfall(
+    "the wrong target",
+    "The velocity of the linear path is $z_1 - z_0 = (z_1 - z_t)/(1-t)$. Drop the $1/(1-t)$ and the "
+    "network learns a field that is too slow: particles stop short of the data. Regress on the data point "
+    "itself and you get a denoiser, not a velocity; integrate it as a velocity and the samples land in the "
+    "wrong place. Same loop, same seed, same solver (RK4, 25 steps):",
+):
+    st.plotly_chart(
+        lesson_figures.panels_figure(wrong_target_cases(preset), background=dataset.shown, height=400),
+        key="pitfall",
+        config={"displayModeBar": False},
+    )
+
+lesson.self_check(
+    [
+        Question(
+            "On the linear path, the conditional target u_t(z_t | z_1) is …",
+            ("z_1 − z_0", "z_1 − z_t", "z_1"),
+            "z_1 − z_0",
+            "d/dt (t z_1 + (1 − t) z_0) = z_1 − z_0, which also equals (z_1 − z_t)/(1 − t).",
+            hints={
+                "z_1 − z_t": "Differentiate z_t = t z_1 + (1 − t) z_0 in t.",
+                "z_1": "That is a position, not a velocity.",
+            },
+        ),
+        Question(
+            "The conditional loss stops falling at about the floor. What does that mean?",
+            (
+                "The model may be fine: the floor is the target's own noise",
+                "Training is stuck: raise the learning rate",
+            ),
+            "The model may be fine: the floor is the target's own noise",
+            "The floor E|u_t(z|z_1) − u_t(z)|² does not depend on θ; watch the field error, not the raw loss.",
+            hints={
+                "Training is stuck: raise the learning rate": "Look at the field error plot while the loss is flat."
+            },
+        ),
+        Question(
+            "Conditional and marginal targets give …",
+            ("the same gradient and the same minimiser", "different minimisers", "the same loss values"),
+            "the same gradient and the same minimiser",
+            "They differ by a constant, the floor, so the gradients agree exactly.",
+            hints={"the same loss values": "Compare the two loss curves: they differ by the floor."},
+        ),
+    ],
+    key="objective",
+)
+
+lesson.playground_link(data=preset, target="conditional", field="learned")

@@ -27,7 +27,7 @@ from fmcore import datasets
 from fmcore.solvers import integrate
 
 from . import canvas, compute, controls, export, figures, theme, training
-from .state import CUSTOM, ViewState
+from .state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
 
 __all__ = ["main"]
 
@@ -101,6 +101,7 @@ def _dataset(state: ViewState) -> tuple[compute.Dataset, ViewState]:
     if state.data == CUSTOM:
         points = canvas.Drawing(st.session_state).points()
         if points is not None:
+            points = as_shared(points)
             try:
                 dataset = compute.load_dataset(CUSTOM, 0, points, _points_key(points))
                 return dataset, replace(state, points=points)
@@ -675,6 +676,10 @@ def export_panel(
             "**Share**: the address bar holds this exact view; copy it. Add `classroom=1` for a projector."
         )
         st.code("?" + query if query else "(the default view)", language=None)
+        if state.points is not None and len(state.points) > URL_MAX_POINTS:
+            st.caption(
+                f"The link carries a {URL_MAX_POINTS:,}-point subsample of your {len(state.points):,} points."
+            )
         field = compute.field_frames(source)
         title = f"{flow.solver} · {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · {state.schedule}"
         frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=_W("png_t"))

@@ -37,6 +37,7 @@ __all__ = [
     "TARGETS",
     "URL_MAX_POINTS",
     "ViewState",
+    "as_shared",
     "decode_points",
     "encode_points",
 ]
@@ -101,6 +102,16 @@ def decode_points(text: str) -> np.ndarray:
     span = np.where(hi > lo, hi - lo, 1.0)
     quantised = np.frombuffer(body, dtype="<u2").reshape(n, 2).astype(np.float64)
     return (lo + quantised / _LEVELS * span).astype(np.float32)
+
+
+def as_shared(points: np.ndarray) -> np.ndarray:
+    """The points exactly as a link carries them (quantised), when they fit in a link.
+
+    Using these in the session too means the person who shares a link and the person who opens
+    it compute the very same figure.
+    """
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    return decode_points(encode_points(points)) if 0 < len(points) <= URL_MAX_POINTS else points
 
 
 def _choices(registry) -> tuple[str, ...]:

@@ -1,0 +1,168 @@
+"""The Playground as a user drives it, through Streamlit's AppTest (no browser).
+
+AppTest runs a ``run_every`` fragment once per ``at.run()``, so "train some steps" is a few runs.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+
+
+@pytest.fixture(autouse=True)
+def inline_training(monkeypatch):
+    monkeypatch.setenv("FME_TRAINING", "inline")  # no worker pool in tests
+
+
+def start(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def flow_spec(at: AppTest) -> dict:
+    """The main animated figure (the one with frames)."""
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if spec.get("frames"):
+            return spec
+    raise AssertionError("no animated figure on the page")
+
+
+def particles_at_end(spec: dict) -> str:
+    """The final frame's particle positions, as sent (base64 float32)."""
+    names = [trace.get("name") for trace in spec["data"]]
+    index = names.index("particles z_t")
+    last = spec["frames"][-1]
+    return json.dumps(last["data"][last["traces"].index(index)]["x"])
+
+
+def html(at: AppTest, testid: str) -> str:
+    found = [m.value for m in at.markdown if f"data-testid='{testid}'" in m.value]
+    assert found, f"nothing marked {testid} on the page"
+    return re.sub(r"<[^>]+>", "", found[0])
+
+
+def test_first_run_shows_the_exact_flow_with_steps_and_nfe():
+    at = start()
+    spec = flow_spec(at)
+    assert len(spec["frames"]) == 51
+    assert spec["frames"][0]["name"] == "0.00" and spec["frames"][-1]["name"] == "1.00"
+    assert html(at, "fm-nfe").startswith("20 steps · 80 NFE")  # rk4: 4 evaluations a step
+    assert "exact" in html(at, "fm-caption")
+    assert dict(at.query_params) == {}  # the default view keeps a clean URL
+
+
+def test_preset_solver_and_steps_change_the_figure_and_the_nfe():
+    at = start()
+    before = particles_at_end(flow_spec(at))
+    at.pills(key="fme_w_data").set_value("circles").run()
+    assert not at.exception
+    after_preset = particles_at_end(flow_spec(at))
+    assert after_preset != before
+    assert at.query_params["data"] == "circles"
+
+    at.selectbox(key="fme_w_solver").set_value("heun")
+    at.slider(key="fme_w_steps").set_value(7)
+    at.run()
+    assert not at.exception
+    assert html(at, "fm-nfe").startswith("7 steps · 14 NFE")
+    spec = flow_spec(at)
+    assert particles_at_end(spec) != after_preset
+    assert "heun" in json.dumps(spec["layout"]["annotations"]) and "14 NFE" in html(at, "fm-metrics")
+    assert at.query_params["solver"] == "heun" and at.query_params["steps"] == "7"
+
+
+def test_training_runs_then_a_schedule_change_reuses_the_model_without_retraining():
+    at = start()
+    at.button(key="fme_w_train").click().run()
+    for _ in range(3):
+        at.run()  # each run ticks the live fragment once
+    assert not at.exception
+    stats = html(at, "fm-train-stats")
+    step = int(re.search(r"step ([\d,]+)", stats).group(1).replace(",", ""))
+    assert step > 0 and "cpu" in stats and "steps/s" in stats
+    assert len([c for c in at.get("plotly_chart") if '"log"' in c.proto.spec]) == 1  # the loss curve
+
+    at.button(key="fme_w_pause").click().run()
+    paused = int(re.search(r"step ([\d,]+)", html(at, "fm-train-stats")).group(1).replace(",", ""))
+    at.segmented_control(key="fme_w_field").set_value("learned").run()
+    assert "network" in html(at, "fm-caption")
+    learned_linear = particles_at_end(flow_spec(at))
+    at.selectbox(key="fme_w_schedule").set_value("cosine").run()
+    assert not at.exception
+    assert particles_at_end(flow_spec(at)) != learned_linear  # re-integrated under the new schedule
+    again = int(re.search(r"step ([\d,]+)", html(at, "fm-train-stats")).group(1).replace(",", ""))
+    assert again == paused  # ...by the same network: no retraining
+
+
+def test_bad_csv_upload_shows_an_error_and_keeps_the_data():
+    at = start({"data": "spirals"})
+    before = particles_at_end(flow_spec(at))
+    at.file_uploader(key="fme_w_upload").upload("bad.csv", b"x,y\n1,2\n3,nan\n", "text/csv").run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "bad.csv" in errors and "not a finite number" in errors and "Nothing was changed" in errors
+    assert particles_at_end(flow_spec(at)) == before
+    assert at.query_params["data"] == "spirals"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("1,2,3\n4,5,6\n", "expected exactly two columns"), ("1\n2\n", "two numbers"), ("", "No data rows")],
+)
+def test_bad_pasted_points_explain_themselves(text, needle):
+    at = start()
+    at.text_area(key="fme_w_paste").input(text)
+    at.button(key="fme_w_use_paste").click().run()
+    assert not at.exception
+    assert needle in " ".join(e.value for e in at.error)
+    assert "data" not in at.query_params  # still the default preset
+
+
+def test_good_csv_becomes_the_data_and_the_link_carries_it():
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    ring = np.stack([100 + 5 * np.cos(angle), -20 + 5 * np.sin(angle)], 1)
+    csv = "x,y\n" + "\n".join(f"{x:.4f},{y:.4f}" for x, y in ring)
+    at = start()
+    at.file_uploader(key="fme_w_upload").upload("ring.csv", csv.encode(), "text/csv").run()
+    assert not at.exception and not at.error
+    assert at.query_params["data"] == "custom" and len(at.query_params["pts"]) > 100
+    shared = dict(at.query_params)
+    # the shared link alone reproduces the view in a new session
+    other = start(shared)
+    assert particles_at_end(flow_spec(other)) == particles_at_end(flow_spec(at))
+
+
+def test_invalid_link_parameters_give_a_notice_and_the_rest_still_applies():
+    at = start({"solver": "warp-drive", "steps": "-3", "data": "rings", "nonsense": "1"})
+    notices = " ".join(w.value for w in at.warning)
+    assert "solver" in notices and "steps" in notices and "nonsense" in notices
+    assert html(at, "fm-nfe").startswith("20 steps · 80 NFE")
+    assert at.pills(key="fme_w_data").value == "rings"
+
+
+def test_compare_mode_shows_both_settings_with_their_nfe_and_energy():
+    at = start({"compare": "1", "solver_b": "euler", "steps_b": "3"})
+    spec = flow_spec(at)
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert len(titles) == 2
+    assert "80 NFE" in titles[0] and "3 steps · 3 NFE" in titles[1]
+    assert all("energy distance" in t for t in titles)
+    assert "xaxis2" in spec["layout"]
+
+
+def test_classroom_link_hides_the_controls():
+    at = start({"classroom": "1", "data": "8gaussians"})
+    assert len(at.sidebar.selectbox) == 0 and len(at.button) == 0
+    assert flow_spec(at)["layout"]["height"] >= 800

@@ -1,0 +1,76 @@
+"""Exports are real files: a GIF, a PNG, a standalone HTML page and a CSV that parses back."""
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explorer import compute, export, figures
+from fmcore import datasets
+
+F = compute.N_FRAMES
+
+
+@pytest.fixture(scope="module")
+def flow():
+    rng = np.random.default_rng(0)
+    times = compute.frame_times()
+    z0, z1 = rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) * 0.2 + [1.5, 0.0]
+    particles = ((1 - times)[:, None, None] * z0 + times[:, None, None] * z1).astype(np.float32)
+    return times, particles, z1.astype(np.float32)
+
+
+def test_gif_is_an_animated_gif89a_with_one_frame_per_time(flow):
+    times, particles, data = flow
+    field = np.ones((F, compute.ARROW_GRID**2, 2), dtype=np.float32)
+    blob = export.gif_bytes(particles[::5], times[::5], data, field[::5], "test", size=160)
+    assert blob[:6] == b"GIF89a"
+    image = Image.open(io.BytesIO(blob))
+    assert image.n_frames == len(times[::5]) and image.size == (160, 160)
+    assert image.info.get("loop") == 0
+
+
+def test_png_shows_the_particles_in_the_time_colour(flow):
+    times, particles, data = flow
+    blob = export.png_bytes(export.render_frame(particles[-1], 1.0, data, title="t=1", size=240))
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n"
+    image = np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")).astype(int)
+    assert image.shape == (240, 240, 3)
+    # at t=1 the particles sit around (1.5, 0): right of centre, in the data colour (amber: red > blue)
+    right = image[100:140, 165:190].reshape(-1, 3)
+    assert (right[:, 0] - right[:, 2]).max() > 100
+    left = image[100:140, 40:70].reshape(-1, 3)
+    assert (left[:, 0] - left[:, 2]).max() < 60
+
+
+def test_html_is_standalone_and_contains_the_animation(flow):
+    times, particles, data = flow
+    rng = np.random.default_rng(1)
+    nodes = np.linspace(0, 1, 5, dtype=np.float32)
+    flow_ = compute.Flow(
+        times, particles, nodes, particles[::12][:5, :20], particles[-1], 4, "euler", 4, "uniform", 0.1
+    )
+    fig = figures.flow_figure([figures.Panel(flow=flow_, data=rng.normal(size=(50, 2)).astype(np.float32))])
+    html = export.html_bytes(fig).decode("utf-8")
+    assert html.lstrip().lower().startswith("<html") or html.lstrip().lower().startswith("<!doctype")
+    assert "plotly" in html.lower() and "Plotly.newPlot" in html
+    assert re.search(r"<script[^>]*\bsrc=", html) is None  # plotly.js is inline: plays offline
+    assert len(html) > 1_000_000  # plotly.js itself is ~3.5 MB
+    assert '"frames"' in html or "addFrames" in html
+
+
+def test_csv_parses_back_with_the_apps_own_parser():
+    points = np.random.default_rng(2).normal(size=(123, 2)) * 1e3
+    text = export.csv_bytes(points).decode("utf-8")
+    assert text.splitlines()[0] == "x,y"
+    np.testing.assert_allclose(datasets.parse_csv(text), points, rtol=1e-5)
+
+
+def test_scatter_image_is_square_and_marks_the_points():
+    image = export.scatter_image(np.array([[0.0, 0.0]]), 64)
+    pixels = np.asarray(image).astype(int)
+    assert image.size == (64, 64)
+    assert pixels[30:34, 30:34, 0].max() > 150  # the amber dot in the middle
+    assert pixels[2:6, 2:6, 0].max() < 40  # dark background in the corner

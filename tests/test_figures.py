@@ -1,0 +1,177 @@
+"""Figure builders are pure: numbers in, a plotly animation out, the same figure for the same input."""
+
+import numpy as np
+import plotly.io as pio
+import pytest
+
+from explorer import compute, figures
+
+F = compute.N_FRAMES
+
+
+def fake_flow(n=200, steps=10, solver="euler", seed=0) -> compute.Flow:
+    rng = np.random.default_rng(seed)
+    z0 = rng.normal(size=(n, 2)).astype(np.float32)
+    z1 = rng.normal(size=(n, 2)).astype(np.float32) * 0.3 + 1.0
+    times = compute.frame_times()
+    particles = ((1 - times)[:, None, None] * z0 + times[:, None, None] * z1).astype(np.float32)
+    nodes = np.linspace(0, 1, steps + 1, dtype=np.float32)
+    paths = ((1 - nodes)[:, None, None] * z0[:20] + nodes[:, None, None] * z1[:20]).astype(np.float32)
+    return compute.Flow(times, particles, nodes, paths, z1, steps, solver, steps, "uniform", 0.0)
+
+
+def panel(**overrides) -> figures.Panel:
+    flow = overrides.pop("flow", fake_flow())
+    field = np.ones((F, compute.ARROW_GRID**2, 2), dtype=np.float32)
+    data = np.random.default_rng(1).normal(size=(100, 2)).astype(np.float32)
+    return figures.Panel(**{"flow": flow, "data": data, "title": "A", "field": field, **overrides})
+
+
+def test_one_frame_per_time_with_a_slider_and_play_buttons():
+    fig = figures.flow_figure([panel()])
+    assert len(fig.frames) == F
+    assert [f.name for f in fig.frames] == [f"{t:.2f}" for t in compute.frame_times()]
+    assert fig.frames[0].name == "0.00" and fig.frames[-1].name == "1.00"
+    (slider,) = fig.layout.sliders
+    assert len(slider.steps) == F and slider.currentvalue.prefix == "t = "
+    assert list(slider.steps[-1].args[0]) == ["1.00"]
+    (menu,) = fig.layout.updatemenus
+    play, pause = menu.buttons
+    assert play.method == "animate" and play.args[0] is None
+    assert play.args[1]["transition"]["duration"] == 0
+    assert 60 <= play.args[1]["frame"]["duration"] <= 100
+    assert list(pause.args[0]) == [None]
+
+
+def test_only_the_moving_traces_are_in_the_frames():
+    fig = figures.flow_figure([panel()])
+    names = [trace.name for trace in fig.data]
+    assert names == ["data z₁", "paths (solver steps)", "velocity v(z, t)", "particles z_t"]
+    moving = {names.index("velocity v(z, t)"), names.index("particles z_t")}
+    for frame in fig.frames:
+        assert set(frame.traces) == moving
+        assert [t.type for t in frame.data] == ["scatter", "scatter"]
+    # the particles move: frame k holds the flow's particles at time k, and change colour noise -> data
+    flow = fake_flow()
+    particles = fig.frames[-1].data[list(fig.frames[-1].traces).index(names.index("particles z_t"))]
+    np.testing.assert_allclose(np.asarray(particles.x), flow.particles[-1, :, 0], rtol=1e-6)
+    first = fig.frames[0].data[1].marker.color
+    last = fig.frames[-1].data[1].marker.color
+    assert first != last
+
+
+def test_arrows_are_one_line_trace_with_nan_gaps_and_arrowheads():
+    fig = figures.flow_figure([panel()])
+    arrows = next(t for t in fig.data if t.name == "velocity v(z, t)")
+    x = np.asarray(arrows.x, dtype=float)
+    g = compute.ARROW_GRID**2
+    assert x.shape == (3 * g,) and np.isnan(x[2::3]).all() and np.isfinite(x[0::3]).all()
+    assert arrows.marker.symbol == "arrow" and arrows.marker.angleref == "previous"
+    # the constant field (1, 1) points up and to the right, the same length everywhere
+    y = np.asarray(arrows.y, dtype=float)
+    dx, dy = x[1::3] - x[0::3], y[1::3] - y[0::3]
+    np.testing.assert_allclose(dx, dy, rtol=1e-5)
+    assert np.all(dx > 0) and np.ptp(dx) < 1e-5
+
+
+def test_arrow_length_is_capped_below_the_cell():
+    points = np.zeros((3, 2), dtype=np.float32)
+    vectors = np.array([[0.0, 0.0], [1.0, 0.0], [1e6, 0.0]], dtype=np.float32)
+    x, _ = figures.arrow_segments(points, vectors, scale=1.0)
+    lengths = x[1::3] - x[0::3]
+    assert lengths[0] == 0.0 and 0 < lengths[1] < lengths[2] <= figures.ARROW_CELL + 1e-6
+
+
+def test_arrays_go_out_as_float32_binary():
+    fig = figures.flow_figure([panel()])
+    particles = fig.frames[10].data[1]
+    assert np.asarray(particles.x).dtype == np.float32
+    text = pio.to_json(fig, validate=False)
+    assert '"dtype":"f4"' in text and '"bdata"' in text
+
+
+def test_the_same_input_gives_the_same_figure():
+    a = pio.to_json(figures.flow_figure([panel()]), validate=False)
+    b = pio.to_json(figures.flow_figure([panel()]), validate=False)
+    assert a == b
+    c = pio.to_json(figures.flow_figure([panel(flow=fake_flow(seed=1))]), validate=False)
+    assert a != c
+
+
+def test_density_heatmap_is_animated_and_forces_redraw():
+    density = (
+        np.random.default_rng(0).random((F, compute.DENSITY_GRID, compute.DENSITY_GRID)).astype(np.float32)
+    )
+    fig = figures.flow_figure([panel(density=density)])
+    assert fig.data[0].type == "heatmap"
+    assert 0 in fig.frames[0].traces and fig.frames[5].data[0].type == "heatmap"
+    z = np.asarray(fig.frames[5].data[0].z)
+    assert z.shape == (compute.DENSITY_GRID, compute.DENSITY_GRID) and z.max() == pytest.approx(1.0)
+    assert fig.layout.updatemenus[0].buttons[0].args[1]["frame"]["redraw"] is True
+
+
+def test_warp_and_followed_particle_layers():
+    warp = np.zeros((F, 4, 5, 2), dtype=np.float32)
+    single = compute.SinglePath(
+        start=np.zeros(2, np.float32),
+        nodes=np.zeros((11, 2), np.float32),
+        exact=np.zeros((101, 2), np.float32),
+        particle=np.tile(np.linspace(0, 1, F, dtype=np.float32)[:, None], (1, 2)),
+    )
+    fig = figures.flow_figure([panel(warp=warp, single=single, show_paths=False)])
+    names = [t.name for t in fig.data]
+    assert "warped grid" in names and "followed particle" in names and "paths (solver steps)" not in names
+    follow = names.index("followed particle")
+    last = fig.frames[-1]
+    assert np.asarray(last.data[list(last.traces).index(follow)].x)[0] == pytest.approx(1.0)
+    warp_trace = last.data[list(last.traces).index(names.index("warped grid"))]
+    assert np.isnan(np.asarray(warp_trace.x, dtype=float)).sum() == 4  # one gap after each line
+
+
+def test_compare_mode_puts_two_square_panels_on_one_slider():
+    fig = figures.flow_figure([panel(title="A"), panel(title="B", flow=fake_flow(steps=3))], height=500)
+    assert len(fig.frames) == F and len(fig.layout.sliders) == 1
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis2.scaleanchor == "x2"
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]
+    assert [a.text for a in fig.layout.annotations] == ["A", "B"]
+    assert len(fig.frames[0].traces) == 4  # arrows and particles of each panel
+
+
+def test_panel_title_states_steps_and_nfe():
+    title = figures.panel_title(fake_flow(steps=20, solver="rk4"), "A", 0.0123)
+    assert "rk4" in title and "20 steps" in title and "20 NFE" in title and "0.0123" in title
+
+
+def test_loss_figure_has_the_floor_and_thins_long_curves():
+    steps = np.arange(5000)
+    fig = figures.loss_figure(steps, 1.0 + np.exp(-steps / 500), floor=0.9)
+    assert fig.layout.yaxis.type == "log"
+    assert len(fig.data[0].x) <= 600 and fig.data[0].x[-1] == 4999
+    (floor,) = fig.layout.shapes
+    assert floor.y0 == floor.y1 == 0.9 and floor.line.dash == "dash"
+    assert figures.loss_figure(steps[:3], np.ones(3), floor=float("nan")).layout.shapes == ()
+
+
+def test_snapshot_and_schedule_figures():
+    rng = np.random.default_rng(0)
+    snap = figures.snapshot_figure(
+        rng.normal(size=(50, 2)), rng.normal(size=(30, 2)), np.ones((compute.ARROW_GRID**2, 2))
+    )
+    assert [t.type for t in snap.data] == ["scatter"] * 3 and snap.layout.yaxis.scaleanchor == "x"
+    ts = np.linspace(0, 1, 11)
+    sched = figures.schedule_figure(ts, ts, 1 - ts)
+    assert [t.name for t in sched.data] == ["α_t", "σ_t"]
+
+
+def test_a_real_flow_from_the_exact_field_feeds_the_figure():
+    dataset = compute.load_dataset("8gaussians", 0)
+    source = compute.exact_source(dataset, "linear")
+    flow = compute.compute_flow(source, compute.noise(100, 0), "heun", 5, "uniform")
+    assert flow.nfe == 10 and flow.particles.shape == (F, 100, 2) and flow.paths.shape == (6, 100, 2)
+    np.testing.assert_allclose(flow.particles[0], compute.noise(100, 0), atol=1e-6)
+    np.testing.assert_allclose(flow.particles[-1], flow.samples, atol=1e-6)
+    fig = figures.flow_figure(
+        [figures.Panel(flow=flow, data=dataset.shown, field=compute.field_frames(source))]
+    )
+    assert len(fig.frames) == F

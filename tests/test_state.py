@@ -1,0 +1,131 @@
+"""The view state's round trip through the URL: what a shared link must reproduce."""
+
+import numpy as np
+import pytest
+
+from explorer.state import (
+    CUSTOM,
+    URL_MAX_POINTS,
+    ViewState,
+    decode_points,
+    encode_points,
+)
+
+
+def test_defaults_make_an_empty_query_and_back():
+    assert ViewState().to_query() == {}
+    state, notices = ViewState.from_query({})
+    assert state == ViewState() and notices == []
+
+
+def test_every_setting_survives_the_round_trip():
+    state = ViewState(
+        data="spirals",
+        schedule="cosine",
+        solver="dpm++2m",
+        steps=7,
+        grid="logsnr",
+        n=2000,
+        seed=42,
+        field="difference",
+        density=True,
+        paths=False,
+        warp=True,
+        compare=True,
+        solver_b="heun",
+        steps_b=3,
+        grid_b="karras",
+        coupling="ot",
+        target="marginal",
+        lr=3e-4,
+        follow=(1.25, -0.5),
+        classroom=True,
+    )
+    query = state.to_query()
+    assert all(isinstance(v, str) for v in query.values())
+    back, notices = ViewState.from_query(query)
+    assert notices == []
+    assert back == state
+
+
+def test_drawn_points_travel_compactly_and_come_back_within_quantisation():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(1500, 2)).astype(np.float32) * [2.0, 0.5]
+    state = ViewState().with_points(points)
+    query = state.to_query()
+    assert query["data"] == CUSTOM
+    # 16 bits per coordinate: at most 4 bytes a point before base64 (raw float32 would be 8)
+    assert len(query["pts"]) <= 4 * len(points) * 4 / 3 + 64
+    back, notices = ViewState.from_query(query)
+    assert notices == []
+    assert back.points.shape == points.shape
+    half_step = (points.max(0) - points.min(0)) / 65535 / 2
+    assert np.all(np.abs(back.points - points).max(axis=0) <= half_step * 1.01 + 1e-6)
+
+
+def test_point_encoding_keeps_degenerate_boxes_and_single_points():
+    line = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]], dtype=np.float32)  # zero height
+    np.testing.assert_allclose(decode_points(encode_points(line)), line, atol=1e-4)
+    one = np.array([[0.5, -0.5]], dtype=np.float32)
+    np.testing.assert_allclose(decode_points(encode_points(one)), one, atol=1e-6)
+
+
+def test_links_carry_at_most_a_subsample_of_huge_drawings():
+    points = np.random.default_rng(1).uniform(-3, 3, size=(URL_MAX_POINTS * 2, 2)).astype(np.float32)
+    back, _ = ViewState.from_query(ViewState().with_points(points).to_query())
+    assert len(back.points) == URL_MAX_POINTS
+    # a subsample: every point that came back was one of the originals (up to quantisation)
+    nearest = np.min(np.abs(back.points[:50, None, :] - points[None, :, :]).sum(-1), axis=1)
+    assert nearest.max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"solver": "warp-drive"}, "solver"),
+        ({"steps": "0"}, "steps"),
+        ({"steps": "many"}, "steps"),
+        ({"n": "10"}, "n="),
+        ({"schedule": "???"}, "schedule"),
+        ({"lr": "nan"}, "lr"),
+        ({"density": "maybe"}, "density"),
+        ({"follow": "1;2"}, "follow"),
+        ({"bogus": "1"}, "bogus"),
+    ],
+)
+def test_invalid_parameters_are_ignored_with_a_notice(params, needle):
+    state, notices = ViewState.from_query({"data": "circles", **params})
+    assert state.data == "circles"  # the valid parts are kept
+    assert len(notices) == 1 and needle in notices[0]
+    for name in params:
+        if hasattr(ViewState, name):
+            assert getattr(state, name) == getattr(ViewState(), name)
+
+
+@pytest.mark.parametrize("pts", [None, "", "not-base64!!", "eJwLz0jNyclXKM8vyklRBAAtQgVp"])
+def test_custom_data_with_missing_or_damaged_points_falls_back_with_a_notice(pts):
+    params = {"data": CUSTOM} | ({} if pts is None else {"pts": pts})
+    state, notices = ViewState.from_query(params)
+    assert state.data == "moons" and state.points is None
+    assert len(notices) == 1 and "points" in notices[0]
+
+
+def test_list_values_from_repeated_parameters_use_the_last():
+    state, notices = ViewState.from_query({"steps": ["3", "9"]})
+    assert state.steps == 9 and notices == []
+
+
+def test_points_key_identifies_the_points():
+    a = ViewState().with_points(np.zeros((3, 2)) + [[0, 0], [1, 0], [0, 1]])
+    b = ViewState().with_points(np.zeros((3, 2)) + [[0, 0], [1, 0], [0, 2]])
+    assert a.points_key != b.points_key
+    assert a != b and a == ViewState().with_points(a.points.copy())
+
+
+def test_shared_points_are_a_fixed_point_of_the_link():
+    from explorer.state import as_shared
+
+    points = np.random.default_rng(3).normal(size=(500, 2)).astype(np.float32)
+    shared = as_shared(points)
+    back, _ = ViewState.from_query(ViewState().with_points(shared).to_query())
+    np.testing.assert_array_equal(back.points, shared)  # what the sharer sees is what the link shows

@@ -33,7 +33,7 @@ def test_gif_is_an_animated_gif89a_with_one_frame_per_time(flow):
 
 
 def test_png_shows_the_particles_in_the_time_colour(flow):
-    times, particles, data = flow
+    _, particles, data = flow
     blob = export.png_bytes(export.render_frame(particles[-1], 1.0, data, title="t=1", size=240))
     assert blob[:8] == b"\x89PNG\r\n\x1a\n"
     image = np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")).astype(int)
@@ -46,7 +46,7 @@ def test_png_shows_the_particles_in_the_time_colour(flow):
 
 
 def test_html_is_standalone_and_contains_the_animation(flow):
-    times, particles, data = flow
+    times, particles, _ = flow
     rng = np.random.default_rng(1)
     nodes = np.linspace(0, 1, 5, dtype=np.float32)
     flow_ = compute.Flow(

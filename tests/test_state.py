@@ -116,8 +116,8 @@ def test_list_values_from_repeated_parameters_use_the_last():
 
 
 def test_points_key_identifies_the_points():
-    a = ViewState().with_points(np.zeros((3, 2)) + [[0, 0], [1, 0], [0, 1]])
-    b = ViewState().with_points(np.zeros((3, 2)) + [[0, 0], [1, 0], [0, 2]])
+    a = ViewState().with_points(np.array([[0, 0], [1, 0], [0, 1]]))
+    b = ViewState().with_points(np.array([[0, 0], [1, 0], [0, 2]]))
     assert a.points_key != b.points_key
     assert a != b and a == ViewState().with_points(a.points.copy())
 

@@ -1,0 +1,570 @@
+"""Flow matching training in resumable slices: ``Trainer.step(n)``.
+
+Each step draws data z_1, noise z_0 (paired by a coupling) and times t ~ U[0, t_max], forms
+``z_t = alpha_t z_1 + sigma_t z_0`` and regresses the network on a target at (z_t, t):
+
+* ``target="conditional"``: the conditional velocity ``u_t(z_t | z_1) = d_alpha z_1 + d_sigma z_0``
+  (Lipman et al., 2023). Its loss keeps an irreducible part, ``loss_floor``.
+* ``target="marginal"``: the exact marginal field ``u_t(z_t)`` of the empirical data set
+  (``fmcore.exact``). Same minimiser, no target noise, so the loss can go to 0 (floor 0); each step
+  costs O(batch x m). With ``reference="batch"`` the posterior is taken over the batch's own data
+  points instead (the "stable target field" of Xu et al., 2023): still the same minimiser, at
+  O(batch^2), with a small floor left.
+
+The loss is ``mean_i |v_theta(z_t, t) - target_i|^2`` (squared norm per point, averaged over the batch),
+in the network's parametrisation (``prediction``: "velocity", or "noise" for the diffusion baseline).
+
+Speed (``bench/train_speed.py``): what makes a 2 s run good on a CPU is a high learning rate with an
+exponential moving average (EMA) of the weights, which ``velocity`` samples with; a 3 x 64 MLP at batch
+256 does about 1,000 steps/s on one thread. The Trainer never changes ``torch.set_num_threads``
+(process-wide): the CLI, the benchmark and worker processes set it to 1, which is faster than 2 for
+this size.
+
+Divergence is caught every ``check_every`` steps: a non-finite loss, a loss above ``LOSS_LIMIT`` or
+``EXPLOSION_FACTOR`` times the recent median, or a weight above ``WEIGHT_LIMIT`` stops training and
+restores the last healthy snapshot (taken at every healthy check).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .coupling import COUPLINGS
+from .exact import T_EXACT_MAX, exact_posterior_mean
+from .io import save as save_model
+from .models import FlowModel, ModelConfig, VelocityMLP
+from .paths import from_endpoints
+from .schedules import SCHEDULES, Schedule, get_schedule
+
+__all__ = ["DEFAULTS", "TARGETS", "TrainStats", "Trainer", "pick_device"]
+
+TARGETS = ("conditional", "marginal")
+PREDICTIONS = ("velocity", "noise")
+LR_SCHEDULES = ("constant", "cosine")
+REFERENCES = ("data", "batch")
+
+DEFAULTS: dict = {
+    "lr": 1e-2,  # high, made safe by the EMA below; bench/train_speed.py measured it against 1e-3 and 3e-3
+    "batch_size": 256,
+    "hidden": 64,
+    "depth": 3,
+    "n_freqs": 4,
+    "activation": "silu",
+    "ema": 0.99,  # EMA decay of the sampling weights; 0 samples with the raw weights
+    "lr_schedule": "constant",  # or "cosine": lr -> lr * lr_final over lr_horizon steps, then constant
+    "lr_horizon": 2000,
+    "lr_final": 0.1,
+    "max_steps": None,  # None: train until told to stop
+    "prediction": "velocity",
+    "reference": "data",  # marginal target only: posterior over the whole data set, or the batch
+    "check_every": 50,
+}
+
+LOSS_LIMIT = 1e6
+EXPLOSION_FACTOR = 1e3
+WEIGHT_LIMIT = 1e6
+MEDIAN_WINDOW = 500
+FLOOR_SAMPLES = 4096
+FLOOR_SEED = 12345
+STATE_FORMAT = "fmcore.Trainer/1"
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What one ``step(n)`` call saw.
+
+    Attributes:
+        step: total steps taken so far.  loss: mean loss over this call's steps (nan if none).
+        elapsed: total training seconds (inside ``step`` only).  steps_per_s: this call's throughput.
+        lr: the learning rate now.  status: "ok", "diverged" or "done" (max_steps reached).
+        message: plain words for the user; empty when ok.
+    """
+
+    step: int
+    loss: float
+    elapsed: float
+    steps_per_s: float
+    lr: float
+    status: str
+    message: str
+
+
+def pick_device(device=None) -> torch.device:
+    """``device`` as a ``torch.device``; None picks cuda, then mps, then cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_option(name: str, value):
+    """Raise ``ValueError`` if ``value`` is not valid for option ``name``."""
+
+    def need(ok: bool, what: str):
+        if not ok:
+            raise ValueError(f"option {name} must be {what}; got {value!r}")
+
+    if name == "lr":
+        need(_is_real(value) and math.isfinite(value) and value > 0, "a finite number > 0")
+    elif name in ("batch_size", "hidden", "depth", "lr_horizon", "check_every"):
+        need(_is_int(value) and 1 <= value <= 1_000_000, "an integer >= 1")
+    elif name == "n_freqs":
+        need(_is_int(value) and 0 <= value <= 32, "an integer from 0 to 32")
+    elif name == "activation":
+        ModelConfig(activation=value)
+    elif name == "ema":
+        need(_is_real(value) and 0 <= value < 1, "a number in [0, 1)")
+    elif name == "lr_final":
+        need(_is_real(value) and 0 < value <= 1, "a number in (0, 1]")
+    elif name == "max_steps":
+        need(value is None or (_is_int(value) and value >= 0), "None or an integer >= 0")
+    elif name == "lr_schedule":
+        need(value in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}")
+    elif name == "prediction":
+        need(value in PREDICTIONS, f"one of {', '.join(PREDICTIONS)}")
+    elif name == "reference":
+        need(value in REFERENCES, f"one of {', '.join(REFERENCES)}")
+
+
+def validate_options(options: dict) -> dict:
+    """DEFAULTS updated with ``options``; unknown names or bad values raise ``ValueError``."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(DEFAULTS)}")
+    merged = {**DEFAULTS, **options}
+    for name, value in merged.items():
+        _check_option(name, value)
+    return merged
+
+
+def _as_points(x, name: str) -> torch.Tensor:
+    try:
+        points = torch.as_tensor(np.asarray(x.cpu() if torch.is_tensor(x) else x, dtype=np.float32))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be an (m, d) array of numbers ({error})") from None
+    if points.dim() != 2 or points.shape[0] < 1 or points.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (m, d) with m >= 1; got {tuple(points.shape)}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return points
+
+
+def _schedule_name(schedule) -> str:
+    s = get_schedule(schedule)
+    if repr(SCHEDULES.get(s.name)) != repr(s):
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (by name); got {s!r}")
+    return s.name
+
+
+def _to_cpu(obj):
+    """A copy of a nested dict/list of tensors with every tensor cloned onto the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+class Trainer:
+    """Trains a ``VelocityMLP`` by flow matching, ``n`` steps at a time.
+
+    Args:
+        data: (m, d) data z_1, already normalised (about unit scale, like the noise).
+        schedule: a name in ``fmcore.SCHEDULES``; t is drawn uniformly in [0, schedule.t_max].
+        target: "conditional" or "marginal" (see the module docstring).
+        coupling: a key of ``fmcore.COUPLINGS`` ("independent", "ot").
+        seed: fixes the initial weights and every draw; same seed, same losses (on the CPU).
+        device: None picks cuda, then mps, then cpu.
+        noise: optional (m, d) z_0 paired row by row with ``data`` (reflow's fixed couplings);
+            batches then draw rows of both, and target and coupling must be the defaults.
+        **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, activation, ema,
+            lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every.
+    Raises:
+        ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
+            the valid ones) or a bad value (e.g. lr <= 0 or not finite).
+    """
+
+    def __init__(
+        self,
+        data,
+        *,
+        schedule: str = "linear",
+        target: str = "conditional",
+        coupling: str = "independent",
+        seed: int = 0,
+        device=None,
+        noise=None,
+        **options,
+    ):
+        self.data = _as_points(data, "data")
+        self.noise = None if noise is None else _as_points(noise, "noise")
+        self.schedule: Schedule = get_schedule(_schedule_name(schedule))
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+        if coupling not in COUPLINGS:
+            raise ValueError(f"unknown coupling {coupling!r}; choose one of {', '.join(COUPLINGS)}")
+        if not _is_int(seed):
+            raise ValueError(f"seed must be an integer; got {seed!r}")
+        if target == "marginal" and (coupling != "independent" or noise is not None):
+            raise ValueError(
+                "the marginal target is the field of independent noise: use coupling='independent'"
+            )
+        if self.noise is not None and (self.noise.shape != self.data.shape or coupling != "independent"):
+            raise ValueError(
+                f"noise must pair with data row by row (shape {tuple(self.data.shape)}) and leaves "
+                f"no coupling to choose; got shape {tuple(self.noise.shape)}, coupling {coupling!r}"
+            )
+        self.options = validate_options(options)
+        if self.options["prediction"] == "noise" and not float(self.schedule.alpha(torch.tensor(0.0))) > 0:
+            raise ValueError(
+                f"noise prediction divides by alpha_t, which is 0 at t=0 on the {self.schedule.name} "
+                "schedule: use schedule='vp'"
+            )
+        self.target, self.coupling, self.seed = target, coupling, int(seed)
+        self.device = pick_device(device)
+        self.data = self.data.to(self.device)
+        self.noise = None if self.noise is None else self.noise.to(self.device)
+        self._loss_floor: float | None = None
+        self._init_training()
+
+    # ---- set-up -------------------------------------------------------------------------------
+
+    @property
+    def model_config(self) -> ModelConfig:
+        o = self.options
+        return ModelConfig(
+            dim=self.data.shape[1],
+            hidden=o["hidden"],
+            depth=o["depth"],
+            n_freqs=o["n_freqs"],
+            activation=o["activation"],
+        )
+
+    @property
+    def config(self) -> dict:
+        """The settings that define this run (plain JSON-able values)."""
+        return {
+            "schedule": self.schedule.name,
+            "target": self.target,
+            "coupling": self.coupling,
+            "seed": self.seed,
+            "paired_noise": self.noise is not None,
+            "options": dict(self.options),
+        }
+
+    def _init_training(self):
+        """Fresh weights from the seed, a new optimizer, step 0."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.model = VelocityMLP(self.model_config).to(self.device)
+        self._ema = copy.deepcopy(self.model).requires_grad_(False) if self.options["ema"] > 0 else None
+        self.step_count = 0
+        self.elapsed = 0.0
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, fused=fused)
+        self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.history: list[float] = []
+        self.status, self.message = "ok", ""
+        self._snapshot = self._take_snapshot()
+
+    @property
+    def _sampling_net(self) -> VelocityMLP:
+        return self._ema if self._ema is not None else self.model
+
+    @property
+    def lr(self) -> float:
+        """The learning rate at the current step (base lr times the lr schedule)."""
+        o = self.options
+        if o["lr_schedule"] == "cosine":
+            progress = min(self.step_count / o["lr_horizon"], 1.0)
+            factor = o["lr_final"] + (1.0 - o["lr_final"]) * 0.5 * (1.0 + math.cos(math.pi * progress))
+            return o["lr"] * factor
+        return o["lr"]
+
+    def set_lr(self, lr: float):
+        """Change the base learning rate; after a divergence this also resumes training from the
+        restored weights."""
+        _check_option("lr", lr)
+        self.options["lr"] = float(lr)
+        if self.status == "diverged":
+            self.status, self.message = "ok", ""
+
+    def warm_start(self, other: Trainer):
+        """Continue from ``other``'s weights (same architecture), with this trainer's fresh optimizer."""
+        if other.model_config != self.model_config:
+            raise ValueError(f"cannot warm start: {other.model_config} differs from {self.model_config}")
+        self.model.load_state_dict(other.model.state_dict())
+        if self._ema is not None:
+            self._ema.load_state_dict(other._sampling_net.state_dict())
+        self._snapshot = self._take_snapshot()
+
+    def reset(self, **options):
+        """Start over: fresh weights from the seed, step 0, history cleared; ``options`` change
+        settings first (validated like the constructor's)."""
+        self.options = validate_options({**self.options, **options})
+        self._init_training()
+
+    # ---- one step -----------------------------------------------------------------------------
+
+    def _draw(self, n: int, generator: torch.Generator):
+        """A batch: (t (n,), z_1 (n, d), z_0 (n, d)) with the coupling applied."""
+        m, d = self.data.shape
+        rows = torch.randint(m, (n,), generator=generator, device=self.device)
+        z1 = self.data[rows]
+        if self.noise is not None:
+            z0 = self.noise[rows]
+        else:
+            z0 = COUPLINGS[self.coupling](torch.randn(n, d, generator=generator, device=self.device), z1)
+        t = torch.rand(n, generator=generator, device=self.device) * self.schedule.t_max
+        return t, z1, z0
+
+    def _exact_endpoints(self, z_t, t, s, reference):
+        """Posterior means (E[z_1 | z_t], E[z_0 | z_t]) over the reference data set."""
+        z1_hat = exact_posterior_mean(z_t, t.clamp(max=T_EXACT_MAX), reference, self.schedule)
+        return z1_hat, (z_t - s.alpha[:, None] * z1_hat) / s.sigma[:, None]
+
+    def _regression(self, t, z1, z0):
+        """(z_t, target) for a batch, in the network's parametrisation."""
+        s = self.schedule(t)
+        z_t = s.alpha[:, None] * z1 + s.sigma[:, None] * z0
+        if self.target == "marginal":
+            reference = self.data if self.options["reference"] == "data" else z1
+            z1, z0 = self._exact_endpoints(z_t, t, s, reference)
+        return z_t, from_endpoints(z1, z0, self.options["prediction"], s)
+
+    def _train_step(self) -> torch.Tensor:
+        t, z1, z0 = self._draw(self.options["batch_size"], self._generator)
+        with torch.no_grad():
+            z_t, target = self._regression(t, z1, z0)
+        loss = (self.model(z_t, t) - target).square().sum(1).mean()
+        self.optimizer.param_groups[0]["lr"] = self.lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self._ema is not None:
+            # Warm-up (t+1)/(t+10): early on the average must not remember the random init.
+            decay = min(self.options["ema"], (1 + self.step_count) / (10 + self.step_count))
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self._ema.parameters()), list(self.model.parameters()), 1 - decay)
+        self.step_count += 1
+        return loss.detach()
+
+    # ---- the resumable loop -------------------------------------------------------------------
+
+    def step(self, n: int = 50) -> TrainStats:
+        """Train ``n`` more steps (fewer if ``max_steps`` is reached) and report.
+
+        Does nothing while the status is "diverged" (see ``set_lr``, ``reset``) or "done".
+        """
+        if not _is_int(n) or n < 0:
+            raise ValueError(f"n must be an integer >= 0; got {n!r}")
+        max_steps = self.options["max_steps"]
+        if self.status == "ok" and max_steps is not None:
+            n = min(n, max(0, max_steps - self.step_count))
+            if n == 0:
+                self.status, self.message = "done", f"reached max_steps={max_steps}"
+        if self.status != "ok" or n == 0:
+            return self._stats(math.nan, 0.0)
+        self.model.train()
+        start, done, losses = time.perf_counter(), 0, []
+        while done < n:
+            k = min(self.options["check_every"], n - done)
+            chunk = torch.stack([self._train_step() for _ in range(k)]).tolist()
+            problem = self._diagnose(chunk)
+            if problem:
+                self._diverged(chunk, problem)
+                break
+            self.history.extend(chunk)
+            losses.extend(chunk)
+            self._snapshot = self._take_snapshot()
+            done += k
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        if self.status == "ok" and max_steps is not None and self.step_count >= max_steps:
+            self.status, self.message = "done", f"reached max_steps={max_steps}"
+        return self._stats(float(np.mean(losses)) if losses else math.nan, done / max(seconds, 1e-9))
+
+    def losses_since(self, step: int) -> list[float]:
+        """The per-step losses of the steps after ``step`` (also right when a state was shipped with
+        only the tail of its history: ``history[-1]`` is always the loss of step ``step_count``)."""
+        kept = max(0, min(self.step_count - step, len(self.history)))
+        return self.history[len(self.history) - kept :]
+
+    def _stats(self, loss: float, steps_per_s: float) -> TrainStats:
+        return TrainStats(
+            step=self.step_count,
+            loss=loss,
+            elapsed=self.elapsed,
+            steps_per_s=steps_per_s,
+            lr=self.lr,
+            status=self.status,
+            message=self.message,
+        )
+
+    def _diagnose(self, chunk: list[float]) -> str:
+        """Why this chunk of losses (and the weights after it) count as diverged; "" if healthy."""
+        if not all(math.isfinite(x) for x in chunk):
+            return "loss is not finite"
+        worst = max(chunk)
+        if worst > LOSS_LIMIT:
+            return f"loss above {LOSS_LIMIT:.0e}"
+        if len(self.history) >= self.options["check_every"]:
+            median = float(np.median(self.history[-MEDIAN_WINDOW:]))
+            if worst > EXPLOSION_FACTOR * median:
+                return f"loss {EXPLOSION_FACTOR:.0e} times its recent median ({median:.3g})"
+        weights = torch.stack([p.detach().abs().max() for p in self.model.parameters()]).max()
+        if not float(weights) <= WEIGHT_LIMIT:
+            return f"a weight grew beyond {WEIGHT_LIMIT:.0e}"
+        return ""
+
+    def _diverged(self, chunk: list[float], problem: str):
+        bad = next((i for i, x in enumerate(chunk) if not math.isfinite(x) or x > LOSS_LIMIT), len(chunk) - 1)
+        at, loss = self.step_count - len(chunk) + bad + 1, chunk[bad]
+        self._restore(self._snapshot)
+        self.status = "diverged"
+        self.message = (
+            f"training diverged at step {at} (loss {loss:.3g}; {problem}); restored the weights "
+            f"from step {self.step_count}; lower the learning rate (now {self.options['lr']:g})"
+        )
+
+    # ---- snapshots and state ------------------------------------------------------------------
+
+    def _take_snapshot(self) -> dict:
+        return {
+            "step": self.step_count,
+            "model": _to_cpu(self.model.state_dict()),
+            "ema": None if self._ema is None else _to_cpu(self._ema.state_dict()),
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "rng": self._generator.get_state().clone(),
+        }
+
+    def _restore(self, snap: dict):
+        self.model.load_state_dict(snap["model"])
+        if self._ema is not None:
+            self._ema.load_state_dict(snap["ema"])
+        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self._set_rng(snap["rng"], snap["step"])
+        # The history already ends at the snapshot: snapshots follow every chunk that joins it.
+        self.step_count = snap["step"]
+
+    def _set_rng(self, state: torch.Tensor, step: int):
+        try:
+            self._generator.set_state(state)
+        except RuntimeError:  # a state from another device type: reseed, deterministically
+            self._generator.manual_seed(self.seed + step)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly, as plain picklable values (tensors on the CPU)."""
+        return {
+            "format": STATE_FORMAT,
+            "config": self.config,
+            "data": self.data.cpu(),
+            "noise": None if self.noise is None else self.noise.cpu(),
+            "model": _to_cpu(self.model.state_dict()),
+            "ema": None if self._ema is None else _to_cpu(self._ema.state_dict()),
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "rng": self._generator.get_state().clone(),
+            "step": self.step_count,
+            "elapsed": self.elapsed,
+            "history": torch.tensor(self.history, dtype=torch.float64),
+            "status": self.status,
+            "message": self.message,
+            "snapshot": copy.deepcopy(self._snapshot),
+            "loss_floor": self._loss_floor,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device=None) -> Trainer:
+        """Rebuild a trainer from ``state_dict()``; its next steps are those the original would take."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a Trainer state (expected format {STATE_FORMAT!r})")
+        c = state["config"]
+        trainer = cls(
+            state["data"],
+            schedule=c["schedule"],
+            target=c["target"],
+            coupling=c["coupling"],
+            seed=c["seed"],
+            device=device,
+            noise=state["noise"],
+            **c["options"],
+        )
+        trainer._restore({k: state[k] for k in ("model", "ema", "optimizer", "rng", "step")})
+        trainer.history = [float(x) for x in state["history"].tolist()]
+        trainer.elapsed, trainer.status, trainer.message = state["elapsed"], state["status"], state["message"]
+        trainer._snapshot = copy.deepcopy(state["snapshot"])
+        trainer._loss_floor = state["loss_floor"]
+        return trainer
+
+    # ---- what the app reads -------------------------------------------------------------------
+
+    @property
+    def flow(self) -> FlowModel:
+        """The learned field as a ``FlowModel`` (EMA weights when ``ema`` > 0); shares the weights."""
+        return FlowModel(
+            self._sampling_net,
+            self.schedule,
+            self.options["prediction"],
+            metadata={"trainer": self.config, "step": self.step_count},
+        )
+
+    def velocity(self, z, t) -> torch.Tensor:
+        """The learned velocity at (z, t): z (n, d), t float/0-d/(n,); (n, d) float32 on the CPU,
+        no grad. Pass it to ``fmcore.integrate``."""
+        return self.flow.velocity(z, t)
+
+    def save(self, path, metadata: dict | None = None) -> None:
+        """Write the sampling weights and config to one safetensors file (see ``fmcore.io.save``)."""
+        save_model(self.flow, path, metadata)
+
+    @property
+    def loss_floor(self) -> float:
+        """Irreducible part of the training loss: ``E |target - ideal|^2`` with the ideal network
+        being the exact marginal field of the data (Monte Carlo over FLOOR_SAMPLES draws, cached).
+
+        For the conditional target this is ``E |u_t(z|z_1) - u_t(z)|^2``; for the marginal target
+        over the whole data set it is 0 exactly; with ``reference="batch"`` it is small but not 0.
+        NaN where the exact field is not the minimiser (OT coupling, fixed noise pairs).
+        """
+        if self._loss_floor is None:
+            self._loss_floor = self._estimate_floor()
+        return self._loss_floor
+
+    @torch.no_grad()
+    def _estimate_floor(self) -> float:
+        if self.coupling != "independent" or self.noise is not None:
+            return math.nan
+        if self.target == "marginal" and self.options["reference"] == "data":
+            return 0.0
+        generator = torch.Generator(device=self.device).manual_seed(FLOOR_SEED)
+        total, count, batch = 0.0, 0, self.options["batch_size"]
+        while count < FLOOR_SAMPLES:
+            t, z1, z0 = self._draw(batch, generator)
+            z_t, target = self._regression(t, z1, z0)
+            s = self.schedule(t)
+            ideal = from_endpoints(
+                *self._exact_endpoints(z_t, t, s, self.data), self.options["prediction"], s
+            )
+            total += float((target - ideal).square().sum(1).sum())
+            count += batch
+        return total / count

@@ -8,9 +8,9 @@ control does not forget a prediction or a checked answer.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -35,19 +35,19 @@ class Question:
 
     Attributes:
         prompt: the question (markdown).  options: the answers shown, in order.
-        answer: the right one, an element of ``options``.  why: the explanation shown with a right
-        answer.  hints: feedback for particular wrong answers (a nudge, not the solution); wrong
+        answer: the right one, an element of ``options`` (None: measured when revealed, see
+        ``predict_then_see``).  why: the explanation shown with a right answer.  hints: feedback for particular wrong answers (a nudge, not the solution); wrong
         answers without one get a generic nudge.
     """
 
     prompt: str
     options: tuple[str, ...]
-    answer: str
+    answer: str | None
     why: str
     hints: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.answer not in self.options:
+        if self.answer is not None and self.answer not in self.options:
             raise ValueError(f"the answer {self.answer!r} is not one of the options {self.options!r}")
         stray = set(self.hints) - set(self.options)
         if stray:
@@ -99,12 +99,19 @@ def _feedback(feedback: Feedback) -> None:
     (st.success if feedback.correct else st.error)(feedback.message)
 
 
-def predict_then_see(question: Question, key: str, context: Hashable = None) -> bool:
+def predict_then_see(
+    question: Question,
+    key: str,
+    context: Hashable = None,
+    measure: Callable[[], tuple[str, str]] | None = None,
+) -> bool:
     """Ask the learner to commit to a prediction before the answer is shown.
 
     The learner picks an option and presses "Reveal"; from then on this returns True and the page
     draws the answer (its figure). ``context`` describes what the question is about (e.g. the
     start point chosen): when it changes, the prediction is cleared and the learner predicts again.
+    ``measure``, when given, is called only after "Reveal" and returns ``(answer, why)``: for
+    answers that have to be measured (and cost seconds) rather than known in advance.
 
     Returns:
         True once the learner has revealed the answer for the current ``context``.
@@ -132,6 +139,9 @@ def predict_then_see(question: Question, key: str, context: Hashable = None) -> 
             elif choice is None:
                 st.caption("Commit to a guess first; the answer appears after you press Reveal.")
         if revealed is not None:
+            if measure is not None:
+                answer, why = measure()
+                question = replace(question, answer=answer, why=why)
             _feedback(grade(question, revealed))
             if st.button("Predict again", key=f"{key}__again"):
                 st.session_state.pop(revealed_key, None)

@@ -509,3 +509,195 @@ def smoothed_curve(values: np.ndarray, window: int = 20) -> tuple[np.ndarray, np
         return np.arange(1, len(values) + 1), values
     means = np.convolve(values, np.ones(window) / window, mode="valid")
     return np.arange(window, len(values) + 1), means
+
+
+# -- lesson 5: training and schedules ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch, every quantity of one step of the algorithm.
+
+    Attributes:
+        z1, z0: (n, 2) data and noise.  t: (n,) times.  z_t: (n, 2) interpolated points.
+        u_t: (n, 2) conditional targets.  v: (n, 2) the network's predictions at (z_t, t) (a network
+        trained for ``trained_steps``).  loss: mean |v - u_t|^2 over the batch.
+    """
+
+    z1: np.ndarray
+    z0: np.ndarray
+    t: np.ndarray
+    z_t: np.ndarray
+    u_t: np.ndarray
+    v: np.ndarray
+    loss: float
+    trained_steps: int
+
+
+def one_batch(
+    preset: str, schedule: str = "linear", n: int = 12, trained_steps: int = 300, seed: int = 0
+) -> Batch:
+    """Draw one small batch and run one step of conditional flow matching on it, in slow motion."""
+    from fmcore.trainer import Trainer
+
+    data = _data(preset)
+    g = torch.Generator().manual_seed(seed + 11)
+    z1 = data[torch.randint(len(data), (n,), generator=g)]
+    z0 = torch.randn(n, 2, generator=g)
+    t = torch.rand(n, generator=g) * fmcore.get_schedule(schedule).t_max
+    path = fmcore.sample_path(schedule, z0, z1, t)
+    trainer = Trainer(data, schedule=schedule, seed=seed)
+    trainer.step(trained_steps)
+    v = trainer.velocity(path.z_t, t)
+    return Batch(
+        z1=z1.numpy(),
+        z0=z0.numpy(),
+        t=t.numpy(),
+        z_t=path.z_t.numpy(),
+        u_t=path.u_t.numpy(),
+        v=v.numpy(),
+        loss=float((v - path.u_t).square().sum(1).mean()),
+        trained_steps=trained_steps,
+    )
+
+
+def schedule_curves(points: int = 101) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """name -> (t, alpha_t, sigma_t) for every schedule in ``fmcore.SCHEDULES``."""
+    t = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+    return {
+        name: (t.numpy(), schedule.alpha(t).numpy(), schedule.sigma(t).numpy())
+        for name, schedule in fmcore.SCHEDULES.items()
+    }
+
+
+def schedule_paths(preset: str, n: int = 30, nodes: int = 41, seed: int = 3) -> dict[str, np.ndarray]:
+    """name -> (nodes, n, 2) conditional paths ``alpha_t z_1 + sigma_t z_0`` of the same pairs."""
+    data = _data(preset)
+    z0 = noise(n, seed)
+    z1 = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]]
+    t = torch.linspace(0.0, 1.0, nodes)
+    out = {}
+    for name, schedule in fmcore.SCHEDULES.items():
+        s = schedule(t.clamp(max=schedule.t_max))
+        out[name] = (s.alpha[:, None, None] * z1 + s.sigma[:, None, None] * z0).numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One Trainer run per schedule, measured on this machine.
+
+    Attributes:
+        steps: (k,) checkpoints.  energy: (k,) energy distance of 1000 samples (RK4, 20 steps) to
+        fresh data at each checkpoint.  seconds: (k,) training time at each checkpoint.
+        steps_per_s: overall throughput.  straightness: of the final model's sampling paths.
+    """
+
+    schedule: str
+    steps: np.ndarray
+    energy: np.ndarray
+    seconds: np.ndarray
+    steps_per_s: float
+    straightness: float
+
+
+SCHEDULE_STEPS, SCHEDULE_CHECKS = 400, 4
+
+
+def schedule_race(preset: str, seed: int = 0) -> tuple[list[ScheduleRun], float]:
+    """Train the same network on every schedule (same data, seed, steps) and measure as it goes.
+
+    Returns:
+        ``(runs, floor)``: floor is the energy distance between two independent data samples of
+        the same sizes, the best any model can show.
+    """
+    from fmcore.trainer import Trainer
+
+    data = datasets.sample(preset, 2000, seed=0)
+    fresh = torch.from_numpy(reference_sample(preset))
+    z0 = noise(REFERENCE_POINTS, seed + 5)
+    every = SCHEDULE_STEPS // SCHEDULE_CHECKS
+    runs = []
+    for name in fmcore.SCHEDULES:
+        trainer = Trainer(data, schedule=name, seed=seed)
+        energy, seconds = [], []
+        for _ in range(SCHEDULE_CHECKS):
+            trainer.step(every)
+            seconds.append(trainer.elapsed)
+            end = integrate(trainer.velocity, z0, "rk4", 20, schedule=name).z_end
+            energy.append(metrics.energy_distance(end, fresh))
+        path = integrate(trainer.velocity, z0[:300], "rk4", 20, schedule=name)
+        runs.append(
+            ScheduleRun(
+                schedule=name,
+                steps=np.arange(1, SCHEDULE_CHECKS + 1) * every,
+                energy=np.asarray(energy),
+                seconds=np.asarray(seconds),
+                steps_per_s=trainer.step_count / max(trainer.elapsed, 1e-9),
+                straightness=metrics.straightness(path.zs, path.ts),
+            )
+        )
+    floor = metrics.energy_distance(datasets.sample(preset, REFERENCE_POINTS, seed=2), fresh)
+    return runs, floor
+
+
+def schedule_pitfall(preset: str, steps: int = 300, seed: int = 0) -> list[Panel]:
+    """What naming the wrong schedule breaks, and what ``fmcore.change_schedule`` fixes.
+
+    Top row: a noise-prediction network trained on VP, converted to a velocity with the wrong
+    schedule (linear) and with its own; and a cosine velocity model moved to the linear path with
+    ``change_schedule``. Bottom row: particles at t = 0.5 of a cosine model used as if it were a
+    linear-path field, the same model through ``change_schedule``, and the linear path's true p_0.5.
+    """
+    from fmcore.models import FlowModel
+    from fmcore.trainer import Trainer
+
+    data = datasets.sample(preset, 2000, seed=0)
+    fresh = reference_sample(preset)
+    z0 = noise(REFERENCE_POINTS // 2, seed + 5)
+    eps_net = Trainer(data, schedule="vp", prediction="noise", seed=seed)
+    eps_net.step(steps)
+    cosine = Trainer(data, schedule="cosine", seed=seed)
+    cosine.step(steps)
+    moved = fmcore.change_schedule(cosine.velocity, "cosine", "linear")
+
+    def sample(velocity, schedule, t0=0.0, t1=1.0, steps=20):
+        return integrate(velocity, z0, "rk4", steps, t0=t0, t1=t1, schedule=schedule).z_end
+
+    # Read as linear, a VP noise prediction divides by alpha_0 = 0: start just after it.
+    as_linear = sample(FlowModel(eps_net.flow.net, "linear", "noise").velocity, "linear", t0=0.02)
+    as_vp = sample(eps_net.velocity, "vp")
+    on_linear = sample(moved, "linear")
+    half_naive = sample(cosine.velocity, "cosine", t1=0.5, steps=10)
+    half_moved = sample(moved, "linear", t1=0.5, steps=10)
+    half_true = fmcore.sample_path("linear", z0, data[: len(z0)], 0.5).z_t
+    return [
+        Panel(
+            "Wrong: VP noise model read as linear",
+            as_linear.numpy(),
+            _energy_note(as_linear, fresh, "data"),
+            wrong=True,
+        ),
+        Panel("Right: read with its own schedule (VP)", as_vp.numpy(), _energy_note(as_vp, fresh, "data")),
+        Panel(
+            "Right: cosine model via change_schedule",
+            on_linear.numpy(),
+            _energy_note(on_linear, fresh, "data"),
+        ),
+        Panel(
+            "Wrong: cosine model as a linear field, t = 0.5",
+            half_naive.numpy(),
+            _energy_note(half_naive, half_true.numpy(), "linear p₀.₅"),
+            wrong=True,
+        ),
+        Panel(
+            "Right: via change_schedule, t = 0.5",
+            half_moved.numpy(),
+            _energy_note(half_moved, half_true.numpy(), "linear p₀.₅"),
+        ),
+        Panel(
+            "The linear path's p₀.₅ (0.5 z₁ + 0.5 z₀)",
+            half_true.numpy(),
+            "what t = 0.5 means on the linear path",
+        ),
+    ]

@@ -16,16 +16,18 @@ from plotly.subplots import make_subplots
 from . import theme
 from .compute import VIEW_BOX
 from .figures import snapshot_figure
-from .lesson_compute import GOOD_ERROR, ErrorCurve, Panel, Posterior
+from .lesson_compute import GOOD_ERROR, Batch, ErrorCurve, Panel, Posterior
 
 __all__ = [
     "SOLVER_COLORS",
+    "TRAINING_STAGES",
     "curves_figure",
     "error_nfe_figure",
     "grid_figure",
     "panels_figure",
     "posterior_figure",
     "question_figure",
+    "training_step_figure",
 ]
 
 SOLVER_COLORS = {
@@ -354,6 +356,115 @@ def posterior_figure(post: Posterior, z: tuple[float, float], t: float, height: 
     _style(fig, height)
     fig.update_layout(
         legend=dict(orientation="v", x=0.01, y=0.99, yanchor="top", bgcolor="rgba(11,16,32,0.7)")
+    )
+    fig.update_xaxes(range=[-VIEW_BOX, VIEW_BOX], showticklabels=False)
+    fig.update_yaxes(range=[-VIEW_BOX, VIEW_BOX], showticklabels=False, scaleanchor="x", scaleratio=1)
+    return fig
+
+
+TRAINING_STAGES = (
+    "1 · data z₁",
+    "2 · noise z₀",
+    "3 · times t",
+    "4 · interpolate z_t",
+    "5 · target u_t",
+    "6 · predict, loss",
+)
+
+
+def training_step_figure(batch: Batch, stage: int, data: np.ndarray, height: int = 540) -> go.Figure:
+    """One step of conditional flow matching on a small batch, built up stage by stage.
+
+    Stages (cumulative): 0 data points, 1 noise points, 2 their pairing and times, 3 the
+    interpolated z_t, 4 target arrows u_t, 5 the network's arrows v_theta and the error between.
+    Arrows are drawn for a time 0.25 so that they stay readable.
+    """
+    fig = go.Figure()
+    scale = 0.25
+
+    def arrows(vectors: np.ndarray, color: str, name: str, width: float = 3) -> None:
+        tips = batch.z_t + scale * vectors
+        x, y = _paths_xy(np.stack([batch.z_t, tips]))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=color, width=width), name=name))
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(tips[:, 0]),
+                y=_f32(tips[:, 1]),
+                mode="markers",
+                marker=dict(size=7, color=color, symbol="circle"),
+                showlegend=False,
+            )
+        )
+
+    fig.add_trace(
+        go.Scatter(
+            x=_f32(data[:, 0]),
+            y=_f32(data[:, 1]),
+            mode="markers",
+            marker=dict(color=theme.rgba(theme.DATA, 0.15), size=3),
+            name="the data set",
+        )
+    )
+    if stage >= 2:
+        x, y = _paths_xy(np.stack([batch.z0, batch.z1]))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                line=dict(color=theme.MUTED, width=1, dash="dot"),
+                name="pairs (z₀, z₁)",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=_f32(batch.z1[:, 0]),
+            y=_f32(batch.z1[:, 1]),
+            mode="markers",
+            marker=dict(color=theme.DATA, size=11, line=dict(color=theme.PAPER, width=1)),
+            name="z₁ ~ data",
+        )
+    )
+    if stage >= 1:
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(batch.z0[:, 0]),
+                y=_f32(batch.z0[:, 1]),
+                mode="markers+text" if stage == 2 else "markers",
+                text=[f"t={t:.2f}" for t in batch.t],
+                textposition="top center",
+                textfont=dict(color=theme.TEXT, size=11),
+                marker=dict(color=theme.NOISE, size=11, line=dict(color=theme.PAPER, width=1)),
+                name="z₀ ~ N(0, I)",
+            )
+        )
+    if stage >= 3:
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(batch.z_t[:, 0]),
+                y=_f32(batch.z_t[:, 1]),
+                mode="markers",
+                marker=dict(color=theme.HIGHLIGHT, size=10, symbol="diamond"),
+                name="z_t = α_t z₁ + σ_t z₀",
+            )
+        )
+    if stage >= 4:
+        arrows(batch.u_t, theme.EXACT, "target u_t(z_t | z₁)")
+    if stage >= 5:
+        arrows(batch.v, theme.MODEL, f"network v_θ(z_t, t) ({batch.trained_steps} steps trained)")
+        ends = np.stack([batch.z_t + scale * batch.u_t, batch.z_t + scale * batch.v])
+        x, y = _paths_xy(ends)
+        fig.add_trace(
+            go.Scatter(x=x, y=y, mode="lines", line=dict(color=theme.ERROR, width=2), name="error v_θ − u_t")
+        )
+    _style(fig, height)
+    fig.update_layout(
+        legend=dict(orientation="v", x=0.01, y=0.99, yanchor="top", bgcolor="rgba(11,16,32,0.7)"),
+        title=dict(
+            text=f"loss on this batch: mean |v_θ − u_t|² = {batch.loss:.3f}" if stage >= 5 else "",
+            font=dict(size=14),
+            x=0.5,
+        ),
     )
     fig.update_xaxes(range=[-VIEW_BOX, VIEW_BOX], showticklabels=False)
     fig.update_yaxes(range=[-VIEW_BOX, VIEW_BOX], showticklabels=False, scaleanchor="x", scaleratio=1)

@@ -326,7 +326,7 @@ def _controls(times: np.ndarray, redraw: bool) -> dict:
                 y=0.0,
                 xanchor="left",
                 yanchor="top",
-                pad=dict(t=36, r=4),
+                pad=dict(t=30, r=4),
                 bgcolor=theme.PANEL,
                 bordercolor="#2a3350",
                 font=dict(color=theme.TEXT, size=13),
@@ -343,7 +343,7 @@ def _controls(times: np.ndarray, redraw: bool) -> dict:
                 len=0.86,
                 y=0.0,
                 yanchor="top",
-                pad=dict(t=30, b=0),
+                pad=dict(t=24, b=0),
                 bgcolor=theme.PANEL,
                 activebgcolor=theme.DATA,
                 bordercolor="#2a3350",
@@ -422,7 +422,7 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
     layout.update(
         _controls(times, redraw),
         height=height,
-        margin=dict(l=10, r=10, t=34 if annotations else 10, b=96),
+        margin=dict(l=10, r=10, t=30 if annotations else 8, b=84),
         paper_bgcolor=theme.PAPER,
         plot_bgcolor=theme.BACKGROUND,
         font=dict(family=theme.FONT, color=theme.TEXT),
@@ -440,7 +440,7 @@ def panel_title(flow: Flow, label: str = "", energy: float | None = None) -> str
     parts = [label] if label else []
     parts.append(f"<b>{flow.solver}</b> · {steps_label(flow.solver, flow.steps, flow.nfe)}")
     if energy is not None:
-        parts.append(f"energy distance to data {energy:.4f}")
+        parts.append(f"energy distance to data {max(energy, 0.0):.4f}")
     return " · ".join(parts)
 
 
@@ -461,27 +461,28 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, floor: float | None, heig
             hovertemplate="step %{x:,}<br>loss %{y:.4f}<extra></extra>",
         )
     ]
-    shapes, annotations = [], []
-    if floor is not None and np.isfinite(floor) and floor > 0:
-        shapes.append(
+    annotations = []
+    if floor is not None and np.isfinite(floor) and floor > 0 and len(steps):
+        # A trace, not a shape: shapes on a log axis want log10 coordinates, a trace wants data.
+        traces.append(
             dict(
-                type="line",
-                xref="paper",
-                x0=0,
-                x1=1,
-                y0=floor,
-                y1=floor,
+                type="scatter",
+                x=np.array([0, max(int(steps[-1]), 1)], dtype=np.float32),
+                y=np.array([floor, floor], dtype=np.float32),
+                mode="lines",
                 line=dict(color=theme.EXACT, dash="dash", width=1.5),
+                name="loss floor",
+                hovertemplate="loss floor %{y:.4f}<extra></extra>",
             )
         )
         annotations.append(
             dict(
-                text=f"loss floor {floor:.3f}",
+                text=f"floor {floor:.3f}",
                 xref="paper",
                 x=1.0,
-                y=np.log10(floor),
+                y=float(np.log10(floor)),
                 xanchor="right",
-                yanchor="bottom",
+                yanchor="top",
                 showarrow=False,
                 font=dict(size=11, color=theme.EXACT),
             )
@@ -502,7 +503,6 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, floor: float | None, heig
             type="log", gridcolor=theme.GRID_LINE, zeroline=False, title=dict(text="loss", font=dict(size=11))
         ),
         showlegend=False,
-        shapes=shapes,
         annotations=annotations,
         uirevision="loss",
     )

@@ -389,7 +389,7 @@ def _snapshot(runner, dataset: compute.Dataset, state: ViewState):
         samples = integrate(velocity, z0, "midpoint", 8, schedule=model.schedule).zs[-1].numpy()
         grid = torch.from_numpy(compute.arrow_grid())
         field = velocity(grid, torch.tensor(SNAPSHOT_T)).numpy()
-    return figures.snapshot_figure(samples, dataset.shown, field, height=290)
+    return figures.snapshot_figure(samples, dataset.shown, field, height=250)
 
 
 def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
@@ -468,7 +468,7 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         steps, losses = runner.history
         if len(steps):
             st.plotly_chart(
-                figures.loss_figure(steps, losses, runner.loss_floor, height=190),
+                figures.loss_figure(steps, losses, runner.loss_floor, height=170),
                 key="fme_loss",
                 config=dict(displayModeBar=False),
             )
@@ -525,7 +525,7 @@ def _panel(
     field = compute.field_frames(source)
     if kind == "difference":
         field = field - compute.field_frames(exact)
-    energy = compute.energy_distance(flow.samples, dataset.reference)
+    energy = compute.energy_distance(flow.samples, compute.reference_for(dataset, state.n))
     panel = figures.Panel(
         flow=flow,
         data=dataset.shown,
@@ -645,7 +645,7 @@ def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> Non
         lines.append("Click a particle to follow it.")
     metric = " · ".join(
         f"<b>{flow.solver}</b> {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · energy distance "
-        f"<b>{energy:.4f}</b> · straightness {flow.straightness:.2f}"
+        f"<b>{max(energy, 0.0):.4f}</b> · straightness {flow.straightness:.2f}"
         for flow, energy in flows
     )
     st.markdown(
@@ -809,7 +809,7 @@ def main() -> None:
             state = replace(state, **vars(layers))
             state = replace(state, follow=follow_point_from_widgets())
         dataset, state = _dataset(state)
-        height = 800 if state.classroom else (520 if state.compare else 610)
+        height = 800 if state.classroom else (520 if state.compare else 630)
         flows, figure, kind, source = main_figure(state, dataset, runner, height)
         caption(state, kind, flows, dataset)
         if not state.classroom:
@@ -817,10 +817,10 @@ def main() -> None:
             export_panel(state, flows, figure, dataset, source, runner)
     if side_col is not None:
         with side_col:
-            st.markdown("##### :material/scatter_plot: Data")
-            data_panel(state)
             st.markdown("##### :material/model_training: Train a network")
             training_panel(runner, dataset, state)
+            st.markdown("##### :material/scatter_plot: Data")
+            data_panel(state)
     if schedule_slot is not None:
         schedule_sketch(schedule_slot, state.schedule)
     _write_url(state)

@@ -148,9 +148,11 @@ def test_loss_figure_has_the_floor_and_thins_long_curves():
     fig = figures.loss_figure(steps, 1.0 + np.exp(-steps / 500), floor=0.9)
     assert fig.layout.yaxis.type == "log"
     assert len(fig.data[0].x) <= 600 and fig.data[0].x[-1] == 4999
-    (floor,) = fig.layout.shapes
-    assert floor.y0 == floor.y1 == 0.9 and floor.line.dash == "dash"
-    assert figures.loss_figure(steps[:3], np.ones(3), floor=float("nan")).layout.shapes == ()
+    floor = fig.data[1]
+    assert floor.name == "loss floor" and floor.line.dash == "dash"
+    np.testing.assert_allclose(floor.y, [0.9, 0.9], rtol=1e-6)
+    assert floor.x[-1] == 4999
+    assert len(figures.loss_figure(steps[:3], np.ones(3), floor=float("nan")).data) == 1
 
 
 def test_snapshot_and_schedule_figures():

@@ -1,0 +1,105 @@
+"""Server-side time from a changed control to a ready figure, against the 300 ms budget.
+
+What one Playground run does when the solver, steps or schedule change (caches cold): integrate
+the particles, evaluate the field on the arrow grid at every frame time, measure the samples, build
+the animated figure and serialise it the way ``st.plotly_chart`` does. Printed per case as the
+median of a few repeats, in ms, and as a ratio to the budget.
+
+    .venv/bin/python bench/ui_latency.py [--repeats 3] [--particles 1000] [--steps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import plotly.io as pio
+import streamlit.logger
+import torch
+
+from explorer import compute, figures
+from fmcore import metrics
+from fmcore.trainer import Trainer
+
+BUDGET_MS = 300.0
+
+
+def new_figure(source, dataset, n, solver, steps) -> dict[str, float]:
+    """One cold figure; returns the time of each stage in ms."""
+    times = {}
+    t = time.perf_counter()
+    flow = compute.compute_flow(source, compute.noise(n, 0), solver, steps, "uniform")
+    times["integrate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    field = compute._on_times(source, compute.arrow_grid(), compute.frame_times())
+    times["field"] = time.perf_counter() - t
+    t = time.perf_counter()
+    energy = metrics.energy_distance(flow.samples, compute.reference_for(dataset, n))
+    times["metrics"] = time.perf_counter() - t
+    t = time.perf_counter()
+    panel = figures.Panel(
+        flow=flow, data=dataset.shown, title=figures.panel_title(flow, "", energy), field=field
+    )
+    figure = figures.flow_figure([panel])
+    times["build"] = time.perf_counter() - t
+    t = time.perf_counter()
+    spec = pio.to_json(figure.to_dict(), validate=False)  # what st.plotly_chart does
+    times["serialise"] = time.perf_counter() - t
+    times = {k: v * 1e3 for k, v in times.items()}
+    times["total"] = sum(times.values())
+    times["MB"] = len(spec) / 1e6
+    return times
+
+
+def main() -> None:
+    streamlit.logger.set_log_level(logging.ERROR)  # st.cache_data says "no runtime" outside a server
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--particles", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--train-steps", type=int, default=300)
+    args = parser.parse_args()
+    compute.configure_torch()
+
+    dataset = compute.load_dataset("moons", 0)
+    trainer = Trainer(torch.from_numpy(dataset.train), seed=0)
+    trainer.step(args.train_steps)
+    learned = compute.learned_source(trainer.velocity, ("bench",), "linear", "linear")
+    learned_cosine = compute.learned_source(trainer.velocity, ("bench",), "linear", "cosine")
+    exact = compute.exact_source(dataset, "linear")
+
+    n, k = args.particles, args.steps
+    cases = [
+        (f"learned  euler {k} steps", learned, "euler", k),
+        (f"learned  heun  {k} steps", learned, "heun", k),
+        (f"learned  rk4   {k} steps", learned, "rk4", k),
+        (f"learned  euler {k} steps, schedule -> cosine", learned_cosine, "euler", k),
+        (f"exact    euler {k} steps", exact, "euler", k),
+        ("exact    rk4   20 steps (the default view)", exact, "rk4", 20),
+    ]
+    print(
+        f"{n} particles, {compute.N_FRAMES} frames, torch threads {torch.get_num_threads()}; budget {BUDGET_MS:.0f} ms"
+    )
+    header = f"{'case':46s} {'NFE':>5s} {'integrate':>9s} {'field':>7s} {'metric':>7s} {'build':>7s} {'json':>7s} {'total':>8s} {'ratio':>6s} {'MB':>5s}"
+    print(header)
+    for name, source, solver, steps in cases:
+        runs = [new_figure(source, dataset, n, solver, steps) for _ in range(args.repeats)]
+        med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        nfe = compute.steps_label(solver, steps).split("· ")[1].split()[0]
+        print(
+            f"{name:46s} {nfe:>5s} {med['integrate']:9.0f} {med['field']:7.0f} {med['metrics']:7.0f} "
+            f"{med['build']:7.0f} {med['serialise']:7.0f} {med['total']:8.0f} {med['total'] / BUDGET_MS:6.2f} {med['MB']:5.2f}"
+        )
+    print(
+        "ratio = total / 300 ms budget (<= 1 meets it). Times in ms, medians of", args.repeats, "cold runs."
+    )
+
+
+if __name__ == "__main__":
+    main()

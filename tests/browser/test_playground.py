@@ -1,0 +1,145 @@
+"""The Playground in a real browser: what a person does with a mouse, and what they then see."""
+
+import re
+import time
+
+import pytest
+
+from .conftest import assert_no_exception, open_app, shoot, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+FLOW = ".st-key-fme_flow_chart .js-plotly-plot"
+LOSS = ".st-key-fme_loss .js-plotly-plot"
+
+
+def wait_for_flow(page, timeout_s=60):
+    page.wait_for_selector(f"{FLOW} .scatterlayer .trace", timeout=timeout_s * 1000)
+
+
+def frame_shown(page) -> str:
+    """The slider's current label, e.g. 't = 0.42'."""
+    return page.locator(f"{FLOW} .slider-group > .slider-label").first.text_content()
+
+
+def stat(page, testid: str) -> str:
+    return page.locator(f"[data-testid='{testid}']").first.inner_text()
+
+
+def test_first_paint_then_scrub_the_time_slider(app, page):
+    started = time.perf_counter()
+    open_app(page, app.url("/"))
+    wait_for_flow(page)
+    first_paint = time.perf_counter() - started
+    assert_no_exception(page)
+    assert "20 steps · 80 NFE" in stat(page, "fm-nfe")
+    assert frame_shown(page).strip() == "t = 0.00"
+    shoot(page, "playground-t0")
+
+    # Scrub: drag the slider's grip to the far right (t = 1), then back to the middle.
+    rail = page.locator(f"{FLOW} .slider-rail-rect").bounding_box()
+    y = rail["y"] + rail["height"] / 2
+    grip = page.locator(f"{FLOW} .slider-grip-rect").bounding_box()
+    page.mouse.move(grip["x"] + grip["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(rail["x"] + rail["width"] * 0.5, y, steps=8)
+    page.mouse.move(rail["x"] + rail["width"] - 1, y, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        f"() => document.querySelector('{FLOW} .slider-group > .slider-label').textContent.includes('1.00')",
+        timeout=10_000,
+    )
+    # the particles moved with the slider: their colour is the data colour at t = 1
+    colour = page.evaluate(
+        f"""() => {{
+            const plot = document.querySelector('{FLOW}');
+            const trace = plot._fullData.find(t => t.name === 'particles z_t');
+            return trace.marker.color;
+        }}"""
+    )
+    assert colour.lower() == "#ffb547"
+    shoot(page, "playground-t1")
+    print(f"first paint of the animated figure: {first_paint:.1f} s")
+
+
+def test_draw_strokes_and_see_the_points_counted(app, page):
+    open_app(page, app.url("/"))
+    page.get_by_role("tab", name=re.compile("Draw")).click()
+    pad = page.locator("canvas.upper-canvas").first
+    pad.wait_for(timeout=30_000)
+    assert stat(page, "fm-point-count").startswith("0")
+
+    def stroke(points):
+        box = pad.bounding_box()
+        page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
+        page.mouse.up()
+
+    stroke([(0.2, 0.3), (0.4, 0.25), (0.6, 0.3), (0.8, 0.4)])
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid='fm-point-count']\").textContent.startsWith('0 ')",
+        timeout=20_000,
+    )
+    wait_for_app(page)
+    first = int(stat(page, "fm-point-count").split()[0].replace(",", ""))
+    assert first > 20
+    pad = page.locator("canvas.upper-canvas").first  # the pad is remounted after each stroke
+    stroke([(0.3, 0.7), (0.5, 0.75), (0.7, 0.7)])
+    page.wait_for_function(
+        f"() => parseInt(document.querySelector(\"[data-testid='fm-point-count']\").textContent.replace(',', '')) > {first}",
+        timeout=20_000,
+    )
+    wait_for_app(page)
+    assert_no_exception(page)
+    assert "data=custom" in page.url and "pts=" in page.url  # the drawing is in the share link
+    wait_for_flow(page)
+    shoot(page, "playground-drawn")
+
+
+def test_training_grows_the_loss_curve(app, page):
+    open_app(page, app.url("/?data=8gaussians"))
+    wait_for_flow(page)
+    page.get_by_role("button", name=re.compile("Train")).click()
+    page.wait_for_selector(LOSS, timeout=30_000)
+
+    def curve_length() -> int:
+        return page.evaluate(f"() => document.querySelector('{LOSS}')._fullData[0].x.length")
+
+    first = curve_length()
+    page.wait_for_function(
+        f"() => document.querySelector('{LOSS}') && document.querySelector('{LOSS}')._fullData[0].x.length > {first}",
+        timeout=20_000,
+    )
+    text = stat(page, "fm-train-stats")
+    assert re.search(r"step [\d,]+", text) and "steps/s" in text and "cpu" in text
+    assert_no_exception(page)
+    shoot(page, "playground-training")
+    page.get_by_role("button", name=re.compile("Pause")).click()
+    page.wait_for_function(
+        "() => document.querySelector(\"[data-testid='fm-train-stats']\").textContent.includes('paused')",
+        timeout=20_000,
+    )
+
+
+def test_a_shared_link_reproduces_the_view(app, page):
+    open_app(page, app.url("/?data=circles&solver=heun&steps=7&compare=1&solver_b=euler&steps_b=2&warp=1"))
+    wait_for_flow(page)
+    assert_no_exception(page)
+    assert "7 steps · 14 NFE" in stat(page, "fm-nfe")
+    titles = page.locator(f"{FLOW} .annotation-text").all_text_contents()
+    assert any("heun" in t and "14 NFE" in t for t in titles)
+    assert any("euler" in t and "2 steps · 2 NFE" in t for t in titles)
+    selected = page.locator(".st-key-fme_gallery button[aria-checked='true']").inner_text()
+    assert selected.strip() == "circles"
+    shoot(page, "playground-shared-compare")
+
+
+def test_classroom_mode_shows_only_the_figure(app, page):
+    open_app(page, app.url("/?classroom=1&data=spirals&density=1"))
+    wait_for_flow(page)
+    assert_no_exception(page)
+    assert page.locator("section[data-testid='stSidebar']").is_hidden()
+    assert page.locator(FLOW).bounding_box()["height"] >= 700
+    shoot(page, "playground-classroom")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["COUPLINGS", "independent", "ot", "ot_permutation"]
 
@@ -43,6 +42,8 @@ def ot_permutation(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
     Returns:
         (n,) int64 permutation of ``range(n)`` on z0's device.
     """
+    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize adds ~1 s to startup
+
     cost = torch.cdist(z1.detach().double().cpu(), z0.detach().double().cpu()).square().numpy()
     rows, cols = linear_sum_assignment(cost)
     perm = np.empty(len(rows), dtype=np.int64)

@@ -1,0 +1,161 @@
+"""Saving and loading models: exact round trip, and every bad file refused without unpickling."""
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import fmcore
+from fmcore import Trainer, datasets
+from fmcore.io import MAX_FILE_BYTES, load
+from fmcore.solvers import integrate
+
+
+@pytest.fixture(scope="module")
+def trained():
+    trainer = Trainer(datasets.sample("moons", 256, seed=0), schedule="cosine", seed=0, hidden=32)
+    trainer.step(60)
+    return trainer
+
+
+@pytest.fixture
+def saved(trained, tmp_path):
+    path = tmp_path / "model.safetensors"
+    trained.save(path, {"note": "hello"})
+    return path
+
+
+def _header(path: Path) -> tuple[dict, bytes]:
+    blob = path.read_bytes()
+    (size,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + size]), blob[8 + size :]
+
+
+def _rewrite(path: Path, tensors: dict | None = None, **metadata_changes) -> Path:
+    """A copy of a saved model with some tensors or metadata entries replaced."""
+    model = load(path)
+    header, _ = _header(path)
+    metadata = {**header["__metadata__"], **metadata_changes}
+    new_tensors = {k: v.contiguous() for k, v in model.net.state_dict().items()}
+    new_tensors.update(tensors or {})
+    out = path.with_name("changed.safetensors")
+    save_file(new_tensors, out, metadata=metadata)
+    return out
+
+
+def test_round_trip_gives_the_identical_field(trained, saved):
+    model = fmcore.load(saved)
+    z = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    for t in (0.0, 0.3, 1.0):
+        assert torch.equal(model.velocity(z, t), trained.velocity(z, t))
+    assert model.schedule.name == "cosine" and model.prediction == "velocity"
+    assert model.config == trained.model_config and model.config.hidden == 32
+    assert model.metadata["note"] == "hello" and model.metadata["trainer"]["schedule"] == "cosine"
+    trajectory = integrate(model.velocity, z, "rk4", 5, schedule=model.schedule)
+    assert trajectory.nfe == 20
+
+
+def test_noise_prediction_round_trip(tmp_path):
+    trainer = Trainer(datasets.sample("moons", 128, seed=0), schedule="vp", prediction="noise", hidden=16)
+    trainer.step(20)
+    trainer.save(tmp_path / "eps.safetensors")
+    model = load(tmp_path / "eps.safetensors")
+    z = torch.randn(10, 2)
+    assert model.prediction == "noise"
+    assert torch.equal(model.velocity(z, 0.5), trainer.velocity(z, 0.5))
+
+
+def test_a_pickle_is_refused_and_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    for name, write in (
+        ("plain.pkl", lambda p: p.write_bytes(pickle.dumps(Payload()))),
+        ("torch.pt", lambda p: torch.save({"weights": Payload()}, p)),
+    ):
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(ValueError, match="not a safetensors model file"):
+            load(path)
+    assert not marker.exists()
+
+
+def test_files_that_are_not_models_are_refused(tmp_path):
+    for name, content in (
+        ("empty.safetensors", b""),
+        ("text.safetensors", b"x,y\n1,2\n"),
+        ("noise.safetensors", os.urandom(4096)),
+    ):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="not a safetensors model file"):
+            load(tmp_path / name)
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(3)}, other)
+    with pytest.raises(ValueError, match="not an fmcore model"):
+        load(other)
+    with pytest.raises(ValueError, match="cannot read"):
+        load(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="cannot read"):
+        load(tmp_path)  # a directory
+
+
+def test_truncated_file_is_refused(saved):
+    blob = saved.read_bytes()
+    for keep in (4, 40, len(blob) - 100):
+        saved.write_bytes(blob[:keep])
+        with pytest.raises(ValueError, match="safetensors"):
+            load(saved)
+
+
+def test_huge_file_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    with open(path, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ValueError, match="MB"):
+        load(path)
+
+
+def test_tensors_must_fit_the_config(saved):
+    state = load(saved).net.state_dict()
+    first = next(iter(state))
+    cases = {
+        "shape": {first: torch.zeros(5, 5)},
+        "unexpected": {"extra.weight": torch.zeros(2)},
+        "NaN": {first: torch.full_like(state[first], float("nan"))},
+        "dtype": {first: torch.zeros_like(state[first], dtype=torch.int32)},
+    }
+    for match, tensors in cases.items():
+        with pytest.raises(ValueError, match=match):
+            load(_rewrite(saved, tensors))
+
+
+def test_missing_tensor_is_refused(saved, tmp_path):
+    model = load(saved)
+    header, _ = _header(saved)
+    tensors = dict(model.net.state_dict())
+    tensors.pop(next(iter(tensors)))
+    out = tmp_path / "missing_tensor.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, out, metadata=header["__metadata__"])
+    with pytest.raises(ValueError, match="missing tensors"):
+        load(out)
+
+
+def test_bad_metadata_is_refused(saved):
+    cases = {
+        "JSON": {"model": "{not json"},
+        "unknown model config keys": {"model": json.dumps({"hidden": 32, "width": 3})},
+        "unknown schedule": {"schedule": "quadratic"},
+        "unknown prediction": {"prediction": "banana"},
+        "version": {"version": "99"},
+    }
+    for match, change in cases.items():
+        with pytest.raises(ValueError, match=match):
+            load(_rewrite(saved, **change))

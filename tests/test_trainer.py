@@ -1,0 +1,219 @@
+"""The Trainer: learning, the two targets agreeing, couplings, divergence, exact resumption."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from fmcore import COUPLINGS, Trainer, TrainStats, datasets, exact_log_density, exact_velocity
+from fmcore.coupling import ot_permutation
+from fmcore.metrics import straightness
+from fmcore.reflow import reflow
+from fmcore.solvers import integrate
+from fmcore.trainer import DEFAULTS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # What the CLI, the benchmark and the app's workers do: faster for this model size.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return datasets.sample("moons", 256, seed=0)
+
+
+def test_loss_decreases_and_stats_report(moons):
+    trainer = Trainer(moons, seed=0)
+    first = trainer.step(50)
+    for _ in range(5):
+        last = trainer.step(50)
+    assert isinstance(last, TrainStats)
+    assert (last.step, last.status, last.message) == (300, "ok", "")
+    # The conditional loss cannot go below its floor; what training removes is the excess above it.
+    floor = trainer.loss_floor
+    assert last.loss - floor < 0.5 * (first.loss - floor)
+    assert last.elapsed > first.elapsed > 0 and last.steps_per_s > 0
+    assert last.lr == DEFAULTS["lr"] and len(trainer.history) == 300
+    assert trainer.losses_since(250) == trainer.history[-50:]
+
+
+def test_the_loss_approaches_its_floor(moons):
+    trainer = Trainer(moons, seed=0)
+    trainer.step(600)
+    floor = trainer.loss_floor
+    # The floor is the loss of the exact field, so no network beats it (up to batch noise, ~5%
+    # for 256 samples of a quantity with a spread about its size), and a trained one comes close.
+    assert 0.95 * floor < np.mean(trainer.history[-100:]) < 1.15 * floor
+    assert Trainer(moons, target="marginal").loss_floor == 0.0
+    assert math.isnan(Trainer(moons, coupling="ot").loss_floor)
+
+
+def _weighted_error(v, u, weights):
+    """Relative error of a field, weighted by the path's density: E_p|v - u|^2 / E_p|u|^2."""
+    return float((weights * (v - u).square().sum(1)).sum() / (weights * u.square().sum(1)).sum())
+
+
+def test_marginal_and_conditional_targets_learn_the_same_field(moons):
+    t = 0.5
+    g = torch.linspace(-2.5, 2.5, 26)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    weights = exact_log_density(grid, t, moons).exp()
+    exact = exact_velocity(grid, t, moons)
+    fields = {}
+    for target in ("conditional", "marginal"):
+        trainer = Trainer(moons, target=target, seed=1)
+        trainer.step(500)
+        fields[target] = trainer.velocity(grid, t)
+    errors = {k: _weighted_error(v, exact, weights) for k, v in fields.items()}
+    # Tolerance: the data are normalised to mean 0 and unit variance, so the best Gaussian fit's
+    # field at t = 0.5 is exactly 0, with relative error 1. A tenth of that means the moons'
+    # structure is learnt; both targets share the minimiser, so they must also agree with each other.
+    assert errors["conditional"] < 0.1 and errors["marginal"] < 0.1
+    assert _weighted_error(fields["conditional"], fields["marginal"], weights) < 0.1
+    # Same minimiser, lower variance: at equal steps the noise-free target is closer.
+    assert errors["marginal"] < errors["conditional"]
+
+
+def test_marginal_target_over_the_batch_is_cheap_and_has_a_small_floor(moons):
+    trainer = Trainer(moons, target="marginal", reference="batch", seed=0)
+    stats = trainer.step(100)
+    conditional_floor = Trainer(moons).loss_floor
+    assert stats.status == "ok"
+    assert 0 < trainer.loss_floor < 0.2 * conditional_floor
+
+
+def test_ot_coupling_is_a_cost_lowering_permutation():
+    generator = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(64, 2, generator=generator), torch.randn(64, 2, generator=generator) + 1.0
+    perm = ot_permutation(z0, z1)
+    assert sorted(perm.tolist()) == list(range(64))
+    paired = COUPLINGS["ot"](z0, z1)
+    assert torch.equal(paired, z0[perm])
+    assert (paired - z1).square().sum() < (z0 - z1).square().sum()
+    # Optimal: no swap of two pairs lowers the cost.
+    cost = (paired[:, None] - z1[None]).square().sum(-1)
+    swap_gain = cost.diagonal()[:, None] + cost.diagonal()[None, :] - cost - cost.T
+    assert swap_gain.max() <= 1e-5
+    assert COUPLINGS["independent"](z0, z1) is z0
+
+
+def test_ot_coupling_gives_straighter_paths(moons):
+    z0 = torch.randn(300, 2, generator=torch.Generator().manual_seed(3))
+    measured = {}
+    for coupling in ("independent", "ot"):
+        trainer = Trainer(moons, coupling=coupling, seed=0, batch_size=128)
+        trainer.step(200)
+        path = integrate(trainer.velocity, z0, "rk4", 20)
+        measured[coupling] = straightness(path.zs, path.ts)
+    # Independent pairs cross, so the marginal paths must bend (S ~ 0.7 here); OT pairs do not
+    # cross within a batch and the paths come out nearly straight (S ~ 0.01).
+    assert measured["ot"] < 0.25 * measured["independent"]
+
+
+def test_divergence_is_caught_and_the_last_good_weights_restored(moons):
+    trainer = Trainer(moons, seed=0, lr=1e-2)
+    trainer.step(100)
+    grid = torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    good = trainer.velocity(grid, 0.3)
+    trainer.set_lr(100.0)  # Adam at lr=100: the loss climbs past 1e20 without becoming NaN
+    stats = trainer.step(100)
+    assert stats.status == "diverged" and stats.step == 100
+    assert "diverged at step" in stats.message and "restored the weights from step 100" in stats.message
+    assert "lower the learning rate" in stats.message
+    assert torch.equal(trainer.velocity(grid, 0.3), good)
+    assert len(trainer.history) == 100 and all(math.isfinite(x) for x in trainer.history)
+    again = trainer.step(50)  # refused until the lr is changed or the run reset
+    assert (again.step, again.status) == (100, "diverged") and math.isnan(again.loss)
+    trainer.set_lr(1e-2)
+    assert trainer.step(50).status == "ok" and trainer.step_count == 150
+    trainer.reset()
+    assert (trainer.step_count, trainer.history, trainer.status) == (0, [], "ok")
+
+
+def test_divergence_from_the_first_step(moons):
+    trainer = Trainer(moons, seed=0, lr=100.0)
+    initial = trainer.velocity(moons, 0.5)
+    stats = trainer.step(50)
+    assert stats.status == "diverged" and stats.step == 0
+    assert torch.equal(trainer.velocity(moons, 0.5), initial)
+
+
+def test_state_dict_resumes_exactly(moons):
+    for options in ({}, {"target": "marginal", "reference": "batch", "lr_schedule": "cosine"}):
+        straight = Trainer(moons, seed=3, **options)
+        straight.step(150)
+        interrupted = Trainer(moons, seed=3, **options)
+        interrupted.step(100)
+        state = pickle.loads(pickle.dumps(interrupted.state_dict()))  # as shipped to a worker
+        resumed = Trainer.from_state_dict(state)
+        resumed.step(50)
+        assert resumed.history == straight.history
+        grid = torch.randn(50, 2)
+        assert torch.equal(resumed.velocity(grid, 0.7), straight.velocity(grid, 0.7))
+
+
+def test_same_seed_same_losses(moons):
+    a, b, c = Trainer(moons, seed=5), Trainer(moons, seed=5), Trainer(moons, seed=6)
+    for trainer in (a, b, c):
+        trainer.step(60)
+    assert a.history == b.history != c.history
+
+
+def test_options_are_validated(moons):
+    with pytest.raises(ValueError, match="valid options: lr, batch_size"):
+        Trainer(moons, learning_rate=1e-3)
+    for lr in (0, -1e-3, float("nan"), float("inf"), "big"):
+        with pytest.raises(ValueError, match="lr"):
+            Trainer(moons, lr=lr)
+    with pytest.raises(ValueError, match="lr"):
+        Trainer(moons).set_lr(-1)
+    with pytest.raises(ValueError, match="schedule"):
+        Trainer(moons, schedule="quadratic")
+    with pytest.raises(ValueError, match="target"):
+        Trainer(moons, target="score")
+    with pytest.raises(ValueError, match="coupling"):
+        Trainer(moons, coupling="sinkhorn")
+    with pytest.raises(ValueError, match="independent"):
+        Trainer(moons, target="marginal", coupling="ot")
+    with pytest.raises(ValueError, match="vp"):
+        Trainer(moons, prediction="noise")  # alpha_0 = 0 on the linear path
+    with pytest.raises(ValueError, match="NaN"):
+        Trainer(torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(ValueError, match="batch_size"):
+        Trainer(moons, batch_size=0)
+
+
+def test_max_steps_ends_the_run(moons):
+    trainer = Trainer(moons, max_steps=70)
+    assert trainer.step(50).status == "ok"
+    stats = trainer.step(50)
+    assert (stats.step, stats.status) == (70, "done") and "max_steps" in stats.message
+    assert trainer.step(50).step == 70
+
+
+def test_velocity_accepts_every_kind_of_time(moons):
+    trainer = Trainer(moons)
+    assert trainer.device.type in ("cuda", "mps", "cpu")
+    z = moons[:7].double()
+    v = trainer.velocity(z, 0.5)
+    assert v.dtype == torch.float32 and v.device.type == "cpu" and v.shape == (7, 2)
+    assert torch.allclose(trainer.velocity(z, torch.tensor(0.5)), v)
+    assert torch.allclose(trainer.velocity(z, torch.full((7,), 0.5)), v)
+    trajectory = integrate(trainer.velocity, torch.randn(10, 2), "rk4", 4)
+    assert trajectory.nfe == 16 and torch.isfinite(trajectory.zs).all()
+
+
+def test_reflow_straightens_the_paths(moons):
+    trainer = Trainer(moons, seed=0)
+    trainer.step(300)
+    result = reflow(trainer, 256, train_steps=200, n_eval=256)
+    assert result.z0.shape == result.z1.shape == (256, 2)
+    assert result.straightness_after < 0.5 * result.straightness_before
+    assert result.one_step_after < result.one_step_before

@@ -701,3 +701,182 @@ def schedule_pitfall(preset: str, steps: int = 300, seed: int = 0) -> list[Panel
             "what t = 0.5 means on the linear path",
         ),
     ]
+
+
+# -- lesson 3: flow matching vs diffusion --------------------------------------------------------
+
+SAMPLER_STEPS = (2, 5, 10, 20, 50, 100)
+SAMPLES = 600
+"""Samples per measurement in lessons 3 and 6: the energy distance's noise is ~0.002 at this size."""
+SAMPLERS = {
+    "sde": "Diffusion · reverse SDE (Euler–Maruyama)",
+    "pf_ode": "Diffusion · probability-flow ODE (Euler)",
+    "fm_ode": "Flow matching · ODE (Euler)",
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same data trained both ways, sampled three ways, measured on this machine.
+
+    Attributes:
+        steps: the step counts tried (each sampler makes exactly one network evaluation per step).
+        energy: sampler -> (len(steps),) energy distance of ``SAMPLES`` samples to fresh data.
+        paths: sampler -> (K+1, p, 2) paths of p particles at 100 steps.
+        train_seconds: model ("diffusion", "flow matching") -> training seconds.
+        train_steps: steps each model trained.  floor: energy distance between two data samples.
+    """
+
+    steps: tuple[int, ...]
+    energy: dict
+    paths: dict
+    train_seconds: dict
+    train_steps: int
+    floor: float
+
+    def steps_to_reach(self, sampler: str, tolerance: float) -> int | None:
+        """The fewest steps whose energy distance is within ``tolerance`` of the best this sampler reached."""
+        energy = self.energy[sampler]
+        good = np.flatnonzero(energy <= energy.min() + tolerance)
+        return int(self.steps[good[0]]) if len(good) else None
+
+
+@functools.lru_cache(maxsize=4)
+def _flow_model(preset: str, train_steps: int, seed: int):
+    """A flow matching model (linear path, velocity) on 2,000 points of the preset.
+
+    Kept (not retrained) for the other measurements of the same lesson; callers must not train it further.
+    """
+    from fmcore.trainer import Trainer
+
+    flow = Trainer(datasets.sample(preset, 2000, seed=0), schedule="linear", seed=seed)
+    flow.step(train_steps)
+    return flow
+
+
+@functools.lru_cache(maxsize=4)
+def _trained_pair(preset: str, train_steps: int, seed: int):
+    """``_flow_model`` and a diffusion model (VP, noise prediction) with the same data, network and seed."""
+    from fmcore.diffusion import diffusion_trainer
+
+    diffusion = diffusion_trainer(datasets.sample(preset, 2000, seed=0), seed=seed)
+    diffusion.step(train_steps)
+    return _flow_model(preset, train_steps, seed), diffusion
+
+
+def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Comparison:
+    """Train both models, then sample each way at every step count in ``SAMPLER_STEPS``."""
+    from fmcore.diffusion import sample_ode, sample_sde
+
+    flow, diffusion = _trained_pair(preset, train_steps, seed)
+    fresh = torch.from_numpy(reference_sample(preset))
+    z0 = noise(SAMPLES, seed + 5)
+    samplers = {
+        "sde": lambda k: sample_sde(diffusion, steps=k, seed=seed, z0=z0),
+        "pf_ode": lambda k: sample_ode(diffusion, solver="euler", steps=k, z0=z0),
+        "fm_ode": lambda k: integrate(flow.velocity, z0, "euler", k, schedule="linear"),
+    }
+    energy, paths = {}, {}
+    for name, sample in samplers.items():
+        energy[name] = np.asarray([metrics.energy_distance(sample(k).z_end, fresh) for k in SAMPLER_STEPS])
+        paths[name] = sample(100).zs[:, :40].numpy()
+    return Comparison(
+        steps=SAMPLER_STEPS,
+        energy=energy,
+        paths=paths,
+        train_seconds={"diffusion": diffusion.elapsed, "flow matching": flow.elapsed},
+        train_steps=train_steps,
+        floor=metrics.energy_distance(datasets.sample(preset, SAMPLES, seed=2), fresh),
+    )
+
+
+def parametrisation_pitfall(preset: str, train_steps: int = 600, seed: int = 0) -> list[Panel]:
+    """A noise-prediction network handed to an ODE solver as if it were a velocity, and done right."""
+    from fmcore.diffusion import sample_ode
+
+    flow, diffusion = _trained_pair(preset, train_steps, seed)
+    fresh = reference_sample(preset)
+    z0 = noise(REFERENCE_POINTS // 2, seed + 5)
+    raw = diffusion.flow.net
+    with torch.no_grad():
+        as_velocity = integrate(lambda z, t: raw(z, t), z0, "euler", 100, schedule="vp").z_end
+    converted = sample_ode(diffusion, solver="euler", steps=100, z0=z0).z_end
+    fm = integrate(flow.velocity, z0, "euler", 100, schedule="linear").z_end
+    return [
+        Panel(
+            "Wrong: ε_θ used as the velocity",
+            as_velocity.numpy(),
+            _energy_note(as_velocity, fresh, "data"),
+            wrong=True,
+        ),
+        Panel("Right: ε_θ converted, the PF-ODE", converted.numpy(), _energy_note(converted, fresh, "data")),
+        Panel("Flow matching: v_θ is the velocity", fm.numpy(), _energy_note(fm, fresh, "data")),
+    ]
+
+
+# -- lesson 6: rectified flow --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reflowed:
+    """A flow before and after one round of reflow, measured on the same noise.
+
+    Attributes:
+        paths_before, paths_after: (K+1, p, 2) RK4 paths of p particles.
+        euler: steps -> (before (n, 2), after (n, 2)) Euler samples.  energy: steps -> (before, after)
+        energy distances to fresh data.  straightness_before/after: fmcore's S (0 = straight).
+        pairs: (z_0, z_1) the coupling reflow trained on, a few of them.  seconds: reflow training time.
+    """
+
+    paths_before: np.ndarray
+    paths_after: np.ndarray
+    euler: dict
+    energy: dict
+    straightness_before: float
+    straightness_after: float
+    pairs: tuple[np.ndarray, np.ndarray]
+    seconds: float
+
+
+EULER_STEPS = (1, 2, 4, 8)
+
+
+def rectify(
+    preset: str,
+    train_steps: int = 600,
+    reflow_steps: int = 500,
+    solver: str = "rk4",
+    solver_steps: int = 20,
+    seed: int = 0,
+) -> Reflowed:
+    """Train a flow, reflow it once on pairs made by ``solver`` with ``solver_steps``, and measure both."""
+    from fmcore.reflow import reflow
+
+    first = _flow_model(preset, train_steps, seed)
+    result = reflow(
+        first,
+        n_pairs=2000,
+        train_steps=reflow_steps,
+        solver=solver,
+        solver_steps=solver_steps,
+        seed=seed,
+        n_eval=500,
+    )
+    fresh = torch.from_numpy(reference_sample(preset))
+    z0 = noise(SAMPLES, seed + 5)
+    euler, energy = {}, {}
+    for k in EULER_STEPS:
+        ends = [integrate(v, z0, "euler", k).z_end for v in (first.velocity, result.trainer.velocity)]
+        euler[k] = tuple(e.numpy() for e in ends)
+        energy[k] = tuple(metrics.energy_distance(e, fresh) for e in ends)
+    paths = [integrate(v, z0[:40], "rk4", 20).zs.numpy() for v in (first.velocity, result.trainer.velocity)]
+    return Reflowed(
+        paths_before=paths[0],
+        paths_after=paths[1],
+        euler=euler,
+        energy=energy,
+        straightness_before=result.straightness_before,
+        straightness_after=result.straightness_after,
+        pairs=(result.z0[:40].numpy(), result.z1[:40].numpy()),
+        seconds=result.trainer.elapsed,
+    )

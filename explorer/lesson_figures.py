@@ -253,6 +253,9 @@ def curves_figure(
     log_y: bool = False,
     floor: float | None = None,
     height: int = 320,
+    log_x: bool = False,
+    markers: bool = False,
+    floor_label: str = "irreducible floor",
 ) -> go.Figure:
     """Several named curves on shared axes (loss curves, field errors, schedules), an optional floor."""
     fig = go.Figure()
@@ -261,7 +264,7 @@ def curves_figure(
             go.Scatter(
                 x=_f32(x),
                 y=_f32(y),
-                mode="lines",
+                mode="lines+markers" if markers else "lines",
                 name=name,
                 line=dict(width=2, color=(colors or {}).get(name)),
             )
@@ -270,13 +273,13 @@ def curves_figure(
         fig.add_hline(
             y=floor,
             line=dict(color=theme.EXACT, dash="dash", width=1.5),
-            annotation_text=f"irreducible floor {floor:.3f}",
+            annotation_text=f"{floor_label} {floor:.3g}",
             annotation_font=dict(color=theme.EXACT, size=11),
             annotation_position="top right",
         )
     _style(fig, height)
     fig.update_layout(margin=dict(l=60, r=10, t=30, b=45))
-    fig.update_xaxes(title=x_title)
+    fig.update_xaxes(title=x_title, type="log" if log_x else "linear")
     if log_y:
         values = np.concatenate(
             [np.asarray(y, dtype=float) for _, y in series.values()] + [[floor or np.nan]]
@@ -459,7 +462,8 @@ def training_step_figure(batch: Batch, stage: int, data: np.ndarray, height: int
         )
     _style(fig, height)
     fig.update_layout(
-        legend=dict(orientation="v", x=0.01, y=0.99, yanchor="top", bgcolor="rgba(11,16,32,0.7)"),
+        legend=dict(orientation="h", x=0.0, y=-0.02, yanchor="top", font=dict(size=11)),
+        margin=dict(l=10, r=10, t=40, b=80),
         title=dict(
             text=f"loss on this batch: mean |v_θ − u_t|² = {batch.loss:.3f}" if stage >= 5 else "",
             font=dict(size=14),

@@ -25,12 +25,24 @@ TIMEOUT_S = 120
 LESSONS = {
     "1_The_ODE_view.py": ("flow", "ode", "forward, from noise at t=0 to t=1", "either way works"),
     "2_The_objective.py": ("crossing", "objective", "z_1 − z_0", "z_1 − z_t"),
+    "3_Flow_matching_vs_diffusion.py": (
+        "paths",
+        "diffusion",
+        "have the same marginals p_t, but different paths",
+        "follow the same paths",
+    ),
     "4_ODE_solvers.py": ("runs", "solvers", "−p", "+p"),
     "5_Training_and_schedules.py": (
         "step",
         "training",
         "independently for each point, uniform on [0, 1]",
         "once per batch",
+    ),
+    "6_Rectified_flow.py": (
+        "reflow",
+        "reflow_check",
+        "the first model's sample from that z₀",
+        "a random data point",
     ),
 }
 

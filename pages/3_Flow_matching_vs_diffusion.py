@@ -1,0 +1,180 @@
+"""Lesson 3 — flow matching vs diffusion: the same data trained both ways, sampled three ways."""
+
+import streamlit as st
+
+from explorer import compute, lesson, lesson_compute, lesson_figures, theme
+from explorer.lesson import Question
+from explorer.lesson_compute import SAMPLERS, Panel
+
+st.set_page_config(page_title="3 · Flow matching vs diffusion", page_icon="🌊", layout="wide")
+st.markdown(theme.CSS, unsafe_allow_html=True)
+compute.configure_torch()
+
+fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(
+    lesson_compute.fm_vs_diffusion
+)
+parametrisation_pitfall = st.cache_data(show_spinner=False)(lesson_compute.parametrisation_pitfall)
+COLORS = {SAMPLERS["sde"]: theme.ERROR, SAMPLERS["pf_ode"]: theme.NOISE, SAMPLERS["fm_ode"]: theme.MODEL}
+GOOD = 0.006
+
+st.title("3 · Flow matching vs diffusion")
+st.markdown(
+    "A diffusion model and a flow model learn the same kind of thing from the same kind of regression. "
+    "Diffusion (here the VP schedule, in this app's time: $t=0$ noise, $t=1$ data) trains a network "
+    "$\\varepsilon_\\theta$ to predict the noise in $z_t$, which is the **score** up to a scale: "
+    "*denoising score matching*. Flow matching trains $v_\\theta$ to predict the velocity: "
+    "*vector-field regression*. Both targets are conditional, and on one path they convert into each other."
+)
+st.latex(
+    r"\mathcal L_{\text{DSM}} = \mathbb E\,\|\varepsilon_\theta(z_t, t) - z_0\|^2,\quad"
+    r"\nabla \log p_t(z) \approx -\frac{\varepsilon_\theta(z, t)}{\sigma_t}"
+    r"\qquad\qquad \mathcal L_{\text{FM}} = \mathbb E\,\|v_\theta(z_t, t) - (\dot\alpha_t z_1 + \dot\sigma_t z_0)\|^2"
+)
+st.markdown(
+    "Diffusion can sample two ways: the **reverse SDE** (drift plus fresh noise at every step) or the "
+    "**probability-flow ODE**, which has the same marginals $p_t$ with no noise, and which is exactly the "
+    "velocity of the path. Flow matching samples with its ODE. With $\\beta_t$ the VP noise rate:"
+)
+st.latex(
+    r"dz = \big[\tfrac12\beta_t z + \beta_t \nabla\log p_t(z)\big]dt + \sqrt{\beta_t}\,dW_t"
+    r"\qquad dz = \big[\tfrac12\beta_t z + \tfrac12\beta_t \nabla\log p_t(z)\big]dt"
+    r"\qquad dz = v_\theta(z, t)\,dt"
+)
+
+left, right = st.columns([1, 3])
+preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+train_steps = left.select_slider(
+    "Training steps (each model)", [300, 600, 1200], value=600, key="train_steps"
+)
+result = fm_vs_diffusion(preset, train_steps)
+dataset = compute.load_dataset(preset, seed=0)
+with right:
+    st.plotly_chart(
+        lesson_figures.panels_figure(
+            [
+                Panel(label, paths[-1], "40 paths, 100 steps = 100 NFE", paths=paths)
+                for label, paths in zip(SAMPLERS.values(), result.paths.values(), strict=True)
+            ],
+            background=dataset.shown,
+            height=400,
+        ),
+        key="paths",
+        config={"displayModeBar": False},
+    )
+
+
+def fewest(sampler: str) -> int | None:
+    return next((k for k, e in zip(result.steps, result.energy[sampler], strict=True) if e <= GOOD), None)
+
+
+def measure():
+    need = {key: fewest(key) or 10**9 for key in SAMPLERS}
+    worst = max(need, key=need.get)
+    return SAMPLERS[worst], (
+        f"Here the reverse SDE needs {fewest('sde')} steps, the probability-flow ODE {fewest('pf_ode')} and "
+        f"the flow matching ODE {fewest('fm_ode')} to get within energy distance {GOOD} of the data. Every "
+        "SDE step adds fresh noise that later steps must remove again."
+    )
+
+
+revealed = lesson.predict_then_see(
+    Question(
+        f"Which sampler needs the **most steps** (= NFE, one network call each) to get within energy "
+        f"distance {GOOD} of the data?",
+        tuple(SAMPLERS.values()),
+        None,
+        "",
+    ),
+    key="steps",
+    context=(preset, train_steps),
+    measure=measure,
+)
+if revealed:
+    st.plotly_chart(
+        lesson_figures.curves_figure(
+            {SAMPLERS[k]: (result.steps, e) for k, e in result.energy.items()},
+            "steps (= NFE)",
+            "energy distance to data",
+            COLORS,
+            log_y=True,
+            log_x=True,
+            markers=True,
+            floor=GOOD,
+            floor_label="good enough:",
+        ),
+        key="energy",
+        config={"displayModeBar": False},
+    )
+
+st.subheader("Your run, in numbers")
+rows = [
+    {
+        "sampler": SAMPLERS[key],
+        "model": "flow matching (v, linear)" if key == "fm_ode" else "diffusion (ε, VP)",
+        "training s": round(result.train_seconds["flow matching" if key == "fm_ode" else "diffusion"], 2),
+        **{f"{k} steps": f"{e:.4f}" for k, e in zip(result.steps, result.energy[key], strict=True)},
+        f"steps to ≤ {GOOD}": fewest(key) or f"> {result.steps[-1]}",
+    }
+    for key in SAMPLERS
+]
+st.dataframe(rows, hide_index=True, width="stretch")
+st.caption(
+    f"Energy distance of {lesson_compute.SAMPLES} samples to fresh data; two data samples differ by about "
+    f"{max(abs(result.floor), 0.001):.3f}. Each model trained {result.train_steps} steps (same network, batch, "
+    "seed); every sampler makes exactly one network evaluation per step, so steps = NFE. Measured on this machine."
+)
+
+with lesson.pitfall(
+    "mixing up what the network predicts",
+    "A diffusion network predicts noise, not velocity. Hand $\\varepsilon_\\theta$ to an ODE solver as if it "
+    "were $v_\\theta$ and the particles are pushed *along the noise* instead of towards the data. Convert "
+    "first: $\\hat z_0 = \\varepsilon_\\theta$, $\\hat z_1 = (z - \\sigma_t \\hat z_0)/\\alpha_t$, "
+    "$v = \\dot\\alpha_t \\hat z_1 + \\dot\\sigma_t \\hat z_0$ (`fmcore.convert`). Euler, 100 steps each:",
+):
+    st.plotly_chart(
+        lesson_figures.panels_figure(
+            parametrisation_pitfall(preset, train_steps), background=dataset.shown, height=400
+        ),
+        key="pitfall",
+        config={"displayModeBar": False},
+    )
+
+lesson.self_check(
+    [
+        Question(
+            "The reverse SDE and the probability-flow ODE of the same diffusion model …",
+            (
+                "have the same marginals p_t, but different paths",
+                "follow the same paths",
+                "sample different distributions",
+            ),
+            "have the same marginals p_t, but different paths",
+            "The ODE is built so that its particles have the SDE's distribution at every t, without the noise.",
+            hints={"follow the same paths": "Look at the left and middle panels above."},
+        ),
+        Question(
+            "A noise predictor ε_θ and a velocity v_θ on the same path …",
+            (
+                "convert into each other, given z_t, α_t and σ_t",
+                "need different ODE solvers",
+                "cannot be compared",
+            ),
+            "convert into each other, given z_t, α_t and σ_t",
+            "z_t = α_t z_1 + σ_t z_0 ties the two predictions: any one fixes the others (fmcore.convert).",
+        ),
+        Question(
+            "Why does the reverse SDE need more steps here?",
+            (
+                "Each step adds fresh noise that later steps must remove",
+                "Its network is worse",
+                "It starts from different noise",
+            ),
+            "Each step adds fresh noise that later steps must remove",
+            "Euler–Maruyama converges slowly (strong order ½); the ODE samplers share the same networks' accuracy.",
+            hints={"Its network is worse": "The PF-ODE uses the very same network as the SDE."},
+        ),
+    ],
+    key="diffusion",
+)
+
+lesson.playground_link(data=preset, schedule="vp", solver="euler", steps=20, field="learned")

@@ -1,0 +1,189 @@
+"""Lesson 6 — rectified flow: retrain a flow on its own pairs and its paths straighten."""
+
+import streamlit as st
+
+from explorer import compute, lesson, lesson_compute, lesson_figures, theme
+from explorer.lesson import Question
+from explorer.lesson_compute import EULER_STEPS, Panel
+
+st.set_page_config(page_title="6 · Rectified flow", page_icon="🌊", layout="wide")
+st.markdown(theme.CSS, unsafe_allow_html=True)
+compute.configure_torch()
+
+rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(lesson_compute.rectify)
+
+st.title("6 · Rectified flow")
+st.markdown(
+    "A trained flow $\\Phi$ carries noise $z_0$ to a sample $\\Phi(z_0)$ along **curved** paths, so few "
+    "solver steps cut corners. *Reflow* (Liu et al., 2022) takes the pairs $(z_0, \\Phi(z_0))$ as a fixed "
+    "coupling and trains flow matching on them again. These pairs hardly cross, so the new flow's paths are "
+    "nearly straight lines travelled at constant speed, and one Euler step almost suffices. Straightness "
+    "measures how far a flow is from that:"
+)
+st.latex(
+    r"\text{pairs: } z_0 \sim \mathcal N(0, I),\ z_1 = \Phi(z_0) \qquad"
+    r"\mathcal L = \mathbb E\,\|v_\theta(z_t, t) - (z_1 - z_0)\|^2 \qquad"
+    r"S = \int_0^1 \mathbb E\,\big\| (z_1 - z_0) - \tfrac{dz_t}{dt} \big\|^2 dt"
+)
+
+left, right = st.columns([1, 3])
+preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+reflow_steps = left.select_slider("Reflow training steps", [250, 500, 1000], value=500, key="reflow_steps")
+euler_steps = left.select_slider("Euler steps for the samples", list(EULER_STEPS), value=1, key="euler_steps")
+result = rectify(preset, reflow_steps=reflow_steps)
+dataset = compute.load_dataset(preset, seed=0)
+before, after = result.energy[euler_steps]
+
+
+def measure():
+    return (
+        "much closer to the data" if after < 0.5 * before else "about the same",
+        f"With {euler_steps} Euler step(s) = {euler_steps} NFE the energy distance goes from {before:.4f} to "
+        f"{after:.4f}; straightness from {result.straightness_before:.3f} to {result.straightness_after:.4f}.",
+    )
+
+
+with left:
+    revealed = lesson.predict_then_see(
+        Question(
+            f"The reflowed model samples with {euler_steps} Euler step(s). Compared with the first model "
+            "at the same NFE, its samples are …",
+            ("much closer to the data", "about the same", "further from the data"),
+            None,
+            "",
+            hints={
+                "further from the data": "Reflow keeps the end points of the pairs; what changes is the path."
+            },
+        ),
+        key="one_step",
+        context=(preset, reflow_steps, euler_steps),
+        measure=measure,
+    )
+with right:
+    panels = [
+        Panel(
+            "First flow: RK4 paths",
+            result.paths_before[-1],
+            f"straightness {result.straightness_before:.3f}",
+            paths=result.paths_before,
+        ),
+        Panel(
+            f"First flow: {euler_steps} Euler step(s)",
+            result.euler[euler_steps][0],
+            f"energy distance to data {before:.4f}",
+            wrong=before > 0.01,
+        ),
+    ]
+    if revealed:
+        panels += [
+            Panel(
+                "Reflowed: RK4 paths",
+                result.paths_after[-1],
+                f"straightness {result.straightness_after:.4f}",
+                paths=result.paths_after,
+            ),
+            Panel(
+                f"Reflowed: {euler_steps} Euler step(s)",
+                result.euler[euler_steps][1],
+                f"energy distance to data {after:.4f}",
+                wrong=after > 0.01,
+            ),
+        ]
+    st.plotly_chart(
+        lesson_figures.panels_figure(
+            panels, background=dataset.shown, columns=2, height=760 if revealed else 400
+        ),
+        key="reflow",
+        config={"displayModeBar": False},
+    )
+
+metric = st.columns(4)
+metric[0].metric("Straightness before", f"{result.straightness_before:.3f}")
+metric[1].metric(
+    "after one reflow",
+    f"{result.straightness_after:.4f}",
+    f"{result.straightness_after - result.straightness_before:+.3f}",
+    delta_color="inverse",
+)
+metric[2].metric(f"{euler_steps}-step energy distance before", f"{before:.4f}")
+metric[3].metric("after", f"{after:.4f}", f"{after - before:+.4f}", delta_color="inverse")
+st.caption(
+    f"Reflow trained {reflow_steps} steps ({result.seconds:.1f} s here) on 2,000 pairs made with RK4, 20 steps, "
+    f"warm-started from the first flow. Samples: {lesson_compute.SAMPLES} particles, the same noise before and after."
+)
+
+with lesson.pitfall(
+    "reflow copies its teacher, mistakes included",
+    "Reflow learns the first model's map, not the data: it can only be as good as the pairs. Make the pairs "
+    "cheaply, with 2 Euler steps instead of RK4 with 20, and the reflowed model learns to produce exactly those "
+    "blurred samples, in one straight step (250 reflow steps here).",
+):
+    cheap = rectify(preset, reflow_steps=250, solver="euler", solver_steps=2)
+    st.plotly_chart(
+        lesson_figures.panels_figure(
+            [
+                Panel(
+                    "Pairs from RK4, 20 steps: reflowed, 1 step",
+                    result.euler[1][1],
+                    f"energy distance {result.energy[1][1]:.4f}",
+                ),
+                Panel(
+                    "Pairs from Euler, 2 steps: reflowed, 1 step",
+                    cheap.euler[1][1],
+                    f"energy distance {cheap.energy[1][1]:.4f}",
+                    wrong=True,
+                ),
+                Panel(
+                    "…which is what its teacher made in 2 steps",
+                    result.euler[2][0],
+                    f"energy distance {result.energy[2][0]:.4f}",
+                    wrong=True,
+                ),
+            ],
+            background=dataset.shown,
+            height=400,
+        ),
+        key="pitfall",
+        config={"displayModeBar": False},
+    )
+
+st.subheader("Where this leads")
+st.markdown(
+    "Reflow buys few-step sampling with more training, and every round inherits the last one's errors. The "
+    "next ideas attack the same cost from other sides: **distillation** (a student learns to jump several of "
+    "the teacher's steps at once), **consistency models** (a network that maps any point of a path straight "
+    "to its end), and **minibatch optimal-transport couplings** (pair noise and data well *before* the first "
+    "training, so the paths start out straighter: try the OT coupling in the Playground)."
+)
+
+lesson.self_check(
+    [
+        Question(
+            "Reflow trains on pairs (z₀, z₁) where z₁ is …",
+            ("the first model's sample from that z₀", "a random data point", "the data point nearest to z₀"),
+            "the first model's sample from that z₀",
+            "The coupling is fixed by the first flow: noise and where the flow takes it.",
+            hints={"a random data point": "That is plain flow matching, whose straight lines cross."},
+        ),
+        Question(
+            "Straightness S = 0 means …",
+            (
+                "every path is a straight line at constant speed: one Euler step is exact",
+                "the paths never cross",
+                "the model is trained",
+            ),
+            "every path is a straight line at constant speed: one Euler step is exact",
+            "S integrates the squared gap between the velocity and the average velocity z₁ − z₀.",
+        ),
+        Question(
+            "Can reflow make samples closer to the data than the first model's best samples?",
+            ("No: it learns the first model's map", "Yes: each round improves the distribution"),
+            "No: it learns the first model's map",
+            "Reflow keeps the end distribution (at best) and straightens the way there; see the pitfall.",
+            hints={"Yes: each round improves the distribution": "What does the reflowed model regress on?"},
+        ),
+    ],
+    key="reflow_check",
+)
+
+lesson.playground_link(data=preset, coupling="ot", field="learned", solver="euler", steps=2)

@@ -26,7 +26,7 @@ import os
 import pickle
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import NamedTuple
@@ -38,6 +38,7 @@ from fmcore.models import FlowModel, ModelConfig, VelocityMLP
 from fmcore.trainer import Trainer, TrainStats
 
 __all__ = [
+    "Job",
     "SliceResult",
     "TrainingPool",
     "WorkerLost",
@@ -169,15 +170,46 @@ class WorkerLost(RuntimeError):
     """A training worker died (or never answered); the pool was restarted."""
 
 
+class Job:
+    """One queued or running slice."""
+
+    def __init__(self, pool: TrainingPool, executor: ProcessPoolExecutor, future: Future):
+        self._pool, self._executor, self._future = pool, executor, future
+        self.submitted = time.monotonic()
+
+    def result(self, wait_s: float) -> SliceResult | None:
+        """The slice's result if it is back within ``wait_s`` seconds, else None.
+
+        Raises:
+            WorkerLost: the worker died, the pool was restarted under this job, or the job has
+                waited more than the pool's ``timeout_s`` (queueing included).
+            Exception: whatever the trainer raised in the worker.
+        """
+        try:
+            return self._future.result(timeout=wait_s)
+        except FutureTimeout:
+            if time.monotonic() - self.submitted > self._pool.timeout_s:
+                self._future.cancel()
+                raise WorkerLost(f"no training worker answered within {self._pool.timeout_s:.0f} s") from None
+            return None
+        except BrokenProcessPool:
+            self._pool._discard(self._executor)
+            raise WorkerLost("a training worker stopped unexpectedly") from None
+        except CancelledError:
+            raise WorkerLost("the training pool restarted under this slice") from None
+
+
 class TrainingPool:
     """A lazily started ``ProcessPoolExecutor`` (spawn) that restarts itself after a crash.
 
     Args:
         size: number of worker processes (default ``pool_size()``).
+        timeout_s: a slice not back after this long (queueing included) counts as lost.
     """
 
-    def __init__(self, size: int | None = None):
+    def __init__(self, size: int | None = None, timeout_s: float = 300.0):
         self.size = size or pool_size()
+        self.timeout_s = timeout_s
         self.restarts = 0
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -211,28 +243,18 @@ class TrainingPool:
 
     def warm(self) -> None:
         """Start the workers now (each imports torch: a second or two) rather than on a first slice."""
-        for _ in range(self.size):
-            self._submit(_ready)
+        if self._executor is None:
+            for _ in range(self.size):
+                self._submit(_ready)
 
-    def run(
-        self, state: bytes, budget_s: float, steps_per_s: float | None = None, timeout_s: float = 300.0
-    ) -> SliceResult:
-        """Run one slice of the trainer packed in ``state`` in a worker.
+    def submit(self, state: bytes, budget_s: float, steps_per_s: float | None = None) -> Job:
+        """Queue one slice of the trainer packed in ``state``; FIFO behind other sessions' slices.
 
         Raises:
-            WorkerLost: the worker died or the slice did not come back within ``timeout_s``
-                (time queued behind other sessions included); the pool is ready again.
-            Exception: whatever the trainer raised in the worker.
+            WorkerLost: the pool was broken; it is ready again for the next call.
         """
         executor, future = self._submit(_slice_job, state, budget_s, steps_per_s)
-        try:
-            return future.result(timeout=timeout_s)
-        except BrokenProcessPool:
-            self._discard(executor)
-            raise WorkerLost("a training worker stopped unexpectedly") from None
-        except FutureTimeout:
-            future.cancel()
-            raise WorkerLost(f"no training worker answered within {timeout_s:.0f} s") from None
+        return Job(self, executor, future)
 
     def loss_floor(self, state: bytes) -> Future:
         """The trainer's ``loss_floor`` (a Monte Carlo estimate: about a second), computed in a worker."""

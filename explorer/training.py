@@ -38,7 +38,7 @@ from concurrent.futures import Future
 import numpy as np
 import torch
 
-import fmcore
+from fmcore import io as model_io
 from fmcore.trainer import Trainer, TrainStats
 
 from .pool import WorkerLost, flow_from_weights, get_pool, pack_state, train_slice, unpack_state
@@ -49,6 +49,8 @@ SESSION_KEY = "fme_training_runner"
 BACKENDS = ("inline", "process")
 LOCK_WAIT_S = 0.05
 """How long a tick waits for a slice of the same session before giving up and returning None."""
+MAX_SLICE_S = 1.0
+"""Longest slice the process backend queues (it sizes slices to the page's redraw interval)."""
 CURVE_POINTS = 2000
 """``history`` returns at most this many points (block means of the losses beyond that)."""
 
@@ -110,6 +112,10 @@ class TrainingRunner:
         self._floor_key: str | None = None
         self._floor_future: Future | None = None
         self._speed: float | None = None  # pure training steps/s, to size the next slice
+        self._job = None  # process: (generation, pool.Job) of the slice in flight
+        self._interval: float | None = None  # process: smoothed time between ticks
+        self._last_tick: float | None = None
+        self._last_result: float | None = None
         self._trained = False
         self._generation = 0
         self._slice_lock = threading.Lock()  # one slice at a time
@@ -165,7 +171,7 @@ class TrainingRunner:
                 self.status, self.message = "ok", ""
 
     def load(self, path) -> None:
-        """Show a model saved with ``save`` (validated by ``fmcore.load``), paused.
+        """Show a model saved with ``save`` (validated by ``fmcore.io.load``), paused.
 
         A loaded model has weights but no optimizer or data: it can be drawn and saved again, and
         ``configure`` or ``reset`` go back to training.
@@ -173,15 +179,9 @@ class TrainingRunner:
         Raises:
             ValueError: not a model file this app can read; the current model is kept.
         """
-        flow = fmcore.load(path)
-        with self._swap_lock:
-            self._generation += 1
-            self._trainer = self._state = None
-            self._flow, self._trained = flow, True
-            self._losses = np.zeros(0, dtype=np.float32)
-            self._floor_key, self._floor_future, self._speed = None, None, None
-            self.running, self.stats, self.status = False, None, "idle"
-            self.message = "Showing a loaded model. Change a setting or press reset to train a new one."
+        flow = model_io.load(path)
+        self._swap_in(None, None, flow=flow, floor_key=None)
+        self.message = "Showing a loaded model. Change a setting or press reset to train a new one."
 
     def save(self, path) -> None:
         """Write the current model (safetensors, via ``Trainer.save``) to ``path``.
@@ -196,27 +196,29 @@ class TrainingRunner:
         if trainer is not None:
             trainer.save(path)
         elif flow is not None:
-            fmcore.save(flow, path)
+            model_io.save(flow, path)
         else:
             raise ValueError("there is no model to save yet: configure and train one first")
 
     def _install(self, trainer: Trainer, spec: dict | None) -> None:
-        state = pack_state(trainer) if self.backend == "process" else None
-        floor_key = _floor_key(trainer)
-        with self._swap_lock:
-            self._generation += 1
-            self._spec = spec
-            if state is None:
-                self._trainer, self._state = trainer, None
-            else:
-                self._trainer, self._state = None, state
-            self._flow, self._trained = None, False
-            self._losses = np.zeros(0, dtype=np.float32)
-            self._floor_key, self._floor_future, self._speed = floor_key, None, None
-            self.running, self.stats, self.status, self.message = False, None, "idle", ""
-        if state is not None:
+        if self.backend == "process":
             with contextlib.suppress(WorkerLost):
                 get_pool().warm()
+            self._swap_in(None, pack_state(trainer), flow=None, floor_key=_floor_key(trainer))
+        else:
+            self._swap_in(trainer, None, flow=None, floor_key=_floor_key(trainer))
+        self._spec = spec
+
+    def _swap_in(self, trainer, state, *, flow, floor_key) -> None:
+        """Replace the model; slices still running on the old one will be dropped."""
+        with self._swap_lock:
+            self._generation += 1
+            self._trainer, self._state, self._flow = trainer, state, flow
+            self._trained = flow is not None
+            self._losses = np.zeros(0, dtype=np.float32)
+            self._floor_key, self._floor_future = floor_key, None
+            self._speed = self._job = self._interval = self._last_tick = self._last_result = None
+            self.running, self.stats, self.status, self.message = False, None, "idle", ""
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -234,12 +236,18 @@ class TrainingRunner:
         self.running = False
 
     def tick(self, budget_s: float = 0.15) -> TrainStats | None:
-        """Train one slice of about ``budget_s`` seconds.
+        """Advance training by about ``budget_s`` seconds of work.
+
+        Inline, the slice runs in this thread. With the process backend a slice is always queued
+        in the pool: a tick collects the one in flight (waiting at most ~``budget_s``) and queues
+        the next at once, so the worker trains while the page redraws, and a rerun never waits
+        long behind a busy pool.
 
         Returns:
-            The slice's stats; None when paused, not configured, or another thread of this
-            session is in a slice. Training failures never raise: they pause the runner and show
-            in ``status`` and ``message``; a lost worker only adds a notice to ``message``.
+            The stats of the slice that finished in this call; None when paused, not configured,
+            another thread of this session is in a tick, or no slice finished yet. Training
+            failures never raise: they pause the runner and show in ``status`` and ``message``;
+            a lost worker only adds a notice to ``message``.
         """
         if not self.running or not self.configured:
             return None
@@ -247,24 +255,47 @@ class TrainingRunner:
             return None
         try:
             with self._swap_lock:
-                trainer, state, generation, speed = self._trainer, self._state, self._generation, self._speed
+                trainer, generation = self._trainer, self._generation
             if not self.running:
                 return None
-            started = time.perf_counter()
             try:
                 if trainer is not None:
-                    stats, losses = train_slice(trainer, budget_s, speed)
-                    result = None
-                else:
-                    result = get_pool().run(state, budget_s, speed)
-                    stats, losses = result.stats, result.losses
+                    started = time.perf_counter()
+                    stats, losses = train_slice(trainer, budget_s, self._speed)
+                    return self._adopt(generation, stats, losses, None, time.perf_counter() - started)
+                return self._tick_in_pool(generation, budget_s)
             except WorkerLost as error:
+                self._job = None
                 return self._notice(generation, f"{_sentence(error)} It was restarted; your model is kept.")
             except Exception as error:
+                self._job = None
                 return self._fail(generation, error)
-            return self._adopt(generation, stats, losses, result, time.perf_counter() - started)
         finally:
             self._slice_lock.release()
+
+    def _tick_in_pool(self, generation: int, budget_s: float) -> TrainStats | None:
+        now = time.monotonic()
+        if self._last_tick is not None:
+            gap = min(now - self._last_tick, MAX_SLICE_S)
+            self._interval = gap if self._interval is None else 0.7 * self._interval + 0.3 * gap
+        self._last_tick = now
+        job = self._job
+        if job is None or job[0] != generation:
+            job = self._job = (generation, get_pool().submit(self._state, budget_s, self._speed))
+        result = job[1].result(wait_s=1.5 * budget_s)
+        if result is None:
+            return None
+        self._job = None
+        since = now - self._last_result if self._last_result is not None else None
+        self._last_result = time.monotonic()
+        # What this session really got: steps since its last result, queueing and redraws included.
+        seconds = since if since is not None and since < 5 * MAX_SLICE_S else result.stats.elapsed
+        stats = self._adopt(generation, result.stats, result.losses, result, seconds)
+        if stats is not None and stats.status == "ok" and self.running:
+            # Long enough to cover the page's redraw, so the worker is never idle for one session.
+            budget = min(MAX_SLICE_S, max(budget_s, self._interval or budget_s))
+            self._job = (generation, get_pool().submit(self._state, budget, self._speed))
+        return stats
 
     def _adopt(self, generation, stats, losses, result, seconds) -> TrainStats | None:
         if result is not None:
@@ -377,7 +408,7 @@ class TrainingRunner:
         # futures cannot be, and a restored runner asks for the loss floor again.
         state = self.__dict__.copy()
         del state["_slice_lock"], state["_swap_lock"]
-        state["_floor_future"] = None
+        state["_floor_future"] = state["_job"] = None
         return state
 
     def __setstate__(self, state):

@@ -1,0 +1,399 @@
+"""A classroom against one server: many sessions training at once.
+
+    .venv/bin/python bench/classroom.py                   # 30 real browser sessions (Playwright)
+    .venv/bin/python bench/classroom.py --sessions 5 --seconds 20
+    .venv/bin/python bench/classroom.py --micro           # runner only: inline vs process pool
+
+``--micro`` needs no server or browser. It runs 1 and 5 "sessions" (threads calling
+``runner.tick`` in a loop, as the Playground's fragment does) next to a thread that keeps
+JSON-serialising a large figure dict (what a Streamlit server does while it redraws), once with
+training in the server's threads (``inline``) and once in the worker pool (``process``), and
+prints training steps/s per session and the drawing thread's rate.
+
+The default mode starts the real server (``streamlit run streamlit_app.py``) on a free port and
+drives N headless Chromium pages; see ``classroom()`` for what each session does and what is
+reported. Browsers and server share this machine's cores, so absolute numbers are pessimistic;
+compare backends (``--backend``) or session counts in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# -- micro: the runner alone ---------------------------------------------------------------------
+
+
+def _figure_dict(points: int = 1000, frames: int = 50) -> dict:
+    """A plotly-like figure as plain Python lists: the serialisation work of one redraw."""
+    xs = [i * 0.001 for i in range(points)]
+    return {
+        "data": [{"x": xs, "y": xs, "type": "scatter"}],
+        "frames": [{"data": [{"x": xs, "y": xs}]}] * frames,
+    }
+
+
+def _micro_run(backend: str, sessions: int, seconds: float, data) -> dict:
+    from explorer.training import TrainingRunner
+
+    runners = [TrainingRunner(backend) for _ in range(sessions)]
+    for seed, runner in enumerate(runners):
+        runner.configure(data, seed=seed)
+        runner.start()
+        runner.tick(0.15)  # warm-up: pool start, first-call overheads
+    stop = threading.Event()
+    start_steps = [runner.step for runner in runners]
+    drawn = [0]
+
+    def session(runner):
+        while not stop.is_set():
+            runner.tick(0.15)
+
+    def draw():
+        figure = _figure_dict()
+        while not stop.is_set():
+            json.dumps(figure)
+            drawn[0] += 1
+
+    threads = [threading.Thread(target=session, args=(r,)) for r in runners]
+    threads.append(threading.Thread(target=draw))
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    rates = [(r.step - s) / wall for r, s in zip(runners, start_steps, strict=True)]
+    failed = [r.message for r in runners if r.status != "ok"]
+    return {
+        "per_session": statistics.mean(rates),
+        "min_session": min(rates),
+        "total": sum(rates),
+        "draws_per_s": drawn[0] / wall,
+        "failed": failed,
+    }
+
+
+def micro(seconds: float, session_counts=(1, 5)) -> dict:
+    import torch
+
+    from explorer.pool import get_pool
+    from fmcore.datasets import sample
+
+    # Same footing for both backends: one torch thread, as each worker process uses.
+    torch.set_num_threads(1)
+    data = sample("moons", 2000, seed=0)
+    get_pool().warm()
+    results = {}
+    print(f"micro: {seconds:.0f} s per run, pool of {get_pool().size} worker(s), {os.cpu_count()} cores")
+    print(f"{'backend':8} {'sessions':>8} {'steps/s/session':>16} {'min':>7} {'total':>7} {'draws/s':>8}")
+    for sessions in session_counts:
+        for backend in ("inline", "process"):
+            r = results[backend, sessions] = _micro_run(backend, sessions, seconds, data)
+            print(
+                f"{backend:8} {sessions:>8} {r['per_session']:>16.0f} {r['min_session']:>7.0f} "
+                f"{r['total']:>7.0f} {r['draws_per_s']:>8.1f}"
+                + (f"  FAILED: {r['failed']}" if r["failed"] else "")
+            )
+    for sessions in session_counts:
+        ratio = results["process", sessions]["per_session"] / max(
+            results["inline", sessions]["per_session"], 1e-9
+        )
+        print(f"process / inline steps/s per session at {sessions} session(s): {ratio:.1f}x")
+    return results
+
+
+# -- classroom: real browsers against the real server -------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PRESETS = ("moons", "circles", "8gaussians", "checkerboard", "spirals")
+
+# The Playground's stable hooks (explorer/playground.py, explorer/controls.py). If one goes missing
+# the sessions fail with a message naming it, rather than hang.
+STATS = "[data-testid='fm-train-stats']"  # "step 1,234 · 456 steps/s · ... · training"
+NFE = "[data-testid='fm-nfe']"  # the caption under the "Steps" slider
+GALLERY_BUTTON = ".st-key-fme_gallery button"
+STEPS_SLIDER = "Steps"
+TRAIN, PAUSE = "Train", "Pause"
+STEP_PATTERN = re.compile(r"step ([\d,]+)")
+
+
+class Missing(RuntimeError):
+    """An element the bench drives is not on the page."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (the server and its training workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            with open(f"/proc/{current}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def start_server(backend: str | None) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = dict(os.environ)
+    if backend:
+        env["FME_TRAINING"] = backend
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    log = open(ROOT / "test-artifacts" / "classroom-server.log", "wb")  # noqa: SIM115 (lives with the server)
+    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return server, url
+        except OSError:
+            time.sleep(0.3)
+        if server.poll() is not None:
+            break
+    server.kill()
+    raise SystemExit(f"the server did not start; see {log.name}")
+
+
+async def _visible(locator, what: str, timeout_s: float):
+    try:
+        await locator.first.wait_for(state="visible", timeout=timeout_s * 1000)
+    except Exception as error:
+        raise Missing(f"{what} did not appear within {timeout_s:.0f} s ({type(error).__name__})") from None
+    return locator.first
+
+
+async def _step(page) -> int | None:
+    text = await page.locator(STATS).first.inner_text()
+    match = STEP_PATTERN.search(text)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+async def _session(browser, url: str, index: int, seconds: float, changes: int, result: dict) -> None:
+    """One student: open the Playground, pick a preset, train, move a slider a few times, pause."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    try:
+        started = time.perf_counter()
+        await page.goto(url + "/", timeout=180_000)
+        await _visible(page.locator(STATS), "the training stats line (data-testid=fm-train-stats)", 180)
+        result["load_s"] = time.perf_counter() - started
+        preset = PRESETS[index % len(PRESETS)]
+        button = await _visible(
+            page.locator(GALLERY_BUTTON).filter(has_text=preset), f"the preset button {preset!r}", 60
+        )
+        await button.click()
+        await (
+            page.locator(f"{GALLERY_BUTTON}[aria-checked='true']")
+            .filter(has_text=preset)
+            .wait_for(timeout=60_000)
+        )
+        train = await _visible(page.get_by_role("button", name=TRAIN, exact=False), "the Train button", 60)
+        await train.click()
+        await page.locator(STATS).filter(has_text="training").wait_for(timeout=120_000)
+        slider = await _visible(page.get_by_role("slider", name=STEPS_SLIDER), "the Steps slider", 30)
+        samples = []
+        latencies = []
+        t_end = time.perf_counter() + seconds
+        change_at = [time.perf_counter() + seconds * (k + 1) / (changes + 1) for k in range(changes)]
+        while time.perf_counter() < t_end:
+            step = await _step(page)
+            if step is not None:
+                samples.append((time.perf_counter(), step))
+            if change_at and time.perf_counter() >= change_at[0]:
+                change_at.pop(0)
+                before = await page.locator(NFE).first.inner_text()
+                await slider.focus()
+                t0 = time.perf_counter()
+                await slider.press("ArrowRight" if len(latencies) % 2 == 0 else "ArrowLeft")
+                await page.wait_for_function(
+                    "([sel, before]) => { const e = document.querySelector(sel); return e && e.innerText !== before; }",
+                    arg=[NFE, before],
+                    timeout=120_000,
+                )
+                latencies.append(time.perf_counter() - t0)
+            await asyncio.sleep(1.0)
+        result["latencies"] = latencies
+        moving = [(t, s) for t, s in samples if s > 0]
+        if len(moving) >= 2 and moving[-1][0] > moving[0][0]:
+            result["steps_per_s"] = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
+        else:
+            result["steps_per_s"] = 0.0
+        result["final_step"] = samples[-1][1] if samples else 0
+        pause = page.get_by_role("button", name=PAUSE, exact=False)
+        if await pause.count():
+            await pause.first.click()
+        if await page.locator("[data-testid='stException']").count():
+            raise RuntimeError("the page shows a Python exception")
+    except Missing as error:
+        result["error"] = f"missing element: {error}"
+    except Exception as error:
+        result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    finally:
+        await context.close()
+
+
+async def _classroom(url: str, sessions: int, seconds: float, changes: int, stagger: float, server_pid):
+    from playwright.async_api import async_playwright
+
+    results = [{} for _ in range(sessions)]
+    memory = {"peak": 0, "idle": _rss_bytes(server_pid) if server_pid else 0}
+    stop = asyncio.Event()
+
+    async def watch_memory():
+        while not stop.is_set():
+            if server_pid:
+                memory["peak"] = max(memory["peak"], _rss_bytes(server_pid))
+            await asyncio.sleep(1.0)
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        watcher = asyncio.create_task(watch_memory())
+
+        async def later(i):
+            await asyncio.sleep(i * stagger)
+            await _session(browser, url, i, seconds, changes, results[i])
+
+        await asyncio.gather(*(later(i) for i in range(sessions)))
+        stop.set()
+        await watcher
+        await browser.close()
+    return results, memory
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def classroom(
+    sessions: int, seconds: float, backend: str | None, url: str | None, changes: int, stagger: float
+):
+    """Drive ``sessions`` browsers at once; print failures, control latency, steps/s and memory."""
+    if not os.path.exists(CHROMIUM):
+        raise SystemExit(f"{CHROMIUM} is missing: run 'make browser' (apt-get install chromium)")
+    server = None
+    if url is None:
+        server, url = start_server(backend)
+    try:
+        started = time.perf_counter()
+        results, memory = asyncio.run(
+            _classroom(url, sessions, seconds, changes, stagger, server.pid if server else None)
+        )
+        wall = time.perf_counter() - started
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    failed = [(i, r["error"]) for i, r in enumerate(results) if "error" in r]
+    ok = [r for r in results if "error" not in r]
+    latencies = [x for r in ok for x in r.get("latencies", [])]
+    rates = [r["steps_per_s"] for r in ok]
+    loads = [r["load_s"] for r in results if "load_s" in r]
+    print(
+        f"classroom: {sessions} sessions x {seconds:.0f} s training, backend "
+        f"{backend or os.environ.get('FME_TRAINING') or 'default'}, {os.cpu_count()} cores "
+        f"(browsers share them), {url}, {wall:.0f} s wall"
+    )
+    print(f"sessions failed: {len(failed)} / {sessions}")
+    for i, error in failed[:10]:
+        print(f"  session {i}: {error}")
+    print(f"first render: p50 {_percentile(loads, 0.5):.1f} s, p95 {_percentile(loads, 0.95):.1f} s")
+    print(
+        f"control change (Steps slider -> caption updated), {len(latencies)} changes: "
+        f"p50 {_percentile(latencies, 0.5):.2f} s, p95 {_percentile(latencies, 0.95):.2f} s"
+    )
+    if rates:
+        print(
+            f"training steps/s per session (seen on the page): mean {statistics.mean(rates):.0f}, "
+            f"min {min(rates):.0f}, max {max(rates):.0f}; total {sum(rates):.0f}"
+        )
+    if server is not None:
+        mib = 2**20
+        print(
+            f"server memory (RSS, server + training workers): idle {memory['idle'] / mib:.0f} MiB, "
+            f"peak {memory['peak'] / mib:.0f} MiB -> {memory['peak'] / mib / sessions:.0f} MiB per session, "
+            f"{(memory['peak'] - memory['idle']) / mib / sessions:.0f} MiB per session above idle"
+        )
+    return {"failed": failed, "latencies": latencies, "rates": rates, "memory": memory}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--micro", action="store_true", help="runner only, inline vs process pool")
+    parser.add_argument("--sessions", type=int, default=30, help="browser sessions (default 30)")
+    parser.add_argument("--seconds", type=float, default=None, help="training time per session or run")
+    parser.add_argument("--backend", choices=("process", "inline"), help="FME_TRAINING for the server")
+    parser.add_argument("--url", help="drive an already running server (e.g. nginx from deploy/scale_out.sh)")
+    parser.add_argument("--changes", type=int, default=3, help="slider changes per session (default 3)")
+    parser.add_argument("--stagger", type=float, default=0.2, help="seconds between session starts")
+    args = parser.parse_args(argv)
+    if args.micro:
+        micro(args.seconds or 8.0)
+        return 0
+    report = classroom(
+        args.sessions, args.seconds or 30.0, args.backend, args.url, args.changes, args.stagger
+    )
+    return 1 if report["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ __all__ = [
     "playground_link",
     "playground_url",
     "predict_then_see",
+    "reveal",
     "self_check",
 ]
 
@@ -66,6 +67,16 @@ def grade(question: Question, choice: str) -> Feedback:
         return Feedback(True, f"Right. {question.why}")
     hint = question.hints.get(choice, "Look at the figure above again and try another answer.")
     return Feedback(False, f"Not quite. {hint}")
+
+
+def reveal(question: Question, guess: str) -> Feedback:
+    """Feedback once the answer is revealed: a wrong guess is told the answer (and its hint, if any)."""
+    if guess == question.answer:
+        return Feedback(True, f"Right. {question.why}")
+    hint = question.hints.get(guess)
+    return Feedback(
+        False, f"Not quite: the answer is “{question.answer}”. {hint + ' ' if hint else ''}{question.why}"
+    )
 
 
 def playground_url(**settings) -> str:
@@ -142,7 +153,7 @@ def predict_then_see(
             if measure is not None:
                 answer, why = measure()
                 question = replace(question, answer=answer, why=why)
-            _feedback(grade(question, revealed))
+            _feedback(reveal(question, revealed))
             if st.button("Predict again", key=f"{key}__again"):
                 st.session_state.pop(revealed_key, None)
                 st.session_state.pop(guess_key, None)

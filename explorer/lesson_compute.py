@@ -880,3 +880,17 @@ def rectify(
         pairs=(result.z0[:40].numpy(), result.z1[:40].numpy()),
         seconds=result.trainer.elapsed,
     )
+
+
+def grid_errors(
+    preset: str, field: str, solver: str = "rk4", steps: int = 50, seed: int = 0
+) -> dict[str, float]:
+    """Endpoint error of one solver at one step count on every registered time grid (``TIME_GRIDS``)."""
+    from fmcore.solvers import TIME_GRIDS
+
+    velocity, schedule = _field_velocity(preset, field)
+    z0, reference = _reference(preset, field, seed)
+    return {
+        grid: _endpoint_error(integrate(velocity, z0, solver, steps, schedule=schedule, grid=grid), reference)
+        for grid in TIME_GRIDS
+    }

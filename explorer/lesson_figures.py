@@ -274,8 +274,8 @@ def curves_figure(
             y=floor,
             line=dict(color=theme.EXACT, dash="dash", width=1.5),
             annotation_text=f"{floor_label} {floor:.3g}",
-            annotation_font=dict(color=theme.EXACT, size=11),
-            annotation_position="top right",
+            annotation_font=dict(color=theme.EXACT, size=12),
+            annotation_position="bottom right",
         )
     _style(fig, height)
     fig.update_layout(margin=dict(l=60, r=10, t=30, b=45))

@@ -15,6 +15,11 @@ fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machi
 )
 parametrisation_pitfall = st.cache_data(show_spinner=False)(lesson_compute.parametrisation_pitfall)
 COLORS = {SAMPLERS["sde"]: theme.ERROR, SAMPLERS["pf_ode"]: theme.NOISE, SAMPLERS["fm_ode"]: theme.MODEL}
+SHORT = {
+    "sde": "Diffusion: reverse SDE",
+    "pf_ode": "Diffusion: probability-flow ODE",
+    "fm_ode": "Flow matching: ODE",
+}
 GOOD = 0.006
 
 st.title("3 · Flow matching vs diffusion")
@@ -52,8 +57,8 @@ with right:
     st.plotly_chart(
         lesson_figures.panels_figure(
             [
-                Panel(label, paths[-1], "40 paths, 100 steps = 100 NFE", paths=paths)
-                for label, paths in zip(SAMPLERS.values(), result.paths.values(), strict=True)
+                Panel(SHORT[key], paths[-1][:20], "20 paths, 100 steps = 100 NFE", paths=paths[:, :20])
+                for key, paths in result.paths.items()
             ],
             background=dataset.shown,
             height=400,
@@ -110,10 +115,9 @@ st.subheader("Your run, in numbers")
 rows = [
     {
         "sampler": SAMPLERS[key],
-        "model": "flow matching (v, linear)" if key == "fm_ode" else "diffusion (ε, VP)",
-        "training s": round(result.train_seconds["flow matching" if key == "fm_ode" else "diffusion"], 2),
+        "training s": f"{result.train_seconds['flow matching' if key == 'fm_ode' else 'diffusion']:.2f}",
         **{f"{k} steps": f"{e:.4f}" for k, e in zip(result.steps, result.energy[key], strict=True)},
-        f"steps to ≤ {GOOD}": fewest(key) or f"> {result.steps[-1]}",
+        f"steps to ≤ {GOOD}": str(fewest(key) or f"> {result.steps[-1]}"),
     }
     for key in SAMPLERS
 ]

@@ -14,6 +14,7 @@ solver_runs = st.cache_data(show_spinner="Running every solver…")(lesson_compu
 error_curves = st.cache_data(show_spinner="Measuring error against NFE…")(lesson_compute.error_curves)
 rule_of_thumb = st.cache_data(show_spinner="Checking the rule of thumb…")(lesson_compute.rule_of_thumb)
 few_steps_cases = st.cache_data(show_spinner=False)(lesson_compute.few_steps_cases)
+grid_errors = st.cache_data(show_spinner=False)(lesson_compute.grid_errors)
 LABELS = {name: info.label.split(" (")[0] for name, info in SOLVERS.items()}
 ALL = tuple(SOLVERS)
 HINTS = {
@@ -145,6 +146,12 @@ st.plotly_chart(
     ),
     key="grids",
     config={"displayModeBar": False},
+)
+by_grid = grid_errors(preset, "point cloud")
+st.markdown(
+    "RK4 with 50 steps (200 NFE) on the point cloud, by time grid: "
+    + ", ".join(f"{TIME_GRIDS[g].label} **{e:.2g}**" for g, e in by_grid.items())
+    + f". Same solver, same NFE: only where the steps go changed (endpoint error; good below {lesson_compute.GOOD_ERROR})."
 )
 
 with lesson.pitfall(

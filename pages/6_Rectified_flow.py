@@ -21,8 +21,8 @@ st.markdown(
     "measures how far a flow is from that:"
 )
 st.latex(
-    r"\text{pairs: } z_0 \sim \mathcal N(0, I),\ z_1 = \Phi(z_0) \qquad"
-    r"\mathcal L = \mathbb E\,\|v_\theta(z_t, t) - (z_1 - z_0)\|^2 \qquad"
+    r"\text{pairs: } z_0 \sim \mathcal N(0, I),\ z_1 = \Phi(z_0) \qquad "
+    r"\mathcal L = \mathbb E\,\|v_\theta(z_t, t) - (z_1 - z_0)\|^2 \qquad "
     r"S = \int_0^1 \mathbb E\,\big\| (z_1 - z_0) - \tfrac{dz_t}{dt} \big\|^2 dt"
 )
 
@@ -97,16 +97,17 @@ with right:
         config={"displayModeBar": False},
     )
 
-metric = st.columns(4)
-metric[0].metric("Straightness before", f"{result.straightness_before:.3f}")
-metric[1].metric(
-    "after one reflow",
-    f"{result.straightness_after:.4f}",
-    f"{result.straightness_after - result.straightness_before:+.3f}",
-    delta_color="inverse",
-)
-metric[2].metric(f"{euler_steps}-step energy distance before", f"{before:.4f}")
-metric[3].metric("after", f"{after:.4f}", f"{after - before:+.4f}", delta_color="inverse")
+if revealed:
+    metric = st.columns(4)
+    metric[0].metric("Straightness before", f"{result.straightness_before:.3f}")
+    metric[1].metric(
+        "after one reflow",
+        f"{result.straightness_after:.4f}",
+        f"{result.straightness_after - result.straightness_before:+.3f}",
+        delta_color="inverse",
+    )
+    metric[2].metric(f"{euler_steps}-step energy distance before", f"{before:.4f}")
+    metric[3].metric("after", f"{after:.4f}", f"{after - before:+.4f}", delta_color="inverse")
 st.caption(
     f"Reflow trained {reflow_steps} steps ({result.seconds:.1f} s here) on 2,000 pairs made with RK4, 20 steps, "
     f"warm-started from the first flow. Samples: {lesson_compute.SAMPLES} particles, the same noise before and after."

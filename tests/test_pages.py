@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.lesson import Question, grade, playground_url
+from explorer.lesson import Question, grade, playground_url, reveal
 from explorer.state import ViewState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +126,13 @@ def test_grade_gives_the_explanation_or_a_hint():
     assert grade(q, "5").message.startswith("Not quite.")
     with pytest.raises(ValueError, match="not one of the options"):
         Question("?", ("a",), "b", "")
+
+
+def test_reveal_tells_a_wrong_guess_the_answer():
+    q = Question("2 + 2?", ("4", "5"), "4", "Add them.")
+    assert reveal(q, "4").message == "Right. Add them."
+    wrong = reveal(q, "5")
+    assert not wrong.correct and "“4”" in wrong.message and wrong.message.endswith("Add them.")
 
 
 def test_playground_url_round_trips_through_the_view_state():

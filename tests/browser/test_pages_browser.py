@@ -65,7 +65,7 @@ def test_predict_then_reveal_the_trajectory(app, page):
     page.get_by_role("button", name="Reveal").click()
     wait_for_app(page, LOAD_TIMEOUT_S)
     feedback = page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentError']")
-    assert feedback.first.inner_text().startswith(("Right.", "Not quite."))
+    assert feedback.first.inner_text().startswith(("Right.", "Not quite"))
     page.wait_for_selector(".js-plotly-plot .slider-group", timeout=30_000)  # the animation, with its slider
     assert_no_exception(page)
     shoot(page, "lesson-1-revealed")

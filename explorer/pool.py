@@ -46,6 +46,7 @@ __all__ = [
     "get_pool",
     "pack_state",
     "pool_size",
+    "train_device",
     "train_slice",
     "unpack_state",
 ]
@@ -115,8 +116,13 @@ def pack_state(trainer: Trainer) -> bytes:
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def unpack_state(state: bytes) -> Trainer:
-    return Trainer.from_state_dict(pickle.loads(state))
+def unpack_state(state: bytes, device=None) -> Trainer:
+    return Trainer.from_state_dict(pickle.loads(state), device=device)
+
+
+def train_device() -> str | None:
+    """``FME_TRAIN_DEVICE`` (e.g. "cpu" on a GPU node), or None: the trainer picks cuda, mps, cpu."""
+    return os.environ.get("FME_TRAIN_DEVICE", "").strip() or None
 
 
 class FlowWeights(NamedTuple):
@@ -145,6 +151,7 @@ class SliceResult(NamedTuple):
     stats: TrainStats
     losses: np.ndarray
     flow: FlowWeights
+    device: str
 
 
 def _init_worker() -> None:
@@ -153,17 +160,19 @@ def _init_worker() -> None:
 
 
 def _ready() -> int:
+    # Pay the one-time costs (first autograd pass, optimizer set-up) before a session waits on them.
+    Trainer(torch.randn(64, 2, generator=torch.Generator().manual_seed(0)), device="cpu").step(2)
     return os.getpid()
 
 
 def _slice_job(state: bytes, budget_s: float, steps_per_s: float | None) -> SliceResult:
-    trainer = unpack_state(state)
+    trainer = unpack_state(state, train_device())
     stats, losses = train_slice(trainer, budget_s, steps_per_s)
-    return SliceResult(pack_state(trainer), stats, losses, flow_weights(trainer))
+    return SliceResult(pack_state(trainer), stats, losses, flow_weights(trainer), str(trainer.device))
 
 
 def _floor_job(state: bytes) -> float:
-    return float(unpack_state(state).loss_floor)
+    return float(unpack_state(state, train_device()).loss_floor)
 
 
 class WorkerLost(RuntimeError):

@@ -39,9 +39,17 @@ import numpy as np
 import torch
 
 from fmcore import io as model_io
-from fmcore.trainer import Trainer, TrainStats
+from fmcore.trainer import Trainer, TrainStats, pick_device
 
-from .pool import WorkerLost, flow_from_weights, get_pool, pack_state, train_slice, unpack_state
+from .pool import (
+    WorkerLost,
+    flow_from_weights,
+    get_pool,
+    pack_state,
+    train_device,
+    train_slice,
+    unpack_state,
+)
 
 __all__ = ["BACKENDS", "CURVE_POINTS", "SESSION_KEY", "TrainingRunner", "default_backend", "session_runner"]
 
@@ -116,6 +124,7 @@ class TrainingRunner:
         self._interval: float | None = None  # process: smoothed time between ticks
         self._last_tick: float | None = None
         self._last_result: float | None = None
+        self._device: str | None = None  # process: where the workers train
         self._trained = False
         self._generation = 0
         self._slice_lock = threading.Lock()  # one slice at a time
@@ -141,13 +150,13 @@ class TrainingRunner:
         spec = dict(options, schedule=schedule, target=target, coupling=coupling, seed=seed)
         if lr is not None:
             spec["lr"] = lr
-        self._install(_build(data, spec), {"data": data, **spec})
+        self._install(self._build(data, spec), {"data": data, **spec})
 
     def reset(self) -> None:
         """A fresh trainer with the last configuration (new weights from the same seed), paused."""
         if self._spec is not None:
             spec = dict(self._spec)
-            self._install(_build(spec.pop("data"), spec), self._spec)
+            self._install(self._build(spec.pop("data"), spec), self._spec)
 
     def set_lr(self, lr: float) -> None:
         """Change the learning rate and keep the weights; after a divergence, training may go on.
@@ -200,6 +209,13 @@ class TrainingRunner:
         else:
             raise ValueError("there is no model to save yet: configure and train one first")
 
+    def _build(self, data, spec: dict) -> Trainer:
+        if self.backend == "process":
+            # Built here only to check the settings and pack the first state: the worker picks the
+            # device it trains on, so the server never starts a GPU context.
+            spec = {**spec, "device": "cpu"}
+        return _build(data, spec)
+
     def _install(self, trainer: Trainer, spec: dict | None) -> None:
         if self.backend == "process":
             with contextlib.suppress(WorkerLost):
@@ -218,6 +234,7 @@ class TrainingRunner:
             self._losses = np.zeros(0, dtype=np.float32)
             self._floor_key, self._floor_future = floor_key, None
             self._speed = self._job = self._interval = self._last_tick = self._last_result = None
+            self._device = None
             self.running, self.stats, self.status, self.message = False, None, "idle", ""
 
     # -- control ---------------------------------------------------------------------------------
@@ -306,6 +323,8 @@ class TrainingRunner:
             if stats.steps_per_s > 0:
                 self._speed = stats.steps_per_s
             stats = _replace(stats, steps_per_s=len(losses) / max(seconds, 1e-9))
+            if result is not None:
+                self._device = result.device
             if result is not None and stats.status == "ok":
                 self._state, self._flow = result.state, flow
             kept = stats.step - len(losses)
@@ -392,9 +411,12 @@ class TrainingRunner:
 
     @property
     def device(self) -> str:
+        """Where training runs: the trainer's device, or the workers' once a slice came back."""
         trainer = self._trainer
         if trainer is not None:
             return str(trainer.device)
+        if self._state is not None:
+            return self._device or str(pick_device(train_device()))
         flow = self._flow
         return "cpu" if flow is None else str(flow.device)
 
@@ -419,6 +441,8 @@ class TrainingRunner:
 
 def _build(data, spec: dict) -> Trainer:
     """A new Trainer, with every refusal turned into a ValueError that a person can read."""
+    spec = dict(spec)
+    spec.setdefault("device", train_device())
     try:
         return Trainer(data, **spec)
     except ValueError:

@@ -23,6 +23,14 @@ def data():
     return sample("moons", 512, seed=0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def training_pool():
+    """The shared pool, started before the first test so that its workers boot meanwhile."""
+    shared = pool.get_pool()
+    shared.warm()
+    return shared
+
+
 def field(velocity, t=0.5):
     return velocity(GRID, torch.tensor(t))
 
@@ -178,13 +186,6 @@ def test_save_and_load_round_trip(data, tmp_path):
     with pytest.raises(ValueError):
         other.load(tmp_path / "junk.safetensors")
     torch.testing.assert_close(field(other.velocity), field(runner.velocity))
-
-
-@pytest.fixture(scope="module")
-def training_pool():
-    shared = pool.get_pool()
-    shared.warm()
-    return shared
 
 
 def results(runner, count, budget_s=0.1, timeout_s=60):

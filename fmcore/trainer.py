@@ -202,6 +202,13 @@ class Trainer:
     Raises:
         ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
             the valid ones) or a bad value (e.g. lr <= 0 or not finite).
+
+    Attributes:
+        history: per-step losses (floats); ``history[-1]`` is the loss of step ``step_count``
+            (``losses_since(step)`` slices it, also when a shipped state kept only its tail).
+        step_count, elapsed (training seconds), status ("ok" | "diverged" | "done"), message,
+        device, options (the validated options), model (the trained net; ``flow`` samples with
+        the EMA copy).
     """
 
     def __init__(

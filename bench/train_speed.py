@@ -1,0 +1,202 @@
+"""How good a model does live training give in seconds? fmcore's Trainer vs a TorchCFM-style loop.
+
+Side by side, in one run, on one torch thread (what the app's workers use):
+
+* fmcore: ``Trainer`` with its defaults on moons (2,000 points), ``step(50)`` until 2 s of training;
+* reference: TorchCFM's example recipe (MLP 3 x 64 SELU with t concatenated, batch 256, Adam 1e-3,
+  linear path, conditional target), trained 10 s, evaluated at checkpoints.
+
+Quality = energy distance between 2,000 samples (rk4, 20 steps, from N(0, I)) and 2,000 fresh data
+points, divided by the noise floor. ``fmcore.metrics.energy_distance`` is unbiased, so between two
+fresh data sets it averages 0; the floor is its root mean square over pairs of fresh sets: the
+typical size of a distance made of sampling noise alone. Quality ~1 means "indistinguishable from
+data at this sample size". Averaged over seeds (and over the reference's last checkpoints, since a
+constant learning rate makes its quality jump between evaluations).
+
+Then the solver check on the trained field: can some 20-NFE solver setting match Euler with 100
+steps? Error = RMS endpoint distance to an rk4 200-step solution from the same noise.
+
+    .venv/bin/python bench/train_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fmcore import Trainer, datasets
+from fmcore.metrics import energy_distance
+from fmcore.solvers import SOLVERS, TIME_GRIDS, integrate
+
+N = 2000
+PROJECT_SECONDS = 2.0
+TARGET_RATIO = 5.0
+
+
+def noise_floor(pairs: int) -> float:
+    values = [
+        energy_distance(datasets.sample("moons", N, 10_000 + i), datasets.sample("moons", N, 20_000 + i))
+        for i in range(pairs)
+    ]
+    return math.sqrt(sum(v * v for v in values) / pairs)
+
+
+def quality(velocity, seed: int, floor: float) -> float:
+    z0 = torch.randn(N, 2, generator=torch.Generator().manual_seed(30_000 + seed))
+    samples = integrate(velocity, z0, "rk4", 20).z_end
+    return energy_distance(samples, datasets.sample("moons", N, 40_000 + seed)) / floor
+
+
+def run_project(seed: int, floor: float) -> tuple[float, float, Trainer]:
+    trainer = Trainer(datasets.sample("moons", N, seed=seed), seed=seed)
+    while trainer.elapsed < PROJECT_SECONDS:
+        trainer.step(50)
+    return quality(trainer.velocity, seed, floor), trainer.step_count / trainer.elapsed, trainer
+
+
+class ReferenceMLP(nn.Module):
+    """TorchCFM's ``MLP(dim=2, time_varying=True, w=64)``: t is one more input column."""
+
+    def __init__(self, w: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(3, w),
+            nn.SELU(),
+            nn.Linear(w, w),
+            nn.SELU(),
+            nn.Linear(w, w),
+            nn.SELU(),
+            nn.Linear(w, 2),
+        )
+
+    def forward(self, z, t):
+        t = torch.as_tensor(t, dtype=z.dtype).reshape(-1, 1).expand(z.shape[0], 1)
+        return self.net(torch.cat([z, t], dim=1))
+
+
+def run_reference(seed: int, floor: float, checkpoints: list[float]) -> tuple[dict[float, float], float]:
+    """Train the reference for max(checkpoints) seconds; quality at each checkpoint, steps/s."""
+    torch.manual_seed(seed)
+    data = datasets.sample("moons", N, seed=seed)
+    model = ReferenceMLP()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    results, elapsed, steps = {}, 0.0, 0
+    for checkpoint in sorted(checkpoints):
+        start = time.perf_counter()
+        while elapsed + (time.perf_counter() - start) < checkpoint:
+            for _ in range(50):
+                z1 = data[torch.randint(N, (256,))]
+                z0 = torch.randn_like(z1)
+                t = torch.rand(256, 1)
+                z_t = t * z1 + (1 - t) * z0
+                loss = ((model(z_t, t) - (z1 - z0)) ** 2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            steps += 50
+        elapsed += time.perf_counter() - start
+        with torch.no_grad():
+            results[checkpoint] = quality(model, seed, floor)
+    return results, steps / elapsed
+
+
+def solver_check(trainer: Trainer, floor: float) -> None:
+    z0 = torch.randn(N, 2, generator=torch.Generator().manual_seed(50_000))
+    exact = integrate(trainer.velocity, z0, "rk4", 200).z_end
+    fresh = datasets.sample("moons", N, 60_000)
+
+    def measure(solver, steps, grid):
+        end = integrate(trainer.velocity, z0, solver, steps, schedule=trainer.schedule, grid=grid)
+        error = (end.z_end - exact).square().sum(1).mean().sqrt().item()
+        return error, energy_distance(end.z_end, fresh) / floor, end.nfe
+
+    euler_error, euler_quality, euler_nfe = measure("euler", 100, "uniform")
+    print("\nSolver check on the trained field (seed 0); error = RMS distance to rk4 x 200 endpoints")
+    print(
+        f"  {'euler x 100, uniform':34s} NFE {euler_nfe:3d}  error {euler_error:.4f}  quality {euler_quality:5.2f}"
+    )
+    rows = []
+    for name, info in SOLVERS.items():
+        if info.nfe_per_step is None:
+            continue
+        for grid in TIME_GRIDS:
+            steps = 20 // info.nfe_per_step
+            rows.append((*measure(name, steps, grid), f"{name} x {steps}, {grid}"))
+    for error, q, nfe, label in sorted(rows):
+        print(f"  {label:34s} NFE {nfe:3d}  error {error:.4f}  quality {q:5.2f}")
+    best = min(rows)
+    verdict = "yes" if best[0] <= euler_error else "no"
+    print(
+        f"  best 20-NFE setting: {best[3]} (error {best[0]:.4f} vs Euler-100's {euler_error:.4f}): "
+        f"reaches Euler-100? {verdict}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, reference trained 4 s")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # process-wide; faster than 2 threads for models this size
+    seeds = [0] if args.quick else [0, 1, 2]
+    reference_seconds = 4.0 if args.quick else 10.0
+    last = [reference_seconds - 1.5, reference_seconds - 1.0, reference_seconds - 0.5, reference_seconds]
+    checkpoints = sorted({PROJECT_SECONDS, *last})
+
+    floor = noise_floor(4 if args.quick else 10)
+    load = os.getloadavg()[0]
+    print(
+        f"moons, {N} points, 1 torch thread, seeds {seeds}; load average {load:.1f} on {os.cpu_count()} CPUs"
+        + ("  (busy machine: times and steps/s are inflated)" if load > 0.75 * (os.cpu_count() or 1) else "")
+    )
+    print(f"noise floor: RMS energy distance between two fresh {N}-point sets = {floor:.3g}")
+
+    project, project_speed, first = [], [], None
+    reference, reference_speed = [], []
+    for seed in seeds:  # interleaved, so that a change in machine load hits both alike
+        q, speed, trainer = run_project(seed, floor)
+        project.append(q)
+        project_speed.append(speed)
+        first = first or trainer
+        results, speed = run_reference(seed, floor, checkpoints)
+        reference.append(results)
+        reference_speed.append(speed)
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    ref_at_2 = mean([r[PROJECT_SECONDS] for r in reference])
+    ref_last = mean([mean([r[c] for c in last]) for r in reference])
+    p_q, p_s, r_s = mean(project), mean(project_speed), mean(reference_speed)
+    print(f"\n{'':34s} {'train s':>8s} {'steps/s':>8s} {'quality':>8s}   (1 = noise floor)")
+    print(
+        f"{'fmcore Trainer, defaults':34s} {PROJECT_SECONDS:8.1f} {p_s:8.0f} {p_q:8.2f}   per seed "
+        f"{[round(q, 2) for q in project]}"
+    )
+    print(f"{'TorchCFM-style reference':34s} {PROJECT_SECONDS:8.1f} {r_s:8.0f} {ref_at_2:8.2f}")
+    print(
+        f"{'TorchCFM-style reference':34s} {reference_seconds:8.1f} {r_s:8.0f} {ref_last:8.2f}   "
+        f"mean of checkpoints at {last} s"
+    )
+    print(f"steps/s ratio fmcore / reference: {p_s / r_s:.2f}")
+    print(
+        f"quality ratio reference@{reference_seconds:g}s / fmcore@{PROJECT_SECONDS:g}s: {ref_last / p_q:.1f}x "
+        f"(lower quality number is better)"
+    )
+    print(
+        f"targets: fmcore@2s <= {TARGET_RATIO:g}x floor: {'PASS' if p_q <= TARGET_RATIO else 'FAIL'}; "
+        f"better than the reference@{reference_seconds:g}s: {'PASS' if p_q < ref_last else 'FAIL'}"
+    )
+    solver_check(first, floor)
+
+
+if __name__ == "__main__":
+    main()

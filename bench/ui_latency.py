@@ -6,15 +6,24 @@ the animated figure and serialise it the way ``st.plotly_chart`` does. Printed p
 median of a few repeats, in ms, and as a ratio to the budget.
 
     .venv/bin/python bench/ui_latency.py [--repeats 3] [--particles 1000] [--steps 100]
+    .venv/bin/python bench/ui_latency.py --browser     # first paint in headless Chromium, as a ratio
+
+``--browser`` serves the Playground and a page with one small plotly chart side by side and times,
+in fresh tabs of headless Chromium, navigation -> first drawn chart (the framework's floor is the
+one-chart page: JS bundles, plotly.js). Target: the Playground's animated figure within 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,6 +66,76 @@ def new_figure(source, dataset, n, solver, steps) -> dict[str, float]:
     return times
 
 
+ROOT = Path(__file__).resolve().parents[1]
+ONE_CHART = """import plotly.graph_objects as go
+import streamlit as st
+st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
+"""
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _serve(script: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/_stcore/health", timeout=1)
+            return process, base
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{script} did not start")
+
+
+def first_paint(browser, url: str, selector: str) -> float:
+    """Seconds from navigation in a fresh tab to ``selector`` being drawn."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    start = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector(selector, timeout=120_000)
+    elapsed = time.perf_counter() - start
+    context.close()
+    return elapsed
+
+
+def browser_main(repeats: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "one_chart.py").write_text(ONE_CHART)
+    servers = [_serve(folder / "one_chart.py", folder), _serve(ROOT / "streamlit_app.py", ROOT)]
+    try:
+        (_, reference), (_, app) = servers
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            chart = ".js-plotly-plot .scatterlayer .trace"
+            animated = ".st-key-fme_flow_chart .js-plotly-plot .scatterlayer .trace"
+            cold = first_paint(browser, app, animated)  # imports and caches: a server's first visitor
+            first_paint(browser, reference, chart)
+            ref = statistics.median(first_paint(browser, reference, chart) for _ in range(repeats))
+            warm = statistics.median(first_paint(browser, app, animated) for _ in range(repeats))
+            browser.close()
+        print(f"one-chart page:            {ref:5.2f} s (median of {repeats})")
+        print(f"Playground, new session:   {warm:5.2f} s  ratio {warm / ref:4.2f} (target <= 1.5)")
+        print(
+            f"Playground, cold server:   {cold:5.2f} s  ratio {cold / ref:4.2f} (imports + first computation)"
+        )
+    finally:
+        for process, _ in servers:
+            process.terminate()
+
+
 def main() -> None:
     streamlit.logger.set_log_level(logging.ERROR)  # st.cache_data says "no runtime" outside a server
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,7 +143,11 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--browser", action="store_true", help="time the first paint in headless Chromium")
     args = parser.parse_args()
+    if args.browser:
+        browser_main(args.repeats)
+        return
     compute.configure_torch()
 
     dataset = compute.load_dataset("moons", 0)

@@ -50,7 +50,7 @@ VIEW_BOX = 3.5
 """The figures show [-VIEW_BOX, VIEW_BOX]^2: unit-spread data and N(0, I) noise fit with room."""
 N_FRAMES = 51
 """Frames of the animation, t = 0, 0.02, ..., 1: smooth playback (NOTES: 100 doubles the payload)."""
-ARROW_GRID = 17
+ARROW_GRID = 15
 DENSITY_GRID = 48
 EXACT_POINTS = 500
 """Data points behind the exact field: its cost is O(particles x points) per evaluation."""

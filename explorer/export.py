@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 from . import theme
-from .compute import VIEW_BOX, arrow_grid
+from .compute import ARROW_GRID, VIEW_BOX, arrow_grid
 
 __all__ = ["csv_bytes", "gif_bytes", "html_bytes", "png_bytes", "render_frame", "scatter_image"]
 
@@ -61,7 +61,7 @@ class _Canvas:
         speed = np.linalg.norm(vectors, axis=1)
         finite = speed[np.isfinite(speed)]
         scale = float(np.percentile(finite, 80)) if finite.size else 1.0
-        cell = 2 * VIEW_BOX * 0.92 / 16
+        cell = 2 * VIEW_BOX * 0.92 / (ARROW_GRID - 1)
         length = cell * np.tanh(speed / max(scale, 1e-9))
         direction = vectors / np.maximum(speed, 1e-12)[:, None]
         tails = self.px(points - 0.5 * length[:, None] * direction)

@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from . import theme
-from .compute import VIEW_BOX, Flow, SinglePath, arrow_grid, density_axis, steps_label
+from .compute import ARROW_GRID, VIEW_BOX, Flow, SinglePath, arrow_grid, density_axis, steps_label
 
 __all__ = [
     "FRAME_MS",
@@ -31,7 +31,12 @@ __all__ = [
 
 FRAME_MS = 80
 """Frame duration while playing: 60-100 ms is what the browser keeps up with (NOTES)."""
-ARROW_CELL = 2 * VIEW_BOX * 0.92 / 16
+ARROW_CELL = 2 * VIEW_BOX * 0.92 / (ARROW_GRID - 1)
+"""Spacing of the arrow grid: the longest arrow."""
+ARROW_HEAD = 0.3
+"""Arrowhead barbs, as a fraction of the arrow's length."""
+PATH_MARKERS_UP_TO = 12
+"""Solver steps up to which each step is drawn as a dot on the paths (more dots cost render time)."""
 
 
 @dataclass(frozen=True)
@@ -70,21 +75,29 @@ def _with_gaps(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def arrow_segments(points: np.ndarray, vectors: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Arrows centred on ``points`` as one polyline: tail, tip, NaN per arrow.
+    """Arrows centred on ``points`` as one polyline: tail, tip, left barb, tip, right barb, NaN.
 
-    Length ``cell * tanh(|v| / scale)``: proportional for ordinary speeds, capped for the fast ones,
-    so that no arrow crosses into its neighbour's cell.
+    One line trace with NaN gaps draws as a single SVG path: far cheaper per frame than marker
+    arrowheads (measured 76 vs 176 ms a frame for 1,000 particles). Length ``cell * tanh(|v| / scale)``:
+    proportional for ordinary speeds, capped for fast ones, so no arrow reaches into the next cell.
 
     Args:
         points: (G, 2).  vectors: (G, 2).  scale: the speed that gets ~0.76 of a cell.
     Returns:
-        x, y: (3G,) float32 with NaN separators.
+        x, y: (6G,) float32 with a NaN after each arrow.
     """
+    points = np.asarray(points, dtype=np.float32)
+    vectors = np.asarray(vectors, dtype=np.float32)
     speed = np.linalg.norm(vectors, axis=1, keepdims=True)
     direction = np.divide(vectors, speed, out=np.zeros_like(vectors), where=speed > 1e-12)
     length = ARROW_CELL * np.tanh(speed / max(scale, 1e-9))
     half = 0.5 * length * direction
-    segments = np.stack([points - half, points + half, np.full_like(points, np.nan)], axis=1)
+    tail, tip = points - half, points + half
+    normal = np.stack([-direction[:, 1], direction[:, 0]], axis=1)
+    back = tip - ARROW_HEAD * length * direction
+    barb = 0.5 * ARROW_HEAD * length * normal
+    gap = np.full_like(points, np.nan)
+    segments = np.stack([tail, tip, back + barb, tip, back - barb, gap], axis=1)
     return _f32(segments[..., 0].ravel()), _f32(segments[..., 1].ravel())
 
 
@@ -170,7 +183,7 @@ def _panel_traces(out: _Traces, panel: Panel, axis: str, n_frames: int) -> None:
     )
     if panel.show_paths:
         x, y = _with_gaps(np.swapaxes(flow.paths, 0, 1))
-        few_steps = len(flow.nodes) <= 31
+        few_steps = len(flow.nodes) <= PATH_MARKERS_UP_TO + 1
         out.add(
             dict(
                 type="scatter",
@@ -217,14 +230,8 @@ def _panel_traces(out: _Traces, panel: Panel, axis: str, n_frames: int) -> None:
                 type="scatter",
                 x=frames[0]["x"],
                 y=frames[0]["y"],
-                mode="lines+markers",
-                line=dict(width=1.1, color=theme.rgba(color, 0.55)),
-                marker=dict(
-                    symbol="arrow",
-                    size=np.tile(np.array([0, 6, 0], dtype=np.float32), len(points)),
-                    angleref="previous",
-                    color=theme.rgba(color, 0.8),
-                ),
+                mode="lines",
+                line=dict(width=1.2, color=theme.rgba(color, 0.6)),
                 name="learned − exact" if panel.field_kind == "difference" else "velocity v(z, t)",
                 hoverinfo="skip",
                 xaxis=xa,
@@ -534,14 +541,8 @@ def snapshot_figure(
                 type="scatter",
                 x=x,
                 y=y,
-                mode="lines+markers",
-                line=dict(width=1, color=theme.rgba(theme.FIELD, 0.45)),
-                marker=dict(
-                    symbol="arrow",
-                    size=np.tile(np.array([0, 5, 0], dtype=np.float32), len(field)),
-                    angleref="previous",
-                    color=theme.rgba(theme.FIELD, 0.7),
-                ),
+                mode="lines",
+                line=dict(width=1, color=theme.rgba(theme.FIELD, 0.5)),
                 hoverinfo="skip",
             )
         )

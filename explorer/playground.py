@@ -223,8 +223,12 @@ def data_panel(state: ViewState) -> None:
     if error:
         st.error(error, icon=":material/error:")
     pad = canvas.Drawing(st.session_state)
+    # on_change="rerun" makes the tabs lazy: the drawing pad (fabric.js) loads only when its tab is
+    # open, which keeps it off the first paint.
     presets, draw, upload = st.tabs(
-        [":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload"]
+        [":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload"],
+        key=_W("data_tab"),
+        on_change="rerun",
     )
     with presets, st.container(key="fme_gallery"):
         custom = pad.points()
@@ -249,7 +253,8 @@ def data_panel(state: ViewState) -> None:
             key=_W("spread"),
             help="How far points scatter around a stroke (pixels).",
         )
-        canvas.drawing(spread, _use_points)
+        if draw.open:
+            canvas.drawing(spread, _use_points)
         count = pad.count()
         left, middle, right = st.columns([1.3, 1, 1], vertical_alignment="center")
         left.markdown(

@@ -136,7 +136,7 @@ class ViewState:
     data: str = "moons"
     points: np.ndarray | None = field(default=None, compare=False, repr=False)
     schedule: str = "linear"
-    solver: str = "rk4"
+    solver: str = "euler"
     steps: int = 20
     grid: str = "uniform"
     n: int = 1000

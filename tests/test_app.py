@@ -57,7 +57,7 @@ def test_first_run_shows_the_exact_flow_with_steps_and_nfe():
     spec = flow_spec(at)
     assert len(spec["frames"]) == 51
     assert spec["frames"][0]["name"] == "0.00" and spec["frames"][-1]["name"] == "1.00"
-    assert html(at, "fm-nfe").startswith("20 steps · 80 NFE")  # rk4: 4 evaluations a step
+    assert html(at, "fm-nfe").startswith("20 steps · 20 NFE")  # Euler: one evaluation a step
     assert "exact" in html(at, "fm-caption")
     assert dict(at.query_params) == {}  # the default view keeps a clean URL
 
@@ -148,12 +148,12 @@ def test_invalid_link_parameters_give_a_notice_and_the_rest_still_applies():
     at = start({"solver": "warp-drive", "steps": "-3", "data": "rings", "nonsense": "1"})
     notices = " ".join(w.value for w in at.warning)
     assert "solver" in notices and "steps" in notices and "nonsense" in notices
-    assert html(at, "fm-nfe").startswith("20 steps · 80 NFE")
+    assert html(at, "fm-nfe").startswith("20 steps · 20 NFE")
     assert at.pills(key="fme_w_data").value == "rings"
 
 
 def test_compare_mode_shows_both_settings_with_their_nfe_and_energy():
-    at = start({"compare": "1", "solver_b": "euler", "steps_b": "3"})
+    at = start({"compare": "1", "solver": "rk4", "solver_b": "euler", "steps_b": "3"})
     spec = flow_spec(at)
     titles = [a["text"] for a in spec["layout"]["annotations"]]
     assert len(titles) == 2

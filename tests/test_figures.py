@@ -63,23 +63,35 @@ def test_only_the_moving_traces_are_in_the_frames():
 def test_arrows_are_one_line_trace_with_nan_gaps_and_arrowheads():
     fig = figures.flow_figure([panel()])
     arrows = next(t for t in fig.data if t.name == "velocity v(z, t)")
-    x = np.asarray(arrows.x, dtype=float)
+    assert arrows.mode == "lines"
+    x, y = np.asarray(arrows.x, dtype=float), np.asarray(arrows.y, dtype=float)
     g = compute.ARROW_GRID**2
-    assert x.shape == (3 * g,) and np.isnan(x[2::3]).all() and np.isfinite(x[0::3]).all()
-    assert arrows.marker.symbol == "arrow" and arrows.marker.angleref == "previous"
-    # the constant field (1, 1) points up and to the right, the same length everywhere
-    y = np.asarray(arrows.y, dtype=float)
-    dx, dy = x[1::3] - x[0::3], y[1::3] - y[0::3]
+    assert x.shape == (6 * g,) and np.isnan(x[5::6]).all() and np.isfinite(x[0::6]).all()
+    # the constant field (1, 1): every shaft points up and to the right, all the same length
+    dx, dy = x[1::6] - x[0::6], y[1::6] - y[0::6]
     np.testing.assert_allclose(dx, dy, rtol=1e-5)
     assert np.all(dx > 0) and np.ptp(dx) < 1e-5
+    # both barbs start at the tip and point back, symmetric about the shaft
+    tip = np.stack([x[1::6], y[1::6]], 1)
+    assert np.allclose(tip, np.stack([x[3::6], y[3::6]], 1))
+    left, right = np.stack([x[2::6], y[2::6]], 1) - tip, np.stack([x[4::6], y[4::6]], 1) - tip
+    shaft = np.stack([dx, dy], 1)
+    assert np.all((left * shaft).sum(1) < 0) and np.all((right * shaft).sum(1) < 0)
+    np.testing.assert_allclose(np.linalg.norm(left, axis=1), np.linalg.norm(right, axis=1), rtol=1e-4)
 
 
 def test_arrow_length_is_capped_below_the_cell():
     points = np.zeros((3, 2), dtype=np.float32)
     vectors = np.array([[0.0, 0.0], [1.0, 0.0], [1e6, 0.0]], dtype=np.float32)
     x, _ = figures.arrow_segments(points, vectors, scale=1.0)
-    lengths = x[1::3] - x[0::3]
+    lengths = x[1::6] - x[0::6]
     assert lengths[0] == 0.0 and 0 < lengths[1] < lengths[2] <= figures.ARROW_CELL + 1e-6
+
+
+def test_solver_steps_show_as_dots_only_for_few_steps():
+    few = figures.flow_figure([panel(flow=fake_flow(steps=figures.PATH_MARKERS_UP_TO))])
+    many = figures.flow_figure([panel(flow=fake_flow(steps=figures.PATH_MARKERS_UP_TO + 1))])
+    assert few.data[1].mode == "lines+markers" and many.data[1].mode == "lines"
 
 
 def test_arrays_go_out_as_float32_binary():

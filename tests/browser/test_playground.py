@@ -32,7 +32,7 @@ def test_first_paint_then_scrub_the_time_slider(app, page):
     wait_for_flow(page)
     first_paint = time.perf_counter() - started
     assert_no_exception(page)
-    assert "20 steps · 80 NFE" in stat(page, "fm-nfe")
+    assert "20 steps · 20 NFE" in stat(page, "fm-nfe")
     assert frame_shown(page).strip() == "t = 0.00"
     shoot(page, "playground-t0")
 

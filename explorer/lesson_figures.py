@@ -165,6 +165,22 @@ def panels_figure(
     return fig
 
 
+def _hline(fig: go.Figure, y: float, text: str, color: str, log_y: bool) -> None:
+    """A dashed horizontal line with its label at the right end, just below it."""
+    fig.add_hline(y=y, line=dict(color=color, dash="dash", width=1.5))
+    # On a log axis an annotation's y is log10 of the value (add_hline's own annotation gets this wrong).
+    fig.add_annotation(
+        text=text,
+        xref="paper",
+        x=1.0,
+        y=float(np.log10(y)) if log_y else y,
+        xanchor="right",
+        yanchor="top",
+        showarrow=False,
+        font=dict(color=color, size=12),
+    )
+
+
 def error_nfe_figure(curves: Sequence[ErrorCurve], labels: Mapping[str, str], height: int = 430) -> go.Figure:
     """Endpoint error against NFE on log-log axes, one line per solver, slopes in the legend.
 
@@ -189,13 +205,7 @@ def error_nfe_figure(curves: Sequence[ErrorCurve], labels: Mapping[str, str], he
                 marker=dict(size=7),
             )
         )
-    fig.add_hline(
-        y=GOOD_ERROR,
-        line=dict(color=theme.MUTED, dash="dash", width=1),
-        annotation_text=f"error {GOOD_ERROR}: invisible at this scale",
-        annotation_font=dict(color=theme.MUTED, size=11),
-        annotation_position="top right",
-    )
+    _hline(fig, GOOD_ERROR, f"error {GOOD_ERROR}: invisible at this scale", theme.MUTED, log_y=True)
     _style(fig, height)
     fig.update_layout(
         legend=dict(orientation="v", x=1.01, y=1.0, xanchor="left", yanchor="top"),
@@ -270,13 +280,7 @@ def curves_figure(
             )
         )
     if floor is not None and np.isfinite(floor):
-        fig.add_hline(
-            y=floor,
-            line=dict(color=theme.EXACT, dash="dash", width=1.5),
-            annotation_text=f"{floor_label} {floor:.3g}",
-            annotation_font=dict(color=theme.EXACT, size=12),
-            annotation_position="bottom right",
-        )
+        _hline(fig, floor, f"{floor_label} {floor:.3g}", theme.EXACT, log_y)
     _style(fig, height)
     fig.update_layout(margin=dict(l=60, r=10, t=30, b=45))
     fig.update_xaxes(title=x_title, type="log" if log_x else "linear")

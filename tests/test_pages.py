@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from explorer import lesson_compute
 from explorer.lesson import Question, grade, playground_url, reveal
 from explorer.state import ViewState
 
@@ -145,3 +146,46 @@ def test_playground_url_round_trips_through_the_view_state():
     assert playground_url() == "./"
     with pytest.raises(TypeError):
         playground_url(not_a_setting=1)
+
+
+# -- the numbers behind the lessons (explorer/lesson_compute.py) ----------------------------------
+
+
+def test_fitted_slope_and_nfe_to_reach_recover_a_power_law():
+    nfe = np.array([4.0, 8, 16, 32, 64])
+    curve = lesson_compute.ErrorCurve(
+        "rk4", nfe, 3.0 * nfe**-2.0, lesson_compute.fitted_slope(nfe, 3.0 * nfe**-2.0)
+    )
+    assert curve.slope == pytest.approx(-2.0, abs=1e-9)
+    assert lesson_compute.nfe_to_reach(curve, 3.0 / 20.0**2) == pytest.approx(20.0, rel=1e-9)
+    assert lesson_compute.nfe_to_reach(curve, 1e-9) == float("inf")
+    flat = np.full(5, 1e-7)  # below the float32 floor: no slope to fit
+    assert np.isnan(lesson_compute.fitted_slope(nfe, flat))
+
+
+def test_the_marginal_velocity_is_the_posterior_average_of_conditional_ones():
+    post = lesson_compute.posterior("moons", (0.3, -0.7), 0.4)
+    assert post.weights.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(post.marginal, post.weights @ post.conditional, atol=1e-4)
+    np.testing.assert_allclose(post.posterior_mean, post.weights @ post.data, atol=1e-5)
+
+
+def test_conditional_paths_are_straight_and_start_where_the_marginal_ones_do():
+    conditional, marginal = lesson_compute.crossing_paths("moons", n=10)
+    mid = len(conditional) // 2
+    np.testing.assert_allclose(conditional[mid], 0.5 * (conditional[0] + conditional[-1]), atol=1e-5)
+    np.testing.assert_allclose(conditional[0], marginal[0])
+
+
+def test_smoothed_curve_averages_windows():
+    steps, means = lesson_compute.smoothed_curve(np.arange(10.0), window=4)
+    np.testing.assert_array_equal(steps, np.arange(4, 11))
+    np.testing.assert_allclose(means, np.arange(1.5, 8.0))
+
+
+def test_the_blurred_schedule_inverts_its_log_snr():
+    import torch
+
+    blurred = lesson_compute._blurred()
+    t = torch.tensor([0.01, 0.3, 0.7, 0.99], dtype=torch.float64)
+    np.testing.assert_allclose(blurred.t_of_log_snr(blurred.log_snr(t)), t, atol=1e-9)

@@ -20,6 +20,7 @@ from .state import ViewState
 __all__ = [
     "Feedback",
     "Question",
+    "chart",
     "grade",
     "pitfall",
     "playground_link",
@@ -27,6 +28,7 @@ __all__ = [
     "predict_then_see",
     "reveal",
     "self_check",
+    "setup_page",
 ]
 
 
@@ -104,6 +106,21 @@ def pitfall(title: str, text: str) -> Iterator[None]:
         st.markdown(f"##### :material/warning: Pitfall: {title}")
         st.markdown(text)
         yield
+
+
+def setup_page(title: str) -> None:
+    """What every lesson page does first: the tab's title, the wide layout, the theme, one torch thread."""
+    from . import compute, theme
+
+    st.set_page_config(page_title=title, page_icon="🌊", layout="wide")
+    st.markdown(theme.CSS, unsafe_allow_html=True)
+    compute.configure_torch()
+    st.title(title)
+
+
+def chart(figure, key: str, container=st) -> None:
+    """A plotly figure without the mode bar (the lessons' figures are for looking, not for exporting)."""
+    container.plotly_chart(figure, key=key, config={"displayModeBar": False})
 
 
 def _feedback(feedback: Feedback) -> None:

@@ -2,19 +2,15 @@
 
 import streamlit as st
 
-from explorer import compute, figures, lesson, lesson_compute, lesson_figures, theme
+from explorer import compute, figures, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
-
-st.set_page_config(page_title="1 · The ODE view", page_icon="🌊", layout="wide")
-st.markdown(theme.CSS, unsafe_allow_html=True)
-compute.configure_torch()
 
 SOLVER, STEPS, PARTICLES = "euler", 100, 400
 time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(
     lesson_compute.time_direction_cases
 )
 
-st.title("1 · The ODE view")
+lesson.setup_page("1 · The ODE view")
 st.markdown(
     "A flow model generates a sample by **moving a point**. Draw a point from the noise "
     "distribution at time $t=0$, then let a velocity field $v(z, t)$ carry it until $t=1$: "
@@ -70,7 +66,7 @@ with right:
         fig = figures.flow_figure([panel], height=600)
     else:
         fig = lesson_figures.question_figure(dataset.shown, field[0], (x0, y0), height=600)
-    st.plotly_chart(fig, key="flow", config={"displayModeBar": False})
+    lesson.chart(fig, "flow")
 
 with lesson.pitfall(
     "running time the wrong way",
@@ -80,11 +76,7 @@ with lesson.pitfall(
     "time $v(z, 1-t)$, and you get nonsense: below, every panel ran 100 Euler steps of the same field.",
 ):
     cases = time_direction_cases(preset)
-    st.plotly_chart(
-        lesson_figures.panels_figure(cases, background=dataset.shown),
-        key="pitfall",
-        config={"displayModeBar": False},
-    )
+    lesson.chart(lesson_figures.panels_figure(cases, background=dataset.shown), "pitfall")
 
 lesson.self_check(
     [

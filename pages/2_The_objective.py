@@ -6,10 +6,6 @@ from explorer import compute, lesson, lesson_compute, lesson_figures, theme
 from explorer.lesson import Question
 from explorer.lesson_compute import Panel
 
-st.set_page_config(page_title="2 · The objective", page_icon="🌊", layout="wide")
-st.markdown(theme.CSS, unsafe_allow_html=True)
-compute.configure_torch()
-
 crossing_paths = st.cache_data(show_spinner=False)(lesson_compute.crossing_paths)
 posterior = st.cache_data(show_spinner=False)(lesson_compute.posterior)
 training_race = st.cache_data(show_spinner="Training with both targets…")(lesson_compute.training_race)
@@ -63,10 +59,8 @@ if revealed:
             "Marginal field paths: curved, never cross", marginal[-1], "what sampling follows", paths=marginal
         )
     )
-st.plotly_chart(
-    lesson_figures.panels_figure(panels, background=dataset.shown, columns=2, height=470),
-    key="crossing",
-    config={"displayModeBar": False},
+lesson.chart(
+    lesson_figures.panels_figure(panels, background=dataset.shown, columns=2, height=470), "crossing"
 )
 
 st.subheader("The marginal velocity is an average of conditional ones")
@@ -83,9 +77,7 @@ with left:
     t = st.slider("t", 0.0, 0.95, 0.35, 0.05, key="t")
 with right:
     post = posterior(preset, (zx, zy), t)
-    st.plotly_chart(
-        lesson_figures.posterior_figure(post, (zx, zy), t), key="posterior", config={"displayModeBar": False}
-    )
+    lesson.chart(lesson_figures.posterior_figure(post, (zx, zy), t), "posterior")
 
 st.subheader("The loss, and why the easy target is enough")
 st.latex(
@@ -126,7 +118,7 @@ with loss_col:
         f"{k} target (loss, {window}-step mean)": lesson_compute.smoothed_curve(v, window)
         for k, v in race.loss.items()
     }
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.curves_figure(
             smoothed,
             "step",
@@ -135,12 +127,11 @@ with loss_col:
             log_y=True,
             floor=race.floor["conditional"],
         ),
-        key="loss",
-        config={"displayModeBar": False},
+        "loss",
     )
 with error_col:
     errors = {f"{k} target": (race.steps, v) for k, v in race.field_error.items()}
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.curves_figure(
             errors,
             "step",
@@ -148,8 +139,7 @@ with error_col:
             colors=dict(zip(errors, COLORS.values(), strict=True)),
             log_y=True,
         ),
-        key="field_error",
-        config={"displayModeBar": False},
+        "field_error",
     )
 st.markdown(
     f"Both runs chase the same field: after {steps} steps the field error is "
@@ -167,10 +157,9 @@ with lesson.pitfall(
     "itself and you get a denoiser, not a velocity; integrate it as a velocity and the samples land in the "
     "wrong place. Same loop, same seed, same solver (RK4, 25 steps):",
 ):
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(wrong_target_cases(preset), background=dataset.shown, height=400),
-        key="pitfall",
-        config={"displayModeBar": False},
+        "pitfall",
     )
 
 lesson.self_check(

@@ -6,10 +6,6 @@ from explorer import compute, lesson, lesson_compute, lesson_figures, theme
 from explorer.lesson import Question
 from explorer.lesson_compute import SAMPLERS, Panel
 
-st.set_page_config(page_title="3 · Flow matching vs diffusion", page_icon="🌊", layout="wide")
-st.markdown(theme.CSS, unsafe_allow_html=True)
-compute.configure_torch()
-
 fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(
     lesson_compute.fm_vs_diffusion
 )
@@ -22,7 +18,7 @@ SHORT = {
 }
 GOOD = 0.006
 
-st.title("3 · Flow matching vs diffusion")
+lesson.setup_page("3 · Flow matching vs diffusion")
 st.markdown(
     "A diffusion model and a flow model learn the same kind of thing from the same kind of regression. "
     "Diffusion (here the VP schedule, in this app's time: $t=0$ noise, $t=1$ data) trains a network "
@@ -54,7 +50,7 @@ train_steps = left.select_slider(
 result = fm_vs_diffusion(preset, train_steps)
 dataset = compute.load_dataset(preset, seed=0)
 with right:
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(
             [
                 Panel(SHORT[key], paths[-1][:20], "20 paths, 100 steps = 100 NFE", paths=paths[:, :20])
@@ -63,8 +59,7 @@ with right:
             background=dataset.shown,
             height=400,
         ),
-        key="paths",
-        config={"displayModeBar": False},
+        "paths",
     )
 
 
@@ -95,7 +90,7 @@ revealed = lesson.predict_then_see(
     measure=measure,
 )
 if revealed:
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.curves_figure(
             {SAMPLERS[k]: (result.steps, e) for k, e in result.energy.items()},
             "steps (= NFE)",
@@ -107,8 +102,7 @@ if revealed:
             floor=GOOD,
             floor_label="good enough:",
         ),
-        key="energy",
-        config={"displayModeBar": False},
+        "energy",
     )
 
 st.subheader("Your run, in numbers")
@@ -135,12 +129,11 @@ with lesson.pitfall(
     "first: $\\hat z_0 = \\varepsilon_\\theta$, $\\hat z_1 = (z - \\sigma_t \\hat z_0)/\\alpha_t$, "
     "$v = \\dot\\alpha_t \\hat z_1 + \\dot\\sigma_t \\hat z_0$ (`fmcore.convert`). Euler, 100 steps each:",
 ):
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(
             parametrisation_pitfall(preset, train_steps), background=dataset.shown, height=400
         ),
-        key="pitfall",
-        config={"displayModeBar": False},
+        "pitfall",
     )
 
 lesson.self_check(

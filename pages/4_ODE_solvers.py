@@ -2,13 +2,9 @@
 
 import streamlit as st
 
-from explorer import compute, lesson, lesson_compute, lesson_figures, theme
+from explorer import compute, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
 from fmcore.solvers import SOLVERS, TIME_GRIDS, time_grid
-
-st.set_page_config(page_title="4 · ODE solvers", page_icon="🌊", layout="wide")
-st.markdown(theme.CSS, unsafe_allow_html=True)
-compute.configure_torch()
 
 solver_runs = st.cache_data(show_spinner="Running every solver…")(lesson_compute.solver_runs)
 error_curves = st.cache_data(show_spinner="Measuring error against NFE…")(lesson_compute.error_curves)
@@ -23,7 +19,7 @@ HINTS = {
     LABELS["dopri5"]: "dopri5 is accurate, but its error control costs many NFE before it accepts a step.",
 }
 
-st.title("4 · ODE solvers")
+lesson.setup_page("4 · ODE solvers")
 st.markdown(
     "Sampling is solving $dz/dt = v(z, t)$ from $t=0$ to $t=1$ numerically. A solver cuts $[0, 1]$ into "
     "**steps** $t_0 < t_1 < \\dots < t_K$ and advances one step at a time with step size $h = t_{k+1} - t_k$; "
@@ -72,11 +68,7 @@ panels = [
     )
     for r in runs
 ]
-st.plotly_chart(
-    lesson_figures.panels_figure(panels, background=dataset.shown, height=720),
-    key="runs",
-    config={"displayModeBar": False},
-)
+lesson.chart(lesson_figures.panels_figure(panels, background=dataset.shown, height=720), "runs")
 st.caption(
     "Faint lines: 40 particles' paths from node to node (dots are the solver's steps). Endpoint error: the "
     "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 lands on the "
@@ -99,9 +91,7 @@ revealed = lesson.predict_then_see(
     context=(preset, field, grid),
 )
 if revealed:
-    st.plotly_chart(
-        lesson_figures.error_nfe_figure(curves, LABELS), key="error_nfe", config={"displayModeBar": False}
-    )
+    lesson.chart(lesson_figures.error_nfe_figure(curves, LABELS), "error_nfe")
     rk4 = next(c for c in curves if c.solver == "rk4")
     st.markdown(
         f"Measured slope of RK4 here: **{rk4.slope:+.1f}** (order 4 would be −4). "
@@ -140,12 +130,11 @@ st.markdown(
     "put the steps where the field changes fast. Compare the grids below, then pick one above and watch "
     "the error curves move."
 )
-st.plotly_chart(
+lesson.chart(
     lesson_figures.grid_figure(
         {TIME_GRIDS[g].label: time_grid(g, min(steps, 24), 0.0, 1.0, "linear").numpy() for g in TIME_GRIDS}
     ),
-    key="grids",
-    config={"displayModeBar": False},
+    "grids",
 )
 by_grid = grid_errors(preset, "point cloud")
 st.markdown(
@@ -159,12 +148,11 @@ with lesson.pitfall(
     "With 2 Euler steps each particle jumps along a straight line from wherever the field pointed at $t=0$ "
     "and $t=0.5$: the samples are a blurred, shrunken copy of the data. The same particles, 50 steps:",
 ):
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(
             few_steps_cases(preset), background=dataset.shown, columns=2, height=420
         ),
-        key="pitfall",
-        config={"displayModeBar": False},
+        "pitfall",
     )
 
 lesson.self_check(

@@ -8,10 +8,6 @@ from explorer.lesson import Question
 from explorer.lesson_compute import Panel
 from explorer.lesson_figures import TRAINING_STAGES
 
-st.set_page_config(page_title="5 · Training and schedules", page_icon="🌊", layout="wide")
-st.markdown(theme.CSS, unsafe_allow_html=True)
-compute.configure_torch()
-
 one_batch = st.cache_data(show_spinner="Training a small network for the demo…")(lesson_compute.one_batch)
 schedule_race = st.cache_data(show_spinner="Training on every schedule (a few seconds)…")(
     lesson_compute.schedule_race
@@ -35,7 +31,7 @@ MATH = (
     r"\mathcal L = \tfrac1B \textstyle\sum_i \| v_\theta(z_t^i, t_i) - u_t^i \|^2",
 )
 
-st.title("5 · Training and schedules")
+lesson.setup_page("5 · Training and schedules")
 st.markdown(
     "Training is a regression repeated thousands of times. Step through one step of it on a batch of 12 "
     "points (linear schedule); a real step does the same with 256 points, then updates the weights."
@@ -64,11 +60,7 @@ with left:
             "learns their average. That gap is the loss floor of lesson 2."
         )
 with right:
-    st.plotly_chart(
-        lesson_figures.training_step_figure(batch, stage, dataset.shown),
-        key="step",
-        config={"displayModeBar": False},
-    )
+    lesson.chart(lesson_figures.training_step_figure(batch, stage, dataset.shown), "step")
 
 st.subheader("Schedules: the same idea, different paths")
 st.markdown(
@@ -79,21 +71,16 @@ st.markdown(
 curves = lesson_compute.schedule_curves()
 for column, (name, (ts, alpha, sigma)) in zip(st.columns(len(curves)), curves.items(), strict=True):
     column.markdown(f"**{LABELS[name]}**")
-    column.plotly_chart(
-        figures.schedule_figure(ts, alpha, sigma, height=170),
-        key=f"schedule_{name}",
-        config={"displayModeBar": False},
-    )
+    lesson.chart(figures.schedule_figure(ts, alpha, sigma, height=170), f"schedule_{name}", column)
 paths = lesson_compute.schedule_paths(preset)
-st.plotly_chart(
+lesson.chart(
     lesson_figures.panels_figure(
         [Panel(LABELS[n], p[-1], "the same 30 noise-data pairs", paths=p) for n, p in paths.items()],
         background=dataset.shown,
         columns=4,
         height=360,
     ),
-    key="paths",
-    config={"displayModeBar": False},
+    "paths",
 )
 
 
@@ -125,17 +112,17 @@ if revealed:
     by_time = {LABELS[r.schedule]: (r.seconds, r.energy) for r in runs}
     colors = dict(zip(by_step, (theme.DATA, theme.EXACT, theme.ERROR, theme.MODEL), strict=False))
     a, b = st.columns(2)
-    a.plotly_chart(
+    lesson.chart(
         lesson_figures.curves_figure(by_step, "training step", "energy distance to data", colors, log_y=True),
-        key="race_steps",
-        config={"displayModeBar": False},
+        "race_steps",
+        a,
     )
-    b.plotly_chart(
+    lesson.chart(
         lesson_figures.curves_figure(
             by_time, "seconds of training, this machine", "energy distance", colors, log_y=True
         ),
-        key="race_time",
-        config={"displayModeBar": False},
+        "race_time",
+        b,
     )
     st.dataframe(
         [
@@ -174,10 +161,9 @@ with lesson.pitfall(
     "(bottom left). `fmcore.change_schedule` maps time and rescales, so the same network is right on the "
     "other path, without retraining:",
 ):
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(schedule_pitfall(preset), background=dataset.shown, height=720),
-        key="pitfall",
-        config={"displayModeBar": False},
+        "pitfall",
     )
 
 lesson.self_check(

@@ -2,17 +2,13 @@
 
 import streamlit as st
 
-from explorer import compute, lesson, lesson_compute, lesson_figures, theme
+from explorer import compute, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
 from explorer.lesson_compute import EULER_STEPS, Panel
 
-st.set_page_config(page_title="6 · Rectified flow", page_icon="🌊", layout="wide")
-st.markdown(theme.CSS, unsafe_allow_html=True)
-compute.configure_torch()
-
 rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(lesson_compute.rectify)
 
-st.title("6 · Rectified flow")
+lesson.setup_page("6 · Rectified flow")
 st.markdown(
     "A trained flow $\\Phi$ carries noise $z_0$ to a sample $\\Phi(z_0)$ along **curved** paths, so few "
     "solver steps cut corners. *Reflow* (Liu et al., 2022) takes the pairs $(z_0, \\Phi(z_0))$ as a fixed "
@@ -89,12 +85,11 @@ with right:
                 wrong=after > 0.01,
             ),
         ]
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(
             panels, background=dataset.shown, columns=2, height=760 if revealed else 400
         ),
-        key="reflow",
-        config={"displayModeBar": False},
+        "reflow",
     )
 
 if revealed:
@@ -120,7 +115,7 @@ with lesson.pitfall(
     "blurred samples, in one straight step (250 reflow steps here).",
 ):
     cheap = rectify(preset, reflow_steps=250, solver="euler", solver_steps=2)
-    st.plotly_chart(
+    lesson.chart(
         lesson_figures.panels_figure(
             [
                 Panel(
@@ -144,8 +139,7 @@ with lesson.pitfall(
             background=dataset.shown,
             height=400,
         ),
-        key="pitfall",
-        config={"displayModeBar": False},
+        "pitfall",
     )
 
 st.subheader("Where this leads")

@@ -14,7 +14,7 @@ wrong_target_cases = st.cache_data(show_spinner="Training on wrong targets…")(
 )
 COLORS = {"conditional": theme.MODEL, "marginal": theme.EXACT}
 
-st.title("2 · The objective: conditional and marginal")
+lesson.setup_page("2 · The objective: conditional and marginal")
 st.markdown(
     "Sampling needs the **marginal** field $u_t(z)$: the velocity at $z$ averaged over every way of "
     "getting there. For one data point $z_1$ the path is simple. Pair a noise draw $z_0$ with $z_1$ and "

@@ -41,6 +41,10 @@ def test_lesson_loads_with_figures_and_no_exception(app, page, page_file):
     assert page.locator("h1").first.inner_text().startswith(page_file.stem[0])
     assert page.locator(".js-plotly-plot").count() >= 2, "a live figure and the pitfall's figure"
     assert page.locator(".katex").count() >= 1, "the key formulas"
+    width = page.evaluate(
+        "() => document.querySelector(\"[data-testid='stMainBlockContainer']\").getBoundingClientRect().width"
+    )
+    assert width > 850, f"the lesson should use the wide layout; its content is {width:.0f} px wide"
     broken = page.locator(
         ".katex-error, .katex [style*='color:#cc0000'], .katex [style*='color: rgb(204, 0, 0)']"
     )

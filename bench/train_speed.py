@@ -16,7 +16,7 @@ constant learning rate makes its quality jump between evaluations).
 Then the solver check on the trained field: can some 20-NFE solver setting match Euler with 100
 steps? Error = RMS endpoint distance to an rk4 200-step solution from the same noise.
 
-    .venv/bin/python bench/train_speed.py [--quick]
+    .venv/bin/python bench/train_speed.py [--quick] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -56,11 +56,20 @@ def quality(velocity, seed: int, floor: float) -> float:
     return energy_distance(samples, datasets.sample("moons", N, 40_000 + seed)) / floor
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+"""Training time is wall time; ``--clock cpu`` counts this process's CPU time instead, which stays
+meaningful on a machine shared with other jobs (one thread: CPU time = time actually computing)."""
+
+
 def run_project(seed: int, floor: float) -> tuple[float, float, Trainer]:
     trainer = Trainer(datasets.sample("moons", N, seed=seed), seed=seed)
-    while trainer.elapsed < PROJECT_SECONDS:
+    spent = 0.0
+    while spent < PROJECT_SECONDS:
+        start = clock()
         trainer.step(50)
-    return quality(trainer.velocity, seed, floor), trainer.step_count / trainer.elapsed, trainer
+        spent += clock() - start
+    return quality(trainer.velocity, seed, floor), trainer.step_count / spent, trainer
 
 
 class ReferenceMLP(nn.Module):
@@ -91,8 +100,8 @@ def run_reference(seed: int, floor: float, checkpoints: list[float]) -> tuple[di
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     results, elapsed, steps = {}, 0.0, 0
     for checkpoint in sorted(checkpoints):
-        start = time.perf_counter()
-        while elapsed + (time.perf_counter() - start) < checkpoint:
+        start = clock()
+        while elapsed + (clock() - start) < checkpoint:
             for _ in range(50):
                 z1 = data[torch.randint(N, (256,))]
                 z0 = torch.randn_like(z1)
@@ -103,7 +112,7 @@ def run_reference(seed: int, floor: float, checkpoints: list[float]) -> tuple[di
                 loss.backward()
                 optimizer.step()
             steps += 50
-        elapsed += time.perf_counter() - start
+        elapsed += clock() - start
         with torch.no_grad():
             results[checkpoint] = quality(model, seed, floor)
     return results, steps / elapsed
@@ -144,7 +153,10 @@ def solver_check(trainer: Trainer, floor: float) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, reference trained 4 s")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="what counts as training time")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(1)  # process-wide; faster than 2 threads for models this size
     seeds = [0] if args.quick else [0, 1, 2]
     reference_seconds = 4.0 if args.quick else 10.0
@@ -176,7 +188,9 @@ def main():
     ref_at_2 = mean([r[PROJECT_SECONDS] for r in reference])
     ref_last = mean([mean([r[c] for c in last]) for r in reference])
     p_q, p_s, r_s = mean(project), mean(project_speed), mean(reference_speed)
-    print(f"\n{'':34s} {'train s':>8s} {'steps/s':>8s} {'quality':>8s}   (1 = noise floor)")
+    print(
+        f"\n{'':34s} {'train s':>8s} {'steps/s':>8s} {'quality':>8s}   (noise floor = 1: |quality| < ~2 is sampling noise)"
+    )
     print(
         f"{'fmcore Trainer, defaults':34s} {PROJECT_SECONDS:8.1f} {p_s:8.0f} {p_q:8.2f}   per seed "
         f"{[round(q, 2) for q in project]}"
@@ -187,10 +201,14 @@ def main():
         f"mean of checkpoints at {last} s"
     )
     print(f"steps/s ratio fmcore / reference: {p_s / r_s:.2f}")
-    print(
-        f"quality ratio reference@{reference_seconds:g}s / fmcore@{PROJECT_SECONDS:g}s: {ref_last / p_q:.1f}x "
-        f"(lower quality number is better)"
-    )
+    if p_q > 1:
+        print(
+            f"quality ratio reference@{reference_seconds:g}s / fmcore@{PROJECT_SECONDS:g}s: {ref_last / p_q:.1f}x"
+        )
+    else:
+        print(
+            f"fmcore@{PROJECT_SECONDS:g}s is at the noise floor; the reference@{reference_seconds:g}s is {ref_last:.1f}x it"
+        )
     print(
         f"targets: fmcore@2s <= {TARGET_RATIO:g}x floor: {'PASS' if p_q <= TARGET_RATIO else 'FAIL'}; "
         f"better than the reference@{reference_seconds:g}s: {'PASS' if p_q < ref_last else 'FAIL'}"

@@ -155,8 +155,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants (the server and its training workers)."""
+def _rss_bytes(pid: int) -> tuple[int, int]:
+    """Resident memory of ``pid`` and of all its descendants (the server, its training workers)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -166,16 +166,17 @@ def _rss_bytes(pid: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(entry))
-    total, todo = 0, [pid]
+    sizes, todo = {}, [pid]
     while todo:
         current = todo.pop()
         todo += children.get(current, [])
         try:
             with open(f"/proc/{current}/status") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+                sizes[current] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
         except (OSError, StopIteration):
             pass
-    return total
+    own = sizes.pop(pid, 0)
+    return own, sum(sizes.values())
 
 
 def start_server(backend: str | None) -> tuple[subprocess.Popen, str]:
@@ -241,6 +242,7 @@ async def _session(browser, url: str, index: int, seconds: float, changes: int, 
         )
         train = await _visible(page.get_by_role("button", name=TRAIN, exact=False), "the Train button", 60)
         await train.click()
+        clicked = time.perf_counter()
         await page.locator(STATS).filter(has_text="training").wait_for(timeout=120_000)
         slider = await _visible(page.get_by_role("slider", name=STEPS_SLIDER), "the Steps slider", 30)
         samples = []
@@ -265,12 +267,12 @@ async def _session(browser, url: str, index: int, seconds: float, changes: int, 
                 latencies.append(time.perf_counter() - t0)
             await asyncio.sleep(1.0)
         result["latencies"] = latencies
-        moving = [(t, s) for t, s in samples if s > 0]
-        if len(moving) >= 2 and moving[-1][0] > moving[0][0]:
-            result["steps_per_s"] = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
-        else:
-            result["steps_per_s"] = 0.0
-        result["final_step"] = samples[-1][1] if samples else 0
+        # What the student got: steps since pressing Train, start-up and queueing included.
+        last_time, last_step = samples[-1] if samples else (time.perf_counter(), 0)
+        result["steps_per_s"] = last_step / (last_time - clicked)
+        result["first_step_s"] = next((t - clicked for t, s in samples if s > 0), math.inf)
+        result["final_step"] = last_step
+        result["final_stats"] = await page.locator(STATS).first.inner_text()
         pause = page.get_by_role("button", name=PAUSE, exact=False)
         if await pause.count():
             await pause.first.click()
@@ -288,13 +290,15 @@ async def _classroom(url: str, sessions: int, seconds: float, changes: int, stag
     from playwright.async_api import async_playwright
 
     results = [{} for _ in range(sessions)]
-    memory = {"peak": 0, "idle": _rss_bytes(server_pid) if server_pid else 0}
+    memory = {"peak": 0, "idle": sum(_rss_bytes(server_pid)) if server_pid else 0, "split": (0, 0)}
     stop = asyncio.Event()
 
     async def watch_memory():
         while not stop.is_set():
             if server_pid:
-                memory["peak"] = max(memory["peak"], _rss_bytes(server_pid))
+                split = _rss_bytes(server_pid)
+                if sum(split) > memory["peak"]:
+                    memory["peak"], memory["split"] = sum(split), split
             await asyncio.sleep(1.0)
 
     async with async_playwright() as playwright:
@@ -359,16 +363,25 @@ def classroom(
         f"control change (Steps slider -> caption updated), {len(latencies)} changes: "
         f"p50 {_percentile(latencies, 0.5):.2f} s, p95 {_percentile(latencies, 0.95):.2f} s"
     )
+    for i, r in enumerate(results):
+        if "error" not in r and r["steps_per_s"] == 0:
+            print(f"  session {i} did not train; its stats line reads: {r.get('final_stats', '?')!r}")
     if rates:
+        firsts = [r["first_step_s"] for r in ok]
         print(
-            f"training steps/s per session (seen on the page): mean {statistics.mean(rates):.0f}, "
-            f"min {min(rates):.0f}, max {max(rates):.0f}; total {sum(rates):.0f}"
+            f"training steps/s per session (page's step count / time since Train): mean "
+            f"{statistics.mean(rates):.0f}, min {min(rates):.0f}, max {max(rates):.0f}; total {sum(rates):.0f}"
+        )
+        print(
+            f"Train -> first step on the page: p50 {_percentile(firsts, 0.5):.1f} s, "
+            f"p95 {_percentile(firsts, 0.95):.1f} s"
         )
     if server is not None:
         mib = 2**20
         print(
             f"server memory (RSS, server + training workers): idle {memory['idle'] / mib:.0f} MiB, "
-            f"peak {memory['peak'] / mib:.0f} MiB -> {memory['peak'] / mib / sessions:.0f} MiB per session, "
+            f"peak {memory['peak'] / mib:.0f} MiB (server {memory['split'][0] / mib:.0f}, workers "
+            f"{memory['split'][1] / mib:.0f}) -> {memory['peak'] / mib / sessions:.0f} MiB per session, "
             f"{(memory['peak'] - memory['idle']) / mib / sessions:.0f} MiB per session above idle"
         )
     return {"failed": failed, "latencies": latencies, "rates": rates, "memory": memory}

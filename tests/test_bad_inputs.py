@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from explorer.state import ViewState
 from explorer.training import session_runner
 from fmcore import datasets
+from fmcore.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -125,6 +126,15 @@ def test_a_zero_or_negative_slice_budget_still_trains_a_few_steps(budget):
     runner.start()
     stats = runner.tick(budget)
     assert stats.status == "ok" and stats.step > 0
+
+
+def test_zero_steps_do_nothing_and_negative_steps_are_refused():
+    trainer = Trainer(datasets.sample("moons", 64, seed=0), seed=0)
+    stats = trainer.step(0)
+    assert (stats.step, stats.status) == (0, "ok")
+    for n in (-1, 2.5, "10"):
+        with pytest.raises(ValueError, match="n must be an integer >= 0"):
+            trainer.step(n)
 
 
 def test_reset_during_a_slice_drops_the_slice_and_starts_over():

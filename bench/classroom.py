@@ -48,14 +48,25 @@ def _figure_dict(points: int = 1000, frames: int = 50) -> dict:
     }
 
 
-def _micro_run(backend: str, sessions: int, seconds: float, data) -> dict:
+VARIANTS = {
+    "inline": ("inline", None),
+    "inline-si": ("inline", 0.0005),  # inline with a 0.5 ms GIL switch interval (default 5 ms)
+    "process": ("process", None),
+}
+
+
+def _micro_run(variant: str, sessions: int, seconds: float, data, draw: bool = True) -> dict:
     from explorer.training import TrainingRunner
 
+    backend, switch = VARIANTS[variant]
     runners = [TrainingRunner(backend) for _ in range(sessions)]
     for seed, runner in enumerate(runners):
         runner.configure(data, seed=seed)
         runner.start()
-        runner.tick(0.15)  # warm-up: pool start, first-call overheads
+    deadline = time.monotonic() + 120
+    while any(r.step == 0 for r in runners) and time.monotonic() < deadline:
+        for runner in runners:  # warm-up: pool start-up and first-call costs, outside the clock
+            runner.tick(0.1)
     stop = threading.Event()
     start_steps = [runner.step for runner in runners]
     drawn = [0]
@@ -64,59 +75,106 @@ def _micro_run(backend: str, sessions: int, seconds: float, data) -> dict:
         while not stop.is_set():
             runner.tick(0.15)
 
-    def draw():
+    def drawing():
         figure = _figure_dict()
         while not stop.is_set():
             json.dumps(figure)
             drawn[0] += 1
 
     threads = [threading.Thread(target=session, args=(r,)) for r in runners]
-    threads.append(threading.Thread(target=draw))
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    if draw:
+        threads.append(threading.Thread(target=drawing))
+    previous = sys.getswitchinterval()
+    if switch:
+        sys.setswitchinterval(switch)
+    try:
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+    finally:
+        sys.setswitchinterval(previous)
+    for runner in runners:
+        runner.pause()
     rates = [(r.step - s) / wall for r, s in zip(runners, start_steps, strict=True)]
-    failed = [r.message for r in runners if r.status != "ok"]
     return {
         "per_session": statistics.mean(rates),
         "min_session": min(rates),
         "total": sum(rates),
         "draws_per_s": drawn[0] / wall,
-        "failed": failed,
+        "failed": [r.message for r in runners if r.status != "ok"],
     }
 
 
-def micro(seconds: float, session_counts=(1, 5)) -> dict:
+def _alone(seconds: float, data) -> tuple[float, float]:
+    """References measured in the same run: one trainer alone, one drawing thread alone."""
+    from fmcore.trainer import Trainer
+
+    trainer = Trainer(data, seed=0, device="cpu")
+    trainer.step(50)
+    started, done = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds / 2:
+        trainer.step(50)
+        done += 50
+    steps = done / (time.perf_counter() - started)
+    figure, count, started = _figure_dict(), 0, time.perf_counter()
+    while time.perf_counter() - started < seconds / 2:
+        json.dumps(figure)
+        count += 1
+    return steps, count / (time.perf_counter() - started)
+
+
+def micro(seconds: float, repeats: int = 1, session_counts=(1, 5)) -> dict:
     import torch
 
     from explorer.pool import get_pool
     from fmcore.datasets import sample
 
-    # Same footing for both backends: one torch thread, as each worker process uses.
+    # Same footing for every variant: one torch thread, as each worker process uses.
     torch.set_num_threads(1)
     data = sample("moons", 2000, seed=0)
     get_pool().warm()
+    print(
+        f"micro: {seconds:.0f} s per run x {repeats}, pool of {get_pool().size} worker(s), "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
+    )
+    runs: dict[tuple[str, int], list[dict]] = {}
+    references = []
+    for _ in range(repeats):  # interleaved, so that a change in the machine's load hits every variant
+        references.append(_alone(seconds, data))
+        for sessions in session_counts:
+            for variant in VARIANTS:
+                runs.setdefault((variant, sessions), []).append(_micro_run(variant, sessions, seconds, data))
+    alone_steps = statistics.median(r[0] for r in references)
+    alone_draws = statistics.median(r[1] for r in references)
+    print(f"reference: one trainer alone {alone_steps:.0f} steps/s; drawing thread alone {alone_draws:.1f}/s")
+    header = f"{'variant':10} {'sessions':>8} {'steps/s/session':>16} {'min':>6} {'total':>6} {'x alone':>8} {'draws/s':>8}"
+    print(header)
     results = {}
-    print(f"micro: {seconds:.0f} s per run, pool of {get_pool().size} worker(s), {os.cpu_count()} cores")
-    print(f"{'backend':8} {'sessions':>8} {'steps/s/session':>16} {'min':>7} {'total':>7} {'draws/s':>8}")
     for sessions in session_counts:
-        for backend in ("inline", "process"):
-            r = results[backend, sessions] = _micro_run(backend, sessions, seconds, data)
+        for variant in VARIANTS:
+            group = runs[variant, sessions]
+            r = results[variant, sessions] = {
+                key: statistics.median(g[key] for g in group)
+                for key in ("per_session", "min_session", "total", "draws_per_s")
+            }
+            failed = [m for g in group for m in g["failed"]]
             print(
-                f"{backend:8} {sessions:>8} {r['per_session']:>16.0f} {r['min_session']:>7.0f} "
-                f"{r['total']:>7.0f} {r['draws_per_s']:>8.1f}"
-                + (f"  FAILED: {r['failed']}" if r["failed"] else "")
+                f"{variant:10} {sessions:>8} {r['per_session']:>16.0f} {r['min_session']:>6.0f} "
+                f"{r['total']:>6.0f} {r['total'] / alone_steps:>8.2f} {r['draws_per_s']:>8.1f}"
+                + (f"  FAILED: {failed}" if failed else "")
             )
     for sessions in session_counts:
-        ratio = results["process", sessions]["per_session"] / max(
-            results["inline", sessions]["per_session"], 1e-9
+        inline = max(results["inline", sessions]["per_session"], 1e-9)
+        print(
+            f"{sessions} session(s): process / inline steps/s per session "
+            f"{results['process', sessions]['per_session'] / inline:.1f}x, "
+            f"inline-si / inline {results['inline-si', sessions]['per_session'] / inline:.1f}x"
         )
-        print(f"process / inline steps/s per session at {sessions} session(s): {ratio:.1f}x")
     return results
 
 
@@ -398,9 +456,10 @@ def main(argv=None) -> int:
     parser.add_argument("--url", help="drive an already running server (e.g. nginx from deploy/scale_out.sh)")
     parser.add_argument("--changes", type=int, default=3, help="slider changes per session (default 3)")
     parser.add_argument("--stagger", type=float, default=0.2, help="seconds between session starts")
+    parser.add_argument("--repeats", type=int, default=1, help="--micro: interleaved repeats (medians)")
     args = parser.parse_args(argv)
     if args.micro:
-        micro(args.seconds or 8.0)
+        micro(args.seconds or 8.0, args.repeats)
         return 0
     report = classroom(
         args.sessions, args.seconds or 30.0, args.backend, args.url, args.changes, args.stagger

@@ -65,15 +65,30 @@ workers=${FME_TRAIN_WORKERS:-$(( (cpus - 1) / replicas > 0 ? (cpus - 1) / replic
 # One secret for all replicas, so a cookie signed by one replica is valid on another.
 secret=${FME_COOKIE_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 
+# A replica that exits is started again: nginx sends its clients to the others meanwhile (their
+# sessions on it are lost; the page reconnects to a fresh one).
+supervise() {
+    local replica_port=$1 child=""
+    trap '[[ -n $child ]] && kill "$child" 2>/dev/null; exit 0' TERM INT
+    while true; do
+        FME_TRAIN_WORKERS=$workers FME_TRAINING=${FME_TRAINING:-process} STREAMLIT_SERVER_COOKIE_SECRET=$secret \
+            "$streamlit" run "$app" --server.address 127.0.0.1 --server.port "$replica_port" \
+            --server.headless true --browser.gatherUsageStats false \
+            >>"$prefix/replica-$replica_port.log" 2>&1 &
+        child=$!
+        wait "$child" || true
+        echo "exited at $(date +%T)" >>"$prefix/replica-$replica_port.exits"
+        echo "scale_out: replica on port $replica_port exited; restarting it" >&2
+        sleep 1
+    done
+}
+
 servers=""
 for ((i = 0; i < replicas; i++)); do
     replica_port=$((base_port + i))
-    FME_TRAIN_WORKERS=$workers FME_TRAINING=${FME_TRAINING:-process} STREAMLIT_SERVER_COOKIE_SECRET=$secret \
-        "$streamlit" run "$app" --server.address 127.0.0.1 --server.port "$replica_port" \
-        --server.headless true --browser.gatherUsageStats false \
-        >"$prefix/replica-$replica_port.log" 2>&1 &
+    supervise "$replica_port" &
     pids+=($!)
-    servers+="        server 127.0.0.1:$replica_port max_fails=0;"$'\n'
+    servers+="        server 127.0.0.1:$replica_port;"$'\n'
 done
 
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@ACCESS_LOG@|${FME_ACCESS_LOG:-off}|g" \
@@ -85,7 +100,8 @@ for ((i = 0; i < replicas; i++)); do
     replica_port=$((base_port + i))
     for _ in $(seq 600); do
         curl -fsS "http://127.0.0.1:$replica_port/_stcore/health" >/dev/null 2>&1 && break
-        kill -0 "${pids[$i]}" 2>/dev/null || { echo "scale_out: replica on port $replica_port exited:" >&2; tail -20 "$prefix/replica-$replica_port.log" >&2; exit 1; }
+        [[ -s $prefix/replica-$replica_port.exits ]] \
+            && { echo "scale_out: replica on port $replica_port exited:" >&2; tail -20 "$prefix/replica-$replica_port.log" >&2; exit 1; }
         sleep 0.1
     done
     curl -fsS "http://127.0.0.1:$replica_port/_stcore/health" >/dev/null 2>&1 \
@@ -97,6 +113,6 @@ done
 pids+=($!)
 upstreams=$(seq -s, "$base_port" $((base_port + replicas - 1)))
 echo "scale_out: ready: http://$address:$port -> 127.0.0.1:{$upstreams} ($workers training workers each; logs in $prefix)"
-wait -n "${pids[@]}" || true
-echo "scale_out: a child process exited; stopping the rest" >&2
+wait "${pids[-1]}" || true
+echo "scale_out: nginx exited; stopping the replicas" >&2
 exit 1

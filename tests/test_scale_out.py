@@ -199,3 +199,46 @@ def test_browser_sessions_render_and_rerun_through_nginx(cluster):
                 context.close()
         finally:
             browser.close()
+
+
+def replica_pid(port: int) -> int:
+    """The streamlit process that scale_out.sh started for ``port`` (found by its command line)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"run" in argv and str(port).encode() in argv and any(b"streamlit" in a for a in argv):
+                return int(entry)
+    raise AssertionError(f"no replica process for port {port}")
+
+
+def test_clients_of_a_dead_replica_move_to_a_live_one_and_the_replica_restarts(cluster):
+    """Runs last: it kills a replica. Its sessions are gone, but their browsers reconnect elsewhere."""
+    port, replicas = cluster["port"], cluster["replicas"]
+    cookies = {}
+    while len(cookies) < 2:
+        cookie = affinity_cookie(get(port, "/_stcore/health"))
+        cookies.setdefault(get(port, "/_stcore/health", cookie).getheader("X-Upstream"), cookie)
+    victim = replicas[0]
+    os.kill(replica_pid(victim), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", victim)) != 0:
+                break
+        time.sleep(0.2)
+    moved = get(port, "/_stcore/health", cookies[f"127.0.0.1:{victim}"])
+    assert moved.status == 200 and moved.getheader("X-Upstream").endswith(f":{replicas[1]}")
+    stayed = get(port, "/_stcore/health", cookies[f"127.0.0.1:{replicas[1]}"])
+    assert stayed.getheader("X-Upstream") == f"127.0.0.1:{replicas[1]}"
+    deadline = time.monotonic() + 90
+    while True:  # scale_out.sh starts it again
+        try:
+            if get(victim, "/_stcore/health").status == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the killed replica was not restarted"
+        time.sleep(0.5)

@@ -69,7 +69,7 @@ secret=${FME_COOKIE_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 # sessions on it are lost; the page reconnects to a fresh one).
 supervise() {
     local replica_port=$1 child=""
-    trap '[[ -n $child ]] && kill "$child" 2>/dev/null; exit 0' TERM INT
+    trap '[[ -n $child ]] && { kill "$child" 2>/dev/null; wait "$child"; }; exit 0' TERM INT
     while true; do
         FME_TRAIN_WORKERS=$workers FME_TRAINING=${FME_TRAINING:-process} STREAMLIT_SERVER_COOKIE_SECRET=$secret \
             "$streamlit" run "$app" --server.address 127.0.0.1 --server.port "$replica_port" \
@@ -111,6 +111,11 @@ done
 "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -t -q || exit 1
 "$nginx" -p "$prefix" -c "$prefix/nginx.conf" &
 pids+=($!)
+for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$port/_stcore/health" >/dev/null 2>&1 && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "scale_out: nginx exited" >&2; exit 1; }
+    sleep 0.1
+done
 upstreams=$(seq -s, "$base_port" $((base_port + replicas - 1)))
 echo "scale_out: ready: http://$address:$port -> 127.0.0.1:{$upstreams} ($workers training workers each; logs in $prefix)"
 wait "${pids[-1]}" || true

@@ -59,6 +59,10 @@ with left:
         "(velocity evaluations) per particle</div>",
         unsafe_allow_html=True,
     )
+    st.caption(
+        f"The field is exact for the {len(dataset.shown)} data points, each blurred by a Gaussian of width "
+        f"{compute.EXACT_BANDWIDTH}, so that it stays finite at t = 1 (lesson 4 shows what happens without)."
+    )
 with right:
     field = compute.field_frames(source)
     if revealed:

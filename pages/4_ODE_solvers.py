@@ -127,8 +127,9 @@ st.dataframe(rows, hide_index=True, width="stretch")
 st.markdown(
     "Where it holds: a smooth field (the blurred one, or a trained network). Where not: the point cloud's "
     "own field near $t=1$, where RK4 with 50 uniform steps is *worse* than Euler with 100. The cure is to "
-    "put the steps where the field changes fast. Compare the grids below, then pick one above and watch "
-    "the error curves move."
+    "put the steps where the field changes fast: near $t=1$"
+    + (f" (the grid “{TIME_GRIDS['power'].label}” is made for this)" if "power" in TIME_GRIDS else "")
+    + ". Compare the grids below, then pick one above and watch the error curves and the table move."
 )
 lesson.chart(
     lesson_figures.grid_figure(

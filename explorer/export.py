@@ -20,6 +20,8 @@ from .compute import ARROW_GRID, VIEW_BOX, arrow_grid
 __all__ = ["csv_bytes", "gif_bytes", "html_bytes", "png_bytes", "render_frame", "scatter_image"]
 
 SUPERSAMPLE = 2
+"""Stills are drawn at twice the size and downsampled. GIF frames are drawn at their size, crisp:
+anti-aliased edges multiply the colours and made a GIF 3.5x larger (2.1 MB against 0.6 MB)."""
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -32,10 +34,13 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 class _Canvas:
-    """Maps model coordinates in [-box, box]^2 to pixels of a square image (y up)."""
+    """Maps model coordinates in [-box, box]^2 to pixels of a square image (y up).
 
-    def __init__(self, size: int, box: float = VIEW_BOX, background: str = theme.BACKGROUND):
-        self.size, self.box = size, box
+    ``scale`` is the supersampling factor: line widths and text grow with it.
+    """
+
+    def __init__(self, size: int, box: float = VIEW_BOX, background: str = theme.BACKGROUND, scale: int = 1):
+        self.size, self.box, self.scale = size, box, scale
         self.image = Image.new("RGB", (size, size), background)
         self.draw = ImageDraw.Draw(self.image, "RGBA")
 
@@ -53,8 +58,8 @@ class _Canvas:
         for tick in range(-3, 4):
             (x, _), (_, y) = self.px([[tick, 0.0], [0.0, tick]])
             color = theme.hex_to_rgb(theme.GRID_LINE)
-            self.draw.line((x, 0, x, self.size), fill=color, width=SUPERSAMPLE)
-            self.draw.line((0, y, self.size, y), fill=color, width=SUPERSAMPLE)
+            self.draw.line((x, 0, x, self.size), fill=color, width=self.scale)
+            self.draw.line((0, y, self.size, y), fill=color, width=self.scale)
 
     def arrows(self, vectors: np.ndarray, color: str) -> None:
         points = arrow_grid()
@@ -67,11 +72,11 @@ class _Canvas:
         tails = self.px(points - 0.5 * length[:, None] * direction)
         tips = self.px(points + 0.5 * length[:, None] * direction)
         rgba = (*theme.hex_to_rgb(color), 150)
-        head = 3.5 * SUPERSAMPLE
+        head = 3.5 * self.scale
         for (x0, y0), (x1, y1) in zip(tails, tips, strict=True):
             if not np.all(np.isfinite([x0, y0, x1, y1])):
                 continue
-            self.draw.line((x0, y0, x1, y1), fill=rgba, width=SUPERSAMPLE)
+            self.draw.line((x0, y0, x1, y1), fill=rgba, width=self.scale)
             dx, dy = x1 - x0, y1 - y0
             norm = float(np.hypot(dx, dy))
             if norm > 1e-6:
@@ -81,7 +86,7 @@ class _Canvas:
                 self.draw.polygon([(x1, y1), left, right], fill=rgba)
 
     def text(self, xy: tuple[float, float], text: str, size: int, color: str = theme.TEXT) -> None:
-        self.draw.text(xy, text, font=_font(size * SUPERSAMPLE), fill=theme.hex_to_rgb(color))
+        self.draw.text(xy, text, font=_font(size * self.scale), fill=theme.hex_to_rgb(color))
 
 
 def render_frame(
@@ -91,33 +96,34 @@ def render_frame(
     field: np.ndarray | None = None,
     title: str = "",
     size: int = 600,
+    supersample: int = SUPERSAMPLE,
 ) -> Image.Image:
     """One picture of the flow at time t, in the on-screen palette.
 
     Args:
         particles: (n, 2) positions z_t.  t: the time shown.  data: (m, 2) faint target points.
         field: (G, 2) velocities on ``compute.arrow_grid()``.  title: top-left text.  size: pixels.
+        supersample: draw this many times larger, then downsample (1: crisp, for GIF frames).
     Returns:
         A ``size x size`` RGB image.
     """
-    canvas = _Canvas(size * SUPERSAMPLE)
+    k = supersample
+    canvas = _Canvas(size * k, scale=k)
     canvas.grid()
     if data is not None:
-        canvas.dots(data, 1.4 * SUPERSAMPLE, (*theme.hex_to_rgb(theme.DATA), 70))
+        canvas.dots(data, 1.4 * k, (*theme.hex_to_rgb(theme.DATA), 70))
     if field is not None:
         canvas.arrows(field, theme.FIELD)
-    canvas.dots(particles, 2.0 * SUPERSAMPLE, (*theme.hex_to_rgb(theme.particle_color(t)), 235))
-    pad = 12 * SUPERSAMPLE
+    canvas.dots(particles, 2.0 * k, (*theme.hex_to_rgb(theme.particle_color(t)), 235))
+    pad = 12 * k
     if title:
         canvas.text((pad, pad), title, 15)
-    canvas.text((pad, canvas.size - pad - 22 * SUPERSAMPLE), f"t = {t:.2f}", 18, theme.particle_color(t))
+    canvas.text((pad, canvas.size - pad - 22 * k), f"t = {t:.2f}", 18, theme.particle_color(t))
     canvas.text(
-        (canvas.size - pad - 190 * SUPERSAMPLE, canvas.size - pad - 20 * SUPERSAMPLE),
-        "t=0 noise → t=1 data",
-        13,
-        theme.MUTED,
+        (canvas.size - pad - 190 * k, canvas.size - pad - 20 * k), "t=0 noise → t=1 data", 13, theme.MUTED
     )
-    return canvas.image.resize((size, size), Image.Resampling.LANCZOS)
+    image = canvas.image
+    return image if k == 1 else image.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -143,15 +149,24 @@ def gif_bytes(
         GIF89a bytes; the last frame (the data) is held a little longer.
     """
     frames = [
-        render_frame(particles[k], float(times[k]), data, None if field is None else field[k], title, size)
+        render_frame(particles[k], float(times[k]), data, None if field is None else field[k], title, size, 1)
         for k in range(len(times))
     ]
-    palette = [frame.convert("P", palette=Image.Palette.ADAPTIVE, colors=128) for frame in frames]
+    palette = [
+        frame.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        for frame in frames
+    ]
     durations = [frame_ms] * len(frames)
     durations[-1] = 1200
     buffer = io.BytesIO()
     palette[0].save(
-        buffer, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0, disposal=2
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=palette[1:],
+        duration=durations,
+        loop=0,
+        optimize=True,
     )
     return buffer.getvalue()
 
@@ -187,7 +202,7 @@ def scatter_image(
     points: np.ndarray, size: int, color: str = theme.DATA, box: float = VIEW_BOX, grid: bool = False
 ) -> Image.Image:
     """A small picture of a point cloud (thumbnails, the drawing pad's background)."""
-    canvas = _Canvas(size * SUPERSAMPLE, box=box)
+    canvas = _Canvas(size * SUPERSAMPLE, box=box, scale=SUPERSAMPLE)
     if grid:
         canvas.grid()
     radius = max(1.0, size / 160) * SUPERSAMPLE

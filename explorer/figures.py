@@ -248,7 +248,7 @@ def _panel_traces(out: _Traces, panel: Panel, axis: str, n_frames: int) -> None:
             mode="markers",
             marker=dict(size=4, color=theme.particle_color(float(times[0])), line=dict(width=0)),
             name="particles z_t",
-            hoverinfo="skip",
+            hovertemplate="click to follow this particle<extra></extra>",
             xaxis=xa,
             yaxis=ya,
         ),
@@ -409,14 +409,14 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
             annotations.append(
                 dict(
                     text=panel.title,
-                    x=domain[0],
+                    x=(domain[0] + domain[1]) / 2,  # the square plot is centred in its domain
                     y=1.0,
                     xref="paper",
                     yref="paper",
-                    xanchor="left",
+                    xanchor="center",
                     yanchor="bottom",
                     showarrow=False,
-                    align="left",
+                    align="center",
                     font=dict(size=13, color=theme.TEXT),
                 )
             )
@@ -429,26 +429,38 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
     layout.update(
         _controls(times, redraw),
         height=height,
-        margin=dict(l=10, r=10, t=30 if annotations else 8, b=84),
+        margin=dict(
+            l=10,
+            r=10,
+            t=(48 if any("<br>" in a["text"] for a in annotations) else 30) if annotations else 8,
+            b=84,
+        ),
         paper_bgcolor=theme.PAPER,
         plot_bgcolor=theme.BACKGROUND,
         font=dict(family=theme.FONT, color=theme.TEXT),
         showlegend=False,
         annotations=annotations,
         dragmode="pan",
-        hovermode=False,
+        hovermode="closest",  # clicks need hover events; only the particles answer them
+        hoverdistance=8,
         uirevision="flow",
     )
     return go.Figure(dict(data=out.traces, layout=layout, frames=frames))
 
 
-def panel_title(flow: Flow, label: str = "", energy: float | None = None) -> str:
-    """'A · Runge-Kutta 4 · 20 steps · 80 NFE · energy distance 0.004'."""
-    parts = [label] if label else []
-    parts.append(f"<b>{flow.solver}</b> · {steps_label(flow.solver, flow.steps, flow.nfe)}")
-    if energy is not None:
-        parts.append(f"energy distance to data {max(energy, 0.0):.4f}")
-    return " · ".join(parts)
+def panel_title(flow: Flow, label: str = "", energy: float | None = None, two_lines: bool = False) -> str:
+    """'A · rk4 · 20 steps · 80 NFE · energy distance to data 0.0040' (the measure on a second line)."""
+    head = " · ".join(
+        [*([label] if label else []), f"<b>{flow.solver}</b>", steps_label(flow.solver, flow.steps, flow.nfe)]
+    )
+    if energy is None:
+        return head
+    measure = f"energy distance to data {max(energy, 0.0):.4f}"
+    return (
+        f"{head}<br><span style='color:{theme.MUTED}'>{measure}</span>"
+        if two_lines
+        else f"{head} · {measure}"
+    )
 
 
 def loss_figure(steps: np.ndarray, losses: np.ndarray, floor: float | None, height: int = 220) -> go.Figure:

@@ -301,6 +301,16 @@ class Model:
     generation: int = 0
     schedule: str = "linear"
     spec: tuple | None = None
+    floor: tuple[int, float] | None = None  # (generation, loss floor): a Monte Carlo estimate, once
+
+    def loss_floor(self, runner) -> float | None:
+        """The runner's loss floor, estimated once per model (each slice may bring a new trainer)."""
+        if self.floor is not None and self.floor[0] == self.generation:
+            return self.floor[1]
+        value = runner.loss_floor
+        if value is not None and np.isfinite(value):
+            self.floor = (self.generation, float(value))
+        return value
 
     @staticmethod
     def get() -> Model:
@@ -473,7 +483,7 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         steps, losses = runner.history
         if len(steps):
             st.plotly_chart(
-                figures.loss_figure(steps, losses, runner.loss_floor, height=170),
+                figures.loss_figure(steps, losses, model.loss_floor(runner), height=170),
                 key="fme_loss",
                 config=dict(displayModeBar=False),
             )
@@ -534,7 +544,7 @@ def _panel(
     panel = figures.Panel(
         flow=flow,
         data=dataset.shown,
-        title=figures.panel_title(flow, label, energy),
+        title=figures.panel_title(flow, label, energy, two_lines=state.compare),
         field=field,
         field_kind=kind,
         density=compute.density_frames(dataset, state.schedule) if state.density else None,
@@ -776,7 +786,7 @@ def main() -> None:
     state, notices, from_url = _load_state()
     st.set_page_config(
         page_title="Flow Matching Explorer",
-        page_icon="🌊",
+        page_icon=":material/waves:",
         layout="wide",
         initial_sidebar_state="collapsed" if state.classroom else "expanded",
     )
@@ -804,7 +814,7 @@ def main() -> None:
         )
     runner = training.session_runner(st.session_state)
 
-    if state.classroom:
+    if state.classroom or state.compare:  # the figure takes the whole width
         figure_col, side_col = st.container(), None
     else:
         figure_col, side_col = st.columns([0.62, 0.38], gap="medium")
@@ -814,16 +824,18 @@ def main() -> None:
             state = replace(state, **vars(layers))
             state = replace(state, follow=follow_point_from_widgets())
         dataset, state = _dataset(state)
-        height = 800 if state.classroom else (520 if state.compare else 630)
+        height = 720 if state.classroom else (600 if state.compare else 630)
         flows, figure, kind, source = main_figure(state, dataset, runner, height)
         caption(state, kind, flows, dataset)
         if not state.classroom:
             follow_controls()
             export_panel(state, flows, figure, dataset, source, runner)
-    if side_col is not None:
-        with side_col:
+    if not state.classroom:
+        train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
+        with train_col:
             st.markdown("##### :material/model_training: Train a network")
             training_panel(runner, dataset, state)
+        with data_col:
             st.markdown("##### :material/scatter_plot: Data")
             data_panel(state)
     if schedule_slot is not None:

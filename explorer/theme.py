@@ -92,14 +92,15 @@ div[data-testid="stSidebarUserContent"] {{ padding-top: 1.2rem; }}
 div[data-testid="stSidebar"] h3 {{ font-size: 0.78rem; text-transform: uppercase; letter-spacing: 0.08em;
   color: var(--fm-muted); margin: 0.6rem 0 0.1rem 0; }}
 canvas.upper-canvas {{ cursor: crosshair !important; }}
+header[data-testid="stHeader"] {{ background: transparent; }}
 </style>
 """
 
 CLASSROOM_CSS = """
 <style>
 section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"],
-button[data-testid="stExpandSidebarButton"] { display: none !important; }
-.block-container { max-width: 1700px; padding-top: 1.2rem; }
+button[data-testid="stExpandSidebarButton"], header[data-testid="stHeader"] { display: none !important; }
+.block-container { max-width: 1700px; padding-top: 0.8rem; }
 h1.fm-title { font-size: 2rem; }
 </style>
 """

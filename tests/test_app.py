@@ -165,4 +165,4 @@ def test_compare_mode_shows_both_settings_with_their_nfe_and_energy():
 def test_classroom_link_hides_the_controls():
     at = start({"classroom": "1", "data": "8gaussians"})
     assert len(at.sidebar.selectbox) == 0 and len(at.button) == 0
-    assert flow_spec(at)["layout"]["height"] >= 800
+    assert flow_spec(at)["layout"]["height"] >= 700

@@ -24,6 +24,7 @@ import torch
 
 import fmcore
 from fmcore import datasets
+from fmcore import io as model_io
 from fmcore.solvers import integrate
 
 from . import canvas, compute, controls, export, figures, theme, training
@@ -301,16 +302,6 @@ class Model:
     generation: int = 0
     schedule: str = "linear"
     spec: tuple | None = None
-    floor: tuple[int, float] | None = None  # (generation, loss floor): a Monte Carlo estimate, once
-
-    def loss_floor(self, runner) -> float | None:
-        """The runner's loss floor, estimated once per model (each slice may bring a new trainer)."""
-        if self.floor is not None and self.floor[0] == self.generation:
-            return self.floor[1]
-        value = runner.loss_floor
-        if value is not None and np.isfinite(value):
-            self.floor = (self.generation, float(value))
-        return value
 
     @staticmethod
     def get() -> Model:
@@ -359,6 +350,7 @@ def _on_reset(dataset: compute.Dataset, state: ViewState) -> None:
 
 
 def _on_load_model() -> None:
+    """Load a saved model (validated by fmcore) in place of the current one; errors keep everything."""
     upload = st.session_state.get(_W("model_upload"))
     if upload is None:
         return
@@ -367,6 +359,7 @@ def _on_load_model() -> None:
         path = Path(folder) / "model.safetensors"
         path.write_bytes(upload.getvalue())
         try:
+            schedule = model_io.load(path).schedule  # validated: refuses anything but an fmcore model
             runner.load(path)
         except (ValueError, OSError) as error:
             st.session_state[MODEL_ERROR_KEY] = (
@@ -375,14 +368,10 @@ def _on_load_model() -> None:
             return
     model = Model.get()
     model.generation += 1
-    trainer = getattr(runner, "_trainer", None)
-    model.schedule = str(
-        getattr(trainer, "schedule_name", None)
-        or getattr(getattr(trainer, "schedule", None), "name", None)
-        or model.schedule
-    )
+    model.schedule, model.spec = str(getattr(schedule, "name", schedule)), None
+    st.session_state[_W("field")] = "learned"
     st.session_state.pop(MODEL_ERROR_KEY, None)
-    st.toast(f"Loaded {upload.name}.", icon=":material/check_circle:")
+    st.toast(f"Loaded {upload.name}: the figure now shows its learned field.", icon=":material/check_circle:")
 
 
 def _model_source(runner, state: ViewState) -> compute.Source | None:
@@ -483,7 +472,7 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         steps, losses = runner.history
         if len(steps):
             st.plotly_chart(
-                figures.loss_figure(steps, losses, model.loss_floor(runner), height=170),
+                figures.loss_figure(steps, losses, runner.loss_floor, height=170),
                 key="fme_loss",
                 config=dict(displayModeBar=False),
             )

@@ -166,3 +166,25 @@ def test_classroom_link_hides_the_controls():
     at = start({"classroom": "1", "data": "8gaussians"})
     assert len(at.sidebar.selectbox) == 0 and len(at.button) == 0
     assert flow_spec(at)["layout"]["height"] >= 700
+
+
+def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path):
+    from fmcore import datasets
+    from fmcore.trainer import Trainer
+
+    trainer = Trainer(datasets.sample("moons", 500, 0), schedule="cosine", seed=0)
+    trainer.step(30)
+    trainer.save(tmp_path / "model.safetensors")
+    at = start()
+    at.file_uploader(key="fme_w_model_upload").upload("junk.safetensors", b"\x00" * 64).run()
+    assert not at.exception
+    assert "junk.safetensors was not loaded" in " ".join(e.value for e in at.error)
+    assert "exact" in html(at, "fm-caption")  # nothing changed
+
+    blob = (tmp_path / "model.safetensors").read_bytes()
+    at.file_uploader(key="fme_w_model_upload").set_value(
+        ("model.safetensors", blob, "application/octet-stream")
+    ).run()
+    assert not at.exception and not at.error
+    assert "network" in html(at, "fm-caption")  # the figure switched to the loaded model's field
+    assert at.segmented_control(key="fme_w_field").value == "learned"

@@ -33,7 +33,9 @@ before, after = result.energy[euler_steps]
 
 def measure():
     return (
-        "much closer to the data" if after < 0.5 * before else "about the same",
+        "much closer to the data"
+        if after < 0.5 * before
+        else ("further from the data" if after > 1.5 * before else "about the same"),
         f"With {euler_steps} Euler step(s) = {euler_steps} NFE the energy distance goes from {before:.4f} to "
         f"{after:.4f}; straightness from {result.straightness_before:.3f} to {result.straightness_after:.4f}.",
     )

@@ -8,30 +8,39 @@ from . import datasets, metrics
 from .coupling import COUPLINGS
 from .exact import exact_log_density, exact_posterior_mean, exact_score, exact_velocity
 from .io import load
+from .likelihood import divergence, log_likelihood
 from .models import VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
 from .schedules import SCHEDULES, Schedule, ScheduleValue, get_schedule
+from .solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for
 from .trainer import Trainer, TrainStats
 
 __all__ = [
     "COUPLINGS",
     "PARAMETRISATIONS",
     "SCHEDULES",
+    "SOLVERS",
+    "TIME_GRIDS",
     "PathSample",
     "Schedule",
     "ScheduleValue",
     "TrainStats",
     "Trainer",
+    "Trajectory",
     "VelocityMLP",
     "change_schedule",
     "convert",
     "datasets",
+    "divergence",
     "exact_log_density",
     "exact_posterior_mean",
     "exact_score",
     "exact_velocity",
     "get_schedule",
+    "integrate",
     "load",
+    "log_likelihood",
     "metrics",
+    "nfe_for",
     "sample_path",
 ]

@@ -354,6 +354,20 @@ def log_snr_grid(steps, t_lo, t_hi, schedule):
     )
 
 
+POWER = 3.0
+
+
+@register_grid("power", label="Power, dense near data (t = 1 - (1-u)^3)")
+def power_grid(steps, t_lo, t_hi, schedule):
+    # The exact field of a finite data set stiffens like 1/(1-t) as the posterior collapses onto
+    # single points; steps of size (1-u)^(POWER-1) du follow it. Measured in bench/solvers.py:
+    # midpoint with 10 steps (20 NFE) on this grid beats Euler with 100 uniform steps.
+    u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+    ts = t_lo + (t_hi - t_lo) * (1.0 - (1.0 - u) ** POWER)
+    ts[-1] = t_hi
+    return ts
+
+
 KARRAS_RHO = 7.0
 KARRAS_SIGMA_RANGE = (0.002, 80.0)
 """EDM's (Karras et al., 2022) noise levels, in their ``sigma = sigma_t / alpha_t = e^{-lambda}``."""

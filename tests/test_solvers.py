@@ -1,0 +1,259 @@
+"""Solvers: measured convergence orders, counted NFE, both directions, limits, grids and errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fmcore import exact_posterior_mean, exact_velocity, get_schedule
+from fmcore.paths import to_endpoints
+from fmcore.solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for, time_grid
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: extra threads only add synchronisation, which stalls on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# dz/dt = t M z has the closed-form solution z(t) = expm(M t^2 / 2) z(0): a smooth, time-dependent
+# linear ODE (a damped rotation) on which every method runs at its textbook order.
+M = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]], dtype=torch.float64)
+Z_START = torch.tensor([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.2]], dtype=torch.float64)
+
+
+def rotation_field(z, t):
+    return t * z @ M.T
+
+
+def rotation_solution(z, t0, t1):
+    return z @ torch.linalg.matrix_exp(M * 0.5 * (t1**2 - t0**2)).T
+
+
+def observed_order(steps, errors):
+    """Least-squares slope of log error against log step size h = 1/steps."""
+    return np.polyfit(np.log(1.0 / np.asarray(steps)), np.log(np.asarray(errors)), 1)[0]
+
+
+class CallCounter:
+    def __init__(self, velocity):
+        self.velocity, self.calls = velocity, 0
+
+    def __call__(self, z, t):
+        self.calls += 1
+        return self.velocity(z, t)
+
+
+@pytest.fixture(scope="module")
+def eight_points():
+    """A small data set and query points: the exact field is cheap and non-trivially nonlinear."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(8, 2, generator=g, dtype=torch.float64), torch.randn(
+        16, 2, generator=g, dtype=torch.float64
+    )
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("solver", ["euler", "midpoint", "heun", "rk4"])
+def test_runge_kutta_methods_converge_at_their_order(solver, direction):
+    t0, t1 = (0.0, 1.0) if direction == "forward" else (1.0, 0.0)
+    steps = [8, 16, 32, 64]  # RK4's error at 64 steps is ~1e-10, far above float64 round-off
+    exact = rotation_solution(Z_START, t0, t1)
+    errors = [
+        (integrate(rotation_field, Z_START, solver, k, t0=t0, t1=t1).z_end - exact).abs().max().item()
+        for k in steps
+    ]
+    assert observed_order(steps, errors) == pytest.approx(SOLVERS[solver].order, abs=0.3)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
+@pytest.mark.parametrize("t0, t1", [(0.05, 0.95), (0.95, 0.05)])
+def test_dpm_solver_pp_2m_is_second_order_on_the_exact_field(eight_points, schedule, t0, t1):
+    # Away from t=1, where the empirical field's posterior collapses and the field stiffens. A
+    # backward solve starts from points the forward flow reaches, as encoding data would.
+    data, z = eight_points
+    field = lambda z, t: exact_velocity(z, t, data, schedule)  # noqa: E731
+    if t0 > t1:
+        z = integrate(field, z, "dopri5", 1, t0=t1, t1=t0, rtol=1e-11, atol=1e-11).z_end
+    exact = integrate(field, z, "dopri5", 1, t0=t0, t1=t1, rtol=1e-11, atol=1e-11).z_end
+    steps = [64, 128, 256]
+    errors = [
+        (integrate(field, z, "dpm++2m", k, t0=t0, t1=t1, schedule=schedule, grid="logsnr").z_end - exact)
+        .abs()
+        .max()
+        .item()
+        for k in steps
+    ]
+    assert observed_order(steps, errors) == pytest.approx(2.0, abs=0.3)
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_nfe_is_the_number_of_velocity_calls(solver):
+    counter = CallCounter(rotation_field)
+    trajectory = integrate(counter, Z_START, solver, 7, schedule="linear", t0=0.1, t1=0.9)
+    assert trajectory.nfe == counter.calls > 0
+    if not SOLVERS[solver].adaptive:
+        assert trajectory.nfe == nfe_for(solver, 7) and trajectory.steps == 7
+
+
+def test_nfe_for_previews_fixed_step_cost_and_declines_for_adaptive():
+    assert (nfe_for("euler", 20), nfe_for("midpoint", 10), nfe_for("rk4", 5), nfe_for("dpm++2m", 20)) == (
+        20,
+        20,
+        20,
+        20,
+    )
+    assert nfe_for("dopri5", 20) is None
+    with pytest.raises(ValueError, match="unknown solver"):
+        nfe_for("leapfrog", 3)
+
+
+@pytest.mark.parametrize("solver", [s for s in SOLVERS if s != "dpm++2m"])
+def test_forward_then_backward_returns_to_the_start(solver):
+    steps = 64
+    forward = integrate(rotation_field, Z_START, solver, steps, rtol=1e-9, atol=1e-9)
+    back = integrate(rotation_field, forward.z_end, solver, steps, t0=1.0, t1=0.0, rtol=1e-9, atol=1e-9)
+    # Each leg's global error is O(h^order); the round trip adds the two.
+    tolerance = 1e-7 if SOLVERS[solver].adaptive else 10.0 * (1.0 / steps) ** SOLVERS[solver].order
+    assert (back.z_end - Z_START).abs().max().item() < tolerance
+    assert torch.equal(back.ts, forward.ts.flip(0))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
+def test_dpm_solver_pp_2m_round_trip_on_the_exact_field(eight_points, schedule):
+    data, z = eight_points
+    field = lambda z, t: exact_velocity(z, t, data, schedule)  # noqa: E731
+    options = dict(solver="dpm++2m", steps=256, schedule=schedule, grid="logsnr")
+    there = integrate(field, z, t0=0.05, t1=0.9, **options)
+    back = integrate(field, there.z_end, t0=0.9, t1=0.05, **options)
+    assert (back.z_end - z).abs().max().item() < 2e-3  # ~ twice the one-way error measured at 256 steps
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_dpm_solver_pp_2m_takes_the_exact_limits_at_pure_noise_and_at_the_data(eight_points, schedule):
+    # Starting where alpha = 0 the log-SNR step is infinite and the update is sigma_t z + alpha_t D;
+    # arriving where sigma = 0 it is D(z_s) itself. No NaN either way.
+    data, z = eight_points
+    field = lambda z, t: exact_velocity(z, t, data, schedule)  # noqa: E731
+    sampled = integrate(field, z, "dpm++2m", 6, schedule=schedule, grid="logsnr")
+    assert torch.isfinite(sampled.zs).all()
+    first = get_schedule(schedule)(sampled.ts[1])
+    mean = data.mean(0)  # at t=0 the posterior is the prior: every data point equally likely
+    torch.testing.assert_close(sampled.zs[1], first.sigma * z + first.alpha * mean)
+    last_but_one = sampled.zs[-2]
+    torch.testing.assert_close(
+        sampled.z_end,
+        exact_posterior_mean(last_but_one, sampled.ts[-2], data, schedule),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+    encoded = integrate(field, sampled.z_end, "dpm++2m", 6, t0=1.0, t1=0.0, schedule=schedule, grid="logsnr")
+    assert torch.isfinite(encoded.zs).all()
+    # Arriving at t=0 (alpha = 0) backward gives sigma_0 times the noise prediction, sigma_0 = 1.
+    t_s = encoded.ts[-2]
+    s = get_schedule(schedule)(t_s)
+    _, noise = to_endpoints(field(encoded.zs[-2], t_s), "velocity", encoded.zs[-2], s)
+    torch.testing.assert_close(encoded.z_end, noise)
+
+
+@pytest.mark.parametrize("tol", [1e-5, 1e-8])
+def test_dopri5_meets_its_tolerance_at_every_grid_time(tol):
+    trajectory = integrate(rotation_field, Z_START, "dopri5", 5, rtol=tol, atol=tol)
+    assert trajectory.zs.shape == (6, *Z_START.shape)
+    exact = torch.stack([rotation_solution(Z_START, 0.0, float(t)) for t in trajectory.ts])
+    # A global error of a few local tolerances: the solve takes only a handful of steps.
+    assert (trajectory.zs - exact).abs().max().item() < 10 * tol
+    assert trajectory.steps > 0
+
+
+def test_dopri5_spends_more_evaluations_for_a_tighter_tolerance():
+    loose = integrate(rotation_field, Z_START, "dopri5", 1, rtol=1e-4, atol=1e-4)
+    tight = integrate(rotation_field, Z_START, "dopri5", 1, rtol=1e-10, atol=1e-10)
+    assert tight.nfe > 2 * loose.nfe
+
+
+def test_trajectory_keeps_every_state_on_the_grid():
+    trajectory = integrate(rotation_field, Z_START, "heun", 10, grid="power", schedule="linear")
+    assert isinstance(trajectory, Trajectory)
+    assert trajectory.ts.shape == (11,) and trajectory.zs.shape == (11, 3, 2)
+    assert torch.equal(trajectory.zs[0], Z_START) and torch.equal(trajectory.z_end, trajectory.zs[-1])
+    assert trajectory.solver == "heun"
+    with pytest.raises(AttributeError):
+        trajectory.nfe = 0
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
+@pytest.mark.parametrize("grid", list(TIME_GRIDS))
+def test_every_grid_runs_from_t0_to_t1_strictly_monotone(grid, schedule):
+    for t0, t1 in [(0.0, 1.0), (1.0, 0.0), (0.2, 0.7)]:
+        ts = time_grid(grid, 12, t0, t1, schedule)
+        assert ts.shape == (13,) and ts[0] == t0 and ts[-1] == t1
+        assert ((ts[1:] - ts[:-1]) * math.copysign(1.0, t1 - t0) > 0).all()
+        assert torch.equal(time_grid(grid, 12, t1, t0, schedule), ts.flip(0))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
+def test_logsnr_grid_is_uniform_in_log_snr_inside_the_end_points(schedule):
+    ts = time_grid("logsnr", 10, 0.0, 1.0, schedule)
+    lam = get_schedule(schedule).log_snr(ts[1:-1])
+    torch.testing.assert_close(lam.diff(), lam.diff().mean().expand(8), rtol=1e-8, atol=0.0)
+
+
+def test_power_grid_puts_its_steps_near_the_data():
+    steps = time_grid("power", 10, 0.0, 1.0).diff()
+    assert (steps.diff() < 0).all() and steps[-1] < steps[0] / 50
+
+
+def test_evaluations_stop_at_the_schedules_t_max():
+    seen = []
+
+    def field(z, t):
+        seen.append(float(t))
+        return -z
+
+    integrate(field, Z_START, "rk4", 4, schedule="vp")
+    assert max(seen) == pytest.approx(get_schedule("vp").t_max)
+
+
+def test_no_graph_is_kept_unless_asked():
+    w = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    field = lambda z, t: -w * z  # noqa: E731
+    assert not integrate(field, Z_START, "rk4", 4).z_end.requires_grad
+    end = integrate(field, Z_START, "rk4", 4, track_grad=True).z_end
+    (grad,) = torch.autograd.grad(end.sum(), w)
+    # z(1) = e^{-w} z(0), so d/dw sum z(1) = -e^{-w} sum z(0) up to RK4's error.
+    assert grad.item() == pytest.approx(-math.exp(-0.5) * Z_START.sum().item(), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(solver="leapfrog"), "unknown solver 'leapfrog'; choose one of euler, midpoint"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(steps=2.5), "steps must be an integer >= 1"),
+        (dict(steps=True), "steps must be an integer >= 1"),
+        (dict(solver="dpm++2m"), "pass schedule="),
+        (dict(t0=0.3, t1=0.3), "t0 != t1"),
+        (dict(grid="chebyshev"), "unknown time grid 'chebyshev'; choose one of uniform"),
+        (dict(grid="logsnr"), "defined by a schedule"),
+        (dict(schedule="linear", t1=1.5), r"times must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_arguments_say_what_is_wrong(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        integrate(rotation_field, Z_START, **kwargs)
+
+
+def test_non_finite_start_is_refused():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        integrate(rotation_field, torch.tensor([[0.0, math.nan]]))
+
+
+def test_a_velocity_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="velocity returned shape"):
+        integrate(lambda z, t: z[:, :1], Z_START, "euler", 2)

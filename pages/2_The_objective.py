@@ -26,7 +26,7 @@ st.latex(
     r"\qquad u_t(z) = \mathbb E\big[u_t(z_t \mid z_1) \,\big|\, z_t = z\big] = \sum_j w_j(z)\, u_t(z \mid x_j)"
 )
 
-preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l2_data")
 dataset = compute.load_dataset(preset, seed=0)
 conditional, marginal = crossing_paths(preset)
 revealed = lesson.predict_then_see(
@@ -72,9 +72,9 @@ with left:
         "destination. Early on every point has a say and the average points to the middle; near $t=1$ "
         "one point wins."
     )
-    zx = st.slider("z, x", -3.0, 3.0, -1.6, 0.1, key="zx")
-    zy = st.slider("z, y", -3.0, 3.0, -1.4, 0.1, key="zy")
-    t = st.slider("t", 0.0, 0.95, 0.35, 0.05, key="t")
+    zx = st.slider("z, x", -3.0, 3.0, -1.6, 0.1, key="l2_zx")
+    zy = st.slider("z, y", -3.0, 3.0, -1.4, 0.1, key="l2_zy")
+    t = st.slider("t", 0.0, 0.95, 0.35, 0.05, key="l2_t")
 with right:
     post = posterior(preset, (zx, zy), t)
     lesson.chart(lesson_figures.posterior_figure(post, (zx, zy), t), "posterior")
@@ -109,7 +109,7 @@ with st.expander("Derivation, step by step"):
         "the variance of the target given $z_t$; a loss stuck at the floor is a *trained* model, not a stuck one."
     )
 
-steps = st.select_slider("Training steps (each run)", [200, 400, 800, 1600], value=400, key="train_steps")
+steps = st.select_slider("Training steps (each run)", [200, 400, 800, 1600], value=400, key="l2_train_steps")
 race = training_race(preset, steps)
 loss_col, error_col = st.columns(2)
 with loss_col:

@@ -43,9 +43,9 @@ st.latex(
 )
 
 left, right = st.columns([1, 3])
-preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l3_data")
 train_steps = left.select_slider(
-    "Training steps (each model)", [300, 600, 1200], value=600, key="train_steps"
+    "Training steps (each model)", [300, 600, 1200], value=600, key="l3_train_steps"
 )
 result = fm_vs_diffusion(preset, train_steps)
 dataset = compute.load_dataset(preset, seed=0)
@@ -90,7 +90,7 @@ revealed = lesson.predict_then_see(
         None,
         "",
     ),
-    key="steps",
+    key="l3_steps",
     context=(preset, train_steps),
     measure=measure,
 )

@@ -46,14 +46,14 @@ st.latex(
 )
 
 controls = st.columns([1.3, 1, 1.2, 2])
-preset = controls[0].selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+preset = controls[0].selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l4_data")
 field = controls[1].radio(
-    "Field", list(lesson_compute.FIELDS), key="field", help=" · ".join(lesson_compute.FIELDS.values())
+    "Field", list(lesson_compute.FIELDS), key="l4_field", help=" · ".join(lesson_compute.FIELDS.values())
 )
 grid = controls[2].selectbox(
-    "Time grid", list(TIME_GRIDS), format_func=lambda g: TIME_GRIDS[g].label, key="grid"
+    "Time grid", list(TIME_GRIDS), format_func=lambda g: TIME_GRIDS[g].label, key="l4_grid"
 )
-steps = controls[3].slider("Steps", 1, 64, 8, key="steps")
+steps = controls[3].slider("Steps", 1, 64, 8, key="l4_steps")
 st.caption(f"Field: {lesson_compute.FIELDS[field]}.")
 
 reference, runs = solver_runs(preset, field, steps, grid, ALL)

@@ -36,21 +36,21 @@ st.markdown(
     "Training is a regression repeated thousands of times. Step through one step of it on a batch of 12 "
     "points (linear schedule); a real step does the same with 256 points, then updates the weights."
 )
-preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="data")
+preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l5_data")
 dataset = compute.load_dataset(preset, seed=0)
 batch = one_batch(preset)
 
 
 def next_stage():
-    current = TRAINING_STAGES.index(st.session_state.stage)
-    st.session_state.stage = TRAINING_STAGES[(current + 1) % len(TRAINING_STAGES)]
+    current = TRAINING_STAGES.index(st.session_state.l5_stage)
+    st.session_state.l5_stage = TRAINING_STAGES[(current + 1) % len(TRAINING_STAGES)]
 
 
 left, right = st.columns([1, 1.6], gap="large")
 with left:
-    stage_name = st.radio("Stage", TRAINING_STAGES, key="stage", horizontal=True)
+    stage_name = st.radio("Stage", TRAINING_STAGES, key="l5_stage", horizontal=True)
     stage = TRAINING_STAGES.index(stage_name)
-    st.button("Next stage ▶", on_click=next_stage, key="next_stage", type="primary")
+    st.button("Next stage ▶", on_click=next_stage, key="l5_next_stage", type="primary")
     st.latex(MATH[stage])
     st.code(CODE[stage], language="python")
     if stage == 5:

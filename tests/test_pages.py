@@ -189,3 +189,14 @@ def test_the_blurred_schedule_inverts_its_log_snr():
     blurred = lesson_compute._blurred()
     t = torch.tensor([0.01, 0.3, 0.7, 0.99], dtype=torch.float64)
     np.testing.assert_allclose(blurred.t_of_log_snr(blurred.log_snr(t)), t, atol=1e-9)
+
+
+def test_the_training_step_advances_stage_by_stage():
+    at = run_page("5_Training_and_schedules.py")
+    stages = at.radio(key="l5_stage").options
+    assert at.radio(key="l5_stage").value == stages[0]
+    for expected in [*stages[1:], stages[0]]:
+        at.button(key="l5_next_stage").click().run()
+        assert at.radio(key="l5_stage").value == expected
+    at.radio(key="l5_stage").set_value(stages[-1]).run()
+    assert "loss on this batch" in chart(at, "step")["layout"]["title"]["text"]

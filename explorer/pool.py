@@ -22,10 +22,13 @@ import atexit
 import dataclasses
 import math
 import multiprocessing
+import multiprocessing.context
 import os
 import pickle
+import sys
 import threading
 import time
+import types
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -100,8 +103,10 @@ def train_slice(
         if stats.status != "ok" or left <= 0.1 * budget_s:
             break
         n = max(1, int((stats.step - step0) / max(now - start, 1e-9) * left))
-    # A divergence restores an earlier snapshot: the kept steps end at stats.step.
-    losses = np.asarray(trainer.history[step0 : stats.step], dtype=np.float32)
+    # The kept steps are the last ones of the history (a divergence restores a snapshot at or after
+    # step0 and drops what followed). Index from the end: the history may be only a tail.
+    kept = stats.step - step0
+    losses = np.asarray(trainer.history[len(trainer.history) - kept :] if kept > 0 else [], dtype=np.float32)
     seconds = time.perf_counter() - start
     loss = float(losses.mean()) if len(losses) else math.nan
     return dataclasses.replace(stats, loss=loss, steps_per_s=len(losses) / max(seconds, 1e-9)), losses
@@ -179,6 +184,34 @@ class WorkerLost(RuntimeError):
     """A training worker died (or never answered); the pool was restarted."""
 
 
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker that does not re-run the server's ``__main__``.
+
+    Spawn re-imports the parent's main module in the child. Under ``streamlit run`` that module is
+    the app script itself, so every worker would run the whole app (seconds of start-up and
+    hundreds of MB). The worker only needs what the jobs import, so ``__main__`` is hidden from
+    the start-up data.
+    """
+
+    def start(self):
+        main = sys.modules.get("__main__")
+        stub = types.ModuleType("__main__")  # no __file__, no __spec__: nothing to re-import
+        with _START_LOCK:
+            sys.modules["__main__"] = stub
+            try:
+                super().start()
+            finally:
+                if sys.modules.get("__main__") is stub:  # a script run may have replaced it meanwhile
+                    sys.modules["__main__"] = main
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess
+
+
+_START_LOCK = threading.Lock()
+
+
 class Job:
     """One queued or running slice."""
 
@@ -228,7 +261,7 @@ class TrainingPool:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.size,
-                    mp_context=multiprocessing.get_context("spawn"),
+                    mp_context=_WorkerContext(),
                     initializer=_init_worker,
                 )
             return self._executor

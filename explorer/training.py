@@ -305,9 +305,15 @@ class TrainingRunner:
         self._job = None
         since = now - self._last_result if self._last_result is not None else None
         self._last_result = time.monotonic()
-        # What this session really got: steps since its last result, queueing and redraws included.
-        seconds = since if since is not None and since < 5 * MAX_SLICE_S else result.stats.elapsed
-        stats = self._adopt(generation, result.stats, result.losses, result, seconds)
+        # What this session really got: steps since its last result, queueing and redraws included
+        # (the worker's own rate for a first result, or after a pause).
+        losses = result.losses
+        seconds = (
+            since
+            if since is not None and since < 5 * MAX_SLICE_S
+            else len(losses) / max(result.stats.steps_per_s, 1e-9)
+        )
+        stats = self._adopt(generation, result.stats, losses, result, seconds)
         if stats is not None and stats.status == "ok" and self.running:
             # Long enough to cover the page's redraw, so the worker is never idle for one session.
             budget = min(MAX_SLICE_S, max(budget_s, self._interval or budget_s))

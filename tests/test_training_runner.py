@@ -170,6 +170,18 @@ def test_two_sessions_never_share_a_model(data):
     assert alice._trainer is not bob._trainer
 
 
+def test_a_slice_reports_every_kept_loss_even_when_the_history_is_a_tail(data):
+    # Workers see only the recent losses (pool.HISTORY_TAIL): the slice must still report its own.
+    trainer = Trainer(data, seed=9)
+    trainer.step(60)
+    trainer.history = trainer.history[-10:]
+    stats, losses = pool.train_slice(trainer, BUDGET)
+    assert len(losses) == stats.step - 60 > 0
+    assert np.array_equal(losses, np.asarray(trainer.history[-len(losses) :], dtype=np.float32))
+    packed = pool.unpack_state(pool.pack_state(trainer))
+    assert len(packed.history) <= pool.HISTORY_TAIL and packed.step_count == trainer.step_count
+
+
 def test_save_and_load_round_trip(data, tmp_path):
     pytest.importorskip("fmcore.io", reason="fmcore.io (save/load) has not landed yet")
     runner = session_runner({}, backend="inline")

@@ -30,7 +30,9 @@ st.latex(
 
 left, right = st.columns([1, 2.2], gap="large")
 with left:
-    preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard", "spirals"], key="l1_data")
+    preset = st.selectbox(
+        "Data", ["moons", "8gaussians", "circles", "checkerboard", "spirals"], key="l1_data"
+    )
     x0 = st.slider("Start point x", -3.0, 3.0, 1.5, 0.1, key="l1_x0")
     y0 = st.slider("Start point y", -3.0, 3.0, -1.2, 0.1, key="l1_y0")
     dataset = compute.load_dataset(preset, seed=0)

@@ -25,7 +25,9 @@ st.latex(
 left, right = st.columns([1, 3])
 preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l6_data")
 reflow_steps = left.select_slider("Reflow training steps", [250, 500, 1000], value=500, key="l6_reflow_steps")
-euler_steps = left.select_slider("Euler steps for the samples", list(EULER_STEPS), value=1, key="l6_euler_steps")
+euler_steps = left.select_slider(
+    "Euler steps for the samples", list(EULER_STEPS), value=1, key="l6_euler_steps"
+)
 result = rectify(preset, reflow_steps=reflow_steps)
 dataset = compute.load_dataset(preset, seed=0)
 before, after = result.energy[euler_steps]

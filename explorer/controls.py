@@ -63,6 +63,7 @@ def seed_widgets(state: ViewState) -> None:
         "field": state.field,
         "layers": [name for name in LAYER_LABELS if getattr(state, name)],
         "compare": state.compare,
+        "model_density": state.model_density,
     }
     for name, value in values.items():
         st.session_state[_key(name)] = value
@@ -99,6 +100,7 @@ class LayerConfig:
     paths: bool
     density: bool
     warp: bool
+    model_density: bool
 
 
 def _solver_label(name: str) -> str:
@@ -200,11 +202,18 @@ def layer_controls() -> LayerConfig:
             label_visibility="collapsed",
         )
     layers = set(layers or ())
+    model_density = st.session_state.get(_key("model_density"), False)
+    if "density" in layers and (field or "exact") != "exact":
+        model_density = st.toggle(
+            "Density of the network (log-likelihood, slower) instead of the exact pₜ",
+            key=_key("model_density"),
+        )
     return LayerConfig(
         field=field or "exact",
         paths="paths" in layers,
         density="density" in layers,
         warp="warp" in layers,
+        model_density=bool(model_density),
     )
 
 

@@ -47,7 +47,7 @@ class Panel:
         flow: the particles.  data: (m, 2) data points drawn faintly as the target.
         title: text above the panel.  field: (F, G, 2) velocities on ``arrow_grid()`` or None.
         field_kind: ``exact``, ``learned`` or ``difference`` (colours the arrows).
-        density: (F, H, W) p_t on ``density_axis()`` or None.  warp: (F, L, R, 2) or None.
+        density: (F, H, W) p_t on ``density_axis(H)`` or None.  warp: (F, L, R, 2) or None.
         show_paths: draw the solver paths of the first particles.  single: one followed particle.
     """
 
@@ -147,8 +147,8 @@ def _panel_traces(out: _Traces, panel: Panel, axis: str, n_frames: int) -> None:
     flow = panel.flow
     times = flow.times
     if panel.density is not None:
-        axis_values = density_axis()
         density = _f32(panel.density)
+        axis_values = density_axis(density.shape[-1])
         peak = density.reshape(len(density), -1).max(axis=1).clip(min=1e-30)
         shown = np.sqrt(density / peak[:, None, None])  # sqrt: faint mass stays visible
         out.add(
@@ -605,7 +605,7 @@ def schedule_figure(ts: np.ndarray, alpha: np.ndarray, sigma: np.ndarray, height
     ]
     layout = dict(
         height=height,
-        margin=dict(l=28, r=6, t=6, b=26),
+        margin=dict(l=28, r=6, t=22, b=26),
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         font=dict(family=theme.FONT, color=theme.MUTED, size=10),
@@ -621,9 +621,10 @@ def schedule_figure(ts: np.ndarray, alpha: np.ndarray, sigma: np.ndarray, height
         ),
         legend=dict(
             orientation="h",
-            x=0.5,
-            xanchor="center",
-            y=0.55,
+            x=1.0,
+            xanchor="right",
+            y=1.0,
+            yanchor="bottom",
             font=dict(size=11, color=theme.TEXT),
             bgcolor="rgba(0,0,0,0)",
         ),

@@ -524,6 +524,7 @@ def _panel(
     grid: str,
     label: str,
     kind: str,
+    density: np.ndarray | None,
 ) -> tuple[figures.Panel, compute.Flow, float]:
     flow = compute.flow(source, state.n, state.seed, solver, steps, grid)
     field = compute.field_frames(source)
@@ -536,7 +537,7 @@ def _panel(
         title=figures.panel_title(flow, label, energy, two_lines=state.compare),
         field=field,
         field_kind=kind,
-        density=compute.density_frames(dataset, state.schedule) if state.density else None,
+        density=density,
         warp=compute.warp_frames(source, solver, steps, grid) if state.warp else None,
         show_paths=state.paths,
         single=compute.single_path(source, state.follow, solver, steps, grid) if state.follow else None,
@@ -562,12 +563,20 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         )
         kind = "exact"
     source = exact if kind == "exact" else learned
+    model_density = state.density and state.model_density and kind != "exact"
+    density = None
+    if state.density:
+        density = (
+            compute.model_density_frames(source)
+            if model_density
+            else compute.density_frames(dataset, state.schedule)
+        )
     settings = [(state.solver, state.steps, state.grid, "A" if state.compare else "")]
     if state.compare:
         settings.append((state.solver_b, state.steps_b, state.grid_b, "B"))
     panels, flows = [], []
     for solver, steps, grid, label in settings:
-        panel, flow, energy = _panel(source, exact, dataset, state, solver, steps, grid, label, kind)
+        panel, flow, energy = _panel(source, exact, dataset, state, solver, steps, grid, label, kind, density)
         panels.append(panel)
         flows.append((flow, energy))
     figure_key = (
@@ -579,6 +588,7 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         state.seed,
         tuple(settings),
         state.density,
+        model_density,
         state.warp,
         state.paths,
         state.follow,
@@ -639,7 +649,12 @@ def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> Non
     ]
     if state.paths:
         lines.append("Faint lines trace 120 particles; their dots are the solver's steps.")
-    if state.density:
+    if state.density and state.model_density and kind != "exact":
+        lines.append(
+            "Shading: the <b>network's</b> density pₜ, by the change of variables from N(0, I) "
+            "(log-likelihood, one backward solve per frame), normalised per frame."
+        )
+    elif state.density:
         lines.append("Shading: the exact density pₜ, normalised per frame.")
     if state.warp:
         lines.append("Grid lines: a square grid of noise, bent by the flow.")
@@ -655,7 +670,7 @@ def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> Non
     st.markdown(
         f"<div class='fm-caption' data-testid='fm-caption'>{' '.join(lines)}<br>"
         f"<span data-testid='fm-metrics'>{metric}</span> "
-        f"<span class='label'>(two samples of the data differ by ≈ {max(floor, 0):.4f})</span></div>",
+        f"<span class='label'>(two samples of the data differ by ≈ {floor:.4f})</span></div>",
         unsafe_allow_html=True,
     )
 

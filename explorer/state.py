@@ -127,7 +127,8 @@ class ViewState:
             points, in canvas coordinates; None for presets.
         schedule, solver, grid: keys of ``fmcore.SCHEDULES``, ``SOLVERS``, ``TIME_GRIDS``.
         steps: solver steps (1..MAX_STEPS).  n: particles.  seed: noise and data seed.
-        field: one of ``FIELDS``.  density, paths, warp: figure layers.
+        field: one of ``FIELDS``.  density, paths, warp: figure layers.  model_density: draw the
+            network's p_t (log-likelihood) instead of the exact one, when there is a network.
         compare: second panel with ``solver_b``, ``steps_b``, ``grid_b``.
         coupling, target, lr: how a new model is trained.  follow: the start (x, y) at t = 0 of
             one particle whose path is drawn, or None.  classroom: figure only, large.
@@ -143,6 +144,7 @@ class ViewState:
     seed: int = 0
     field: str = "exact"
     density: bool = False
+    model_density: bool = False
     paths: bool = True
     warp: bool = False
     compare: bool = False
@@ -323,6 +325,7 @@ _PARSERS = {
     "seed": _integer(0, MAX_SEED),
     "field": _one_of(FIELDS, "field"),
     "density": _flag,
+    "model_density": _flag,
     "paths": _flag,
     "warp": _flag,
     "compare": _flag,

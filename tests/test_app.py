@@ -104,6 +104,13 @@ def test_training_runs_then_a_schedule_change_reuses_the_model_without_retrainin
     again = int(re.search(r"step ([\d,]+)", html(at, "fm-train-stats")).group(1).replace(",", ""))
     assert again == paused  # ...by the same network: no retraining
 
+    at.pills(key="fme_w_layers").set_value(["paths", "density"]).run()
+    assert flow_spec(at)["data"][0]["type"] == "heatmap"  # the exact p_t first
+    at.toggle(key="fme_w_model_density").set_value(True).run()
+    assert not at.exception
+    heatmap = flow_spec(at)["data"][0]
+    assert heatmap["type"] == "heatmap" and "network's" in html(at, "fm-caption")
+
 
 def test_bad_csv_upload_shows_an_error_and_keeps_the_data():
     at = start({"data": "spirals"})

@@ -189,3 +189,28 @@ def test_a_real_flow_from_the_exact_field_feeds_the_figure():
         [figures.Panel(flow=flow, data=dataset.shown, field=compute.field_frames(source))]
     )
     assert len(fig.frames) == F
+
+
+def test_the_flows_own_density_matches_the_closed_form():
+    """Change of variables along the exact field (log-likelihood) against the exact mixture density."""
+    import torch
+
+    import fmcore
+
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal([-1.5, 0.5], 0.3, (30, 2)), rng.normal([1.0, -0.5], 0.3, (30, 2))])
+    dataset = compute.load_dataset("custom", 0, points.astype(np.float32), "two-blobs")
+    source = compute.exact_source(dataset, "linear")
+    size, half = 12, float(compute.frame_times()[F // 2])
+    model = compute.model_density_frames(source, size=size, times=(0.0, half))
+    assert model.shape == (2, size, size)
+    axis = compute.density_axis(size)
+    x, y = np.meshgrid(axis, axis)
+    grid = np.stack([x.ravel(), y.ravel()], 1)
+    normal = np.exp(-0.5 * (grid**2).sum(1)) / (2 * np.pi)
+    np.testing.assert_allclose(model[0].ravel(), normal, rtol=1e-5)  # t = 0: the noise N(0, I)
+    smoothed = compute.Smoothed("linear", compute.EXACT_BANDWIDTH)
+    exact = fmcore.exact_log_density(torch.from_numpy(grid), half, torch.from_numpy(dataset.shown), smoothed)
+    exact = exact.exp().numpy()
+    mass = exact > 0.05 * exact.max()  # where there is mass; Heun with 6 steps, so a few percent
+    np.testing.assert_allclose(model[1].ravel()[mass], exact[mass], rtol=0.1)

@@ -56,6 +56,8 @@ __all__ = [
 
 FIRST_CHUNK = 8
 """Steps in the first call of a slice when the speed is unknown; the rest is sized from it."""
+CHUNK = 50
+"""Most steps per ``Trainer.step`` call within a slice (the trainer's own check interval)."""
 HISTORY_TAIL = 1000
 """Losses kept in the state that travels to workers. The trainer reads only the recent ones (its
 divergence check uses a median of the last 500); the whole curve stays in the session, so a long
@@ -95,14 +97,19 @@ def train_slice(
     start = time.perf_counter()
     deadline = start + budget_s
     step0 = trainer.step_count
-    n = max(1, int(steps_per_s * budget_s)) if steps_per_s else FIRST_CHUNK
+    rate = steps_per_s
     while True:
+        # Calls of at most CHUNK steps: the clock is checked often, so the machine's speed changing
+        # under load does not stretch the slice (which other sessions queue behind).
+        left = deadline - time.perf_counter()
+        n = min(CHUNK, max(1, int(rate * left))) if rate else FIRST_CHUNK
         stats = trainer.step(n)
         now = time.perf_counter()
-        left = deadline - now
-        if stats.status != "ok" or left <= 0.1 * budget_s:
+        if stats.status != "ok" or stats.step == step0:
             break
-        n = max(1, int((stats.step - step0) / max(now - start, 1e-9) * left))
+        rate = (stats.step - step0) / max(now - start, 1e-9)
+        if deadline - now < 0.5 / rate:
+            break
     # The kept steps are the last ones of the history (a divergence restores a snapshot at or after
     # step0 and drops what followed). Index from the end: the history may be only a tail.
     kept = stats.step - step0

@@ -57,8 +57,9 @@ SESSION_KEY = "fme_training_runner"
 BACKENDS = ("inline", "process")
 LOCK_WAIT_S = 0.05
 """How long a tick waits for a slice of the same session before giving up and returning None."""
-MAX_SLICE_S = 1.0
-"""Longest slice the process backend queues (it sizes slices to the page's redraw interval)."""
+POOL_SLICE_S, MAX_SLICE_S = 0.5, 1.0
+"""Slices the process backend queues after the first: at least 0.5 s (each slice costs the worker
+~30 ms of packing and the server a few GIL hand-offs), longer if the page redraws less often."""
 CURVE_POINTS = 2000
 """``history`` returns at most this many points (block means of the losses beyond that)."""
 
@@ -315,8 +316,9 @@ class TrainingRunner:
         )
         stats = self._adopt(generation, result.stats, losses, result, seconds)
         if stats is not None and stats.status == "ok" and self.running:
-            # Long enough to cover the page's redraw, so the worker is never idle for one session.
-            budget = min(MAX_SLICE_S, max(budget_s, self._interval or budget_s))
+            # Long enough to cover the page's redraw and the server's own delays in taking the result
+            # (it needs the GIL), so that the worker is rarely idle for one session.
+            budget = min(MAX_SLICE_S, max(budget_s, POOL_SLICE_S, self._interval or 0.0))
             self._job = (generation, get_pool().submit(self._state, budget, self._speed))
         return stats
 

@@ -130,6 +130,10 @@ class TrainingRunner:
         self._generation = 0
         self._slice_lock = threading.Lock()  # one slice at a time
         self._swap_lock = threading.Lock()  # short: swapping the state and taking in results
+        if backend == "process":
+            # Workers take seconds to start (torch import): begin when the page opens, not on Train.
+            with contextlib.suppress(WorkerLost):
+                get_pool().warm()
 
     # -- configuration ---------------------------------------------------------------------------
 

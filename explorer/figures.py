@@ -314,6 +314,15 @@ def _panel_traces(out: _Traces, panel: Panel, axis: str, n_frames: int) -> None:
         )
 
 
+def _tick_label(k: int, count: int, name: str) -> str:
+    """The slider shows its current step's label as 't = ...'; the ends say what they are."""
+    if k == 0:
+        return f"{name} · noise"
+    if k == count - 1:
+        return f"{name} · data"
+    return name
+
+
 def _controls(times: np.ndarray, redraw: bool) -> dict:
     names = [f"{t:.2f}" for t in times]
     play = dict(
@@ -355,7 +364,8 @@ def _controls(times: np.ndarray, redraw: bool) -> dict:
                 activebgcolor=theme.DATA,
                 bordercolor="#2a3350",
                 tickcolor=theme.MUTED,
-                font=dict(color=theme.MUTED, size=10),
+                # 51 tick labels would overlap: they are transparent, the current value says t.
+                font=dict(color="rgba(0,0,0,0)", size=1),
                 currentvalue=dict(
                     prefix="t = ",
                     visible=True,
@@ -365,7 +375,7 @@ def _controls(times: np.ndarray, redraw: bool) -> dict:
                 transition=dict(duration=0),
                 steps=[
                     dict(
-                        label=name if k % 10 == 0 or k == len(names) - 1 else "",
+                        label=_tick_label(k, len(names), name),
                         method="animate",
                         args=[
                             [name],
@@ -433,7 +443,7 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
             l=10,
             r=10,
             t=(48 if any("<br>" in a["text"] for a in annotations) else 30) if annotations else 8,
-            b=84,
+            b=72,
         ),
         paper_bgcolor=theme.PAPER,
         plot_bgcolor=theme.BACKGROUND,

@@ -4,8 +4,10 @@
         open_app(page, app.url("/?data=moons"))       # waits until the script has finished
         shoot(page, "something")                       # test-artifacts/something.png, 1280x800
 
-``app`` (session-scoped) serves streamlit_app.py, its pages/ included, on a free localhost port;
-``page`` is a fresh 1280x800 tab per test. Lesson pages open at ``app.url("/<page_name>")``.
+``app`` serves streamlit_app.py, its pages/ included, on a free localhost port; ``page`` is a fresh
+1280x800 tab per test. Lesson pages open at ``app.url("/<page_name>")``. The server and Chromium
+live as long as this package's tests (scope "package"): a test elsewhere may start its own
+Playwright, which cannot run while another sync Playwright is open in the same thread.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def app():
     """``streamlit run streamlit_app.py`` on a free port, healthy before the first test."""
     port = _free_port()
@@ -90,7 +92,7 @@ def app():
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

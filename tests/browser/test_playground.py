@@ -33,7 +33,7 @@ def test_first_paint_then_scrub_the_time_slider(app, page):
     first_paint = time.perf_counter() - started
     assert_no_exception(page)
     assert "20 steps · 20 NFE" in stat(page, "fm-nfe")
-    assert frame_shown(page).strip() == "t = 0.00"
+    assert frame_shown(page).strip() == "t = 0.00 · noise"
     shoot(page, "playground-t0")
 
     # Scrub: drag the slider's grip to the far right (t = 1), then back to the middle.

@@ -602,9 +602,7 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         key=CHART_KEY,
         on_select=_on_pick,
         selection_mode="points",
-        config=dict(
-            displaylogo=False, modeBarButtonsToRemove=["select2d", "lasso2d", "autoScale2d"], scrollZoom=False
-        ),
+        config=dict(displayModeBar=False, scrollZoom=False),  # drag pans, double-click resets
     )
     return flows, figure, kind, source
 

@@ -96,6 +96,20 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
     assert "data=custom" in page.url and "pts=" in page.url  # the drawing is in the share link
     wait_for_flow(page)
     shoot(page, "playground-drawn")
+    drawn = stat(page, "fm-point-count")
+
+    # A lesson and back: the drawing is kept in the session, not only in the widget.
+    page.get_by_role("link", name="The ODE view").click()
+    wait_for_app(page, 120)
+    page.get_by_role("link", name="Playground").click()
+    wait_for_app(page)
+    wait_for_flow(page)
+    assert (
+        page.locator(".st-key-fme_gallery button[aria-checked='true']").text_content().strip()
+        == "your points"
+    )
+    count = page.locator("[data-testid='fm-point-count']").first.text_content()
+    assert count.split()[0] == drawn.split()[0]
 
 
 def test_training_grows_the_loss_curve(app, page):

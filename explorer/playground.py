@@ -35,7 +35,6 @@ __all__ = ["main"]
 STATE_KEY = "fme_view"
 QUERY_KEY = "fme_last_query"
 MODEL_KEY = "fme_model"
-NOTICE_KEY = "fme_notices"
 DATA_ERROR_KEY = "fme_data_error"
 MODEL_ERROR_KEY = "fme_model_error"
 PICK_KEY = "fme_pick"

@@ -815,7 +815,9 @@ def main() -> None:
         )
     runner = training.session_runner(st.session_state)
 
-    if state.classroom or state.compare:  # the figure takes the whole width
+    if state.classroom:  # the figure, large, and only the training buttons beside it
+        figure_col, side_col = st.columns([0.68, 0.32], gap="medium")
+    elif state.compare:  # two panels take the whole width
         figure_col, side_col = st.container(), None
     else:
         figure_col, side_col = st.columns([0.62, 0.38], gap="medium")
@@ -831,11 +833,11 @@ def main() -> None:
         if not state.classroom:
             follow_controls()
             export_panel(state, flows, figure, dataset, source, runner)
+    train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
+    with train_col:
+        st.markdown("##### :material/model_training: Train a network")
+        training_panel(runner, dataset, state)
     if not state.classroom:
-        train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
-        with train_col:
-            st.markdown("##### :material/model_training: Train a network")
-            training_panel(runner, dataset, state)
         with data_col:
             st.markdown("##### :material/scatter_plot: Data")
             data_panel(state)

@@ -169,10 +169,15 @@ def test_compare_mode_shows_both_settings_with_their_nfe_and_energy():
     assert "xaxis2" in spec["layout"]
 
 
-def test_classroom_link_hides_the_controls():
+def test_classroom_link_hides_the_controls_but_keeps_training():
     at = start({"classroom": "1", "data": "8gaussians"})
-    assert len(at.sidebar.selectbox) == 0 and len(at.button) == 0
+    assert len(at.sidebar.selectbox) == 0 and len(at.selectbox) == 0 and len(at.pills) == 0
+    assert [b.label for b in at.button] == ["Train", "Pause", "Reset"]
     assert flow_spec(at)["layout"]["height"] >= 700
+    at.button(key="fme_w_train").click().run()
+    at.run()
+    assert not at.exception and "step 0 ·" not in html(at, "fm-train-stats")
+    assert at.query_params["classroom"] == "1"
 
 
 def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path):

@@ -21,7 +21,7 @@ import torch
 
 import fmcore
 from fmcore import datasets, likelihood, metrics
-from fmcore.solvers import integrate, nfe_for
+from fmcore.solvers import SOLVERS, integrate, nfe_for
 
 __all__ = [
     "ARROW_GRID",
@@ -435,9 +435,13 @@ def noise_floor(dataset: Dataset, n: int, splits: int = 4) -> float:
 
 
 def steps_label(solver: str, steps: int, nfe: int | None = None) -> str:
-    """'20 steps · 80 NFE' (NFE counted when given, else from the solver's cost per step)."""
+    """'20 steps · 80 NFE' (NFE counted when given, else from the solver's cost per step).
+
+    An adaptive solver chooses its own steps; ``steps`` are then only the times it reports at:
+    'adaptive, 20 outputs · 134 NFE'.
+    """
     nfe = nfe if nfe is not None else nfe_for(solver, steps)
-    step_word = "step" if steps == 1 else "steps"
-    if nfe is None:
-        return f"{steps} {step_word} · adaptive NFE"
-    return f"{steps} {step_word} · {nfe} NFE"
+    count = "adaptive NFE" if nfe is None else f"{nfe} NFE"
+    if SOLVERS[solver].adaptive:
+        return f"adaptive, {steps} output{'s' if steps != 1 else ''} · {count}"
+    return f"{steps} {'step' if steps == 1 else 'steps'} · {count}"

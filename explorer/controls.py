@@ -22,10 +22,15 @@ __all__ = [
     "LAYER_LABELS",
     "CompareConfig",
     "LayerConfig",
+    "ParticleConfig",
+    "PathConfig",
     "SamplerConfig",
     "TrainingConfig",
     "compare_controls",
     "layer_controls",
+    "nfe_caption",
+    "particle_controls",
+    "path_controls",
     "sampler_controls",
     "seed_widgets",
     "training_controls",
@@ -70,11 +75,19 @@ def seed_widgets(state: ViewState) -> None:
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
+class PathConfig:
     schedule: str
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
     solver: str
     grid: str
     steps: int
+
+
+@dataclass(frozen=True)
+class ParticleConfig:
     n: int
     seed: int
 
@@ -123,8 +136,8 @@ def nfe_caption(solver: str, steps: int, counted: int | None = None) -> str:
     return f"<div class='fm-nfe' data-testid='fm-nfe'><b>{label}</b> <span>({how})</span></div>"
 
 
-def sampler_controls(nfe_slot=None) -> SamplerConfig:
-    """Path schedule, solver, time grid, steps (with NFE), particles and seed."""
+def path_controls() -> PathConfig:
+    """The schedule of the path z_t = alpha_t z_1 + sigma_t z_0 the view uses."""
     st.markdown("### Path")
     schedule = st.selectbox(
         "Schedule αₜ, σₜ",
@@ -133,19 +146,28 @@ def sampler_controls(nfe_slot=None) -> SamplerConfig:
         key=_key("schedule"),
         help="z_t = α_t·z₁ + σ_t·z₀. Changing it re-expresses the same flow (fmcore.change_schedule): no retraining.",
     )
+    return PathConfig(schedule)
+
+
+def sampler_controls() -> SamplerConfig:
+    """Solver, time grid and steps; the page writes the NFE line under them (``nfe_caption``)."""
     st.markdown("### Sampler")
     solver = st.selectbox("Solver", tuple(SOLVERS), format_func=_solver_label, key=_key("solver"))
     grid = st.selectbox("Time grid", tuple(TIME_GRIDS), format_func=_grid_label, key=_key("grid"))
     steps = st.slider("Steps", 1, MAX_STEPS, key=_key("steps"), help="Integration steps from t=0 to t=1.")
-    (nfe_slot or st).markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
+    return SamplerConfig(solver, grid, int(steps))
+
+
+def particle_controls() -> ParticleConfig:
+    """How many particles, and the seed of their noise (and of the preset's sample)."""
     st.markdown("### Particles")
     current = st.session_state.get(_key("n"), 1000)
     choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
     n = st.select_slider("Particles", choices, key=_key("n"), format_func=lambda v: f"{v:,}")
     seed = st.number_input(
-        "Seed", 0, MAX_SEED, step=1, key=_key("seed"), help="Same seed, same noise particles."
+        "Seed", 0, MAX_SEED, step=1, key=_key("seed"), help="Same seed, same noise particles and data sample."
     )
-    return SamplerConfig(schedule, solver, grid, int(steps), int(n), int(seed))
+    return ParticleConfig(int(n), int(seed))
 
 
 def compare_controls() -> CompareConfig:

@@ -25,7 +25,7 @@ import torch
 import fmcore
 from fmcore import datasets
 from fmcore import io as model_io
-from fmcore.solvers import integrate
+from fmcore.solvers import integrate, nfe_for
 
 from . import canvas, compute, controls, export, figures, theme, training
 from .state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
@@ -635,7 +635,10 @@ def header() -> None:
 
 def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> None:
     arrows = {
-        "exact": "the <b>exact</b> marginal velocity v(z, t) of the data (closed form)",
+        "exact": (
+            "the <b>exact</b> marginal velocity v(z, t) of the data (closed form over "
+            f"{len(dataset.shown)} points, each blurred by {compute.EXACT_BANDWIDTH:g} so it stays finite at t = 1)"
+        ),
         "learned": "the velocity the <b>network</b> learned",
         "difference": "the network's <b>error</b>, learned − exact (particles follow the network)",
     }[kind]
@@ -799,16 +802,22 @@ def main() -> None:
         st.warning("Some link parameters were ignored: " + " ".join(notices), icon=":material/link_off:")
 
     header()
-    schedule_slot = None
+    schedule_slot = nfe_slot = None
     if not state.classroom:
         with st.sidebar:
-            sampler = controls.sampler_controls()
+            path = controls.path_controls()
             schedule_slot = st.empty()
+            sampler = controls.sampler_controls()
+            nfe_slot = st.empty()
+            particles = controls.particle_controls()
             compare = controls.compare_controls()
             train = controls.training_controls()
+        nfe_slot.markdown(controls.nfe_caption(sampler.solver, sampler.steps), unsafe_allow_html=True)
         state = replace(
             state,
+            **vars(path),
             **vars(sampler),
+            **vars(particles),
             **vars(compare),
             **vars(train),
             data=st.session_state.get(_W("data"), state.data),
@@ -843,6 +852,11 @@ def main() -> None:
             data_panel(state)
     if schedule_slot is not None:
         schedule_sketch(schedule_slot, state.schedule)
+        counted = flows[0][0].nfe
+        if counted != nfe_for(state.solver, state.steps):  # adaptive: say what it actually took
+            nfe_slot.markdown(
+                controls.nfe_caption(state.solver, state.steps, counted), unsafe_allow_html=True
+            )
     _write_url(state)
 
 

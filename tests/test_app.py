@@ -200,3 +200,11 @@ def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path):
     assert not at.exception and not at.error
     assert "network" in html(at, "fm-caption")  # the figure switched to the loaded model's field
     assert at.segmented_control(key="fme_w_field").value == "learned"
+
+
+def test_an_adaptive_solver_reports_the_nfe_it_counted():
+    at = start({"solver": "dopri5", "steps": "4"})
+    caption = html(at, "fm-nfe")
+    nfe = int(re.search(r"(\d+) NFE", caption).group(1))
+    assert caption.startswith("adaptive, 4 outputs") and nfe > 4 * 6  # >= 6 stages per accepted step
+    assert f"{nfe} NFE" in html(at, "fm-metrics")

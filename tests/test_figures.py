@@ -214,3 +214,10 @@ def test_the_flows_own_density_matches_the_closed_form():
     exact = exact.exp().numpy()
     mass = exact > 0.05 * exact.max()  # where there is mass; Heun with 6 steps, so a few percent
     np.testing.assert_allclose(model[1].ravel()[mass], exact[mass], rtol=0.1)
+
+
+def test_steps_and_nfe_are_named_precisely():
+    assert compute.steps_label("rk4", 20) == "20 steps · 80 NFE"
+    assert compute.steps_label("euler", 1) == "1 step · 1 NFE"
+    assert compute.steps_label("dopri5", 10) == "adaptive, 10 outputs · adaptive NFE"
+    assert compute.steps_label("dopri5", 10, 134) == "adaptive, 10 outputs · 134 NFE"

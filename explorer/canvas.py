@@ -166,11 +166,8 @@ def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: i
         if not strokes:
             return
         current = Drawing(st.session_state)
-        for i, line in enumerate(strokes):
-            current.strokes.append(
-                stroke_points(line, spread_px, seed=current.generation * 1000 + i, pad_px=pad_px)
-            )
-        current._data["generation"] += 1
+        for line in strokes:  # usually one: the pad is remounted empty after every stroke
+            current.add(stroke_points(line, spread_px, seed=current.generation, pad_px=pad_px))
         on_points(current.points())
 
     # Imported here: the component registers itself on import, which needs a running Streamlit.

@@ -129,3 +129,57 @@ def test_shared_points_are_a_fixed_point_of_the_link():
     shared = as_shared(points)
     back, _ = ViewState.from_query(ViewState().with_points(shared).to_query())
     np.testing.assert_array_equal(back.points, shared)  # what the sharer sees is what the link shows
+
+
+# -- drawn points: fabric.js strokes -> data points (explorer.canvas) ---------------------------
+
+
+def test_a_stroke_becomes_points_along_it_in_model_coordinates():
+    from explorer import canvas
+    from explorer.compute import VIEW_BOX
+
+    stroke = {
+        "objects": [{"type": "Path", "path": [["M", 0, 160], ["Q", 80, 160, 160, 160], ["L", 320, 160]]}]
+    }
+    (line,) = canvas.strokes_from_json(stroke)
+    np.testing.assert_allclose(line, [[0, 160], [160, 160], [320, 160]])
+    points = canvas.stroke_points(line, spread_px=0.0, seed=0, pad_px=320)
+    assert len(points) == int(320 * canvas.POINTS_PER_PX)
+    # the pad's middle row is y = 0; its left and right edges are -VIEW_BOX and +VIEW_BOX
+    np.testing.assert_allclose(points[:, 1], 0.0, atol=1e-6)
+    assert points[:, 0].min() >= -VIEW_BOX and points[:, 0].max() <= VIEW_BOX
+    assert np.ptp(points[:, 0]) > 1.8 * VIEW_BOX  # spread along the whole stroke
+
+
+def test_the_brush_spread_scatters_points_and_is_reproducible():
+    from explorer import canvas
+
+    line = np.array([[100.0, 100.0], [200.0, 100.0]])
+    tight = canvas.stroke_points(line, spread_px=1.0, seed=3)
+    wide = canvas.stroke_points(line, spread_px=12.0, seed=3)
+    assert wide[:, 1].std() > 5 * tight[:, 1].std()
+    np.testing.assert_array_equal(wide, canvas.stroke_points(line, spread_px=12.0, seed=3))
+    dab = canvas.stroke_points(np.array([[50.0, 50.0]]), spread_px=6.0, seed=0)  # a click, no drag
+    assert len(dab) >= 2 and np.isfinite(dab).all()
+
+
+def test_pad_pixels_map_to_model_coordinates_with_y_up():
+    from explorer import canvas
+    from explorer.compute import VIEW_BOX
+
+    corners = canvas.to_model(np.array([[0, 0], [320, 320], [160, 160]]), pad_px=320)
+    np.testing.assert_allclose(corners, [[-VIEW_BOX, VIEW_BOX], [VIEW_BOX, -VIEW_BOX], [0, 0]], atol=1e-9)
+
+
+def test_the_drawing_keeps_strokes_for_undo_in_a_plain_mapping():
+    from explorer import canvas
+
+    session = {}
+    pad = canvas.Drawing(session)
+    pad.add(np.zeros((3, 2)))
+    pad.add(np.ones((2, 2)))
+    assert canvas.Drawing(session).count() == 5  # it lives in the session mapping, not the widget
+    pad.undo()
+    assert canvas.Drawing(session).count() == 3
+    pad.clear()
+    assert canvas.Drawing(session).points() is None

@@ -189,6 +189,8 @@ def _endpoint_prediction(v, z, t: float, schedule: Schedule, forward: bool) -> t
 def dpm_solver_pp_2m(v, z, t, t_next, state):
     schedule = state.schedule
     t, t_next = float(t), float(t_next)
+    if t_next == t:  # float32 grids can round two times near t=1 onto one
+        return z
     forward = t_next > t
     _, b_s, lam_s = _towards(schedule, t, forward)
     a_t, b_t, lam_t = _towards(schedule, t_next, forward)
@@ -255,6 +257,8 @@ def _initial_step(v, z, t: float, k1, span: float, state: SolverState) -> float:
 def dopri5(v, z, t, t_next, state):
     t, t_end = float(t), float(t_next)
     span = t_end - t
+    if span == 0.0:
+        return z
 
     def as_time(s: float) -> torch.Tensor:
         return torch.tensor(s, dtype=z.dtype, device=z.device)

@@ -78,8 +78,8 @@ def test_dpm_solver_pp_2m_is_second_order_on_the_exact_field(eight_points, sched
     data, z = eight_points
     field = lambda z, t: exact_velocity(z, t, data, schedule)  # noqa: E731
     if t0 > t1:
-        z = integrate(field, z, "dopri5", 1, t0=t1, t1=t0, rtol=1e-11, atol=1e-11).z_end
-    exact = integrate(field, z, "dopri5", 1, t0=t0, t1=t1, rtol=1e-11, atol=1e-11).z_end
+        z = integrate(field, z, "dopri5", 1, t0=t1, t1=t0, rtol=1e-10, atol=1e-10).z_end
+    exact = integrate(field, z, "dopri5", 1, t0=t0, t1=t1, rtol=1e-10, atol=1e-10).z_end
     steps = [64, 128, 256]
     errors = [
         (integrate(field, z, "dpm++2m", k, t0=t0, t1=t1, schedule=schedule, grid="logsnr").z_end - exact)
@@ -127,10 +127,14 @@ def test_forward_then_backward_returns_to_the_start(solver):
 def test_dpm_solver_pp_2m_round_trip_on_the_exact_field(eight_points, schedule):
     data, z = eight_points
     field = lambda z, t: exact_velocity(z, t, data, schedule)  # noqa: E731
-    options = dict(solver="dpm++2m", steps=256, schedule=schedule, grid="logsnr")
-    there = integrate(field, z, t0=0.05, t1=0.9, **options)
-    back = integrate(field, there.z_end, t0=0.9, t1=0.05, **options)
-    assert (back.z_end - z).abs().max().item() < 2e-3  # ~ twice the one-way error measured at 256 steps
+    options = dict(solver="dpm++2m", schedule=schedule, grid="logsnr")
+    errors = []
+    for steps in (64, 128):
+        there = integrate(field, z, steps=steps, t0=0.05, t1=0.9, **options)
+        back = integrate(field, there.z_end, steps=steps, t0=0.9, t1=0.05, **options)
+        errors.append((back.z_end - z).abs().max().item())
+    # Each leg is second order, so the round trip's error is too: halving the step quarters it.
+    assert errors[0] < 1e-2 and math.log2(errors[0] / errors[1]) == pytest.approx(2.0, abs=0.3)
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
@@ -257,3 +261,12 @@ def test_non_finite_start_is_refused():
 def test_a_velocity_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="velocity returned shape"):
         integrate(lambda z, t: z[:, :1], Z_START, "euler", 2)
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_a_zero_length_step_leaves_the_state_alone(solver):
+    # 2000 steps of the power grid in float32 put several times near t=1 onto the same float.
+    z = Z_START.float()
+    trajectory = integrate(lambda z, t: -z, z, solver, 2000, grid="power", schedule="linear")
+    assert (trajectory.ts.diff() == 0).any()
+    assert torch.isfinite(trajectory.zs).all()

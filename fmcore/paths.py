@@ -138,36 +138,46 @@ def change_schedule(velocity: Velocity, source, target) -> Velocity:
 
         v_B(z, r) = (d log s_r / dr) z + s_r (d t_r / dr) v_A(z / s_r, t_r).
 
+    Where B's log-SNR lies below A's range (the VP schedule never reaches pure noise: its
+    lambda starts at about -5), no time of A matches. There A's model is asked at its noisiest
+    time for the data prediction ``E[z_1 | z]``, and B's own path turns that into a velocity:
+    ``v_B = d_alpha_B z_1 + d_sigma_B (z - alpha_B z_1) / sigma_B``.
+
     Args:
         velocity: ``v_A(z, t)`` taking z (n, d) and a 0-d t, returning (n, d).
         source, target: schedules A and B (objects or names).
     Returns:
-        ``v_B(z, r)`` with the same signature. Times where B's log-SNR lies outside A's range
-        (e.g. the VP schedule never reaches pure noise) are clamped to A's end points.
+        ``v_B(z, r)`` with the same signature.
     """
     a, b = get_schedule(source), get_schedule(target)
     if a is b:
         return velocity
 
-    def time_map(r: float):
-        """(t_r, s_r, d t_r/dr, d log s_r/dr) in float64."""
+    def velocity_b(z: torch.Tensor, r) -> torch.Tensor:
         r64 = torch.tensor(float(r), dtype=torch.float64).clamp(_EDGE, 1.0 - _EDGE)
-        t = a.t_of_log_snr(b.log_snr(r64)).clamp(_EDGE, 1.0 - _EDGE)
+        t_raw = a.t_of_log_snr(b.log_snr(r64))
+        t = t_raw.clamp(_EDGE, 1.0 - _EDGE)
         sa, sb = a(t), b(r64)
+        norm_a, norm_b = sa.alpha**2 + sa.sigma**2, sb.alpha**2 + sb.sigma**2
+        t_a = torch.tensor(float(t), dtype=z.dtype, device=z.device)
+        if t_raw < 0:  # below A's range of log-SNR: no matching time
+            scale = float(sb.sigma / sa.sigma)
+            x = z / scale
+            z1, _ = to_endpoints(velocity(x, t_a), "velocity", x, _cast(sa, z))
+            sb_z = _cast(sb, z)
+            return from_endpoints(z1, (z - sb_z.alpha * z1) / sb_z.sigma, "velocity", sb_z)
         d_lam_a = sa.d_alpha / sa.alpha - sa.d_sigma / sa.sigma
         d_lam_b = sb.d_alpha / sb.alpha - sb.d_sigma / sb.sigma
         dt_dr = d_lam_b / d_lam_a
-        norm_a = sa.alpha**2 + sa.sigma**2
-        norm_b = sb.alpha**2 + sb.sigma**2
         scale = torch.sqrt(norm_b / norm_a)  # alpha_B/alpha_A = sigma_B/sigma_A; this form never divides by 0
         d_log_scale = (sb.alpha * sb.d_alpha + sb.sigma * sb.d_sigma) / norm_b - dt_dr * (
             sa.alpha * sa.d_alpha + sa.sigma * sa.d_sigma
         ) / norm_a
-        return float(t), float(scale), float(dt_dr), float(d_log_scale)
-
-    def velocity_b(z: torch.Tensor, r) -> torch.Tensor:
-        t, scale, dt_dr, d_log_scale = time_map(r)
-        t_a = torch.tensor(t, dtype=z.dtype, device=z.device)
-        return d_log_scale * z + scale * dt_dr * velocity(z / scale, t_a)
+        return float(d_log_scale) * z + float(scale * dt_dr) * velocity(z / float(scale), t_a)
 
     return velocity_b
+
+
+def _cast(s: ScheduleValue, like: torch.Tensor) -> ScheduleValue:
+    """A float64 scalar ``ScheduleValue`` in the dtype and device of ``like``."""
+    return ScheduleValue(*(x.to(like) for x in (s.alpha, s.sigma, s.d_alpha, s.d_sigma)))

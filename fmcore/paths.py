@@ -138,9 +138,10 @@ def change_schedule(velocity: Velocity, source, target) -> Velocity:
 
         v_B(z, r) = (d log s_r / dr) z + s_r (d t_r / dr) v_A(z / s_r, t_r).
 
-    Where B's log-SNR lies below A's range (the VP schedule never reaches pure noise: its
-    lambda starts at about -5), no time of A matches. There A's model is asked at its noisiest
-    time for the data prediction ``E[z_1 | z]``, and B's own path turns that into a velocity:
+    Where B's log-SNR lies outside A's range, no time of A matches: the VP schedule never
+    reaches pure noise (its lambda starts at about -5) and is trained only up to its ``t_max``.
+    There A's model is asked at its nearest time for the data prediction ``E[z_1 | z]``, and
+    B's own path turns that into a velocity:
     ``v_B = d_alpha_B z_1 + d_sigma_B (z - alpha_B z_1) / sigma_B``.
 
     Args:
@@ -156,20 +157,19 @@ def change_schedule(velocity: Velocity, source, target) -> Velocity:
     def velocity_b(z: torch.Tensor, r) -> torch.Tensor:
         r64 = torch.tensor(float(r), dtype=torch.float64).clamp(_EDGE, 1.0 - _EDGE)
         t_raw = a.t_of_log_snr(b.log_snr(r64))
-        t = t_raw.clamp(_EDGE, 1.0 - _EDGE)
+        t = t_raw.clamp(_EDGE, min(1.0 - _EDGE, a.t_max))
         sa, sb = a(t), b(r64)
         norm_a, norm_b = sa.alpha**2 + sa.sigma**2, sb.alpha**2 + sb.sigma**2
+        scale = torch.sqrt(norm_b / norm_a)  # alpha_B/alpha_A = sigma_B/sigma_A; this form never divides by 0
         t_a = torch.tensor(float(t), dtype=z.dtype, device=z.device)
-        if t_raw < 0:  # below A's range of log-SNR: no matching time
-            scale = float(sb.sigma / sa.sigma)
-            x = z / scale
+        if t_raw < 0 or t_raw > a.t_max:  # outside A's range of log-SNR: no matching time
+            x = z / float(scale)
             z1, _ = to_endpoints(velocity(x, t_a), "velocity", x, _cast(sa, z))
             sb_z = _cast(sb, z)
             return from_endpoints(z1, (z - sb_z.alpha * z1) / sb_z.sigma, "velocity", sb_z)
         d_lam_a = sa.d_alpha / sa.alpha - sa.d_sigma / sa.sigma
         d_lam_b = sb.d_alpha / sb.alpha - sb.d_sigma / sb.sigma
         dt_dr = d_lam_b / d_lam_a
-        scale = torch.sqrt(norm_b / norm_a)  # alpha_B/alpha_A = sigma_B/sigma_A; this form never divides by 0
         d_log_scale = (sb.alpha * sb.d_alpha + sb.sigma * sb.d_sigma) / norm_b - dt_dr * (
             sa.alpha * sa.d_alpha + sa.sigma * sa.d_sigma
         ) / norm_a

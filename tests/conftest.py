@@ -4,6 +4,10 @@ import importlib.util
 import shutil
 
 import pytest
+import torch
+
+# One torch thread: faster for these small tensors, and steady when the 2 cores are shared.
+torch.set_num_threads(1)
 
 CHROMIUM = "/usr/bin/chromium"
 

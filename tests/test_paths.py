@@ -102,19 +102,31 @@ def test_same_schedule_is_the_identity():
 @pytest.mark.parametrize("source", NAMES)
 @pytest.mark.parametrize("target", NAMES)
 def test_schedule_change_keeps_the_samples(source, target):
-    # Same noise in, same data out: the flows under A and B are one flow, reparametrised.
+    # Same noise in, same data out: the flows under A and B are one flow, reparametrised, so
+    # z_B(r_end) = s z_A(t_end) where lambda_B(r_end) = lambda_A(t_end), up to solver error.
     from fmcore import integrate
 
+    a, b = SCHEDULES[source], SCHEDULES[target]
     g = torch.Generator().manual_seed(2)
     data = torch.randn(8, 2, generator=g, dtype=F64) * 0.5 + torch.tensor([1.0, -0.5], dtype=F64)
-    z0 = torch.randn(300, 2, generator=g, dtype=F64)
+    z0 = torch.randn(200, 2, generator=g, dtype=F64)
 
     def v_a(z, t):
         return exact_velocity(z, t, data, source)
 
-    t1 = SCHEDULES[source].t_max
-    ends_a = integrate(v_a, z0, solver="rk4", steps=400, t1=t1).zs[-1]
-    ends_b = integrate(change_schedule(v_a, source, target), z0, solver="rk4", steps=400, t1=t1).zs[-1]
-    # vp starts from alpha_0 = 0.0066, not pure noise: its flows agree to about that much.
-    tol = 0.02 if "vp" in (source, target) else 2e-3
-    assert (ends_a - ends_b).norm(dim=1).median() < tol
+    t_end = a.t_max  # a VP model knows its field only up to t_max
+    r_end = float(b.t_of_log_snr(a.log_snr(torch.tensor(t_end, dtype=F64))))
+    sa, sb = a(torch.tensor(t_end, dtype=F64)), b(torch.tensor(r_end, dtype=F64))
+    scale = torch.sqrt((sb.alpha**2 + sb.sigma**2) / (sa.alpha**2 + sa.sigma**2))
+
+    def ends(v, t1, steps):
+        return integrate(v, z0, solver="rk4", steps=steps, t1=t1).zs[-1]
+
+    v_b = change_schedule(v_a, source, target)
+    ends_a, ends_b = ends(v_a, t_end, 50), ends(v_b, r_end, 50)
+    # Solver accuracy, measured: the change against a run with twice the steps.
+    solver_error = (ends_a - ends(v_a, t_end, 100)).norm(dim=1) + (ends_b - ends(v_b, r_end, 100)).norm(dim=1)
+    # vp starts from alpha_0 = 0.0066, not pure noise: flows into or out of it differ by about that.
+    start_gap = 0.01 if "vp" in (source, target) and source != target else 0.0
+    gap = (ends_b - scale * ends_a).norm(dim=1)
+    assert gap.median() < 2 * solver_error.median() + start_gap + 1e-6

@@ -24,6 +24,15 @@ def data():
 
 
 @pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """As in the server and the workers: on a busy machine two threads make every op wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def training_pool():
     """The shared pool, started before the first test so that its workers boot meanwhile."""
     shared = pool.get_pool()
@@ -114,14 +123,15 @@ def test_two_threads_ticking_one_runner_never_corrupt_it(data):
     assert torch.isfinite(field(runner.velocity)).all()
 
 
-def test_divergence_pauses_and_keeps_the_last_good_model(data):
-    runner = session_runner({}, backend="inline")
+@pytest.mark.parametrize("backend", ["inline", "process"])
+def test_divergence_pauses_and_keeps_the_last_good_model(data, backend):
+    runner = session_runner({}, backend=backend)
     runner.configure(data, seed=3, lr=100.0)
     runner.start()
-    for _ in range(40):
-        stats = runner.tick(BUDGET)
-        if runner.status != "ok":
-            break
+    deadline = time.monotonic() + 60
+    while runner.status in ("idle", "ok") and time.monotonic() < deadline:
+        runner.tick(BUDGET)
+    stats = runner.stats
     assert stats.status == "diverged" and runner.status == "diverged"
     assert not runner.running and "diverged" in runner.message.lower()
     assert runner.tick() is None, "a diverged runner stays paused"
@@ -131,11 +141,12 @@ def test_divergence_pauses_and_keeps_the_last_good_model(data):
     assert replay.status == "ok"
     after = field(runner.velocity)
     assert torch.isfinite(after).all()
-    torch.testing.assert_close(after, field(replay.velocity))
+    torch.testing.assert_close(after, field(replay.velocity), atol=1e-5, rtol=1e-5)
     assert len(runner.history[0]) == runner.step
     runner.set_lr(1e-3)
     runner.start()
-    assert runner.tick(BUDGET).step > stats.step, "a lower learning rate resumes from the kept weights"
+    (resumed,) = results(runner, 1)
+    assert resumed.status == "ok" and resumed.step > stats.step, "a lower rate resumes from the kept weights"
 
 
 def test_bad_configure_keeps_the_previous_trainer(data):

@@ -775,12 +775,11 @@ def _model_bytes(runner) -> bytes:
 
 
 def schedule_sketch(slot, schedule: str) -> None:
-    ts = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
+    """alpha_t and sigma_t of the view's schedule, under its picker (an inline SVG: no chart to load)."""
+    ts = torch.linspace(0.0, 1.0, 81, dtype=torch.float64)
     value = fmcore.get_schedule(schedule)(ts)
-    slot.plotly_chart(
-        figures.schedule_figure(ts.numpy(), value.alpha.numpy(), value.sigma.numpy()),
-        key="fme_schedule",
-        config=dict(displayModeBar=False, staticPlot=True),
+    slot.markdown(
+        figures.schedule_svg(ts.numpy(), value.alpha.numpy(), value.sigma.numpy()), unsafe_allow_html=True
     )
 
 

@@ -176,6 +176,11 @@ def test_snapshot_and_schedule_figures():
     ts = np.linspace(0, 1, 11)
     sched = figures.schedule_figure(ts, ts, 1 - ts)
     assert [t.name for t in sched.data] == ["α_t", "σ_t"]
+    svg = figures.schedule_svg(ts, ts, 1 - ts, width=240, height=96)
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    # alpha = t rises from the bottom-left corner to the top-right one of the plotting area
+    alpha = svg.split("<polyline points='")[1].split("'")[0].split()
+    assert alpha[0] == "22.0,80.0" and alpha[-1] == "234.0,14.0"
 
 
 def test_a_real_flow_from_the_exact_field_feeds_the_figure():

@@ -460,6 +460,16 @@ class TrainingRunner:
         stats = self.stats
         return 0 if stats is None else int(stats.step)
 
+    @property
+    def schedule(self) -> str | None:
+        """Name of the path schedule the current model was trained on (a loaded one's included)."""
+        trainer, flow, spec = self._trainer, self._flow, self._spec
+        if trainer is not None:
+            return trainer.schedule.name
+        if flow is not None:
+            return flow.schedule.name
+        return None if spec is None else str(spec.get("schedule"))
+
     def __getstate__(self):
         # st.session_state may be pickled (runner.enforceSerializableSessionState); locks and
         # futures cannot be, and a restored runner asks for the loss floor again.

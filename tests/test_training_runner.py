@@ -203,7 +203,9 @@ def test_save_and_load_round_trip(data, tmp_path):
     ticks(runner, 2)
     runner.save(tmp_path / "model.safetensors")
     other = session_runner({}, backend="inline")
+    other.configure(data, schedule="cosine", seed=6)
     other.load(tmp_path / "model.safetensors")
+    assert other.schedule == "linear" and not other.configured and other.status == "idle"
     torch.testing.assert_close(field(other.velocity), field(runner.velocity))
     (tmp_path / "junk.safetensors").write_bytes(b"not a model")
     with pytest.raises(ValueError):

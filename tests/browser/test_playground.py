@@ -65,7 +65,7 @@ def test_first_paint_then_scrub_the_time_slider(app, page):
 def test_draw_strokes_and_see_the_points_counted(app, page):
     open_app(page, app.url("/"))
     page.get_by_role("tab", name=re.compile("Draw")).click()
-    pad = page.locator("canvas.upper-canvas").first
+    pad = page.locator(".st-key-fme_pad_0 canvas.upper-canvas")  # the pad of a session's first stroke
     pad.wait_for(timeout=30_000)
     assert stat(page, "fm-point-count").startswith("0")
 
@@ -85,7 +85,9 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
     wait_for_app(page)
     first = int(stat(page, "fm-point-count").split()[0].replace(",", ""))
     assert first > 20
-    pad = page.locator("canvas.upper-canvas").first  # the pad is remounted after each stroke
+    pad = page.locator(".st-key-fme_pad_1 canvas.upper-canvas")  # remounted, empty, after the stroke
+    pad.wait_for(timeout=30_000)
+    page.wait_for_timeout(300)  # fabric.js binds its mouse handlers once the canvas is mounted
     stroke([(0.3, 0.7), (0.5, 0.75), (0.7, 0.7)])
     page.wait_for_function(
         f"() => parseInt(document.querySelector(\"[data-testid='fm-point-count']\").textContent.replace(',', '')) > {first}",

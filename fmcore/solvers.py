@@ -327,14 +327,16 @@ def register_grid(name: str, *, label: str, needs_schedule: bool = False):
 
 
 LOG_SNR_EDGE = 1e-3
-"""The log-SNR is infinite at t=0 (linear, cosine) and at t=1; grids in log-SNR span
-``[LOG_SNR_EDGE, 1 - LOG_SNR_EDGE]`` (and at most the schedule's ``t_max``), then put the exact end
-points back as the first and last time."""
+"""The log-SNR is infinite where alpha = 0 (t=0 on linear, cosine) and where sigma = 0 (t=1); there
+grids in log-SNR start (end) this fraction of the interval inside, then put the exact end points
+back as the first and last time."""
 
 
 def _log_snr_range(t_lo: float, t_hi: float, schedule: Schedule) -> tuple[float, float]:
-    lo = max(t_lo, LOG_SNR_EDGE)
-    hi = min(t_hi, 1.0 - LOG_SNR_EDGE, schedule.t_max)
+    inset = LOG_SNR_EDGE * (t_hi - t_lo)
+    ends = schedule(torch.tensor([t_lo, t_hi], dtype=torch.float64))
+    lo = t_lo + inset if float(ends.alpha[0]) < _VANISHES else t_lo
+    hi = t_hi - inset if float(ends.sigma[1]) < _VANISHES else t_hi
     lam = schedule.log_snr(torch.tensor([lo, hi], dtype=torch.float64))
     return float(lam[0]), float(lam[1])
 
@@ -382,6 +384,8 @@ def karras_grid(steps, t_lo, t_hi, schedule):
     lam_lo, lam_hi = _log_snr_range(t_lo, t_hi, schedule)
     s_max = min(math.exp(-lam_lo), KARRAS_SIGMA_RANGE[1])
     s_min = max(math.exp(-lam_hi), KARRAS_SIGMA_RANGE[0])
+    if s_min >= s_max:  # an interval outside EDM's range: span the interval's own
+        s_min, s_max = math.exp(-lam_hi), math.exp(-lam_lo)
     u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
     inv_rho = 1.0 / KARRAS_RHO
     sigmas = (s_max**inv_rho + u * (s_min**inv_rho - s_max**inv_rho)) ** KARRAS_RHO

@@ -194,7 +194,7 @@ def test_trajectory_keeps_every_state_on_the_grid():
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "vp"])
 @pytest.mark.parametrize("grid", list(TIME_GRIDS))
 def test_every_grid_runs_from_t0_to_t1_strictly_monotone(grid, schedule):
-    for t0, t1 in [(0.0, 1.0), (1.0, 0.0), (0.2, 0.7)]:
+    for t0, t1 in [(0.0, 1.0), (1.0, 0.0), (0.2, 0.7), (0.0, 5e-4), (0.9995, 1.0)]:
         ts = time_grid(grid, 12, t0, t1, schedule)
         assert ts.shape == (13,) and ts[0] == t0 and ts[-1] == t1
         assert ((ts[1:] - ts[:-1]) * math.copysign(1.0, t1 - t0) > 0).all()

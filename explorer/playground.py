@@ -24,7 +24,6 @@ import torch
 
 import fmcore
 from fmcore import datasets
-from fmcore import io as model_io
 from fmcore.solvers import integrate, nfe_for
 
 from . import canvas, compute, controls, export, figures, theme, training
@@ -296,10 +295,9 @@ def data_panel(state: ViewState) -> None:
 
 @dataclass
 class Model:
-    """What the page knows about the session's network: which version, trained how."""
+    """What the page knows about the session's network: its version, and the settings it was trained with."""
 
     generation: int = 0
-    schedule: str = "linear"
     spec: tuple | None = None
 
     @staticmethod
@@ -326,7 +324,7 @@ def _configure(runner, dataset: compute.Dataset, state: ViewState) -> bool:
         st.session_state[MODEL_ERROR_KEY] = f"Could not start training: {error}"
         return False
     model.generation += 1
-    model.schedule, model.spec = state.schedule, _spec(state, dataset)
+    model.spec = _spec(state, dataset)
     return True
 
 
@@ -358,8 +356,7 @@ def _on_load_model() -> None:
         path = Path(folder) / "model.safetensors"
         path.write_bytes(upload.getvalue())
         try:
-            schedule = model_io.load(path).schedule  # validated: refuses anything but an fmcore model
-            runner.load(path)
+            runner.load(path)  # validated by fmcore.io: refuses anything but an fmcore model
         except (ValueError, OSError) as error:
             st.session_state[MODEL_ERROR_KEY] = (
                 f"{upload.name} was not loaded: {error} Your current model is kept."
@@ -367,7 +364,7 @@ def _on_load_model() -> None:
             return
     model = Model.get()
     model.generation += 1
-    model.schedule, model.spec = str(getattr(schedule, "name", schedule)), None
+    model.spec = None
     st.session_state[_W("field")] = "learned"
     st.session_state.pop(MODEL_ERROR_KEY, None)
     st.toast(f"Loaded {upload.name}: the figure now shows its learned field.", icon=":material/check_circle:")
@@ -379,17 +376,16 @@ def _model_source(runner, state: ViewState) -> compute.Source | None:
         return None
     model = Model.get()
     return compute.learned_source(
-        velocity, (id(runner), model.generation, runner.step), model.schedule, state.schedule
+        velocity, (id(runner), model.generation, runner.step), runner.schedule or "linear", state.schedule
     )
 
 
 def _snapshot(runner, dataset: compute.Dataset, state: ViewState):
     """The network's current samples and its field at t = 0.5 (a few ms: cheap solver, few particles)."""
-    model = Model.get()
     velocity = runner.velocity
     z0 = torch.from_numpy(compute.noise(SNAPSHOT_PARTICLES, state.seed))
     with torch.no_grad():
-        samples = integrate(velocity, z0, "midpoint", 8, schedule=model.schedule).zs[-1].numpy()
+        samples = integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear").zs[-1].numpy()
         grid = torch.from_numpy(compute.arrow_grid())
         field = velocity(grid, torch.tensor(SNAPSHOT_T)).numpy()
     return figures.snapshot_figure(samples, dataset.shown, field, height=250)
@@ -481,7 +477,7 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
             )
             st.caption(
                 f"The network now: its samples (violet, {SNAPSHOT_PARTICLES} particles, midpoint 8 steps) "
-                f"and its field at t = {SNAPSHOT_T}. Trained on the {model.schedule} path."
+                f"and its field at t = {SNAPSHOT_T}. Trained on the {runner.schedule} path."
             )
         else:
             st.caption(

@@ -327,16 +327,15 @@ def register_grid(name: str, *, label: str, needs_schedule: bool = False):
 
 
 LOG_SNR_EDGE = 1e-3
-"""The log-SNR is infinite where alpha = 0 (t=0 on linear, cosine) and where sigma = 0 (t=1); there
-grids in log-SNR start (end) this fraction of the interval inside, then put the exact end points
-back as the first and last time."""
+"""The log-SNR is infinite at t=0 (linear, cosine) and at t=1, and the exact field is stiffest near
+t=1: grids in log-SNR span ``[LOG_SNR_EDGE, 1 - LOG_SNR_EDGE]`` (intervals inside that band span
+themselves), then put the exact end points back as the first and last time."""
 
 
 def _log_snr_range(t_lo: float, t_hi: float, schedule: Schedule) -> tuple[float, float]:
-    inset = LOG_SNR_EDGE * (t_hi - t_lo)
-    ends = schedule(torch.tensor([t_lo, t_hi], dtype=torch.float64))
-    lo = t_lo + inset if float(ends.alpha[0]) < _VANISHES else t_lo
-    hi = t_hi - inset if float(ends.sigma[1]) < _VANISHES else t_hi
+    middle = 0.5 * (t_lo + t_hi)
+    lo = min(max(t_lo, LOG_SNR_EDGE), middle)
+    hi = max(min(t_hi, 1.0 - LOG_SNR_EDGE), middle)
     lam = schedule.log_snr(torch.tensor([lo, hi], dtype=torch.float64))
     return float(lam[0]), float(lam[1])
 

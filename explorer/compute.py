@@ -105,9 +105,14 @@ def _preset(name: str, seed: int) -> Dataset:
 def _custom(points: np.ndarray, key: str) -> Dataset:
     normalized = datasets.from_points(points).data.numpy()
     shown = datasets.subsample(normalized, EXACT_POINTS, seed=0).astype(np.float32)
-    reference = datasets.subsample(normalized, 2000, seed=1).astype(np.float32)
+    # Shuffled: drawn points come stroke by stroke, and measures take prefixes of the reference.
+    reference = np.random.default_rng(1).permutation(datasets.subsample(normalized, 2000, seed=1))
     return Dataset(
-        key=f"custom:{key}", label="Your points", shown=shown, train=normalized, reference=reference
+        key=f"custom:{key}",
+        label="Your points",
+        shown=shown,
+        train=normalized,
+        reference=reference.astype(np.float32),
     )
 
 

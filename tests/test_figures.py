@@ -226,3 +226,17 @@ def test_steps_and_nfe_are_named_precisely():
     assert compute.steps_label("euler", 1) == "1 step · 1 NFE"
     assert compute.steps_label("dopri5", 10) == "adaptive, 10 outputs · adaptive NFE"
     assert compute.steps_label("dopri5", 10, 134) == "adaptive, 10 outputs · 134 NFE"
+
+
+def test_drawn_data_is_measured_against_all_its_strokes():
+    """A prefix of the reference must not be one stroke: the points come stroke by stroke."""
+    left = np.stack([np.linspace(-2, -1, 200), np.zeros(200)], 1)
+    right = np.stack([np.linspace(1, 2, 200), np.zeros(200)], 1)
+    dataset = compute.load_dataset(
+        "custom", 0, np.concatenate([left, right]).astype(np.float32), "two-strokes"
+    )
+    prefix = compute.reference_for(dataset, 1000)
+    assert (prefix[:, 0] < 0).mean() == pytest.approx(0.5, abs=0.15)
+    source = compute.exact_source(dataset, "linear")
+    flow = compute.flow(source, 400, 0, "euler", 20, "uniform")
+    assert compute.energy_distance(flow.samples, prefix) < 5 * compute.noise_floor(dataset, 400) + 0.01

@@ -222,14 +222,23 @@ def data_panel(state: ViewState) -> None:
     if error:
         st.error(error, icon=":material/error:")
     pad = canvas.Drawing(st.session_state)
-    # on_change="rerun" makes the tabs lazy: the drawing pad (fabric.js) loads only when its tab is
-    # open, which keeps it off the first paint.
+    # on_change="rerun" makes the tabs lazy: only the open tab is built and sent, so the drawing pad
+    # (fabric.js) and the uploader stay off the first paint.
     presets, draw, upload = st.tabs(
         [":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload"],
         key=_W("data_tab"),
         on_change="rerun",
     )
-    with presets, st.container(key="fme_gallery"):
+    if presets.open:
+        _presets_tab(presets, state, pad)
+    if draw.open:
+        _draw_tab(draw, pad)
+    if upload.open:
+        _upload_tab(upload)
+
+
+def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
+    with tab, st.container(key="fme_gallery"):
         custom = pad.points()
         st.markdown(_gallery_css(state.seed, custom), unsafe_allow_html=True)
         options = (*datasets.NAMES, CUSTOM) if custom is not None else datasets.NAMES
@@ -243,7 +252,10 @@ def data_panel(state: ViewState) -> None:
             label_visibility="collapsed",
         )
         st.caption(datasets.DESCRIPTIONS.get(state.data, "Your own points (drawn or uploaded)."))
-    with draw:
+
+
+def _draw_tab(tab, pad: canvas.Drawing) -> None:
+    with tab:
         spread = st.slider(
             "Brush spread",
             1,
@@ -252,8 +264,7 @@ def data_panel(state: ViewState) -> None:
             key=_W("spread"),
             help="How far points scatter around a stroke (pixels).",
         )
-        if draw.open:
-            canvas.drawing(spread, _use_points)
+        canvas.drawing(spread, _use_points)
         count = pad.count()
         left, middle, right = st.columns([1.3, 1, 1], vertical_alignment="center")
         left.markdown(
@@ -277,7 +288,10 @@ def data_panel(state: ViewState) -> None:
             width="stretch",
         )
         st.caption("Each stroke adds points; they are centred and scaled to unit spread, like the noise.")
-    with upload:
+
+
+def _upload_tab(tab) -> None:
+    with tab:
         st.file_uploader(
             "CSV of x,y points (header optional)", type=["csv", "txt"], key=_W("upload"), on_change=_on_upload
         )
@@ -671,21 +685,38 @@ def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> Non
     )
 
 
-def follow_controls() -> tuple[float, float] | None:
-    with st.expander("Follow one particle (the ODE view)", icon=":material/timeline:"):
-        on = st.toggle("Show one particle's path", key=_W("follow_on"))
+def follow_controls() -> None:
+    """The followed particle's start point (read before the figure, by ``follow_point_from_widgets``).
+
+    Lazy, like the other folded parts: its widgets exist only while it is open, and the view state
+    (which seeds them) remembers the point in between.
+    """
+    panel = st.expander(
+        "Follow one particle (the ODE view)",
+        icon=":material/timeline:",
+        key=_W("follow_panel"),
+        on_change="rerun",
+    )
+    if not panel.open:
+        return
+    with panel:
+        st.toggle("Show one particle's path", key=_W("follow_on"))
         left, right = st.columns(2)
-        x = left.number_input("start x at t=0", -4.0, 4.0, step=0.1, key=_W("fx"), format="%.2f")
-        y = right.number_input("start y at t=0", -4.0, 4.0, step=0.1, key=_W("fy"), format="%.2f")
+        left.number_input("start x at t=0", -4.0, 4.0, step=0.1, key=_W("fx"), format="%.2f")
+        right.number_input("start y at t=0", -4.0, 4.0, step=0.1, key=_W("fy"), format="%.2f")
         st.caption("Or click any particle in the figure.")
-    return (round(float(x), 3), round(float(y), 3)) if on else None
 
 
 def export_panel(
     state: ViewState, flows, figure, dataset: compute.Dataset, source: compute.Source, runner
 ) -> None:
     flow = flows[0][0]
-    with st.expander("Share & export", icon=":material/ios_share:"):
+    panel = st.expander(
+        "Share & export", icon=":material/ios_share:", key=_W("export_panel"), on_change="rerun"
+    )
+    if not panel.open:  # lazy: nothing of it is built or sent before someone opens it
+        return
+    with panel:
         query = "&".join(f"{k}={v}" for k, v in state.to_query().items())
         st.markdown(
             "**Share**: the address bar holds this exact view; copy it. Add `classroom=1` for a projector."

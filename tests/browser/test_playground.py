@@ -110,8 +110,9 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
         page.locator(".st-key-fme_gallery button[aria-checked='true']").text_content().strip()
         == "your points"
     )
-    count = page.locator("[data-testid='fm-point-count']").first.text_content()
-    assert count.split()[0] == drawn.split()[0]
+    page.get_by_role("tab", name=re.compile("Draw")).click()  # the count lives in the Draw tab
+    page.wait_for_selector("[data-testid='fm-point-count']", timeout=20_000)
+    assert stat(page, "fm-point-count").split()[0] == drawn.split()[0]
 
 
 def test_training_grows_the_loss_curve(app, page):

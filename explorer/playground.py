@@ -222,8 +222,8 @@ def data_panel(state: ViewState) -> None:
     if error:
         st.error(error, icon=":material/error:")
     pad = canvas.Drawing(st.session_state)
-    # on_change="rerun" makes the tabs lazy: only the open tab is built and sent, so the drawing pad
-    # (fabric.js) and the uploader stay off the first paint.
+    # on_change="rerun" makes the tabs lazy: the gallery and the drawing pad (fabric.js) are built and
+    # sent only while their tab is open, which keeps the pad off the first paint.
     presets, draw, upload = st.tabs(
         [":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload"],
         key=_W("data_tab"),
@@ -233,8 +233,7 @@ def data_panel(state: ViewState) -> None:
         _presets_tab(presets, state, pad)
     if draw.open:
         _draw_tab(draw, pad)
-    if upload.open:
-        _upload_tab(upload)
+    _upload_tab(upload)  # always built: scripts and tests drive its uploader without opening it
 
 
 def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
@@ -711,12 +710,7 @@ def export_panel(
     state: ViewState, flows, figure, dataset: compute.Dataset, source: compute.Source, runner
 ) -> None:
     flow = flows[0][0]
-    panel = st.expander(
-        "Share & export", icon=":material/ios_share:", key=_W("export_panel"), on_change="rerun"
-    )
-    if not panel.open:  # lazy: nothing of it is built or sent before someone opens it
-        return
-    with panel:
+    with st.expander("Share & export", icon=":material/ios_share:"):
         query = "&".join(f"{k}={v}" for k, v in state.to_query().items())
         st.markdown(
             "**Share**: the address bar holds this exact view; copy it. Add `classroom=1` for a projector."

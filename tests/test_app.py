@@ -20,17 +20,6 @@ def inline_training(monkeypatch):
     monkeypatch.setenv("FME_TRAINING", "inline")  # no worker pool in tests
 
 
-UPLOAD_TAB = ":material/upload: Upload"
-
-
-def open_panel(at: AppTest, key: str, value) -> AppTest:
-    """Open a lazy tab or expander (their content is only built while open)."""
-    at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def start(query: dict | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
     for name, value in (query or {}).items():
@@ -124,7 +113,7 @@ def test_training_runs_then_a_schedule_change_reuses_the_model_without_retrainin
 
 
 def test_bad_csv_upload_shows_an_error_and_keeps_the_data():
-    at = open_panel(start({"data": "spirals"}), "fme_w_data_tab", UPLOAD_TAB)
+    at = start({"data": "spirals"})
     before = particles_at_end(flow_spec(at))
     at.file_uploader(key="fme_w_upload").upload("bad.csv", b"x,y\n1,2\n3,nan\n", "text/csv").run()
     assert not at.exception
@@ -139,7 +128,7 @@ def test_bad_csv_upload_shows_an_error_and_keeps_the_data():
     [("1,2,3\n4,5,6\n", "expected exactly two columns"), ("1\n2\n", "two numbers"), ("", "No data rows")],
 )
 def test_bad_pasted_points_explain_themselves(text, needle):
-    at = open_panel(start(), "fme_w_data_tab", UPLOAD_TAB)
+    at = start()
     at.text_area(key="fme_w_paste").input(text)
     at.button(key="fme_w_use_paste").click().run()
     assert not at.exception
@@ -152,7 +141,7 @@ def test_good_csv_becomes_the_data_and_the_link_carries_it():
     angle = rng.uniform(0, 2 * np.pi, 400)
     ring = np.stack([100 + 5 * np.cos(angle), -20 + 5 * np.sin(angle)], 1)
     csv = "x,y\n" + "\n".join(f"{x:.4f},{y:.4f}" for x, y in ring)
-    at = open_panel(start(), "fme_w_data_tab", UPLOAD_TAB)
+    at = start()
     at.file_uploader(key="fme_w_upload").upload("ring.csv", csv.encode(), "text/csv").run()
     assert not at.exception and not at.error
     assert at.query_params["data"] == "custom" and len(at.query_params["pts"]) > 100
@@ -198,7 +187,7 @@ def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path):
     trainer = Trainer(datasets.sample("moons", 500, 0), schedule="cosine", seed=0)
     trainer.step(30)
     trainer.save(tmp_path / "model.safetensors")
-    at = open_panel(start(), "fme_w_export_panel", True)
+    at = start()
     at.file_uploader(key="fme_w_model_upload").upload("junk.safetensors", b"\x00" * 64).run()
     assert not at.exception
     assert "junk.safetensors was not loaded" in " ".join(e.value for e in at.error)

@@ -7,6 +7,9 @@ needs is a pure function of a source and a few settings, cached with ``st.cache_
 source's key: the particles' flow, the field on an arrow grid, the density p_t, a warped grid,
 one particle's path. Arrays come out as float32 numpy, ready for plotly.
 
+The exact field is that of the data blurred by a Gaussian of width ``EXACT_BANDWIDTH`` (``Smoothed``):
+the field of bare points is singular at t = 1 and throws higher-order solvers off there.
+
 Times follow fmcore: t=0 is noise, t=1 is data, sampling integrates forward.
 """
 

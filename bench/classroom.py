@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (needs ROOT on the path)
+
 # -- micro: the runner alone ---------------------------------------------------------------------
 
 
@@ -180,17 +182,6 @@ def micro(seconds: float, repeats: int = 1, session_counts=(1, 5)) -> dict:
 
 # -- classroom: real browsers against the real server -------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PRESETS = ("moons", "circles", "8gaussians", "checkerboard", "spirals")
 
 # The Playground's stable hooks (explorer/playground.py, explorer/controls.py). If one goes missing

@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
+from bench.chromium import CHROMIUM
+
 # One torch thread: faster for these small tensors, and steady when the 2 cores are shared.
 torch.set_num_threads(1)
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def browser_unavailable() -> str | None:

@@ -587,6 +587,13 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         panel, flow, energy = _panel(source, exact, dataset, state, solver, steps, grid, label, kind, density)
         panels.append(panel)
         flows.append((flow, energy))
+        if not np.isfinite(flow.samples).all():
+            st.warning(
+                f"{solver} with {steps} steps on the {state.schedule} path produced non-finite values "
+                "(a step divided by zero or blew up); those particles are not drawn. Try another solver, "
+                "more steps or another time grid.",
+                icon=":material/warning:",
+            )
     figure_key = (
         kind,
         source.key,

@@ -208,3 +208,9 @@ def test_an_adaptive_solver_reports_the_nfe_it_counted():
     nfe = int(re.search(r"(\d+) NFE", caption).group(1))
     assert caption.startswith("adaptive, 4 outputs") and nfe > 4 * 6  # >= 6 stages per accepted step
     assert f"{nfe} NFE" in html(at, "fm-metrics")
+
+
+def test_a_solve_that_blows_up_is_reported_not_crashed():
+    # DPM-Solver++ divides by d_alpha_t sigma_t - d_sigma_t alpha_t, which is 0 at t=0 on the t^2 path.
+    at = start({"solver": "dpm++2m", "schedule": "polynomial", "steps": "5"})
+    assert "non-finite" in " ".join(w.value for w in at.warning)

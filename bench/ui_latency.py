@@ -32,6 +32,7 @@ import plotly.io as pio
 import streamlit.logger
 import torch
 
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from explorer import compute, figures
 from fmcore import metrics
 from fmcore.trainer import Trainer
@@ -71,10 +72,6 @@ ONE_CHART = """import plotly.graph_objects as go
 import streamlit as st
 st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
 """
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 def _serve(script: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
@@ -118,7 +115,7 @@ def browser_main(repeats: int) -> None:
     try:
         (_, reference), (_, app) = servers
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             chart = ".js-plotly-plot .scatterlayer .trace"
             animated = ".st-key-fme_flow_chart .js-plotly-plot .scatterlayer .trace"
             cold = first_paint(browser, app, animated)  # imports and caches: a server's first visitor

@@ -99,6 +99,9 @@ def stroke_points(line_px: np.ndarray, spread_px: float, seed: int, pad_px: int 
     return to_model(jittered, pad_px).astype(np.float32)
 
 
+SEEN_KEY = "fme_strokes_seen"
+
+
 class Drawing:
     """The session's drawn strokes (model coordinates), kept in ``st.session_state``."""
 
@@ -166,7 +169,14 @@ def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: i
         if not strokes:
             return
         current = Drawing(st.session_state)
-        for line in strokes:  # usually one: the pad is remounted empty after every stroke
+        # A pad that is being replaced can report its last stroke once more (remount, page switch):
+        # a stroke is taken once, by its exact pixel path.
+        seen = st.session_state.setdefault(SEEN_KEY, set())
+        fresh = [line for line in strokes if line.tobytes() not in seen]
+        if not fresh:
+            return
+        for line in fresh:  # usually one: the pad is remounted empty after every stroke
+            seen.add(line.tobytes())
             current.add(stroke_points(line, spread_px, seed=current.generation, pad_px=pad_px))
         on_points(current.points())
 

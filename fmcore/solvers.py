@@ -171,10 +171,18 @@ def _towards(schedule: Schedule, t: float, forward: bool):
     return a, b, (lam if forward else -lam)
 
 
+_SINGULAR_INSET = 1e-3
+
+
 def _endpoint_prediction(v, z, t: float, schedule: Schedule, forward: bool) -> torch.Tensor:
     """Data prediction E[z_1 | z_t] (forward) or noise prediction E[z_0 | z_t] (backward) from v."""
     t_eval = min(t, schedule.t_max)
     s = schedule(torch.tensor(t_eval, dtype=torch.float64))
+    if s.d_alpha * s.sigma - s.d_sigma * s.alpha <= 0:
+        # v = d_alpha z_1 + d_sigma z_0 carries no information where both derivatives vanish
+        # (polynomial schedules at t=0): read the prediction just inside, where it is defined.
+        t_eval = _SINGULAR_INSET
+        s = schedule(torch.tensor(t_eval, dtype=torch.float64))
     z1, z0 = to_endpoints(v(z, torch.tensor(t_eval, dtype=z.dtype, device=z.device)), "velocity", z, s)
     return z1 if forward else z0
 

@@ -270,3 +270,20 @@ def test_a_zero_length_step_leaves_the_state_alone(solver):
     trajectory = integrate(lambda z, t: -z, z, solver, 2000, grid="power", schedule="linear")
     assert (trajectory.ts.diff() == 0).any()
     assert torch.isfinite(trajectory.zs).all()
+
+
+def test_dpm_solver_on_a_schedule_whose_velocity_vanishes_at_noise():
+    # Polynomial t^2: d_alpha = d_sigma = 0 at t=0, so v says nothing about z_1 there.
+    from fmcore import exact_velocity, integrate
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    z0 = torch.randn(100, 2, generator=g, dtype=torch.float64)
+
+    def v(z, t):
+        return exact_velocity(z, t, data, "polynomial")
+
+    ends = integrate(v, z0, solver="dpm++2m", steps=40, schedule="polynomial").zs[-1]
+    reference = integrate(v, z0, solver="rk4", steps=200, grid="power").zs[-1]
+    assert torch.isfinite(ends).all()
+    assert (ends - reference).norm(dim=1).median() < 0.05

@@ -298,7 +298,7 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         latencies = []
         t_end = time.perf_counter() + seconds
         change_at = [time.perf_counter() + seconds * (k + 1) / (changes + 1) for k in range(changes)]
-        while time.perf_counter() < t_end:
+        while time.perf_counter() < t_end or change_at:  # every change is made, however slow the page
             step = await _step(page)
             if step is not None:
                 samples.append((time.perf_counter(), step))

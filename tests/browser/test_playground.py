@@ -103,7 +103,7 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
     # A lesson and back: the drawing is kept in the session, not only in the widget.
     page.get_by_role("link", name="The ODE view").click()
     wait_for_app(page, 120)
-    page.get_by_role("link", name="Playground").click()
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Playground").click()
     wait_for_app(page)
     wait_for_flow(page)
     assert (

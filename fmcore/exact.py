@@ -13,7 +13,9 @@ the posterior mean ``E[z_1 | z_t = z] = sum_j w_j x_j``. Flow matching's regress
 this field as its minimiser; here it is in closed form, the ground truth the app draws.
 
 The softmax is evaluated with log-sum-exp (stable for t near 0 and near 1) in chunks of query
-points, so memory stays near ``CHUNK_BYTES`` whatever the sizes.
+points, so each (chunk, m) temporary stays near ``CHUNK_BYTES`` whatever the sizes. Small chunks are
+also the fast ones: temporaries of a megabyte are reused by the allocator, where larger ones are
+returned to the system and page-faulted back on every call (measured 5x slower at 1,000 x 500).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .schedules import Schedule, get_schedule
 
 __all__ = ["T_EXACT_MAX", "exact_log_density", "exact_posterior_mean", "exact_score", "exact_velocity"]
 
-CHUNK_BYTES = 16 * 2**20  # per (chunk, m, d) temporary; a few of them live at once: ~100 MB peak.
+CHUNK_BYTES = 2**20  # per (chunk, m) float64 temporary; a few of them live at once.
 T_EXACT_MAX = 1.0 - 1e-4  # at t=1 the mixture collapses onto the data points (sigma = 0)
 
 
@@ -37,15 +39,25 @@ def _clamped_times(t, z: torch.Tensor, schedule: Schedule) -> torch.Tensor:
 
 
 def _sq_distances(z: torch.Tensor, alpha: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
-    """|z_i - alpha_i x_j|^2 as (c, m), by explicit differences (no cancellation at small sigma)."""
-    alpha = alpha.reshape(-1, 1, 1) if alpha.dim() else alpha
-    return (z[:, None, :] - alpha * data[None, :, :]).square().sum(-1)
+    """|z_i - alpha_i x_j|^2 as (c, m), as |z|^2 - 2 alpha z.x + alpha^2 |x|^2 in float64.
+
+    The expansion is a matrix product, about 10x faster than explicit differences over a (c, m, d)
+    temporary. Done in float64, its cancellation error (about 1e-16 (|z|^2 + alpha^2 |x|^2)) stays far
+    below sigma^2 down to ``T_EXACT_MAX``; float32 would not. MPS has no float64: explicit differences.
+    """
+    if z.device.type == "mps":
+        a = alpha.reshape(-1, 1, 1) if alpha.dim() else alpha
+        return (z[:, None, :] - a * data[None, :, :]).square().sum(-1)
+    z64, x64 = z.double(), data.double()
+    a = alpha.double().reshape(-1, 1) if alpha.dim() else alpha.double()
+    norms = (z64 * z64).sum(1, keepdim=True) + (a * a) * (x64 * x64).sum(1)[None, :]
+    return torch.addmm(norms, a * z64, x64.T, alpha=-2.0).clamp_min_(0.0).to(z.dtype)
 
 
 def _chunks(z: torch.Tensor, t: torch.Tensor, m: int):
-    """Yield (rows, z_chunk, t_chunk) with about CHUNK_BYTES per (chunk, m, d) temporary."""
-    n, d = z.shape
-    size = max(1, CHUNK_BYTES // (m * d * z.element_size()))
+    """Yield (rows, z_chunk, t_chunk) with about CHUNK_BYTES per (chunk, m) float64 temporary."""
+    n = z.shape[0]
+    size = max(1, CHUNK_BYTES // (m * 8))
     for start in range(0, n, size):
         rows = slice(start, min(n, start + size))
         yield rows, z[rows], (t if t.dim() == 0 else t[rows])
@@ -82,7 +94,7 @@ def exact_posterior_mean(z: torch.Tensor, t, data: torch.Tensor, schedule="linea
     for rows, zc, tc in _chunks(z, t, data.shape[0]):
         s = schedule(tc)
         weights = torch.softmax(_log_weights(zc, s.alpha, s.sigma, data), dim=1)
-        out[rows] = weights @ data
+        out[rows] = (data.T @ weights.T).T  # same as weights @ data; ~6x faster for small d on CPU
     return out
 
 

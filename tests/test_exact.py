@@ -104,7 +104,7 @@ def test_per_row_times_equal_one_time_at_a_time(data):
 def test_chunking_changes_nothing(data, monkeypatch):
     z = torch.randn(500, 2, dtype=F64)
     whole = exact_velocity(z, 0.7, data, "linear")
-    monkeypatch.setattr(exact_module, "CHUNK_BYTES", 12 * 2 * 8 * 7)  # 7 rows a chunk
+    monkeypatch.setattr(exact_module, "CHUNK_BYTES", len(data) * 8 * 7)  # 7 rows a chunk
     torch.testing.assert_close(exact_velocity(z, 0.7, data, "linear"), whole)
     torch.testing.assert_close(
         exact_log_density(z, 0.7, data, "linear"), exact_log_density(z, 0.7, data, "linear")
@@ -112,9 +112,9 @@ def test_chunking_changes_nothing(data, monkeypatch):
 
 
 def test_memory_stays_bounded_for_large_problems():
-    # 20,000 x 20,000 would need 3.2 GB as one float32 (n, m, 2) temporary; chunks keep it near 16 MB.
-    rows = exact_module.CHUNK_BYTES // (20_000 * 2 * 4)
-    assert rows * 20_000 * 2 * 4 <= 16 * 2**20
+    # 20,000 x 20,000 would need 3.2 GB as one float64 (n, m) temporary; chunks keep it near 1 MB.
+    rows = [r for r, _, _ in exact_module._chunks(torch.zeros(20_000, 2), torch.tensor(0.5), 20_000)]
+    assert len(rows) > 1 and all((r.stop - r.start) * 20_000 * 8 <= 2**20 for r in rows)
 
 
 def test_bad_shapes_are_explained():

@@ -113,7 +113,7 @@ def setup_page(title: str) -> None:
     from . import compute, theme
 
     st.set_page_config(page_title=title, page_icon="🌊", layout="wide")
-    st.markdown(theme.CSS, unsafe_allow_html=True)
+    st.html(theme.CSS)
     compute.configure_torch()
     st.title(title)
 

@@ -38,6 +38,7 @@ DATA_ERROR_KEY = "fme_data_error"
 MODEL_ERROR_KEY = "fme_model_error"
 PICK_KEY = "fme_pick"
 CHART_KEY = "fme_flow_chart"
+DATA_TABS = (":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload")
 LIVE_EVERY_S = 0.35
 TICK_BUDGET_S = 0.2
 SNAPSHOT_PARTICLES = 600
@@ -222,10 +223,10 @@ def data_panel(state: ViewState) -> None:
     if error:
         st.error(error, icon=":material/error:")
     pad = canvas.Drawing(st.session_state)
-    # on_change="rerun" makes the tabs lazy: the gallery and the drawing pad (fabric.js) are built and
-    # sent only while their tab is open, which keeps the pad off the first paint.
+    # on_change="rerun" makes the tabs lazy: each tab's widgets (the gallery, the drawing pad with
+    # fabric.js, the uploader) are built and sent only while it is open: off the first paint.
     presets, draw, upload = st.tabs(
-        [":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload"],
+        DATA_TABS,
         key=_W("data_tab"),
         on_change="rerun",
     )
@@ -233,13 +234,14 @@ def data_panel(state: ViewState) -> None:
         _presets_tab(presets, state, pad)
     if draw.open:
         _draw_tab(draw, pad)
-    _upload_tab(upload)  # always built: scripts and tests drive its uploader without opening it
+    if upload.open:
+        _upload_tab(upload)
 
 
 def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
     with tab, st.container(key="fme_gallery"):
         custom = pad.points()
-        st.markdown(_gallery_css(state.seed, custom), unsafe_allow_html=True)
+        st.html(_gallery_css(state.seed, custom))  # style only: applied to the page, no markdown pass
         options = (*datasets.NAMES, CUSTOM) if custom is not None else datasets.NAMES
         st.session_state["fme_last_choice"] = state.data
         st.pills(
@@ -717,7 +719,12 @@ def export_panel(
     state: ViewState, flows, figure, dataset: compute.Dataset, source: compute.Source, runner
 ) -> None:
     flow = flows[0][0]
-    with st.expander("Share & export", icon=":material/ios_share:"):
+    # on_change="rerun" makes it lazy: nothing inside is built or sent until it is opened, which keeps
+    # its widgets (and the code highlighter) off the first paint.
+    panel = st.expander("Share & export", icon=":material/ios_share:", key=_W("export"), on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
         query = "&".join(f"{k}={v}" for k, v in state.to_query().items())
         st.markdown(
             "**Share**: the address bar holds this exact view; copy it. Add `classroom=1` for a projector."
@@ -821,7 +828,7 @@ def main() -> None:
         layout="wide",
         initial_sidebar_state="collapsed" if state.classroom else "expanded",
     )
-    st.markdown(theme.CSS + (theme.CLASSROOM_CSS if state.classroom else ""), unsafe_allow_html=True)
+    st.html(theme.CSS + (theme.CLASSROOM_CSS if state.classroom else ""))
     _seed(state, from_url)
     for notice in notices:
         st.toast(notice, icon=":material/link_off:")

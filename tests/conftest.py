@@ -29,3 +29,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def open_panel():
+    """Open a lazy Playground panel in an AppTest, as a click would: ``open_panel(at, "upload")``.
+
+    The data tabs and "Share & export" build their widgets only while open (first-paint speed).
+    """
+    from explorer.playground import DATA_TABS
+
+    states = {"upload": ("fme_w_data_tab", DATA_TABS[2]), "export": ("fme_w_export", True)}
+
+    def open_(at, panel: str):
+        key, value = states[panel]
+        at.session_state[key] = value
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_

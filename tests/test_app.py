@@ -113,8 +113,8 @@ def test_training_runs_then_a_schedule_change_reuses_the_model_without_retrainin
     assert heatmap["type"] == "heatmap" and "network's" in html(at, "fm-caption")
 
 
-def test_bad_csv_upload_shows_an_error_and_keeps_the_data():
-    at = start({"data": "spirals"})
+def test_bad_csv_upload_shows_an_error_and_keeps_the_data(open_panel):
+    at = open_panel(start({"data": "spirals"}), "upload")
     before = particles_at_end(flow_spec(at))
     at.file_uploader(key="fme_w_upload").upload("bad.csv", b"x,y\n1,2\n3,nan\n", "text/csv").run()
     assert not at.exception
@@ -128,8 +128,8 @@ def test_bad_csv_upload_shows_an_error_and_keeps_the_data():
     ("text", "needle"),
     [("1,2,3\n4,5,6\n", "expected exactly two columns"), ("1\n2\n", "two numbers"), ("", "No data rows")],
 )
-def test_bad_pasted_points_explain_themselves(text, needle):
-    at = start()
+def test_bad_pasted_points_explain_themselves(text, needle, open_panel):
+    at = open_panel(start(), "upload")
     at.text_area(key="fme_w_paste").input(text)
     at.button(key="fme_w_use_paste").click().run()
     assert not at.exception
@@ -137,12 +137,12 @@ def test_bad_pasted_points_explain_themselves(text, needle):
     assert "data" not in at.query_params  # still the default preset
 
 
-def test_good_csv_becomes_the_data_and_the_link_carries_it():
+def test_good_csv_becomes_the_data_and_the_link_carries_it(open_panel):
     rng = np.random.default_rng(0)
     angle = rng.uniform(0, 2 * np.pi, 400)
     ring = np.stack([100 + 5 * np.cos(angle), -20 + 5 * np.sin(angle)], 1)
     csv = "x,y\n" + "\n".join(f"{x:.4f},{y:.4f}" for x, y in ring)
-    at = start()
+    at = open_panel(start(), "upload")
     at.file_uploader(key="fme_w_upload").upload("ring.csv", csv.encode(), "text/csv").run()
     assert not at.exception and not at.error
     assert at.query_params["data"] == "custom" and len(at.query_params["pts"]) > 100
@@ -181,7 +181,7 @@ def test_classroom_link_hides_the_controls_but_keeps_training():
     assert at.query_params["classroom"] == "1"
 
 
-def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path):
+def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path, open_panel):
     from fmcore import datasets
     from fmcore.trainer import Trainer
 
@@ -189,6 +189,7 @@ def test_a_saved_model_loads_back_and_a_bad_file_is_refused(tmp_path):
     trainer.step(30)
     trainer.save(tmp_path / "model.safetensors")
     at = start()
+    open_panel(at, "export")
     at.file_uploader(key="fme_w_model_upload").upload("junk.safetensors", b"\x00" * 64).run()
     assert not at.exception
     assert "junk.safetensors was not loaded" in " ".join(e.value for e in at.error)
@@ -232,3 +233,17 @@ def test_dpm_solver_on_the_polynomial_path_is_finite():
     # d_alpha = d_sigma = 0 at t=0 on the t^2 path: the solver reads its prediction just inside.
     at = start({"solver": "dpm++2m", "schedule": "polynomial", "steps": "5"})
     assert not at.exception and "non-finite" not in " ".join(w.value for w in at.warning)
+
+
+def test_lazy_panels_are_built_only_when_opened(open_panel):
+    at = start({"data": "circles", "solver": "heun", "steps": "12"})
+    assert not at.get("file_uploader")  # neither the CSV nor the model uploader on the first paint
+    assert not at.get("code")  # nor the code highlighter
+    open_panel(at, "upload")
+    assert [u.key for u in at.get("file_uploader")] == ["fme_w_upload"]
+    open_panel(at, "export")
+    assert [u for u in at.get("file_uploader") if u.key == "fme_w_model_upload"]
+    (link,) = at.get("code")
+    assert "data=circles" in link.value and "solver=heun" in link.value and "steps=12" in link.value
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"GIF", "HTML", "PNG", "Samples CSV", "Save model"} <= labels

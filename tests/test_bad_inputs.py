@@ -51,8 +51,8 @@ def errors(at: AppTest) -> str:
 # -- data ------------------------------------------------------------------------------------------
 
 
-def test_a_100k_point_csv_is_refused_with_the_limit_and_nothing_changes(app):
-    at = app({"data": "circles"})
+def test_a_100k_point_csv_is_refused_with_the_limit_and_nothing_changes(app, open_panel):
+    at = open_panel(app({"data": "circles"}), "upload")
     rows = "\n".join(f"{x:.3f},{y:.3f}" for x, y in np.random.default_rng(0).normal(size=(100_000, 2)))
     at.file_uploader(key="fme_w_upload").upload("big.csv", ("x,y\n" + rows).encode(), "text/csv").run()
     assert not at.exception
@@ -67,8 +67,8 @@ def test_csv_with_astronomical_coordinates_is_refused(value):
         datasets.from_points(points)
 
 
-def test_a_binary_file_uploaded_as_csv_is_refused(app):
-    at = app({"data": "spirals"})
+def test_a_binary_file_uploaded_as_csv_is_refused(app, open_panel):
+    at = open_panel(app({"data": "spirals"}), "upload")
     at.file_uploader(key="fme_w_upload").upload("photo.csv", bytes(range(256)) * 4, "text/csv").run()
     assert not at.exception
     assert "photo.csv" in errors(at) and "not a text file" in errors(at)
@@ -88,13 +88,14 @@ def test_a_learning_rate_outside_the_range_in_a_link_is_ignored_with_a_notice(lr
 # -- models ----------------------------------------------------------------------------------------
 
 
-def test_uploading_a_file_that_is_not_a_model_keeps_the_current_one(app):
+def test_uploading_a_file_that_is_not_a_model_keeps_the_current_one(app, open_panel):
     at = app({"data": "moons"})
     at.button(key="fme_w_train").click().run()
     at.run()
     at.button(key="fme_w_pause").click().run()
     step = stats_step(at)
     assert step > 0
+    open_panel(at, "export")
     # The uploader only offers .safetensors files, so a pickle arrives renamed.
     for name, content in (("notes.safetensors", b"x,y\n1,2\n"), ("pickle.safetensors", b"\x80\x04\x95junk.")):
         at.file_uploader(key="fme_w_model_upload").upload(name, content, "application/octet-stream").run()

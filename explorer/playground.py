@@ -14,6 +14,7 @@ widget callbacks, which run before the script: the figure of the same run alread
 from __future__ import annotations
 
 import base64
+import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,9 +38,10 @@ MODEL_KEY = "fme_model"
 DATA_ERROR_KEY = "fme_data_error"
 MODEL_ERROR_KEY = "fme_model_error"
 PICK_KEY = "fme_pick"
+LIVE_FIGURES_KEY = "fme_live_figures"
 CHART_KEY = "fme_flow_chart"
 DATA_TABS = (":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload")
-LIVE_EVERY_S = 0.35
+LIVE_EVERY_S = training.REDRAW_INTERVALS_S[0]
 TICK_BUDGET_S = 0.2
 SNAPSHOT_PARTICLES = 600
 SNAPSHOT_T = 0.5
@@ -451,45 +453,23 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
     if stale:
         st.caption("The network was trained on other data or settings: **Train** starts a fresh one.")
 
-    @st.fragment(run_every=LIVE_EVERY_S if runner.running else None)
+    every = training.redraw_interval(training.active_sessions()) if runner.running else None
+
+    @st.fragment(run_every=every)
     def live():
         was_running = runner.running
         if was_running:
             runner.tick(budget_s=TICK_BUDGET_S)
-        stats = runner.stats
-        speed = (
-            f"{stats.steps_per_s:,.0f} steps/s"
-            if stats is not None and stats.steps_per_s > 0
-            else "– steps/s"
-        )
-        state_word = "training" if runner.running else ("paused" if runner.step else "not started")
-        parts = [
-            f"<b>step {runner.step:,}</b>",
-            speed,
-            f"<span class='label'>device</span> <b>{runner.device}</b>",
-        ]
-        if stats is not None and np.isfinite(stats.loss):
-            parts.append(f"loss <b>{stats.loss:.4f}</b>")
-        parts.append(f"<span class='label'>{state_word}</span>")
-        st.markdown(
-            f"<div class='fm-stat' data-testid='fm-train-stats'>{' · '.join(parts)}</div>",
-            unsafe_allow_html=True,
-        )
+        st.markdown(_stats_line(runner, every), unsafe_allow_html=True)
         if runner.message and runner.status != "ok":
             st.warning(runner.message, icon=":material/warning:")
         elif runner.message:
             st.caption(runner.message)
-        steps, losses = runner.history
-        if len(steps):
-            st.plotly_chart(
-                figures.loss_figure(steps, losses, runner.loss_floor, height=170),
-                key="fme_loss",
-                config=dict(displayModeBar=False),
-            )
-        if runner.velocity is not None:
-            st.plotly_chart(
-                _snapshot(runner, dataset, state), key="fme_snapshot", config=dict(displayModeBar=False)
-            )
+        loss, snapshot = _live_figures(runner, dataset, state)
+        if loss is not None:
+            st.plotly_chart(loss, key="fme_loss", config=dict(displayModeBar=False))
+        if snapshot is not None:
+            st.plotly_chart(snapshot, key="fme_snapshot", config=dict(displayModeBar=False))
             st.caption(
                 f"The network now: its samples (violet, {SNAPSHOT_PARTICLES} particles, midpoint 8 steps) "
                 f"and its field at t = {SNAPSHOT_T}. Trained on the {runner.schedule} path."
@@ -500,8 +480,52 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
             )
         if was_running and not runner.running:
             st.rerun()  # it stopped by itself (diverged or failed): every control back at once
+        if runner.running and _retime(every, training.active_sessions()):
+            st.rerun()  # the class grew or shrank: a new redraw period takes a full run to set
 
     live()
+
+
+def _stats_line(runner, every: float | None) -> str:
+    """step · steps/s · device · loss · state, and the redraw period when a busy server lengthened it."""
+    stats = runner.stats
+    speed = f"{stats.steps_per_s:,.0f} steps/s" if stats is not None and stats.steps_per_s > 0 else "– steps/s"
+    state_word = "training" if runner.running else ("paused" if runner.step else "not started")
+    parts = [f"<b>step {runner.step:,}</b>", speed, f"<span class='label'>device</span> <b>{runner.device}</b>"]
+    if stats is not None and np.isfinite(stats.loss):
+        parts.append(f"loss <b>{stats.loss:.4f}</b>")
+    parts.append(f"<span class='label'>{state_word}</span>")
+    if every is not None and every > LIVE_EVERY_S:
+        parts.append(f"<span class='label'>redrawn every {every:g} s: a busy server</span>")
+    return f"<div class='fm-stat' data-testid='fm-train-stats'>{' · '.join(parts)}</div>"
+
+
+def _retime(every: float | None, active: int) -> bool:
+    """Whether the live part's redraw period is off enough to be worth a full run to change.
+
+    Longer at once when the class grows; shorter only once it is well below the threshold (x1.5
+    margin), so that sessions near a threshold do not flip back and forth.
+    """
+    if every is None:
+        return False
+    return training.redraw_interval(active) > every or training.redraw_interval(math.ceil(active * 1.5)) < every
+
+
+def _live_figures(runner, dataset: compute.Dataset, state: ViewState):
+    """(loss figure or None, snapshot figure or None), rebuilt only when the network changed.
+
+    A rerun of the live part with nothing new (no slice finished) then sends the same figures,
+    which Streamlit does not re-send and the browser does not redraw.
+    """
+    steps, losses = runner.history
+    key = (Model.get().generation, runner.step, len(steps), runner.loss_floor, dataset.key, state.seed)
+    cached = st.session_state.get(LIVE_FIGURES_KEY)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    loss = figures.loss_figure(steps, losses, runner.loss_floor, height=170) if len(steps) else None
+    snapshot = _snapshot(runner, dataset, state) if runner.velocity is not None else None
+    st.session_state[LIVE_FIGURES_KEY] = (key, (loss, snapshot))
+    return loss, snapshot
 
 
 # -- the figure ----------------------------------------------------------------------------------

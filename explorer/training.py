@@ -51,7 +51,16 @@ from .pool import (
     unpack_state,
 )
 
-__all__ = ["BACKENDS", "CURVE_POINTS", "SESSION_KEY", "TrainingRunner", "default_backend", "session_runner"]
+__all__ = [
+    "BACKENDS",
+    "CURVE_POINTS",
+    "SESSION_KEY",
+    "TrainingRunner",
+    "active_sessions",
+    "default_backend",
+    "redraw_interval",
+    "session_runner",
+]
 
 SESSION_KEY = "fme_training_runner"
 BACKENDS = ("inline", "process")
@@ -64,6 +73,39 @@ CURVE_POINTS = 2000
 """``history`` returns at most this many points (block means of the losses beyond that)."""
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+ACTIVE_WINDOW_S = 3.0
+"""A runner counts as training (``active_sessions``) if it ticked while running this recently."""
+REDRAW_INTERVALS_S = (0.35, 0.7, 1.5, 3.0)
+"""The live redraw periods a page may use: several a second alone, every 3 s in a big class."""
+REDRAWS_PER_S = 10.0
+"""Live redraws per second the server aims to stay under, all training sessions together."""
+
+_TICKS: dict[int, float] = {}  # id(runner) -> time of its last tick while running
+_TICKS_LOCK = threading.Lock()
+
+
+def active_sessions(window_s: float = ACTIVE_WINDOW_S) -> int:
+    """How many runners in this process ticked while training in the last ``window_s`` seconds.
+
+    Only a count: the server's load, never another session's data.
+    """
+    now = time.monotonic()
+    with _TICKS_LOCK:
+        for key in [k for k, t in _TICKS.items() if now - t > 10 * window_s]:
+            del _TICKS[key]  # pages closed mid-training stop ticking; forget them
+        return sum(now - t <= window_s for t in _TICKS.values())
+
+
+def redraw_interval(active: int) -> float:
+    """Seconds between a training page's live redraws when ``active`` sessions train at once.
+
+    Each redraw costs the server a figure build and every browser a re-render, so the period grows
+    with the class to keep about ``REDRAWS_PER_S`` redraws a second in all; it is the smallest of
+    ``REDRAW_INTERVALS_S`` that does, and the largest when none does (``active`` of 30 or more: 3 s).
+    """
+    wanted = max(active, 1) / REDRAWS_PER_S
+    return next((s for s in REDRAW_INTERVALS_S if s >= wanted), REDRAW_INTERVALS_S[-1])
 
 
 def default_backend() -> str:
@@ -296,6 +338,8 @@ class TrainingRunner:
         """
         if not self.running or not self.configured:
             return None
+        with _TICKS_LOCK:
+            _TICKS[id(self)] = time.monotonic()
         if not self._slice_lock.acquire(timeout=LOCK_WAIT_S):
             return None
         try:

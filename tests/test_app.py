@@ -247,3 +247,31 @@ def test_lazy_panels_are_built_only_when_opened(open_panel):
     assert "data=circles" in link.value and "solver=heun" in link.value and "steps=12" in link.value
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"GIF", "HTML", "PNG", "Samples CSV", "Save model"} <= labels
+
+
+def test_a_big_class_slows_the_live_redraws_and_says_so(monkeypatch):
+    from explorer import training
+
+    at = start()
+    at.button(key="fme_w_train").click().run()
+    assert "redrawn every" not in html(at, "fm-train-stats")  # alone: the fast period, not mentioned
+    monkeypatch.setattr(training, "active_sessions", lambda window_s=3.0: 30)
+    at.run()  # the fragment sees the class, reruns the page, and the new period is shown
+    assert not at.exception
+    assert "redrawn every 3 s: a busy server" in html(at, "fm-train-stats")
+
+
+def test_live_figures_are_rebuilt_only_when_the_network_changed():
+    at = start()
+    at.button(key="fme_w_train").click().run()
+    at.run()
+    at.button(key="fme_w_pause").click().run()
+    key, (loss, snapshot) = at.session_state["fme_live_figures"]
+    assert loss is not None and snapshot is not None
+    at.run()
+    again_key, (again_loss, again_snapshot) = at.session_state["fme_live_figures"]
+    assert again_key == key and again_loss is loss and again_snapshot is snapshot  # paused: reused
+    at.button(key="fme_w_train").click().run()  # resume: new steps, new figures
+    at.run()
+    new_key, (new_loss, _) = at.session_state["fme_live_figures"]
+    assert new_key != key and new_loss is not loss

@@ -268,3 +268,30 @@ def test_process_backend_survives_a_killed_worker(data, training_pool):
     assert training_pool.restarts == restarts + 1
     (recovered,) = results(runner, 1)
     assert recovered.status == "ok" and recovered.step > step
+
+
+def test_redraw_interval_grows_with_the_class_and_is_bounded():
+    from explorer.training import REDRAW_INTERVALS_S, REDRAWS_PER_S, redraw_interval
+
+    periods = [redraw_interval(n) for n in range(0, 101)]
+    assert periods[0] == periods[1] == REDRAW_INTERVALS_S[0]  # alone: several redraws a second
+    assert periods == sorted(periods)  # never faster for a bigger class
+    assert set(periods) == set(REDRAW_INTERVALS_S)
+    for n, period in enumerate(periods[1:31], start=1):  # up to 30 sessions the total rate is kept
+        assert n / period <= REDRAWS_PER_S + 1e-9
+    assert redraw_interval(30) == 3.0 and redraw_interval(1000) == REDRAW_INTERVALS_S[-1]
+
+
+def test_active_sessions_counts_runners_that_tick_while_training(data, monkeypatch):
+    from explorer import training
+
+    monkeypatch.setattr(training, "_TICKS", {})
+    runners = [session_runner({}, backend="inline") for _ in range(3)]
+    for runner in runners:
+        runner.configure(data, seed=0)
+    runners[0].start()
+    runners[1].start()
+    for runner in runners:
+        runner.tick(BUDGET)  # the third is not running: its tick does nothing and is not counted
+    assert training.active_sessions() == 2
+    assert training.active_sessions(window_s=0.0) == 0  # a page that stopped ticking drops out

@@ -14,6 +14,13 @@ The default mode starts the real server (``streamlit run streamlit_app.py``) on 
 drives N headless Chromium pages; see ``classroom()`` for what each session does and what is
 reported. Browsers and server share this machine's cores, so absolute numbers are pessimistic;
 compare backends (``--backend``) or session counts in the same run.
+
+Drawing is the students' laptops' work, not the server's: a page costs its browser ~2.5 CPU-s to
+load, ~1 s per control change (plotly redrawing the 51-frame figure) and ~0.15 s per live redraw.
+Thirty such pages on the server's own 2 cores measure Chromium, not the app. So by default only
+``--draw`` pages (5) draw their charts; the others are the same real browser sessions (websocket,
+widgets, fragment timers, every figure computed and sent by the server) that never load plotly.js.
+``--draw 30`` makes all of them draw, for a machine with the cores for it or with ``--url``.
 """
 
 from __future__ import annotations
@@ -194,6 +201,9 @@ TRAIN, PAUSE = "Train", "Pause"
 STEP_PATTERN = re.compile(r"step ([\d,]+)")
 
 
+PLOTLY_BUNDLE = re.compile(r"/PlotlyChart\.[^/]*\.js$")  # Streamlit's lazily loaded plotly.js chunk
+
+
 class Missing(RuntimeError):
     """An element the bench drives is not on the page."""
 
@@ -274,6 +284,11 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
     """One student: open the Playground, pick a preset, train, move a slider a few times, pause."""
     seconds, changes, wait = options.seconds, options.changes, options.timeout
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    result["draws"] = index < options.draw
+    if not result["draws"]:
+        # Everything but the charts' drawing: the server computes and sends every figure as for any
+        # page; this page just never loads plotly.js to draw them (a student's laptop would).
+        await context.route(PLOTLY_BUNDLE, lambda route: route.abort())
     # Generous: on a small machine the browsers themselves are slow; a session fails when the app
     # does not answer, not when Chromium is busy drawing.
     context.set_default_timeout(wait * 1000)
@@ -393,6 +408,7 @@ def classroom(options: argparse.Namespace) -> dict:
     failed = [(i, r["error"]) for i, r in enumerate(results) if "error" in r]
     ok = [r for r in results if "error" not in r]
     latencies = [x for r in ok for x in r.get("latencies", [])]
+    drawn = [x for r in ok if r.get("draws") for x in r.get("latencies", [])]
     rates = [r["steps_per_s"] for r in ok]
     loads = [r["load_s"] for r in results if "load_s" in r]
     print(
@@ -400,6 +416,13 @@ def classroom(options: argparse.Namespace) -> dict:
         f"{backend or os.environ.get('FME_TRAINING') or 'default'}, {os.cpu_count()} cores "
         f"(browsers share them), {url}, {wall:.0f} s wall"
     )
+    drawing = min(options.draw, sessions)
+    if drawing < sessions:
+        print(
+            f"{drawing} page(s) draw their charts; {sessions - drawing} run everything else (the server "
+            "computes and sends every figure alike) but skip loading plotly.js, whose drawing would be "
+            "each student's own laptop's work and here shares the server's cores"
+        )
     print(f"sessions failed: {len(failed)} / {sessions}")
     for i, error in failed[:10]:
         print(f"  session {i}: {error}")
@@ -408,6 +431,11 @@ def classroom(options: argparse.Namespace) -> dict:
         f"control change (Steps slider -> caption updated), {len(latencies)} changes: "
         f"p50 {_percentile(latencies, 0.5):.2f} s, p95 {_percentile(latencies, 0.95):.2f} s"
     )
+    if drawing < sessions:
+        print(
+            f"  on the pages that draw their charts, {len(drawn)} changes: "
+            f"p50 {_percentile(drawn, 0.5):.2f} s, p95 {_percentile(drawn, 0.95):.2f} s"
+        )
     for i, r in enumerate(results):
         if "error" not in r and r["steps_per_s"] == 0:
             print(f"  session {i} did not train; its stats line reads: {r.get('final_stats', '?')!r}")
@@ -443,6 +471,12 @@ def main(argv=None) -> int:
     parser.add_argument("--url", help="drive an already running server (e.g. nginx from deploy/scale_out.sh)")
     parser.add_argument("--changes", type=int, default=3, help="slider changes per session (default 3)")
     parser.add_argument("--stagger", type=float, default=0.2, help="seconds between session starts")
+    parser.add_argument(
+        "--draw",
+        type=int,
+        default=None,
+        help="pages that draw their charts (default: all up to 5); the others skip plotly.js",
+    )
     parser.add_argument("--timeout", type=float, default=180, help="seconds a page may take to answer")
     parser.add_argument("--repeats", type=int, default=1, help="--micro: interleaved repeats (medians)")
     args = parser.parse_args(argv)
@@ -450,6 +484,7 @@ def main(argv=None) -> int:
         micro(args.seconds or 8.0, args.repeats)
         return 0
     args.seconds = args.seconds or 30.0
+    args.draw = min(args.sessions, 5) if args.draw is None else args.draw
     report = classroom(args)
     return 1 if report["failed"] else 0
 

@@ -167,7 +167,26 @@ class SliceResult(NamedTuple):
     device: str
 
 
-def _init_worker() -> None:
+ORPHAN_CHECK_S = 1.0
+"""How often a worker checks that the server that started it is still alive."""
+
+
+def _exit_when_orphaned(parent: int, every_s: float = ORPHAN_CHECK_S) -> None:
+    """Exit this process soon after ``parent`` (its parent's pid, taken before it could die) is gone.
+
+    A worker whose server was stopped mid-slice blocks for ever writing its result (about 0.4 MB,
+    more than a pipe holds) into a pipe it also holds the read end of, so no EPIPE ever comes:
+    seen as orphaned workers that outlived their server. Only this thread notices, and it ends
+    the process.
+    """
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _init_worker(server: int) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(server,), name="fme-orphan-check", daemon=True).start()
     # One torch thread beats two for models this size, and the workers already use every core.
     torch.set_num_threads(1)
     # Below the server in the CPU queue: when cores are short, a page's rerun comes before a
@@ -275,6 +294,7 @@ class TrainingPool:
                     max_workers=self.size,
                     mp_context=_WorkerContext(),
                     initializer=_init_worker,
+                    initargs=(os.getpid(),),
                 )
             return self._executor
 

@@ -295,3 +295,41 @@ def test_active_sessions_counts_runners_that_tick_while_training(data, monkeypat
         runner.tick(BUDGET)  # the third is not running: its tick does nothing and is not counted
     assert training.active_sessions() == 2
     assert training.active_sessions(window_s=0.0) == 0  # a page that stopped ticking drops out
+
+
+def test_a_worker_exits_soon_after_its_server_is_gone():
+    """A worker stuck in a pipe write must not outlive a stopped server (seen before the fix)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    worker = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); from explorer.pool import _exit_when_orphaned; "
+        "_exit_when_orphaned(int(sys.argv[1]), every_s=0.1)"
+    )
+    server = (
+        "import os, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid())])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    time.sleep(0.5)
+    assert _alive(pid)  # the parent is there: it keeps waiting
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 60  # importing torch in the child may take a while under load
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (exited, not yet reaped by its new parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False

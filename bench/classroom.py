@@ -275,9 +275,35 @@ async def _visible(locator, what: str, timeout_s: float):
 
 
 async def _step(page) -> int | None:
-    text = await page.locator(STATS).first.inner_text()
+    try:  # briefly absent while a rerun replaces the live part: no sample this second
+        text = await page.locator(STATS).first.inner_text(timeout=5_000)
+    except Exception:
+        return None
     match = STEP_PATTERN.search(text)
     return int(match.group(1).replace(",", "")) if match else None
+
+
+async def _move(page, slider, key: str, attempts: int = 10) -> float:
+    """Press ``key`` on the slider until its value moves; returns when the press that moved it began.
+
+    On a busy page a rerun can re-render the sidebar between focusing the slider and the key press,
+    and the press then goes nowhere: without this the bench waited for a change never made.
+    """
+    before = await slider.get_attribute("aria-valuetext")
+    for _ in range(attempts):
+        await slider.focus()
+        pressed = time.perf_counter()
+        await slider.press(key)
+        try:
+            await page.wait_for_function(
+                "([el, before]) => el.getAttribute('aria-valuetext') !== before",
+                arg=[await slider.element_handle(), before],
+                timeout=10_000,
+            )
+            return pressed
+        except Exception:
+            continue  # the press was lost; focus and press again
+    raise Missing(f"the Steps slider did not move after {attempts} key presses")
 
 
 async def _session(browser, url: str, index: int, options: argparse.Namespace, result: dict) -> None:
@@ -320,9 +346,7 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
             if change_at and time.perf_counter() >= change_at[0]:
                 change_at.pop(0)
                 before = await page.locator(NFE).first.inner_text()
-                await slider.focus()
-                t0 = time.perf_counter()
-                await slider.press("ArrowRight" if len(latencies) % 2 == 0 else "ArrowLeft")
+                t0 = await _move(page, slider, "ArrowRight" if len(latencies) % 2 == 0 else "ArrowLeft")
                 await page.wait_for_function(
                     "([sel, before]) => { const e = document.querySelector(sel); return e && e.innerText !== before; }",
                     arg=[NFE, before],

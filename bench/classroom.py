@@ -3,6 +3,7 @@
     .venv/bin/python bench/classroom.py                   # 30 real browser sessions (Playwright)
     .venv/bin/python bench/classroom.py --sessions 5 --seconds 20
     .venv/bin/python bench/classroom.py --micro           # runner only: inline vs process pool
+    .venv/bin/python bench/classroom.py --floor           # 30 pages of a one-line app: the browsers' cost
 
 ``--micro`` needs no server or browser. It runs 1 and 5 "sessions" (threads calling
 ``runner.tick`` in a loop, as the Playground's fragment does) next to a thread that keeps
@@ -238,13 +239,13 @@ def _rss_bytes(pid: int) -> tuple[int, int]:
     return own, sum(sizes.values())
 
 
-def start_server(backend: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(backend: str | None, script: Path = ROOT / "streamlit_app.py") -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = dict(os.environ)
     if backend:
         env["FME_TRAINING"] = backend
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        sys.executable, "-m", "streamlit", "run", str(script),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
@@ -403,6 +404,51 @@ async def _classroom(url: str, options: argparse.Namespace, server_pid: int | No
     return results, memory
 
 
+FLOOR_PAGE = """import streamlit as st
+st.markdown("<div data-testid='fm-train-stats'>step 0</div>", unsafe_allow_html=True)
+"""
+
+
+async def _floor_loads(url: str, options: argparse.Namespace) -> list[float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+        async def load(i: int) -> float:
+            await asyncio.sleep(i * options.stagger)
+            context = await browser.new_context(viewport={"width": 1280, "height": 800})
+            page = await context.new_page()
+            started = time.perf_counter()
+            await page.goto(url, timeout=options.timeout * 1000)
+            await page.locator(STATS).first.wait_for(timeout=options.timeout * 1000)
+            elapsed = time.perf_counter() - started
+            await context.close()
+            return elapsed
+
+        loads = await asyncio.gather(*(load(i) for i in range(options.sessions)))
+        await browser.close()
+    return list(loads)
+
+
+def floor(options: argparse.Namespace) -> list[float]:
+    """The same number of pages of a one-line Streamlit app: what this machine's browsers alone cost."""
+    import tempfile
+
+    script = Path(tempfile.mkdtemp()) / "one_line.py"
+    script.write_text(FLOOR_PAGE)
+    server, url = start_server(None, script)
+    try:
+        loads = asyncio.run(_floor_loads(url, options))
+    finally:
+        server.terminate()
+    print(
+        f"floor: {options.sessions} pages of a one-line Streamlit app, {os.cpu_count()} cores: first render "
+        f"p50 {_percentile(loads, 0.5):.1f} s, p95 {_percentile(loads, 0.95):.1f} s"
+    )
+    return loads
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return math.nan
@@ -489,6 +535,9 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--micro", action="store_true", help="runner only, inline vs process pool")
+    parser.add_argument(
+        "--floor", action="store_true", help="as many pages of a one-line app: the browsers' own cost"
+    )
     parser.add_argument("--sessions", type=int, default=30, help="browser sessions (default 30)")
     parser.add_argument("--seconds", type=float, default=None, help="training time per session or run")
     parser.add_argument("--backend", choices=("process", "inline"), help="FME_TRAINING for the server")
@@ -506,6 +555,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.micro:
         micro(args.seconds or 8.0, args.repeats)
+        return 0
+    if args.floor:
+        floor(args)
         return 0
     args.seconds = args.seconds or 30.0
     args.draw = min(args.sessions, 5) if args.draw is None else args.draw

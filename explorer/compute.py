@@ -7,7 +7,7 @@ needs is a pure function of a source and a few settings, cached with ``st.cache_
 source's key: the particles' flow, the field on an arrow grid, the density p_t, a warped grid,
 one particle's path. Arrays come out as float32 numpy, ready for plotly.
 
-The exact field is that of the data blurred by a Gaussian of width ``EXACT_BANDWIDTH`` (``Smoothed``):
+The exact field is that of the data blurred by a Gaussian of width ``EXACT_BANDWIDTH`` (``fmcore.Blurred``):
 the field of bare points is singular at t = 1 and throws higher-order solvers off there.
 
 Times follow fmcore: t=0 is noise, t=1 is data, sampling integrates forward.
@@ -157,35 +157,6 @@ class Source:
     batch: Callable | None = field(default=None, compare=False, hash=False, repr=False)
 
 
-class Smoothed(fmcore.Schedule):
-    """``schedule`` with the data blurred by N(0, bandwidth^2 I): sigma~_t^2 = alpha_t^2 bw^2 + sigma_t^2.
-
-    With z_1 = x_j + bw * eps the path is z_t = alpha_t x_j + sigma~_t eps', a Gaussian path on the
-    empirical points with this schedule, so ``fmcore.exact_velocity`` under it is the exact marginal
-    field of the smoothed data under ``schedule``. The plain empirical field is singular at t = 1
-    (every particle snaps onto one of the m points with speed ~ 1 / (1 - t)), which throws
-    higher-order solvers, whose last stage evaluates at t = 1, far off. The blurred one stays finite.
-    """
-
-    def __init__(self, schedule: str, bandwidth: float):
-        self.base, self.bandwidth = fmcore.get_schedule(schedule), float(bandwidth)
-        self.name, self.label, self.t_max = self.base.name, self.base.label, self.base.t_max
-
-    def alpha(self, t):
-        return self.base.alpha(t)
-
-    def sigma(self, t):
-        return torch.sqrt(self.base.alpha(t) ** 2 * self.bandwidth**2 + self.base.sigma(t) ** 2)
-
-    def d_alpha(self, t):
-        return self.base.d_alpha(t)
-
-    def d_sigma(self, t):
-        base = self.base
-        numerator = base.alpha(t) * base.d_alpha(t) * self.bandwidth**2 + base.sigma(t) * base.d_sigma(t)
-        return numerator / self.sigma(t)
-
-
 EXACT_BANDWIDTH = 0.08
 """Blur of the data behind the exact field, in unit-spread coordinates (presets' own noise is ~0.05-0.1)."""
 
@@ -193,7 +164,7 @@ EXACT_BANDWIDTH = 0.08
 def exact_source(dataset: Dataset, schedule: str) -> Source:
     """The closed-form marginal field of ``dataset.shown`` (blurred by ``EXACT_BANDWIDTH``) under ``schedule``."""
     data = torch.from_numpy(dataset.shown)
-    smoothed = Smoothed(schedule, EXACT_BANDWIDTH)
+    smoothed = fmcore.Blurred(schedule, EXACT_BANDWIDTH)
 
     def velocity(z, t):
         return fmcore.exact_velocity(z, t, data, smoothed)
@@ -336,7 +307,7 @@ def density_frames(dataset: Dataset, schedule: str) -> np.ndarray:
     zz = grid.repeat(len(times), 1)
     tt = torch.from_numpy(np.repeat(times, len(grid)))
     with torch.no_grad():
-        log_p = fmcore.exact_log_density(zz, tt, data, Smoothed(schedule, EXACT_BANDWIDTH))
+        log_p = fmcore.exact_log_density(zz, tt, data, fmcore.Blurred(schedule, EXACT_BANDWIDTH))
     return log_p.exp().reshape(len(times), len(axis), len(axis)).numpy().astype(np.float32)
 
 

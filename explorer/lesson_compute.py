@@ -18,7 +18,7 @@ import fmcore
 from fmcore import datasets, metrics
 from fmcore.solvers import Trajectory, integrate
 
-from .compute import EXACT_BANDWIDTH, Smoothed
+from .compute import EXACT_BANDWIDTH
 
 __all__ = [
     "DATA_POINTS",
@@ -72,25 +72,9 @@ def _exact_velocity(data: torch.Tensor, schedule):
     return lambda z, t: fmcore.exact_velocity(z, t, data, schedule)
 
 
-class _Blurred(Smoothed):
-    """``Smoothed`` with the inverse log-SNR that the log-SNR time grids and DPM-Solver++ need.
-
-    The blurred log-SNR has no closed-form inverse; it is increasing in t, so bisection finds it.
-    """
-
-    def t_of_log_snr(self, lam):
-        lam = torch.as_tensor(lam, dtype=torch.float64)
-        lo, hi = torch.zeros_like(lam), torch.ones_like(lam)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            below = self.log_snr(mid) < lam
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        return 0.5 * (lo + hi)
-
-
-def _blurred(schedule: str = "linear") -> Smoothed:
+def _blurred(schedule: str = "linear") -> fmcore.Blurred:
     """The Playground's exact field: the data blurred by ``EXACT_BANDWIDTH`` (finite at t = 1)."""
-    return _Blurred(schedule, EXACT_BANDWIDTH)
+    return fmcore.Blurred(schedule, EXACT_BANDWIDTH)
 
 
 def reference_sample(preset: str) -> np.ndarray:

@@ -11,7 +11,7 @@ from .io import load
 from .likelihood import divergence, log_likelihood
 from .models import VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
-from .schedules import SCHEDULES, Schedule, ScheduleValue, get_schedule
+from .schedules import SCHEDULES, Blurred, Schedule, ScheduleValue, get_schedule
 from .solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for
 from .trainer import Trainer, TrainStats
 
@@ -21,6 +21,7 @@ __all__ = [
     "SCHEDULES",
     "SOLVERS",
     "TIME_GRIDS",
+    "Blurred",
     "PathSample",
     "Schedule",
     "ScheduleValue",

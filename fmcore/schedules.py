@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "SCHEDULES",
+    "Blurred",
     "Cosine",
     "Linear",
     "Polynomial",
@@ -227,6 +228,55 @@ class VariancePreserving(Schedule):
 SCHEDULES: dict[str, Schedule] = {
     s.name: s for s in (Linear(), Cosine(), VariancePreserving(), Polynomial(2.0))
 }
+
+
+class Blurred(Schedule):
+    """``base`` with the data blurred by N(0, bandwidth^2 I): ``sigma~_t^2 = alpha_t^2 bw^2 + sigma_t^2``.
+
+    With z_1 = x + bw * eps, the path ``alpha_t z_1 + sigma_t z_0`` equals ``alpha_t x + sigma~_t xi``
+    with xi ~ N(0, I), and its conditional velocity given (x, xi) is ``alpha'_t x + sigma~'_t xi``.
+    So ``exact_velocity(z, t, data, Blurred(base, bw))`` is the exact marginal field of the data
+    convolved with N(0, bw^2 I) under ``base``. Unlike the field of the bare points, which snaps every
+    particle onto one of them with speed ~ 1 / (1 - t), it stays finite at t = 1.
+
+    Args:
+        base: a ``Schedule`` or its name.  bandwidth: the blur's standard deviation, > 0.
+    """
+
+    def __init__(self, base: str | Schedule, bandwidth: float):
+        if not bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
+        self.base, self.bandwidth = get_schedule(base), float(bandwidth)
+        self.name, self.label, self.t_max = self.base.name, self.base.label, self.base.t_max
+
+    def alpha(self, t):
+        return self.base.alpha(t)
+
+    def sigma(self, t):
+        return torch.sqrt(self.base.alpha(t) ** 2 * self.bandwidth**2 + self.base.sigma(t) ** 2)
+
+    def d_alpha(self, t):
+        return self.base.d_alpha(t)
+
+    def d_sigma(self, t):
+        base = self.base
+        numerator = base.alpha(t) * base.d_alpha(t) * self.bandwidth**2 + base.sigma(t) * base.d_sigma(t)
+        return numerator / self.sigma(t)
+
+    def t_of_log_snr(self, lam) -> torch.Tensor:
+        """Inverse of ``log_snr`` by bisection (60 halvings of [0, 1]): it has no closed form, and it is
+        increasing in t wherever the base's is. Values above ``log(1 / bandwidth)``, the largest the
+        blur allows, give t = 1."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        lo, hi = torch.zeros_like(lam), torch.ones_like(lam)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = self.log_snr(mid) < lam
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def __repr__(self) -> str:
+        return f"Blurred({self.base!r}, bandwidth={self.bandwidth:g})"
 
 
 def get_schedule(schedule: str | Schedule) -> Schedule:

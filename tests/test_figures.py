@@ -214,7 +214,7 @@ def test_the_flows_own_density_matches_the_closed_form():
     grid = np.stack([x.ravel(), y.ravel()], 1)
     normal = np.exp(-0.5 * (grid**2).sum(1)) / (2 * np.pi)
     np.testing.assert_allclose(model[0].ravel(), normal, rtol=1e-5)  # t = 0: the noise N(0, I)
-    smoothed = compute.Smoothed("linear", compute.EXACT_BANDWIDTH)
+    smoothed = fmcore.Blurred("linear", compute.EXACT_BANDWIDTH)
     exact = fmcore.exact_log_density(torch.from_numpy(grid), half, torch.from_numpy(dataset.shown), smoothed)
     exact = exact.exp().numpy()
     mass = exact > 0.05 * exact.max()  # where there is mass; Heun with 6 steps, so a few percent

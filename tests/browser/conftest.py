@@ -50,9 +50,19 @@ def _free_port() -> int:
 @pytest.fixture(scope="package")
 def app():
     """``streamlit run streamlit_app.py`` on a free port, healthy before the first test."""
+    yield from _serve("streamlit-server.log")
+
+
+@pytest.fixture
+def fresh_app():
+    """A server of its own that no browser has visited yet (for first-visit behaviour)."""
+    yield from _serve("streamlit-fresh-server.log")
+
+
+def _serve(log_name: str):
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "streamlit-server.log"
+    log = ARTIFACTS / log_name
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",

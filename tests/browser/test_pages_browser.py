@@ -88,3 +88,17 @@ def test_the_playground_link_opens_the_playground_with_the_settings(app, page):
     assert "compare=1" in playground.url
     assert_no_exception(playground)
     playground.close()
+
+
+def test_a_fresh_servers_first_visitor_can_go_straight_to_a_lesson(fresh_app, page):
+    """Streamlit serves an app with a pages/ folder as an old-style multipage app until its main
+    script has run once; the lesson must still come with the Playground-and-Lessons navigation."""
+    solvers = next(p for p in PAGES if "solvers" in p.stem)
+    open_app(page, fresh_app.url(url_path(solvers)), timeout_s=LOAD_TIMEOUT_S)
+    page.wait_for_selector("h1", timeout=30_000)
+    assert_no_exception(page)
+    assert page.locator("h1").first.inner_text().startswith(solvers.stem[0])
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Playground" in nav and "Lessons" in nav, nav
+    assert "streamlit app" not in nav.lower(), nav
+    assert page.url.endswith(url_path(solvers))

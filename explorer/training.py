@@ -74,10 +74,11 @@ CURVE_POINTS = 2000
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-ACTIVE_WINDOW_S = 3.0
-"""A runner counts as training (``active_sessions``) if it ticked while running this recently."""
 REDRAW_INTERVALS_S = (0.35, 0.7, 1.5, 3.0)
 """The live redraw periods a page may use: several a second alone, every 3 s in a big class."""
+ACTIVE_WINDOW_S = 2 * REDRAW_INTERVALS_S[-1]
+"""A runner counts as training (``active_sessions``) if it ticked while running this recently: two
+of the longest redraw periods, so a page redrawing every 3 s is never missed between two ticks."""
 REDRAWS_PER_S = 10.0
 """Live redraws per second the server aims to stay under, all training sessions together."""
 

@@ -255,7 +255,7 @@ def test_a_big_class_slows_the_live_redraws_and_says_so(monkeypatch):
     at = start()
     at.button(key="fme_w_train").click().run()
     assert "redrawn every" not in html(at, "fm-train-stats")  # alone: the fast period, not mentioned
-    monkeypatch.setattr(training, "active_sessions", lambda window_s=3.0: 30)
+    monkeypatch.setattr(training, "active_sessions", lambda window_s=training.ACTIVE_WINDOW_S: 30)
     at.run()  # the fragment sees the class, reruns the page, and the new period is shown
     assert not at.exception
     assert "redrawn every 3 s: a busy server" in html(at, "fm-train-stats")

@@ -5,29 +5,17 @@ AppTest runs a ``run_every`` fragment once per ``at.run()``, so "train some step
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
+from apptest import start
 from streamlit.testing.v1 import AppTest
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 
 
 @pytest.fixture(autouse=True)
 def inline_training(monkeypatch):
     monkeypatch.setenv("FME_TRAINING", "inline")  # no worker pool in tests
-
-
-def start(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for name, value in (query or {}).items():
-        at.query_params[name] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def flow_spec(at: AppTest) -> dict:

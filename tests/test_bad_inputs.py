@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from apptest import start
 from streamlit.testing.v1 import AppTest
 
 from explorer.state import ViewState
@@ -21,21 +22,11 @@ from fmcore import datasets
 from fmcore.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "streamlit_app.py")
 
 
 @pytest.fixture
 def app(monkeypatch):
     monkeypatch.setenv("FME_TRAINING", "inline")  # no worker pool under AppTest
-
-    def start(query=None) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=180)
-        for name, value in (query or {}).items():
-            at.query_params[name] = value
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
     return start
 
 

@@ -8,7 +8,8 @@ import torch
 
 from bench.chromium import CHROMIUM
 
-# One torch thread: faster for these small tensors, and steady when the 2 cores are shared.
+# One torch thread for the whole suite (the app, its workers and the CLI do the same): faster for
+# these small tensors, and steady when the 2 cores are shared. Test modules need not set it again.
 torch.set_num_threads(1)
 
 

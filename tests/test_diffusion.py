@@ -11,11 +11,8 @@ from fmcore.schedules import SCHEDULES
 
 @pytest.fixture(scope="module")
 def trained():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     trainer = diffusion_trainer(datasets.sample("moons", 512, seed=0), seed=0)
     stats = trainer.step(1500)
-    torch.set_num_threads(threads)
     assert stats.status == "ok"
     return trainer
 

@@ -12,15 +12,6 @@ MU = torch.tensor([1.0, -0.5], dtype=torch.float64)
 S = 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: extra threads only add synchronisation, which stalls on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gaussian_field(z, t):
     """Marginal velocity of the linear path towards data N(mu, s^2 I).
 

@@ -10,16 +10,6 @@ from fmcore import exact_posterior_mean, exact_velocity, get_schedule
 from fmcore.paths import to_endpoints
 from fmcore.solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for, time_grid
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: extra threads only add synchronisation, which stalls on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # dz/dt = t M z has the closed-form solution z(t) = expm(M t^2 / 2) z(0): a smooth, time-dependent
 # linear ODE (a damped rotation) on which every method runs at its textbook order.
 M = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]], dtype=torch.float64)

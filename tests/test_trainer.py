@@ -15,15 +15,6 @@ from fmcore.solvers import integrate
 from fmcore.trainer import DEFAULTS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # What the CLI, the benchmark and the app's workers do: faster for this model size.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def moons():
     return datasets.sample("moons", 256, seed=0)

@@ -24,15 +24,6 @@ def data():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """As in the server and the workers: on a busy machine two threads make every op wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module", autouse=True)
 def training_pool():
     """The shared pool, started before the first test so that its workers boot meanwhile."""
     shared = pool.get_pool()

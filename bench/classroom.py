@@ -239,7 +239,13 @@ def _rss_bytes(pid: int) -> tuple[int, int]:
     return own, sum(sizes.values())
 
 
-def start_server(backend: str | None, script: Path = ROOT / "streamlit_app.py") -> tuple[subprocess.Popen, str]:
+def start_server(
+    backend: str | None,
+    script: Path = ROOT / "streamlit_app.py",
+    cwd: Path = ROOT,
+    log_name: str = "classroom-server.log",
+) -> tuple[subprocess.Popen, str]:
+    """``streamlit run script`` on a free localhost port, healthy; its output in test-artifacts/log_name."""
     port = _free_port()
     env = dict(os.environ)
     if backend:
@@ -250,8 +256,8 @@ def start_server(backend: str | None, script: Path = ROOT / "streamlit_app.py") 
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    log = open(ROOT / "test-artifacts" / "classroom-server.log", "wb")  # noqa: SIM115 (lives with the server)
-    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log = open(ROOT / "test-artifacts" / log_name, "wb")  # noqa: SIM115 (lives with the server)
+    server = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

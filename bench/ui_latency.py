@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +30,7 @@ import streamlit.logger
 import torch
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+from bench.classroom import start_server
 from explorer import compute, figures
 from fmcore import metrics
 from fmcore.trainer import Trainer
@@ -74,26 +72,6 @@ st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
 """
 
 
-def _serve(script: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/_stcore/health", timeout=1)
-            return process, base
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{script} did not start")
-
-
 def first_paint(browser, url: str, selector: str) -> float:
     """Seconds from navigation in a fresh tab to ``selector`` being drawn."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -111,7 +89,10 @@ def browser_main(repeats: int) -> None:
 
     folder = Path(tempfile.mkdtemp())
     (folder / "one_chart.py").write_text(ONE_CHART)
-    servers = [_serve(folder / "one_chart.py", folder), _serve(ROOT / "streamlit_app.py", ROOT)]
+    servers = [
+        start_server(None, folder / "one_chart.py", cwd=folder, log_name="ui-latency-one-chart.log"),
+        start_server(None, ROOT / "streamlit_app.py", log_name="ui-latency-playground.log"),
+    ]
     try:
         (_, reference), (_, app) = servers
         with sync_playwright() as playwright:

@@ -518,11 +518,12 @@ def _live_figures(runner, dataset: compute.Dataset, state: ViewState):
     which Streamlit does not re-send and the browser does not redraw.
     """
     steps, losses = runner.history
-    key = (Model.get().generation, runner.step, len(steps), runner.loss_floor, dataset.key, state.seed)
+    floor = runner.loss_floor
+    key = (Model.get().generation, runner.step, len(steps), floor, dataset.key, state.seed)
     cached = st.session_state.get(LIVE_FIGURES_KEY)
     if cached is not None and cached[0] == key:
         return cached[1]
-    loss = figures.loss_figure(steps, losses, runner.loss_floor, height=170) if len(steps) else None
+    loss = figures.loss_figure(steps, losses, floor, height=170) if len(steps) else None
     snapshot = _snapshot(runner, dataset, state) if runner.velocity is not None else None
     st.session_state[LIVE_FIGURES_KEY] = (key, (loss, snapshot))
     return loss, snapshot

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import math
 import os
@@ -306,11 +307,71 @@ async def _move(page, slider, key: str, attempts: int = 10) -> float:
                 "([el, before]) => el.getAttribute('aria-valuetext') !== before",
                 arg=[await slider.element_handle(), before],
                 timeout=10_000,
+                polling=250,  # not requestAnimationFrame: thirty busy pages may paint rarely
             )
             return pressed
         except Exception:
             continue  # the press was lost; focus and press again
     raise Missing(f"the Steps slider did not move after {attempts} key presses")
+
+
+def _describe_sent(payload) -> str:
+    """One BackMsg from the page in a line: a rerun request's URL, fragment and slider values."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    msg = BackMsg()
+    try:
+        msg.ParseFromString(payload if isinstance(payload, bytes) else payload.encode())
+    except Exception as error:  # noqa: BLE001 (a diagnostic line, whatever the bytes)
+        return f"sent: undecodable ({error})"
+    kind = msg.WhichOneof("type")
+    if kind != "rerun_script":
+        return f"sent {kind}"
+    state = msg.rerun_script
+    values = {
+        w.id.rsplit("-", 1)[-1]: getattr(w, w.WhichOneof("value"))
+        for w in state.widget_states.widgets
+        if w.WhichOneof("value") in ("int_value", "double_value", "double_array_value", "int_array_value")
+    }
+    values = {k: (list(v.data) if hasattr(v, "data") else v) for k, v in values.items()}
+    return (
+        f"sent rerun query={state.query_string!r} fragment={state.fragment_id[:8]} "
+        f"auto={state.is_auto_rerun} widgets={len(state.widget_states.widgets)} numbers={values}"
+    )
+
+
+def _describe(payload) -> str:
+    """One ForwardMsg from the server in a line: its type, and a delta's path and fragment."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    if isinstance(payload, tuple):
+        try:
+            return _describe_sent(payload[1])
+        except Exception as error:  # noqa: BLE001 (a diagnostic line must not end the bench)
+            return f"sent: {type(error).__name__}: {error}"
+    if isinstance(payload, str):
+        return f"text {payload[:80]}"
+    msg = ForwardMsg()
+    try:
+        msg.ParseFromString(payload)
+    except Exception as error:  # noqa: BLE001 (a diagnostic line, whatever the bytes)
+        return f"undecodable {len(payload)} bytes ({error})"
+    kind = msg.WhichOneof("type")
+    run = msg.metadata.run
+    line = f"{kind} run={run.script_run_id[:6]}{' fragments=' + ','.join(f[:6] for f in run.fragment_ids) if run.fragment_ids else ''}"
+    if kind == "delta":
+        delta = msg.delta
+        line += (
+            f" path={list(msg.metadata.delta_path)} {delta.WhichOneof('type')}"
+            f"{'/' + delta.new_element.WhichOneof('type') if delta.WhichOneof('type') == 'new_element' else ''}"
+            f" fragment={delta.fragment_id[:8]}"
+        )
+    elif kind == "script_finished":
+        line += f" status={ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)}"
+    elif kind == "session_status_changed":
+        line += f" running={msg.session_status_changed.script_is_running}"
+    line += f" ref_hash={msg.ref_hash[:6]}" if msg.ref_hash else ""
+    return line
 
 
 async def _session(browser, url: str, index: int, options: argparse.Namespace, result: dict) -> None:
@@ -326,6 +387,25 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
     # does not answer, not when Chromium is busy drawing.
     context.set_default_timeout(wait * 1000)
     page = await context.new_page()
+    events = result.setdefault("events", [])  # (seconds, what) happened to the page, for a failure's report
+    born = time.perf_counter()
+
+    def note(what: str) -> None:
+        events.append((round(time.perf_counter() - born, 1), what))
+
+    page.on("crash", lambda _: note("renderer crashed"))
+    page.on("framenavigated", lambda frame: note(f"navigated to {frame.url}") if frame == page.main_frame else None)
+    page.on("console", lambda m: note(f"console {m.type}: {m.text[:160]}"))
+    frames = collections.deque(maxlen=150)  # the last messages from the server, decoded on failure
+    sent = []  # and every message from the page (a click, a key, a fragment's timer)
+
+    def watch(ws) -> None:
+        note(f"websocket opened {ws.url}")
+        ws.on("close", lambda _: note("websocket closed"))
+        ws.on("framereceived", lambda payload: frames.append((round(time.perf_counter() - born, 2), payload)))
+        ws.on("framesent", lambda payload: sent.append((round(time.perf_counter() - born, 2), ("sent", payload))))
+
+    page.on("websocket", watch)
     try:
         started = time.perf_counter()
         await page.goto(url + "/")
@@ -352,11 +432,13 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
                 samples.append((time.perf_counter(), step))
             if change_at and time.perf_counter() >= change_at[0]:
                 change_at.pop(0)
-                before = await page.locator(NFE).first.inner_text()
                 t0 = await _move(page, slider, "ArrowRight" if len(latencies) % 2 == 0 else "ArrowLeft")
+                steps = await slider.get_attribute("aria-valuetext")  # the server answered when it says so
                 await page.wait_for_function(
-                    "([sel, before]) => { const e = document.querySelector(sel); return e && e.innerText !== before; }",
-                    arg=[NFE, before],
+                    "([sel, steps]) => { const e = document.querySelector(sel);"
+                    " return e && e.innerText.startsWith(steps + ' step'); }",
+                    arg=[NFE, steps],
+                    polling=250,
                 )
                 latencies.append(time.perf_counter() - t0)
             await asyncio.sleep(1.0)
@@ -367,6 +449,11 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         result["first_step_s"] = next((t - clicked for t, s in samples if s > 0), math.inf)
         result["final_step"] = final_step
         result["final_stats"] = await page.locator(STATS).first.inner_text()
+        from urllib.parse import parse_qs, urlsplit
+
+        changed = sorted(set(parse_qs(urlsplit(page.url).query)) - {"data", "steps"})
+        if changed:  # the student only picked data and moved Steps
+            raise RuntimeError(f"settings changed by themselves: {urlsplit(page.url).query}")
         pause = page.get_by_role("button", name=PAUSE, exact=False)
         if await pause.count():
             await pause.first.click()
@@ -377,6 +464,21 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
     except Exception as error:
         result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     finally:
+        if "error" in result:  # what the student would have seen
+            shot = ROOT / "test-artifacts" / f"classroom-session-{index}.png"
+            try:
+                await page.screenshot(path=str(shot), timeout=30_000)
+                result["error"] += f" (page: {shot.relative_to(ROOT)})"
+            except Exception:
+                pass
+            navigations = [e for _, e in events if e.startswith("navigated")]
+            notes = [e for _, e in events if e.startswith(("renderer", "console error"))][-3:]
+            if len(navigations) > 1:
+                notes.insert(0, f"the page loaded {len(navigations)} times")
+            if notes:
+                result["error"] += "; " + "; ".join(notes)
+            result["last_messages"] = [(t, _describe(payload)) for t, payload in frames]
+            result["sent_messages"] = [(t, _describe(payload)) for t, payload in sent]
         await context.close()
 
 
@@ -482,6 +584,9 @@ def classroom(options: argparse.Namespace) -> dict:
             except subprocess.TimeoutExpired:
                 server.kill()
     failed = [(i, r["error"]) for i, r in enumerate(results) if "error" in r]
+    if failed:
+        log = ROOT / "test-artifacts" / "classroom-failed-sessions.json"
+        log.write_text(json.dumps({i: results[i] for i, _ in failed}, indent=1, default=str))
     ok = [r for r in results if "error" not in r]
     latencies = [x for r in ok for x in r.get("latencies", [])]
     drawn = [x for r in ok if r.get("draws") for x in r.get("latencies", [])]

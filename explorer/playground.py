@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import fmcore
 from fmcore import datasets
@@ -39,6 +40,7 @@ DATA_ERROR_KEY = "fme_data_error"
 MODEL_ERROR_KEY = "fme_model_error"
 PICK_KEY = "fme_pick"
 LIVE_FIGURES_KEY = "fme_live_figures"
+LIVE_KEY = "fme_live"  # the live fragment's own container
 CHART_KEY = "fme_flow_chart"
 DATA_TABS = (":material/apps: Presets", ":material/draw: Draw", ":material/upload: Upload")
 LIVE_EVERY_S = training.REDRAW_INTERVALS_S[0]
@@ -52,15 +54,27 @@ _W = controls._key  # widget keys
 # -- state ---------------------------------------------------------------------------------------
 
 
+def _history_navigation() -> bool:
+    """Whether the browser's back or forward button started this run."""
+    ctx = get_script_run_ctx()
+    return bool(getattr(ctx, "is_history_navigation", False))
+
+
 def _current_query() -> dict[str, str]:
     return {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118
 
 
 def _load_state() -> tuple[ViewState, list[str], bool]:
-    """The view to start this run from, notices about the link, and whether it came from the URL."""
+    """The view to start this run from, notices about the link, and whether it came from the URL.
+
+    The URL is read when a session starts (a link was opened) and when the browser's back or
+    forward button changed it. Otherwise the session's own view wins: a rerun request carries the
+    URL the page had when it was sent, which on a busy server can predate the last change, and
+    taking it for a new link would put the controls back (found with 30 browsers at once).
+    """
     query = _current_query()
     saved = st.session_state.get(STATE_KEY)
-    if saved is not None and (not query or query == st.session_state.get(QUERY_KEY)):
+    if saved is not None and (query == st.session_state.get(QUERY_KEY) or not _history_navigation()):
         return saved, [], False
     state, notices = ViewState.from_query(query)
     return state, notices, True
@@ -410,9 +424,13 @@ def _snapshot(runner, dataset: compute.Dataset, state: ViewState):
 
 def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
     """Train / pause / reset, then the live part: stats, loss curve and the network's samples."""
+    # Every element below exists in every run (empty slots when unused), and the live fragment has
+    # a container of its own: a fragment run, however many elements it draws, then never shifts,
+    # overwrites or clears the Data panel below it in the same column.
     error = st.session_state.pop(MODEL_ERROR_KEY, None)
+    error_slot = st.empty()
     if error:
-        st.error(error, icon=":material/error:")
+        error_slot.error(error, icon=":material/error:")
     model = Model.get()
     stale = runner.configured and model.spec is not None and model.spec != _spec(state, dataset)
     if stale and runner.running:  # new data or settings while training: a fresh network, still running
@@ -450,8 +468,9 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         disabled=not runner.configured,
         width="stretch",
     )
+    stale_slot = st.empty()
     if stale:
-        st.caption("The network was trained on other data or settings: **Train** starts a fresh one.")
+        stale_slot.caption("The network was trained on other data or settings: **Train** starts a fresh one.")
 
     every = training.redraw_interval(training.active_sessions()) if runner.running else None
 
@@ -461,15 +480,16 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         if was_running:
             runner.tick(budget_s=TICK_BUDGET_S)
         st.markdown(_stats_line(runner, every), unsafe_allow_html=True)
+        message_slot, loss_slot, snapshot_slot = st.empty(), st.empty(), st.empty()
         if runner.message and runner.status != "ok":
-            st.warning(runner.message, icon=":material/warning:")
+            message_slot.warning(runner.message, icon=":material/warning:")
         elif runner.message:
-            st.caption(runner.message)
+            message_slot.caption(runner.message)
         loss, snapshot = _live_figures(runner, dataset, state)
         if loss is not None:
-            st.plotly_chart(loss, key="fme_loss", config=dict(displayModeBar=False))
+            loss_slot.plotly_chart(loss, key="fme_loss", config=dict(displayModeBar=False))
         if snapshot is not None:
-            st.plotly_chart(snapshot, key="fme_snapshot", config=dict(displayModeBar=False))
+            snapshot_slot.plotly_chart(snapshot, key="fme_snapshot", config=dict(displayModeBar=False))
             st.caption(
                 f"The network now: its samples (violet, {SNAPSHOT_PARTICLES} particles, midpoint 8 steps) "
                 f"and its field at t = {SNAPSHOT_T}. Trained on the {runner.schedule} path."
@@ -483,7 +503,8 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         if runner.running and _retime(every, training.active_sessions()):
             st.rerun()  # the class grew or shrank: a new redraw period takes a full run to set
 
-    live()
+    with st.container(key=LIVE_KEY):
+        live()
 
 
 def _stats_line(runner, every: float | None) -> str:

@@ -249,6 +249,36 @@ def test_a_big_class_slows_the_live_redraws_and_says_so(monkeypatch):
     assert "redrawn every 3 s: a busy server" in html(at, "fm-train-stats")
 
 
+def test_a_rerun_the_live_part_asks_for_keeps_the_latest_settings(monkeypatch):
+    # A fragment run carries the URL the page had when its timer fired, which can predate the
+    # last change. The page rerun it asks for (here: the class grew) must not take that URL for
+    # a newly opened link and put the controls back (found with 30 browsers, bench/classroom.py).
+    from explorer import training
+
+    at = start({"data": "circles"})
+    at.button(key="fme_w_train").click().run()
+    at.slider(key="fme_w_steps").set_value(21).run()
+    assert at.query_params["steps"] == "21"
+    at.query_params.pop("steps")  # the live part's timer fired before the URL said steps=21
+    monkeypatch.setattr(training, "active_sessions", lambda window_s=training.ACTIVE_WINDOW_S: 30)
+    at.run()
+    assert not at.exception
+    assert "redrawn every 3 s" in html(at, "fm-train-stats")  # the rerun did happen
+    assert at.slider(key="fme_w_steps").value == 21
+    assert at.query_params["steps"] == "21"
+
+
+def test_the_back_button_restores_the_view_its_url_names(monkeypatch):
+    from explorer import playground
+
+    at = start({"data": "circles"})
+    at.slider(key="fme_w_steps").set_value(21).run()
+    at.query_params.pop("steps")  # back to the URL before the change
+    monkeypatch.setattr(playground, "_history_navigation", lambda: True)
+    at.run()
+    assert at.slider(key="fme_w_steps").value == 20 and "steps" not in at.query_params
+
+
 def test_live_figures_are_rebuilt_only_when_the_network_changed():
     at = start()
     at.button(key="fme_w_train").click().run()

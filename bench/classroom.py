@@ -322,7 +322,7 @@ def _describe_sent(payload) -> str:
     msg = BackMsg()
     try:
         msg.ParseFromString(payload if isinstance(payload, bytes) else payload.encode())
-    except Exception as error:  # noqa: BLE001 (a diagnostic line, whatever the bytes)
+    except Exception as error:  # a diagnostic line, whatever the bytes
         return f"sent: undecodable ({error})"
     kind = msg.WhichOneof("type")
     if kind != "rerun_script":
@@ -347,14 +347,14 @@ def _describe(payload) -> str:
     if isinstance(payload, tuple):
         try:
             return _describe_sent(payload[1])
-        except Exception as error:  # noqa: BLE001 (a diagnostic line must not end the bench)
+        except Exception as error:  # a diagnostic line must not end the bench
             return f"sent: {type(error).__name__}: {error}"
     if isinstance(payload, str):
         return f"text {payload[:80]}"
     msg = ForwardMsg()
     try:
         msg.ParseFromString(payload)
-    except Exception as error:  # noqa: BLE001 (a diagnostic line, whatever the bytes)
+    except Exception as error:  # a diagnostic line, whatever the bytes
         return f"undecodable {len(payload)} bytes ({error})"
     kind = msg.WhichOneof("type")
     run = msg.metadata.run
@@ -394,7 +394,10 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         events.append((round(time.perf_counter() - born, 1), what))
 
     page.on("crash", lambda _: note("renderer crashed"))
-    page.on("framenavigated", lambda frame: note(f"navigated to {frame.url}") if frame == page.main_frame else None)
+    page.on(
+        "framenavigated",
+        lambda frame: note(f"navigated to {frame.url}") if frame == page.main_frame else None,
+    )
     page.on("console", lambda m: note(f"console {m.type}: {m.text[:160]}"))
     frames = collections.deque(maxlen=150)  # the last messages from the server, decoded on failure
     sent = []  # and every message from the page (a click, a key, a fragment's timer)
@@ -403,7 +406,10 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         note(f"websocket opened {ws.url}")
         ws.on("close", lambda _: note("websocket closed"))
         ws.on("framereceived", lambda payload: frames.append((round(time.perf_counter() - born, 2), payload)))
-        ws.on("framesent", lambda payload: sent.append((round(time.perf_counter() - born, 2), ("sent", payload))))
+        ws.on(
+            "framesent",
+            lambda payload: sent.append((round(time.perf_counter() - born, 2), ("sent", payload))),
+        )
 
     page.on("websocket", watch)
     try:

@@ -510,9 +510,15 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
 def _stats_line(runner, every: float | None) -> str:
     """step · steps/s · device · loss · state, and the redraw period when a busy server lengthened it."""
     stats = runner.stats
-    speed = f"{stats.steps_per_s:,.0f} steps/s" if stats is not None and stats.steps_per_s > 0 else "– steps/s"
+    speed = (
+        f"{stats.steps_per_s:,.0f} steps/s" if stats is not None and stats.steps_per_s > 0 else "– steps/s"
+    )
     state_word = "training" if runner.running else ("paused" if runner.step else "not started")
-    parts = [f"<b>step {runner.step:,}</b>", speed, f"<span class='label'>device</span> <b>{runner.device}</b>"]
+    parts = [
+        f"<b>step {runner.step:,}</b>",
+        speed,
+        f"<span class='label'>device</span> <b>{runner.device}</b>",
+    ]
     if stats is not None and np.isfinite(stats.loss):
         parts.append(f"loss <b>{stats.loss:.4f}</b>")
     parts.append(f"<span class='label'>{state_word}</span>")
@@ -529,7 +535,9 @@ def _retime(every: float | None, active: int) -> bool:
     """
     if every is None:
         return False
-    return training.redraw_interval(active) > every or training.redraw_interval(math.ceil(active * 1.5)) < every
+    return (
+        training.redraw_interval(active) > every or training.redraw_interval(math.ceil(active * 1.5)) < every
+    )
 
 
 def _live_figures(runner, dataset: compute.Dataset, state: ViewState):

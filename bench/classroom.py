@@ -450,7 +450,7 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
             await asyncio.sleep(1.0)
         result["latencies"] = latencies
         # What the student got: steps since pressing Train, start-up and queueing included.
-        final_step = await _step(page) or 0
+        final_step = await _step(page) or max((s for _, s in samples), default=0)  # absent mid-rerun
         result["steps_per_s"] = final_step / (time.perf_counter() - clicked)
         result["first_step_s"] = next((t - clicked for t, s in samples if s > 0), math.inf)
         result["final_step"] = final_step

@@ -22,6 +22,11 @@ Thirty such pages on the server's own 2 cores measure Chromium, not the app. So 
 ``--draw`` pages (5) draw their charts; the others are the same real browser sessions (websocket,
 widgets, fragment timers, every figure computed and sent by the server) that never load plotly.js.
 ``--draw 30`` makes all of them draw, for a machine with the cores for it or with ``--url``.
+
+A failed session leaves what its student would have seen and why: a screenshot
+(test-artifacts/classroom-session-N.png) and, in test-artifacts/classroom-failed-sessions.json,
+the page's console, websocket and URL events and the last messages both ways (each server message
+as type, delta path and fragment; each page message as URL, fragment and slider values).
 """
 
 from __future__ import annotations

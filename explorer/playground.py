@@ -479,17 +479,22 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         was_running = runner.running
         if was_running:
             runner.tick(budget_s=TICK_BUDGET_S)
+        loss, snapshot = _live_figures(runner, dataset, state)  # before drawing: no half-drawn redraw
+        # One element per place, in every run: a chart written over an empty slot would vanish and
+        # come back at every redraw, and one that moved up or down a place would be drawn anew.
         st.markdown(_stats_line(runner, every), unsafe_allow_html=True)
-        message_slot, loss_slot, snapshot_slot = st.empty(), st.empty(), st.empty()
         if runner.message and runner.status != "ok":
-            message_slot.warning(runner.message, icon=":material/warning:")
+            st.warning(runner.message, icon=":material/warning:")
         elif runner.message:
-            message_slot.caption(runner.message)
-        loss, snapshot = _live_figures(runner, dataset, state)
-        if loss is not None:
-            loss_slot.plotly_chart(loss, key="fme_loss", config=dict(displayModeBar=False))
+            st.caption(runner.message)
+        else:
+            st.empty()
+        for figure, key in ((loss, "fme_loss"), (snapshot, "fme_snapshot")):
+            if figure is not None:
+                st.plotly_chart(figure, key=key, config=dict(displayModeBar=False))
+            else:
+                st.empty()
         if snapshot is not None:
-            snapshot_slot.plotly_chart(snapshot, key="fme_snapshot", config=dict(displayModeBar=False))
             st.caption(
                 f"The network now: its samples (violet, {SNAPSHOT_PARTICLES} particles, midpoint 8 steps) "
                 f"and its field at t = {SNAPSHOT_T}. Trained on the {runner.schedule} path."

@@ -130,6 +130,20 @@ def test_training_grows_the_loss_curve(app, page):
     page.wait_for_function(f"() => document.querySelector('{LOSS}') && {last_step} > {first}", timeout=20_000)
     text = stat(page, "fm-train-stats")
     assert re.search(r"step [\d,]+", text) and "steps/s" in text and "cpu" in text
+    # Every 50 ms for 3 s (several redraws): the network's samples never vanish while redrawn.
+    lowest = page.evaluate(
+        """async () => {
+            let lowest = Infinity;
+            for (let i = 0; i < 60; i++) {
+                const heights = [...document.querySelectorAll('.st-key-fme_snapshot')]
+                    .map(e => e.getBoundingClientRect().height);
+                lowest = Math.min(lowest, Math.max(0, ...heights));
+                await new Promise(r => setTimeout(r, 50));
+            }
+            return lowest;
+        }"""
+    )
+    assert lowest > 100, f"the snapshot chart was {lowest:.0f} px tall during a redraw"
     assert_no_exception(page)
     shoot(page, "playground-training")
     page.get_by_role("button", name=re.compile("Pause")).click()

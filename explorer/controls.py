@@ -46,8 +46,27 @@ TARGET_LABELS = {"conditional": "Conditional velocity", "marginal": "Marginal ve
 _PREFIX = "fme_w_"
 
 
+_DEFAULTS = ViewState()
+
+
 def _key(name: str) -> str:
     return _PREFIX + name
+
+
+def _held(name: str):
+    """This session's value of a control (the defaults' before the first run).
+
+    Each widget also gets it as its *default*: a browser that first draws a widget from a later run
+    than the one that set its value takes the default. Left at Streamlit's own default, a page slow
+    to draw (thirty students on one machine) sent back its sliders at their minimum.
+    """
+    return st.session_state.get(_key(name), getattr(_DEFAULTS, name))
+
+
+def _index(options, name: str) -> int | None:
+    """``_held`` as a selectbox ``index``."""
+    held = _held(name)
+    return options.index(held) if held in options else None
 
 
 def seed_widgets(state: ViewState) -> None:
@@ -142,6 +161,7 @@ def path_controls() -> PathConfig:
     schedule = st.selectbox(
         "Schedule αₜ, σₜ",
         tuple(fmcore.SCHEDULES),
+        index=_index(tuple(fmcore.SCHEDULES), "schedule"),
         format_func=_schedule_label,
         key=_key("schedule"),
         help="z_t = α_t·z₁ + σ_t·z₀. Changing it re-expresses the same flow (fmcore.change_schedule): no retraining.",
@@ -152,9 +172,28 @@ def path_controls() -> PathConfig:
 def sampler_controls() -> SamplerConfig:
     """Solver, time grid and steps; the page writes the NFE line under them (``nfe_caption``)."""
     st.markdown("### Sampler")
-    solver = st.selectbox("Solver", tuple(SOLVERS), format_func=_solver_label, key=_key("solver"))
-    grid = st.selectbox("Time grid", tuple(TIME_GRIDS), format_func=_grid_label, key=_key("grid"))
-    steps = st.slider("Steps", 1, MAX_STEPS, key=_key("steps"), help="Integration steps from t=0 to t=1.")
+    solver = st.selectbox(
+        "Solver",
+        tuple(SOLVERS),
+        _index(tuple(SOLVERS), "solver"),
+        format_func=_solver_label,
+        key=_key("solver"),
+    )
+    grid = st.selectbox(
+        "Time grid",
+        tuple(TIME_GRIDS),
+        _index(tuple(TIME_GRIDS), "grid"),
+        format_func=_grid_label,
+        key=_key("grid"),
+    )
+    steps = st.slider(
+        "Steps",
+        1,
+        MAX_STEPS,
+        int(_held("steps")),
+        key=_key("steps"),
+        help="Integration steps from t=0 to t=1.",
+    )
     return SamplerConfig(solver, grid, int(steps))
 
 
@@ -163,16 +202,22 @@ def particle_controls() -> ParticleConfig:
     st.markdown("### Particles")
     current = st.session_state.get(_key("n"), 1000)
     choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
-    n = st.select_slider("Particles", choices, key=_key("n"), format_func=lambda v: f"{v:,}")
+    n = st.select_slider("Particles", choices, int(current), key=_key("n"), format_func=lambda v: f"{v:,}")
     seed = st.number_input(
-        "Seed", 0, MAX_SEED, step=1, key=_key("seed"), help="Same seed, same noise particles and data sample."
+        "Seed",
+        0,
+        MAX_SEED,
+        int(_held("seed")),
+        step=1,
+        key=_key("seed"),
+        help="Same seed, same noise particles and data sample.",
     )
     return ParticleConfig(int(n), int(seed))
 
 
 def compare_controls() -> CompareConfig:
     """Compare mode: a second panel with its own solver, grid and steps, on the same particles."""
-    compare = st.toggle("Compare with a second sampler", key=_key("compare"))
+    compare = st.toggle("Compare with a second sampler", bool(_held("compare")), key=_key("compare"))
     if not compare:
         return CompareConfig(
             False,
@@ -180,9 +225,21 @@ def compare_controls() -> CompareConfig:
             st.session_state.get(_key("grid_b"), "uniform"),
             int(st.session_state.get(_key("steps_b"), 4)),
         )
-    solver = st.selectbox("Solver B", tuple(SOLVERS), format_func=_solver_label, key=_key("solver_b"))
-    grid = st.selectbox("Time grid B", tuple(TIME_GRIDS), format_func=_grid_label, key=_key("grid_b"))
-    steps = st.slider("Steps B", 1, MAX_STEPS, key=_key("steps_b"))
+    solver = st.selectbox(
+        "Solver B",
+        tuple(SOLVERS),
+        _index(tuple(SOLVERS), "solver_b"),
+        format_func=_solver_label,
+        key=_key("solver_b"),
+    )
+    grid = st.selectbox(
+        "Time grid B",
+        tuple(TIME_GRIDS),
+        _index(tuple(TIME_GRIDS), "grid_b"),
+        format_func=_grid_label,
+        key=_key("grid_b"),
+    )
+    steps = st.slider("Steps B", 1, MAX_STEPS, int(_held("steps_b")), key=_key("steps_b"))
     st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
     return CompareConfig(True, solver, grid, int(steps))
 
@@ -191,14 +248,24 @@ def training_controls() -> TrainingConfig:
     """How the next model is trained: coupling, regression target and learning rate."""
     st.markdown("### Training")
     coupling = st.selectbox(
-        "Coupling", tuple(COUPLINGS), format_func=lambda c: COUPLING_LABELS.get(c, c), key=_key("coupling")
+        "Coupling",
+        tuple(COUPLINGS),
+        _index(tuple(COUPLINGS), "coupling"),
+        format_func=lambda c: COUPLING_LABELS.get(c, c),
+        key=_key("coupling"),
     )
     target = st.selectbox(
-        "Target", TARGETS, format_func=lambda t: TARGET_LABELS.get(t, t), key=_key("target")
+        "Target",
+        TARGETS,
+        _index(tuple(TARGETS), "target"),
+        format_func=lambda t: TARGET_LABELS.get(t, t),
+        key=_key("target"),
     )
     current = st.session_state.get(_key("lr"), ViewState().lr)
     rates = tuple(sorted({*LEARNING_RATES, float(current)}))
-    lr = st.select_slider("Learning rate", rates, key=_key("lr"), format_func=lambda v: f"{v:g}")
+    lr = st.select_slider(
+        "Learning rate", rates, float(current), key=_key("lr"), format_func=lambda v: f"{v:g}"
+    )
     st.caption("Changing data or these settings starts a fresh network.")
     return TrainingConfig(coupling, target, float(lr))
 

@@ -268,6 +268,23 @@ def test_a_rerun_the_live_part_asks_for_keeps_the_latest_settings(monkeypatch):
     assert at.query_params["steps"] == "21"
 
 
+def test_each_control_offers_its_session_value_as_its_default():
+    # A browser that first draws a widget from a later run than the one that set it takes the
+    # widget's default: with Streamlit's own defaults a slow page sent back its sliders at their
+    # minimum (Steps 1, Particles 250, learning rate 1e-4; bench/classroom.py, 30 sessions).
+    at = start({"steps": "7", "n": "500", "lr": "0.003", "solver": "heun", "seed": "5"})
+    at.slider(key="fme_w_steps").set_value(9).run()
+    at.run()  # a run that sets nothing: what the browser falls back to now
+    assert list(at.slider(key="fme_w_steps").proto.default) == [9]
+    n = at.select_slider(key="fme_w_n")
+    assert n.options[int(n.proto.default[0])] == "500"
+    lr = at.select_slider(key="fme_w_lr")
+    assert lr.options[int(lr.proto.default[0])] == "0.003"
+    solver = at.selectbox(key="fme_w_solver")
+    assert solver.options[solver.proto.default] == solver.format_func("heun")
+    assert at.number_input(key="fme_w_seed").proto.default == 5
+
+
 def test_the_back_button_restores_the_view_its_url_names(monkeypatch):
     from explorer import playground
 

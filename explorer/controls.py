@@ -172,29 +172,30 @@ def path_controls() -> PathConfig:
 def sampler_controls() -> SamplerConfig:
     """Solver, time grid and steps; the page writes the NFE line under them (``nfe_caption``)."""
     st.markdown("### Sampler")
+    solver, grid, steps = _solver_grid_steps(help="Integration steps from t=0 to t=1.")
+    return SamplerConfig(solver, grid, int(steps))
+
+
+def _solver_grid_steps(label: str = "", suffix: str = "", help: str | None = None) -> tuple[str, str, int]:
+    """The solver, time grid and steps widgets: the sampler's, or compare mode's second (" B", "_b")."""
     solver = st.selectbox(
-        "Solver",
+        f"Solver{label}",
         tuple(SOLVERS),
-        _index(tuple(SOLVERS), "solver"),
+        _index(tuple(SOLVERS), f"solver{suffix}"),
         format_func=_solver_label,
-        key=_key("solver"),
+        key=_key(f"solver{suffix}"),
     )
     grid = st.selectbox(
-        "Time grid",
+        f"Time grid{label}",
         tuple(TIME_GRIDS),
-        _index(tuple(TIME_GRIDS), "grid"),
+        _index(tuple(TIME_GRIDS), f"grid{suffix}"),
         format_func=_grid_label,
-        key=_key("grid"),
+        key=_key(f"grid{suffix}"),
     )
     steps = st.slider(
-        "Steps",
-        1,
-        MAX_STEPS,
-        int(_held("steps")),
-        key=_key("steps"),
-        help="Integration steps from t=0 to t=1.",
+        f"Steps{label}", 1, MAX_STEPS, int(_held(f"steps{suffix}")), key=_key(f"steps{suffix}"), help=help
     )
-    return SamplerConfig(solver, grid, int(steps))
+    return solver, grid, int(steps)
 
 
 def particle_controls() -> ParticleConfig:
@@ -225,21 +226,7 @@ def compare_controls() -> CompareConfig:
             st.session_state.get(_key("grid_b"), "uniform"),
             int(st.session_state.get(_key("steps_b"), 4)),
         )
-    solver = st.selectbox(
-        "Solver B",
-        tuple(SOLVERS),
-        _index(tuple(SOLVERS), "solver_b"),
-        format_func=_solver_label,
-        key=_key("solver_b"),
-    )
-    grid = st.selectbox(
-        "Time grid B",
-        tuple(TIME_GRIDS),
-        _index(tuple(TIME_GRIDS), "grid_b"),
-        format_func=_grid_label,
-        key=_key("grid_b"),
-    )
-    steps = st.slider("Steps B", 1, MAX_STEPS, int(_held("steps_b")), key=_key("steps_b"))
+    solver, grid, steps = _solver_grid_steps(" B", "_b")
     st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
     return CompareConfig(True, solver, grid, int(steps))
 

@@ -63,10 +63,10 @@ def _held(name: str):
     return st.session_state.get(_key(name), getattr(_DEFAULTS, name))
 
 
-def _index(options, name: str) -> int | None:
-    """``_held`` as a selectbox ``index``."""
+def _index(options, name: str) -> int:
+    """``_held`` as a selectbox ``index`` (the first option for a value it does not offer)."""
     held = _held(name)
-    return options.index(held) if held in options else None
+    return options.index(held) if held in options else 0
 
 
 def seed_widgets(state: ViewState) -> None:
@@ -201,7 +201,7 @@ def _solver_grid_steps(label: str = "", suffix: str = "", help: str | None = Non
 def particle_controls() -> ParticleConfig:
     """How many particles, and the seed of their noise (and of the preset's sample)."""
     st.markdown("### Particles")
-    current = st.session_state.get(_key("n"), 1000)
+    current = _held("n")
     choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
     n = st.select_slider("Particles", choices, int(current), key=_key("n"), format_func=lambda v: f"{v:,}")
     seed = st.number_input(
@@ -248,7 +248,7 @@ def training_controls() -> TrainingConfig:
         format_func=lambda t: TARGET_LABELS.get(t, t),
         key=_key("target"),
     )
-    current = st.session_state.get(_key("lr"), ViewState().lr)
+    current = _held("lr")
     rates = tuple(sorted({*LEARNING_RATES, float(current)}))
     lr = st.select_slider(
         "Learning rate", rates, float(current), key=_key("lr"), format_func=lambda v: f"{v:g}"

@@ -264,6 +264,7 @@ def layer_controls() -> LayerConfig:
         field = st.segmented_control(
             "Field",
             FIELDS,
+            default=_held("field"),
             format_func=FIELD_LABELS.get,
             key=_key("field"),
             label_visibility="collapsed",
@@ -272,6 +273,7 @@ def layer_controls() -> LayerConfig:
         layers = st.pills(
             "Layers",
             tuple(LAYER_LABELS),
+            default=st.session_state.get(_key("layers"), [n for n in LAYER_LABELS if getattr(_DEFAULTS, n)]),
             format_func=LAYER_LABELS.get,
             selection_mode="multi",
             key=_key("layers"),
@@ -282,6 +284,7 @@ def layer_controls() -> LayerConfig:
     if "density" in layers and (field or "exact") != "exact":
         model_density = st.toggle(
             "Density of the network (log-likelihood, slower) instead of the exact pₜ",
+            bool(_held("model_density")),
             key=_key("model_density"),
         )
     return LayerConfig(

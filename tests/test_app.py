@@ -283,6 +283,12 @@ def test_each_control_offers_its_session_value_as_its_default():
     solver = at.selectbox(key="fme_w_solver")
     assert solver.options[solver.proto.default] == solver.format_func("heun")
     assert at.number_input(key="fme_w_seed").proto.default == 5
+    at.button_group(key="fme_w_layers").set_value(["paths", "density"]).run()
+    at.run()
+    layers = at.button_group(key="fme_w_layers")
+    assert sorted(layers.options[i] for i in layers.proto.default) == sorted(
+        layers.format_func(name) for name in ("paths", "density")
+    )
 
 
 def test_the_back_button_restores_the_view_its_url_names(monkeypatch):

@@ -46,6 +46,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -349,11 +350,6 @@ def _describe(payload) -> str:
     """One ForwardMsg from the server in a line: its type, and a delta's path and fragment."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    if isinstance(payload, tuple):
-        try:
-            return _describe_sent(payload[1])
-        except Exception as error:  # a diagnostic line must not end the bench
-            return f"sent: {type(error).__name__}: {error}"
     if isinstance(payload, str):
         return f"text {payload[:80]}"
     msg = ForwardMsg()
@@ -401,7 +397,7 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
     page.on("crash", lambda _: note("renderer crashed"))
     page.on(
         "framenavigated",
-        lambda frame: note(f"navigated to {frame.url}") if frame == page.main_frame else None,
+        lambda frame: note(f"URL {frame.url}") if frame == page.main_frame else None,  # loads and URL updates
     )
     page.on("console", lambda m: note(f"console {m.type}: {m.text[:160]}"))
     frames = collections.deque(maxlen=150)  # the last messages from the server, decoded on failure
@@ -413,7 +409,7 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         ws.on("framereceived", lambda payload: frames.append((round(time.perf_counter() - born, 2), payload)))
         ws.on(
             "framesent",
-            lambda payload: sent.append((round(time.perf_counter() - born, 2), ("sent", payload))),
+            lambda payload: sent.append((round(time.perf_counter() - born, 2), payload)),
         )
 
     page.on("websocket", watch)
@@ -460,8 +456,6 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         result["first_step_s"] = next((t - clicked for t, s in samples if s > 0), math.inf)
         result["final_step"] = final_step
         result["final_stats"] = await page.locator(STATS).first.inner_text()
-        from urllib.parse import parse_qs, urlsplit
-
         changed = sorted(set(parse_qs(urlsplit(page.url).query)) - {"data", "steps"})
         if changed:  # the student only picked data and moved Steps
             raise RuntimeError(f"settings changed by themselves: {urlsplit(page.url).query}")
@@ -482,14 +476,11 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
                 result["error"] += f" (page: {shot.relative_to(ROOT)})"
             except Exception:
                 pass
-            navigations = [e for _, e in events if e.startswith("navigated")]
             notes = [e for _, e in events if e.startswith(("renderer", "console error"))][-3:]
-            if len(navigations) > 1:
-                notes.insert(0, f"the page loaded {len(navigations)} times")
             if notes:
                 result["error"] += "; " + "; ".join(notes)
             result["last_messages"] = [(t, _describe(payload)) for t, payload in frames]
-            result["sent_messages"] = [(t, _describe(payload)) for t, payload in sent]
+            result["sent_messages"] = [(t, _describe_sent(payload)) for t, payload in sent]
         await context.close()
 
 

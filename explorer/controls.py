@@ -69,6 +69,11 @@ def _index(options, name: str) -> int:
     return options.index(held) if held in options else 0
 
 
+def _layer_names(state: ViewState) -> list[str]:
+    """The layers the state shows, as the layer pills' value."""
+    return [name for name in LAYER_LABELS if getattr(state, name)]
+
+
 def seed_widgets(state: ViewState) -> None:
     """Set every control to the state's value (on the first run, or after a link was opened)."""
     values = {
@@ -85,7 +90,7 @@ def seed_widgets(state: ViewState) -> None:
         "target": state.target,
         "lr": state.lr,
         "field": state.field,
-        "layers": [name for name in LAYER_LABELS if getattr(state, name)],
+        "layers": _layer_names(state),
         "compare": state.compare,
         "model_density": state.model_density,
     }
@@ -273,7 +278,7 @@ def layer_controls() -> LayerConfig:
         layers = st.pills(
             "Layers",
             tuple(LAYER_LABELS),
-            default=st.session_state.get(_key("layers"), [n for n in LAYER_LABELS if getattr(_DEFAULTS, n)]),
+            default=st.session_state.get(_key("layers"), _layer_names(_DEFAULTS)),
             format_func=LAYER_LABELS.get,
             selection_mode="multi",
             key=_key("layers"),

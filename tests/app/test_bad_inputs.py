@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apptest import start
+from tests.app.apptest import start
 from streamlit.testing.v1 import AppTest
 
 from explorer.state import ViewState
@@ -21,7 +21,7 @@ from explorer.training import session_runner
 from fmcore import datasets
 from fmcore.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

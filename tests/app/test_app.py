@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import streamlit as st
-from apptest import start
+from tests.app.apptest import start
 from streamlit.testing.v1 import AppTest
 
 

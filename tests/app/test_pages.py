@@ -18,7 +18,7 @@ from explorer import lesson_compute
 from explorer.lesson import Question, grade, playground_url, reveal
 from explorer.state import ViewState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "pages").glob("[0-9]_*.py"))
 TIMEOUT_S = 120
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

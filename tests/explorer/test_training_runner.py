@@ -294,7 +294,7 @@ def test_a_worker_exits_soon_after_its_server_is_gone():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     worker = (
         f"import sys; sys.path.insert(0, {str(root)!r}); from explorer.pool import _exit_when_orphaned; "
         "_exit_when_orphaned(int(sys.argv[1]), every_s=0.1)"

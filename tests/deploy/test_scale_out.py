@@ -18,7 +18,7 @@ import pytest
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "scale_out.sh"
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import playground
+from explorer.playground import page as playground
 
 lessons = [st.Page(str(path)) for path in sorted((Path(__file__).parent / "pages").glob("*.py"))]
 pages = {"": [st.Page(playground.main, title="Playground", icon=":material/waves:", default=True)]}

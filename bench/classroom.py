@@ -148,7 +148,7 @@ def _alone(seconds: float, data) -> tuple[float, float]:
 def micro(seconds: float, repeats: int = 1, session_counts=(1, 5)) -> dict:
     import torch
 
-    from explorer.pool import get_pool
+    from explorer.training.pool import get_pool
     from fmcore.datasets import sample
 
     # Same footing for every variant: one torch thread, as each worker process uses.

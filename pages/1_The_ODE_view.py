@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from explorer import compute, figures, lesson, lesson_compute, lesson_figures
-from explorer.lesson import Question
+from explorer import compute, figures
+from explorer.lessons import compute as lesson_compute
+from explorer.lessons import figures as lesson_figures
+from explorer.lessons import kit as lesson
+from explorer.lessons.kit import Question
 
 SOLVER, STEPS, PARTICLES = "euler", 100, 400
 time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(

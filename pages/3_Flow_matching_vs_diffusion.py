@@ -2,9 +2,13 @@
 
 import streamlit as st
 
-from explorer import compute, lesson, lesson_compute, lesson_figures, theme
-from explorer.lesson import Question
-from explorer.lesson_compute import SAMPLERS, Panel
+from explorer import compute
+from explorer.figures import theme
+from explorer.lessons import compute as lesson_compute
+from explorer.lessons import figures as lesson_figures
+from explorer.lessons import kit as lesson
+from explorer.lessons.compute import SAMPLERS, Panel
+from explorer.lessons.kit import Question
 
 fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(
     lesson_compute.fm_vs_diffusion

@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from explorer import compute, lesson, lesson_compute, lesson_figures
-from explorer.lesson import Question
+from explorer import compute
+from explorer.lessons import compute as lesson_compute
+from explorer.lessons import figures as lesson_figures
+from explorer.lessons import kit as lesson
+from explorer.lessons.kit import Question
 from fmcore.solvers import SOLVERS, TIME_GRIDS, time_grid
 
 solver_runs = st.cache_data(show_spinner="Running every solver…")(lesson_compute.solver_runs)

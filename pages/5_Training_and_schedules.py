@@ -3,10 +3,14 @@
 import streamlit as st
 
 import fmcore
-from explorer import compute, figures, lesson, lesson_compute, lesson_figures, theme
-from explorer.lesson import Question
-from explorer.lesson_compute import Panel
-from explorer.lesson_figures import TRAINING_STAGES
+from explorer import compute, figures
+from explorer.figures import theme
+from explorer.lessons import compute as lesson_compute
+from explorer.lessons import figures as lesson_figures
+from explorer.lessons import kit as lesson
+from explorer.lessons.compute import Panel
+from explorer.lessons.figures import TRAINING_STAGES
+from explorer.lessons.kit import Question
 
 one_batch = st.cache_data(show_spinner="Training a small network for the demo…")(lesson_compute.one_batch)
 schedule_race = st.cache_data(show_spinner="Training on every schedule (a few seconds)…")(

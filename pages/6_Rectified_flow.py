@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-from explorer import compute, lesson, lesson_compute, lesson_figures
-from explorer.lesson import Question
-from explorer.lesson_compute import EULER_STEPS, Panel
+from explorer import compute
+from explorer.lessons import compute as lesson_compute
+from explorer.lessons import figures as lesson_figures
+from explorer.lessons import kit as lesson
+from explorer.lessons.compute import EULER_STEPS, Panel
+from explorer.lessons.kit import Question
 
 rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(lesson_compute.rectify)
 

@@ -38,7 +38,7 @@ def open_panel():
 
     The data tabs and "Share & export" build their widgets only while open (first-paint speed).
     """
-    from explorer.playground import DATA_TABS
+    from explorer.playground.page import DATA_TABS
 
     states = {"upload": ("fme_w_data_tab", DATA_TABS[2]), "export": ("fme_w_export", True)}
 

@@ -9,8 +9,9 @@ import re
 import numpy as np
 import pytest
 import streamlit as st
-from tests.app.apptest import start
 from streamlit.testing.v1 import AppTest
+
+from tests.app.apptest import start
 
 
 @pytest.fixture(autouse=True)
@@ -292,7 +293,7 @@ def test_each_control_offers_its_session_value_as_its_default():
 
 
 def test_the_back_button_restores_the_view_its_url_names(monkeypatch):
-    from explorer import playground
+    from explorer.playground import page as playground
 
     at = start({"data": "circles"})
     at.slider(key="fme_w_steps").set_value(21).run()

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.app.apptest import start
 from streamlit.testing.v1 import AppTest
 
-from explorer.state import ViewState
+from explorer.core.state import ViewState
 from explorer.training import session_runner
 from fmcore import datasets
 from fmcore.trainer import Trainer
+from tests.app.apptest import start
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import lesson_compute
-from explorer.lesson import Question, grade, playground_url, reveal
-from explorer.state import ViewState
+from explorer.core.state import ViewState
+from explorer.lessons import compute as lesson_compute
+from explorer.lessons.kit import Question, grade, playground_url, reveal
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "pages").glob("[0-9]_*.py"))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import compute, export, figures
+from explorer import compute, figures
+from explorer.figures import export
 from fmcore import datasets
 
 F = compute.N_FRAMES

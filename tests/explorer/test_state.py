@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from explorer.state import (
+from explorer.core.state import (
     CUSTOM,
     URL_MAX_POINTS,
     ViewState,
@@ -123,7 +123,7 @@ def test_points_key_identifies_the_points():
 
 
 def test_shared_points_are_a_fixed_point_of_the_link():
-    from explorer.state import as_shared
+    from explorer.core.state import as_shared
 
     points = np.random.default_rng(3).normal(size=(500, 2)).astype(np.float32)
     shared = as_shared(points)
@@ -131,12 +131,12 @@ def test_shared_points_are_a_fixed_point_of_the_link():
     np.testing.assert_array_equal(back.points, shared)  # what the sharer sees is what the link shows
 
 
-# -- drawn points: fabric.js strokes -> data points (explorer.canvas) ---------------------------
+# -- drawn points: fabric.js strokes -> data points (explorer.playground.canvas) ---------------------------
 
 
 def test_a_stroke_becomes_points_along_it_in_model_coordinates():
-    from explorer import canvas
     from explorer.compute import VIEW_BOX
+    from explorer.playground import canvas
 
     stroke = {
         "objects": [{"type": "Path", "path": [["M", 0, 160], ["Q", 80, 160, 160, 160], ["L", 320, 160]]}]
@@ -152,7 +152,7 @@ def test_a_stroke_becomes_points_along_it_in_model_coordinates():
 
 
 def test_the_brush_spread_scatters_points_and_is_reproducible():
-    from explorer import canvas
+    from explorer.playground import canvas
 
     line = np.array([[100.0, 100.0], [200.0, 100.0]])
     tight = canvas.stroke_points(line, spread_px=1.0, seed=3)
@@ -164,15 +164,15 @@ def test_the_brush_spread_scatters_points_and_is_reproducible():
 
 
 def test_pad_pixels_map_to_model_coordinates_with_y_up():
-    from explorer import canvas
     from explorer.compute import VIEW_BOX
+    from explorer.playground import canvas
 
     corners = canvas.to_model(np.array([[0, 0], [320, 320], [160, 160]]), pad_px=320)
     np.testing.assert_allclose(corners, [[-VIEW_BOX, VIEW_BOX], [VIEW_BOX, -VIEW_BOX], [0, 0]], atol=1e-9)
 
 
 def test_the_drawing_keeps_strokes_for_undo_in_a_plain_mapping():
-    from explorer import canvas
+    from explorer.playground import canvas
 
     session = {}
     pad = canvas.Drawing(session)

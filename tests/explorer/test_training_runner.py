@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import pool
-from explorer.training import session_runner
+from explorer.training import pool, session_runner
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
 
@@ -274,7 +273,7 @@ def test_redraw_interval_grows_with_the_class_and_is_bounded():
 
 
 def test_active_sessions_counts_runners_that_tick_while_training(data, monkeypatch):
-    from explorer import training
+    from explorer.training import runner as training
 
     monkeypatch.setattr(training, "_TICKS", {})
     runners = [session_runner({}, backend="inline") for _ in range(3)]
@@ -296,7 +295,7 @@ def test_a_worker_exits_soon_after_its_server_is_gone():
 
     root = Path(__file__).resolve().parents[2]
     worker = (
-        f"import sys; sys.path.insert(0, {str(root)!r}); from explorer.pool import _exit_when_orphaned; "
+        f"import sys; sys.path.insert(0, {str(root)!r}); from explorer.training.pool import _exit_when_orphaned; "
         "_exit_when_orphaned(int(sys.argv[1]), every_s=0.1)"
     )
     server = (

@@ -25,11 +25,13 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import fmcore
+from explorer import compute, figures, training
+from explorer.core.state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
+from explorer.figures import export, theme
 from fmcore import datasets
 from fmcore.solvers import integrate, nfe_for
 
-from . import canvas, compute, controls, export, figures, theme, training
-from .state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
+from . import canvas, controls
 
 __all__ = ["main"]
 

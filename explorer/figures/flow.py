@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
+from explorer.compute import ARROW_GRID, VIEW_BOX, Flow, SinglePath, arrow_grid, density_axis, steps_label
+
 from . import theme
-from .compute import ARROW_GRID, VIEW_BOX, Flow, SinglePath, arrow_grid, density_axis, steps_label
 
 __all__ = [
     "FRAME_MS",

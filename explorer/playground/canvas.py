@@ -18,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
-from . import theme
-from .compute import VIEW_BOX
-from .export import scatter_image
+from explorer.compute import VIEW_BOX
+from explorer.figures import theme
+from explorer.figures.export import scatter_image
 
 __all__ = [
     "PAD_PX",

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import streamlit as st
 
 import fmcore
+from explorer import compute
+from explorer.core.state import FIELDS, MAX_PARTICLES, MAX_SEED, MAX_STEPS, MIN_PARTICLES, ViewState
 from fmcore.coupling import COUPLINGS
 from fmcore.solvers import SOLVERS, TIME_GRIDS
 from fmcore.trainer import TARGETS
-
-from . import compute
-from .state import FIELDS, MAX_PARTICLES, MAX_SEED, MAX_STEPS, MIN_PARTICLES, ViewState
 
 __all__ = [
     "LAYER_LABELS",

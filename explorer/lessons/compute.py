@@ -15,10 +15,9 @@ import numpy as np
 import torch
 
 import fmcore
+from explorer.compute import EXACT_BANDWIDTH
 from fmcore import datasets, metrics
 from fmcore.solvers import Trajectory, integrate
-
-from .compute import EXACT_BANDWIDTH
 
 __all__ = [
     "DATA_POINTS",

@@ -14,8 +14,9 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from explorer.compute import ARROW_GRID, VIEW_BOX, arrow_grid
+
 from . import theme
-from .compute import ARROW_GRID, VIEW_BOX, arrow_grid
 
 __all__ = ["csv_bytes", "gif_bytes", "html_bytes", "png_bytes", "render_frame", "scatter_image"]
 

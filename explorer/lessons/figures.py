@@ -13,10 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import theme
-from .compute import VIEW_BOX
-from .figures import snapshot_figure
-from .lesson_compute import GOOD_ERROR, Batch, ErrorCurve, Panel, Posterior
+from explorer.compute import VIEW_BOX
+from explorer.figures import snapshot_figure, theme
+
+from .compute import GOOD_ERROR, Batch, ErrorCurve, Panel, Posterior
 
 __all__ = [
     "SOLVER_COLORS",

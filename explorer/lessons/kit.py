@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from .state import ViewState
+from explorer.core.state import ViewState
 
 __all__ = [
     "Feedback",
@@ -110,7 +110,8 @@ def pitfall(title: str, text: str) -> Iterator[None]:
 
 def setup_page(title: str) -> None:
     """What every lesson page does first: the tab's title, the wide layout, the theme, one torch thread."""
-    from . import compute, theme
+    from explorer import compute
+    from explorer.figures import theme
 
     _leave_pages_directory_mode()
     st.set_page_config(page_title=title, page_icon="🌊", layout="wide")

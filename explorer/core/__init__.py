@@ -1,0 +1,1 @@
+"""The app's streamlit-free core: the view state and its URL codec, and the numbers behind figures."""

@@ -6,6 +6,7 @@ The build copies them into ``explorer/app/`` so that an installed ``flow-matchin
 serves the same app with the same settings as ``make run`` (see ``explorer/serve.py``).
 """
 
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -20,9 +21,13 @@ class BuildWithApp(build_py):
     """``build_py`` plus the app's files under ``explorer/app/``, in their repository layout."""
 
     def run(self):
-        super().run()
         if self.editable_mode:  # an editable install runs the checkout, app files included
+            super().run()
             return
+        # pip builds in the checkout's build/ folder, and build_py only adds to it: a module removed
+        # since the last build would otherwise still ship. Pure Python: build_py fills build_lib alone.
+        shutil.rmtree(self.build_lib, ignore_errors=True)
+        super().run()
         for source in self._app_files():
             target = Path(self.build_lib, APP_PACKAGE_DIR, source.relative_to(ROOT))
             self.mkpath(str(target.parent))

@@ -34,6 +34,7 @@ APP_FILES = [
 ]
 USAGE_STATS_NOTICE = "Collecting usage statistics"  # printed by a headless server that gathers them
 START_TIMEOUT_S = 60
+STALE_MODULE = "explorer/removed_module.py"
 PIP = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", "--no-input"]
 
 
@@ -105,6 +106,9 @@ def wheel(tmp_path_factory) -> Path:
         if (ROOT / name).is_file():  # a file deleted but not yet committed is still listed
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             (source / name).write_bytes((ROOT / name).read_bytes())
+    stale = source / "build" / "lib" / STALE_MODULE  # left by an earlier build; its source is gone
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
     subprocess.run(
         [*PIP, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(out), str(source)],
         check=True,
@@ -127,7 +131,10 @@ def test_the_wheel_holds_both_packages_the_lessons_and_the_server_settings(wheel
     modules = {
         str(p.relative_to(ROOT)) for package in ("fmcore", "explorer") for p in (ROOT / package).rglob("*.py")
     }
-    assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
+    shipped = {name for name in names if name.endswith(".py") and not name.startswith("explorer/app/")}
+    assert shipped == modules, (
+        f"missing {sorted(modules - shipped)}, not in the source {sorted(shipped - modules)}"
+    )
     app = {f"explorer/app/{name}" for name in APP_FILES}
     assert app <= names, f"app files missing from the wheel: {sorted(app - names)}"
     assert config == (ROOT / ".streamlit/config.toml").read_bytes()

@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint bench setup browser clean
+.PHONY: run test lint bench setup system browser clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -12,15 +12,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 
-# Debian's Chromium for the browser tests (pip cannot bring a browser here; never `playwright install`).
-browser:
-	@test -x /usr/bin/chromium || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-		|| { echo "could not install chromium: run 'apt-get install chromium' as root"; exit 1; }; }
+# Debian packages the suite needs, installed when missing: Chromium for the browser tests (pip cannot
+# bring a browser here; never `playwright install`) and redis-server. A fresh machine's package lists
+# are empty, hence `apt-get update` first.
+SYSTEM_PACKAGES := chromium=/usr/bin/chromium redis-server=/usr/bin/redis-server
+system:
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do test -x "$${p#*=}" || printf '%s ' "$${p%%=*}"; done)"; \
+	test -z "$$missing" || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+		|| { echo "could not install $$missing: run 'apt-get install $$missing' as root"; exit 1; }; }
 
+# The name the browser tests' skip messages give.
+browser: system
+
+# The same command as the installed `flow-matching-explorer` (explorer/serve.py), from the checkout.
 run: setup
-	$(VENV)/bin/streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m explorer.serve --server.port $(PORT)
 
-test: setup browser
+test: setup system
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -12,7 +12,8 @@ Keys, all under ``fme:`` (one Redis, not a cluster: the scripts touch several ke
 Every write to a room renews a TTL (idle time + a minute) on all its keys, so Redis drops an
 abandoned room by itself; reads also compare ``last_active`` with the store's clock, so a room is
 gone at exactly the idle time, and ``expire`` deletes such rooms at once. Joining, creating and
-pushing are Lua scripts, so caps and push versions hold across replicas.
+pushing, answering and marking activity are Lua scripts, so caps, push versions and closed polls
+hold across replicas, and a write that races an expiry leaves nothing behind.
 
 Pushed settings: a student polls ``latest_push`` (one HGET) on each redraw and applies a version
 it has not applied yet: no per-student connection or thread. Each push is also published on
@@ -91,6 +92,30 @@ redis.call('HSET', KEYS[1], 'push', pushed)
 redis.call('PUBLISH', ARGV[2], pushed)
 return pushed
 """
+# KEYS: rooms index, room hash, its parts. ARGV: code, now, ttl. Marks the room active and renews
+# every TTL; if the room expired meanwhile, deletes what the caller's write just left behind.
+TOUCH = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+    return 0
+end
+redis.call('HSET', KEYS[2], 'last_active', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return 1
+"""
+# KEYS: revealed, questions, answers. ARGV: question, answer field, answer, cap on questions.
+# Returns 1 (stored), 0 (already revealed) or -n (n questions, the cap).
+ANSWER = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+    local n = redis.call('SCARD', KEYS[2])
+    if n >= tonumber(ARGV[4]) then return -n end
+    redis.call('SADD', KEYS[2], ARGV[1])
+end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+return 1
+"""
 
 
 def room_key(code: str) -> str:
@@ -108,6 +133,8 @@ class RedisStore:
         self._create = client.register_script(CREATE)
         self._join = client.register_script(JOIN)
         self._push = client.register_script(PUSH)
+        self._touch_script = client.register_script(TOUCH)
+        self._answer = client.register_script(ANSWER)
 
     @classmethod
     def from_url(cls, url: str, *, limits: Limits = Limits(), clock: Clock = time.time) -> RedisStore:
@@ -124,16 +151,11 @@ class RedisStore:
         return code, fields
 
     def _touch(self, code: str, now: float) -> None:
-        with self.r.pipeline(transaction=False) as p:
-            p.hset(room_key(code), "last_active", repr(now))
-            p.zadd(ROOMS, {code: now})
-            for key in self._keys(code):
-                p.expire(key, self.ttl)
-            p.execute()
+        self._touch_script(keys=[ROOMS, *self._keys(code)], args=[code, repr(now), self.ttl])
 
     def _teacher(self, code: str, token: str) -> str:
-        """The room's code after checking the token. Callers ``_touch`` after writing (a TTL is
-        renewed only on keys that exist)."""
+        """The room's code after checking the token. Callers ``_touch`` after writing: a TTL can
+        only be set on a key that exists."""
         code, fields = self._live(code)
         require_token(token, fields["token_hash"])
         return code
@@ -263,19 +285,14 @@ class RedisStore:
         question = clean_text(question, self.limits.text_chars, "a question id")
         answer = clean_text(answer, self.limits.text_chars, "an answer")
         code = self._student(code, student_id)
-        key = room_key(code)
-        if self.r.sismember(f"{key}:revealed", question):
-            return False
-        if not self.r.sismember(f"{key}:questions", question):
-            polls = self.r.scard(f"{key}:questions")
-            if polls >= self.limits.polls_per_room:
-                raise ValueError(f"this class already has {polls} polls, its limit")
-        with self.r.pipeline(transaction=True) as p:
-            p.sadd(f"{key}:questions", question)
-            p.hset(f"{key}:answers", f"{student_id}:{question}", answer)
-            p.execute()
+        keys = [f"{room_key(code)}:{part}" for part in ("revealed", "questions", "answers")]
+        status = self._answer(
+            keys=keys, args=[question, f"{student_id}:{question}", answer, self.limits.polls_per_room]
+        )
+        if status < 0:
+            raise ValueError(f"this class already has {-status} polls, its limit")
         self._seen(code, student_id)
-        return True
+        return status == 1
 
     def poll_counts(self, code: str, token: str, question: str) -> Poll:
         code = self._teacher(code, token)

@@ -183,6 +183,9 @@ class SQLiteStore:
         client_key, now = token_hash(client), self.clock()  # clients are kept hashed (IPs are personal)
         try:
             with self._write() as db:
+                db.execute(
+                    "DELETE FROM failed_joins WHERE client = ? AND at <= ?", (client_key, now - RATE_WINDOW)
+                )
                 (failures,) = db.execute(
                     "SELECT COUNT(*) FROM failed_joins WHERE client = ? AND at > ?",
                     (client_key, now - RATE_WINDOW),

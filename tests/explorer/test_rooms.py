@@ -12,6 +12,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -419,6 +420,47 @@ def test_many_students_reporting_at_once(make_store):
         f"student {i}": i for i in range(12)
     }
     assert dict(replicas[0].poll_counts(code, token, "q1").counts) == {"0": 4, "1": 4, "2": 4}
+
+
+WRITER = """
+import sys
+import numpy as np
+from explorer.rooms import StudentReport, open_store
+
+store = open_store(sys.argv[1])
+for i in range(5):
+    sid = store.join(sys.argv[2], f"{sys.argv[3]}-{i}")
+    for step in range(1, 11):
+        store.report(sys.argv[2], sid, StudentReport(step, 1.0, 1.0, 1.0, points=np.zeros((200, 2))))
+"""
+
+
+def test_server_processes_share_one_sqlite_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'rooms.db'}"
+    store = open_store(url)
+    code, token = store.create_room()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url, code, f"p{n}"], cwd=ROOT) for n in range(3)
+    ]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+    seats = store.students(code, token)
+    assert sorted(s.student.name for s in seats) == sorted(f"p{n}-{i}" for n in range(3) for i in range(5))
+    assert {s.report.step for s in seats} == {10}
+    store.close()
+
+
+def test_every_redis_key_of_a_room_expires_by_itself(redis_url):
+    store = open_store(redis_url, limits=Limits(idle_seconds=HOUR))
+    store.r.flushdb()
+    code, token = store.create_room()
+    sid = store.join(code, "Ada")
+    store.report(code, sid, report())
+    store.answer_poll(code, sid, "q1", "a")
+    store.reveal(code, token, "q1")
+    keys = list(store.r.scan_iter("fme:room:*"))
+    assert len(keys) == 7  # the room hash and its six parts, all present
+    assert all(0 < store.r.ttl(k) <= HOUR + 60 for k in keys)
+    store.close()
 
 
 def test_redis_publishes_each_push(redis_url):

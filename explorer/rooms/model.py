@@ -156,6 +156,8 @@ def clean_text(text: str, limit: int, what: str) -> str:
     """
     if not isinstance(text, str):
         raise ValueError(f"{what} must be text; got {type(text).__name__}")
+    if len(text) > 4 * limit + 64:  # so a megabyte of spaces is not cleaned before being refused
+        raise ValueError(f"{what} is {len(text)} characters long; at most {limit} are allowed")
     kept = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()
     if len(kept) > limit:
         raise ValueError(f"{what} is {len(kept)} characters long; at most {limit} are allowed")

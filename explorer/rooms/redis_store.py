@@ -138,7 +138,9 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, limits: Limits = Limits(), clock: Clock = time.time) -> RedisStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True), limits=limits, clock=clock)
+        # Timeouts: a Redis that stops answering is an error on the page in seconds, not a hung page.
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, limits=limits, clock=clock)
 
     def _keys(self, code: str) -> list[str]:
         return [room_key(code)] + [f"{room_key(code)}:{part}" for part in PARTS]

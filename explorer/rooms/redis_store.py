@@ -71,8 +71,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 """
-# KEYS: room hash, students. ARGV: cutoff, cap, student id, student JSON (the script adds its seat
-# number, for joining order). Returns 1 (seated), -1 (no live room) or -2 - n (full with n students).
+# KEYS: room hash, students, seen. ARGV: cutoff, cap, student id, student JSON (the script adds its
+# seat number, for joining order), now. Returns 1 (seated), -1 (no live room) or -2 - n (full, n).
 JOIN = """
 local last = redis.call('HGET', KEYS[1], 'last_active')
 if not last or tonumber(last) < tonumber(ARGV[1]) then return -1 end
@@ -81,6 +81,7 @@ if n >= tonumber(ARGV[2]) then return -2 - n end
 local student = cjson.decode(ARGV[4])
 student['seat'] = redis.call('HINCRBY', KEYS[1], 'seats', 1)
 redis.call('HSET', KEYS[2], ARGV[3], cjson.encode(student))
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
 return 1
 """
 # KEYS: room hash. ARGV: settings JSON, channel. Returns the pushed JSON with its version.
@@ -209,8 +210,9 @@ class RedisStore:
         code = normalise_code(code)
         student = new_student_id()
         record = json.dumps({"name": name, "joined": repr(now)})  # text: Lua's cjson rounds numbers
-        args = [now - self.limits.idle_seconds, self.limits.students_per_room, student, record]
-        status = self._join(keys=[room_key(code), f"{room_key(code)}:students"], args=args)
+        keys = [room_key(code), f"{room_key(code)}:students", f"{room_key(code)}:seen"]
+        args = [now - self.limits.idle_seconds, self.limits.students_per_room, student, record, repr(now)]
+        status = self._join(keys=keys, args=args)
         if status == -1:
             with self.r.pipeline(transaction=False) as p:
                 p.zadd(failed, {secrets.token_hex(8): now})
@@ -219,7 +221,7 @@ class RedisStore:
             raise UnknownRoom(f"no class has the code {code!r}: check it, or ask for a new one")
         if status < -1:
             raise RoomFull(f"this class is full ({-2 - status} students, its limit)")
-        self._seen(code, student)
+        self._touch(code, now)
         return student
 
     def report(self, code: str, student_id: str, report: StudentReport) -> None:

@@ -108,18 +108,15 @@ class SQLiteStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
     def _live_cutoff(self) -> float:
         return self.clock() - self.limits.idle_seconds
 
     def _room_row(self, db: sqlite3.Connection, code: str) -> tuple:
+        code = normalise_code(code)
         row = db.execute(
             "SELECT code, token_hash, created, last_active, training, push FROM rooms "
             "WHERE code = ? AND last_active >= ?",
-            (normalise_code(code), self._live_cutoff()),
+            (code, self._live_cutoff()),
         ).fetchone()
         if row is None:
             raise UnknownRoom(f"no class has the code {code!r}: check it, or ask for a new one")
@@ -168,7 +165,7 @@ class SQLiteStore:
     def room(self, code: str) -> Room:
         with self._lock:
             row = self._room_row(self._db, code)
-        revealed = self._read("SELECT question FROM revealed WHERE code = ?", (row[0],))
+            revealed = self._db.execute("SELECT question FROM revealed WHERE code = ?", (row[0],)).fetchall()
         return Room(
             code=row[0],
             created=row[2],

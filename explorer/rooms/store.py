@@ -50,7 +50,8 @@ class RoomStore(Protocol):
 
     def join(self, code: str, display_name: str | None = None, *, client: str = "") -> str:
         """A new student id. ``client`` (an IP or session id) is the key of the rate limit on
-        wrong codes; a blank or missing name gets a pseudonym such as "Curious Otter 17"."""
+        wrong codes: pass one, or every caller shares one limit. A blank or missing name gets a
+        pseudonym such as "Curious Otter 17"."""
 
     def report(self, code: str, student_id: str, report: StudentReport) -> None:
         """Replace a student's latest report (and mark them seen now)."""

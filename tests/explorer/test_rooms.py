@@ -279,7 +279,7 @@ def test_caps_on_students_rooms_and_reports(make_store):
             store.report(code, sid, rep)
 
 
-def test_rooms_expire_after_the_idle_time_with_their_students(make_store, clock, kind):
+def test_rooms_expire_after_the_idle_time_with_their_students(make_store, clock):
     store = make_store(Limits(idle_seconds=2 * HOUR))
     code, token = store.create_room()
     sid = store.join(code, "Ada")
@@ -298,8 +298,13 @@ def test_rooms_expire_after_the_idle_time_with_their_students(make_store, clock,
         with pytest.raises(UnknownRoom):
             call()
     assert store.expire() == 1
-    assert sid not in stored_text(store)  # student data lives only as long as the room
-    assert len(store.create_room()[0]) == CODE_LENGTH
+    text = stored_text(store)
+    assert sid not in text and "Ada" not in text  # student data lives only as long as the room
+    later, _ = store.create_room()
+    assert store.expire(now=clock() + 2 * HOUR) == 0
+    assert store.expire(now=clock() + 2 * HOUR + 1) == 1  # ``now`` given: no clock needed
+    with pytest.raises(UnknownRoom):
+        store.join(later)
 
 
 def test_the_default_idle_time_is_twelve_hours(store, clock):

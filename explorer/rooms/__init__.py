@@ -1,0 +1,35 @@
+"""Classroom storage: rooms, students' live reports, pushed settings and polls (no UI here).
+
+``open_store(rooms_url())`` gives a ``RoomStore``: SQLite by default, Redis with
+``FME_ROOMS_URL=redis://...``. See ``store.RoomStore`` for the calls and who may make them.
+"""
+
+from explorer.rooms.model import (
+    Limits,
+    Poll,
+    PushedSettings,
+    Room,
+    RoomFull,
+    Seat,
+    Student,
+    StudentReport,
+    TooManyAttempts,
+    UnknownRoom,
+)
+from explorer.rooms.store import RoomStore, open_store, rooms_url
+
+__all__ = [
+    "Limits",
+    "Poll",
+    "PushedSettings",
+    "Room",
+    "RoomFull",
+    "RoomStore",
+    "Seat",
+    "Student",
+    "StudentReport",
+    "TooManyAttempts",
+    "UnknownRoom",
+    "open_store",
+    "rooms_url",
+]

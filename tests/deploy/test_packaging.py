@@ -25,7 +25,7 @@ import pytest
 
 from explorer import serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {"fmcore": "fmcore.cli:main", "flow-matching-explorer": "explorer.serve:main"}
 APP_FILES = [
     "streamlit_app.py",

@@ -3,6 +3,7 @@
     python -m fmcore train --data moons --steps 2000 --out model.safetensors
     python -m fmcore train --data points.csv --seconds 5 --schedule cosine --out model.safetensors
     python -m fmcore sample --model model.safetensors --solver rk4 --steps 20 --n 1000 --out samples.csv
+    python -m fmcore sample --model model.safetensors --noise 1.0 --steps 200 --n 2000 --out samples.csv
 
 A CSV data set is normalised for training (``datasets.from_points``); the normalisation travels in
 the model file and ``sample`` writes points back in the CSV's coordinates. Problems (a bad file, a
@@ -24,6 +25,7 @@ from . import datasets
 from .coupling import COUPLINGS
 from .io import load
 from .schedules import SCHEDULES
+from .sde import sample_sde
 from .solvers import SOLVERS, TIME_GRIDS, integrate
 from .trainer import DEFAULTS, TARGETS, Trainer
 
@@ -54,6 +56,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -95,13 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample",
         help="sample a saved model to CSV",
-        description="Sample a saved model by solving its ODE.",
+        description="Sample a saved model by solving its ODE, or (--noise > 0) an SDE with the same marginals.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sample.add_argument("--model", required=True, help="a .safetensors file written by 'train'")
     sample.add_argument("--solver", choices=list(SOLVERS), default="rk4")
     sample.add_argument("--steps", type=_positive_int, default=20, help="solver steps")
     sample.add_argument("--grid", choices=list(TIME_GRIDS), default="uniform", help="time grid")
+    sample.add_argument(
+        "--noise",
+        type=_non_negative_float,
+        default=0.0,
+        help="SDE noise scale: 0 solves the ODE with --solver, 1 is the reverse diffusion SDE (Euler-Maruyama)",
+    )
     sample.add_argument("--n", type=_positive_int, default=1000, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, help="output CSV file (x,y per line)")
@@ -166,9 +184,17 @@ def train(args) -> None:
 def sample(args) -> None:
     model = load(args.model)
     z0 = torch.randn(args.n, model.config.dim, generator=torch.Generator().manual_seed(args.seed))
-    trajectory = integrate(
-        model.velocity, z0, args.solver, args.steps, schedule=model.schedule, grid=args.grid
-    )
+    if args.noise > 0:
+        # seed + 1: the Brownian increments' stream must not repeat z0's draws.
+        trajectory = sample_sde(
+            model.velocity, z0, model.schedule, args.noise, args.steps, seed=args.seed + 1, grid=args.grid
+        )
+        method = f"Euler-Maruyama (noise {args.noise:g})"
+    else:
+        trajectory = integrate(
+            model.velocity, z0, args.solver, args.steps, schedule=model.schedule, grid=args.grid
+        )
+        method = args.solver
     points = trajectory.zs[-1].double()
     normalisation = model.metadata.get("normalisation")
     if normalisation:
@@ -178,7 +204,7 @@ def sample(args) -> None:
     except OSError as error:
         raise UsageError(f"cannot write {args.out}: {error.strerror or error}") from None
     print(
-        f"sampled {args.n} points with {args.solver}, {args.steps} steps ({args.grid} grid): "
+        f"sampled {args.n} points with {method}, {args.steps} steps ({args.grid} grid): "
         f"NFE {trajectory.nfe}; wrote {args.out}"
     )
 

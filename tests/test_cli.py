@@ -71,6 +71,7 @@ def test_csv_data_comes_back_in_its_own_coordinates(tmp_path, capsys):
         (["train", "--data", "moons", "--lr", "nan", "--steps", "5", "--out", "x"], "finite number > 0"),
         (["train", "--data", "moons", "--out", "x"], "one of the arguments --steps --seconds is required"),
         (["sample", "--model", "missing.safetensors", "--out", "s.csv"], "cannot read"),
+        (["sample", "--model", "m", "--noise", "-1", "--out", "s.csv"], "finite number >= 0"),
     ],
 )
 def test_errors_exit_2_in_one_line(args, message, capsys):
@@ -97,3 +98,19 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "train" in out and "sample" in out
+
+
+def test_sample_with_noise_runs_the_sde_and_noise_zero_is_euler(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--data", "8gaussians", "--n", "300", "--steps", "100", "--out", str(model)]) == 0
+    out = {name: tmp_path / f"{name}.csv" for name in ("sde", "euler", "ode0")}
+    common = ["sample", "--model", str(model), "--steps", "50", "--n", "400"]
+    assert main([*common, "--noise", "1.0", "--out", str(out["sde"])]) == 0
+    assert "Euler-Maruyama (noise 1), 50 steps (uniform grid): NFE 50" in capsys.readouterr().out
+    assert main([*common, "--solver", "euler", "--out", str(out["euler"])]) == 0
+    assert main([*common, "--solver", "euler", "--noise", "0", "--out", str(out["ode0"])]) == 0
+    sde, euler, ode0 = (np.loadtxt(out[k], delimiter=",", skiprows=1) for k in ("sde", "euler", "ode0"))
+    assert np.array_equal(euler, ode0) and sde.shape == (400, 2) and np.isfinite(sde).all()
+    # Same start noise, different paths: the SDE's samples are not the ODE's, but land as close to them.
+    assert not np.allclose(sde, euler)
+    assert abs(np.sqrt((sde**2).mean()) - np.sqrt((euler**2).mean())) < 0.1

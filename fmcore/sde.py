@@ -12,21 +12,24 @@ way. ``noise`` scales one documented level, ``g_t = noise * sqrt(beta_t)``, with
 
     beta_t = 2 sigma_t^2 d/dt log(alpha_t / sigma_t) = 2 sigma_t (sigma_t d_alpha_t / alpha_t - d_sigma_t),
 
-the diffusion coefficient of the forward (noising) SDE of the same path (Kingma et al. 2021, VDM,
-eq. 30; Song et al. 2021, sec. 4 and App. B), so ``noise=1`` is the reverse diffusion SDE of that
-schedule (on ``vp`` exactly ``VariancePreserving.beta``), ``noise=0`` is the ODE, and the family
-is the one of Albergo, Boffi & Vanden-Eijnden 2023 (stochastic interpolants, ``g^2 = 2 eps_t``) and
-of the Flow Matching Guide (Lipman et al. 2024, arXiv 2412.06264). On the linear path
+the diffusion coefficient of the forward (noising) SDE whose marginals are this path's
+Gaussians, ``g^2 = d sigma^2/ds - 2 sigma^2 d log alpha/ds`` in diffusion time s = 1 - t (Kingma et
+al. 2021, "Variational Diffusion Models", appendix; Song et al. 2021, "Score-Based Generative
+Modeling through SDEs", for the reverse-time SDE and its probability-flow ODE). So ``noise=1`` is
+the reverse diffusion SDE of the schedule (on ``vp`` exactly ``VariancePreserving.beta``) and
+``noise=0`` the ODE. The family is that of Albergo, Boffi & Vanden-Eijnden 2023 (stochastic
+interpolants, their ``eps_t = g_t^2 / 2``); see also the Flow Matching Guide (Lipman et al. 2024,
+arXiv 2412.06264) on affine Gaussian paths and diffusion. On the linear path
 ``beta_t = 2 (1 - t) / t``.
 
 Endpoints. Where sigma_t = 0 (t = 1) the score is infinite but beta_t is 0 for the linear,
 cosine and polynomial paths; the last step is taken without noise in any case (noise added there
 would be left in the samples, never denoised; DDPM and ``fmcore.diffusion`` do the same), so the
 score is never asked for at t = 1. Where alpha_t = 0 (t = 0 on every path here but ``vp``) beta_t
-diverges like 2/t; there the marginal is exactly N(0, sigma_t^2 I), whose score ``-z / sigma_t^2``
+diverges like 1/t (2/t on the linear path); there the marginal is exactly N(0, sigma_t^2 I), whose score ``-z / sigma_t^2``
 needs no network, and each step's noise variance ``g^2 h`` is capped at ``MAX_STEP_VARIANCE``:
-Euler-Maruyama's Langevin part moves by ``(g^2 h / 2) score``, which overshoots the mode once
-``g^2 h`` nears 2 and would amplify the state. Any g keeps the marginals, so the cap changes the
+Euler-Maruyama's Langevin part moves by ``(g^2 h / 2) score``, which on N(0, I) overshoots the
+mode once ``g^2 h`` passes 2 and amplifies the state past 4 (the first step from t = 0 has g = inf). Any g keeps the marginals, so the cap changes the
 paths of the first few steps (a span that shrinks with h), not p_t. Like ``integrate``, the grid
 runs to t = 1 and the velocity is never evaluated past the schedule's ``t_max``.
 """

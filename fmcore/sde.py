@@ -127,17 +127,12 @@ def sample_sde(
         if noise == 0.0 or k == steps - 1:
             zs.append(euler(counted, z, t, t_next, state))
             continue
-        h = float(t_next - t)
+        h = t_next - t
         t_eval = t.clamp(max=schedule.t_max)
-        variance = min(
-            noise**2 * float(diffusion_coefficient(schedule, t_eval.double())) * h, MAX_STEP_VARIANCE
-        )
-        half_g2 = 0.5 * variance / h  # g_t^2 / 2 after the cap
-
-        def drift(z_, t_, half_g2=half_g2, t_eval=t_eval):
-            v = counted(z_, t_)
-            return v + half_g2 * _score(v, z_, t_eval, schedule)
-
+        g2 = noise**2 * float(diffusion_coefficient(schedule, t_eval.double()))
+        variance = min(g2 * float(h), MAX_STEP_VARIANCE)  # g_t^2 h after the cap
+        v = counted(z, t)
+        drift = v + (0.5 * variance / float(h)) * _score(v, z, t_eval, schedule)
         xi = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
-        zs.append(euler(drift, z, t, t_next, state) + variance**0.5 * xi)
+        zs.append(z + h * drift + variance**0.5 * xi)
     return Trajectory(ts=ts, zs=torch.stack(zs), nfe=counted.calls, solver="euler-maruyama", steps=int(steps))

@@ -216,8 +216,8 @@ class FlowModel:
     def guided_velocity(self, label: int | None, guidance: float = 1.0):
         """Classifier-free guided field ``v_w = v(z,t|null) + w (v(z,t|c) - v(z,t|null))``.
 
-        w = 1 is the conditional field v(z,t|c), w = 0 the unconditional one, w > 1 pushes further
-        from the unconditional field than the data of class c lie. ``label=None`` is the
+        w = 1 is the conditional field v(z,t|c), w = 0 the unconditional one, w > 1 extrapolates
+        past the conditional field, away from the unconditional one. ``label=None`` is the
         unconditional field (any w).
 
         Args:
@@ -234,11 +234,10 @@ class FlowModel:
             or not math.isfinite(guidance)
         ):
             raise ValueError(f"guidance must be a finite number; got {guidance!r}")
+        if label is not None:
+            self._check_label(label)
         if label is None or guidance == 0:
-            if label is not None:
-                self._check_label(label)
-            return self.velocity if self.n_classes == 0 else (lambda z, t: self.velocity(z, t, None))
-        self._check_label(label)
+            return lambda z, t: self.velocity(z, t, None)
         if guidance == 1:
             return lambda z, t: self.velocity(z, t, label)
 

@@ -389,6 +389,18 @@ class Trainer:
         z1_hat = exact_posterior_mean(z_t, t.clamp(max=T_EXACT_MAX), reference, self.schedule)
         return z1_hat, (z_t - s.alpha[:, None] * z1_hat) / s.sigma[:, None]
 
+    def _ideal_endpoints(self, z_t, t, s, y):
+        """The exact posterior means given z_t and, for rows whose label y names a class, that class."""
+        z1, z0 = self._exact_endpoints(z_t, t, s, self.data)
+        for c in range(self.n_classes):
+            rows = y == c
+            if bool(rows.any()):
+                reference = self.data[self.labels == c]
+                z1[rows], z0[rows] = self._exact_endpoints(
+                    z_t[rows], t[rows], self.schedule(t[rows]), reference
+                )
+        return z1, z0
+
     def _regression(self, t, z1, z0):
         """(z_t, target) for a batch, in the network's parametrisation."""
         s = self.schedule(t)
@@ -598,7 +610,9 @@ class Trainer:
 
         For the conditional target this is ``E |u_t(z|z_1) - u_t(z)|^2``; for the marginal target
         over the whole data set it is 0 exactly; with ``reference="batch"`` it is small but not 0.
-        NaN where the exact field is not the minimiser (OT coupling, fixed noise pairs, labels).
+        With labels the ideal network is the exact field of each row's own class (of all the data
+        for the null label). NaN where the exact field is not the minimiser (OT coupling, fixed
+        noise pairs).
         """
         if self._loss_floor is None:
             self._loss_floor = self._estimate_floor()
@@ -606,19 +620,17 @@ class Trainer:
 
     @torch.no_grad()
     def _estimate_floor(self) -> float:
-        if self.coupling != "independent" or self.noise is not None or self.labels is not None:
+        if self.coupling != "independent" or self.noise is not None:
             return math.nan
         if self.target == "marginal" and self.options["reference"] == "data":
             return 0.0
         generator = torch.Generator(device=self.device).manual_seed(FLOOR_SEED)
         total, count, batch = 0.0, 0, self.options["batch_size"]
         while count < FLOOR_SAMPLES:
-            t, z1, z0, _ = self._draw(batch, generator)
+            t, z1, z0, y = self._draw(batch, generator)
             z_t, target = self._regression(t, z1, z0)
             s = self.schedule(t)
-            ideal = from_endpoints(
-                *self._exact_endpoints(z_t, t, s, self.data), self.options["prediction"], s
-            )
+            ideal = from_endpoints(*self._ideal_endpoints(z_t, t, s, y), self.options["prediction"], s)
             total += float((target - ideal).square().sum(1).sum())
             count += batch
         return total / count

@@ -142,3 +142,15 @@ def test_guidance_refuses_what_the_model_cannot_do(trained, gaussians):
     assert plain.model_config.n_classes == 0 and torch.equal(
         plain.guided_velocity(None)(gaussians[0][:5], 0.5), plain.velocity(gaussians[0][:5], 0.5)
     )
+
+
+def test_the_labelled_loss_floor_mixes_the_class_and_the_null_floors(gaussians, trained):
+    # The ideal labelled net is the exact field of each row's class, or of all the data on the
+    # null rows, so the floor is (1 - p) floor(classes) + p floor(unconditional) for dropout p.
+    points, labels = gaussians
+    unconditional = Trainer(points, seed=0).loss_floor
+    per_class = Trainer(points, labels=labels, label_dropout=0.0, seed=0).loss_floor
+    assert per_class < 0.25 * unconditional  # knowing the Gaussian removes most of the target noise
+    assert trained.loss_floor == pytest.approx(0.9 * per_class + 0.1 * unconditional, rel=0.05)
+    # ... and no network goes below it (up to batch noise); this one is within 25% after 1500 steps.
+    assert trained.loss_floor * 0.95 < sum(trained.history[-100:]) / 100 < 1.25 * trained.loss_floor

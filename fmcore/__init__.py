@@ -12,6 +12,7 @@ from .likelihood import divergence, log_likelihood
 from .models import VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
 from .schedules import SCHEDULES, Blurred, Schedule, ScheduleValue, get_schedule
+from .sde import diffusion_coefficient, sample_sde
 from .solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for
 from .trainer import Trainer, TrainStats
 
@@ -32,6 +33,7 @@ __all__ = [
     "change_schedule",
     "convert",
     "datasets",
+    "diffusion_coefficient",
     "divergence",
     "exact_log_density",
     "exact_posterior_mean",
@@ -44,4 +46,5 @@ __all__ = [
     "metrics",
     "nfe_for",
     "sample_path",
+    "sample_sde",
 ]

@@ -3,6 +3,9 @@
     python -m fmcore train --data moons --steps 2000 --out model.safetensors
     python -m fmcore train --data points.csv --seconds 5 --schedule cosine --out model.safetensors
     python -m fmcore sample --model model.safetensors --solver rk4 --steps 20 --n 1000 --out samples.csv
+    python -m fmcore sample --model model.safetensors --noise 1.0 --steps 200 --n 2000 --out samples.csv
+    python -m fmcore train --data 8gaussians --labels --seconds 10 --out c.safetensors
+    python -m fmcore sample --model c.safetensors --label 3 --guidance 1.0 --n 1000 --out samples.csv
 
 A CSV data set is normalised for training (``datasets.from_points``); the normalisation travels in
 the model file and ``sample`` writes points back in the CSV's coordinates. Problems (a bad file, a
@@ -24,6 +27,7 @@ from . import datasets
 from .coupling import COUPLINGS
 from .io import load
 from .schedules import SCHEDULES
+from .sde import sample_sde
 from .solvers import SOLVERS, TIME_GRIDS, integrate
 from .trainer import DEFAULTS, TARGETS, Trainer
 
@@ -57,6 +61,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fmcore", description="Train flow matching models on 2-D data and sample them."
@@ -73,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help=f"a preset ({', '.join(datasets.NAMES)}) or a CSV file of x, y points"
     )
     train.add_argument("--n", type=_positive_int, default=2000, help="points drawn from a preset")
+    train.add_argument(
+        "--labels",
+        action="store_true",
+        help=f"condition on classes: a labelled preset ({', '.join(datasets.CLASSES)}) or a CSV's label column",
+    )
     budget = train.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=_positive_int, help="training steps")
     budget.add_argument("--seconds", type=_positive_float, help="training time in seconds")
@@ -95,23 +124,45 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample",
         help="sample a saved model to CSV",
-        description="Sample a saved model by solving its ODE.",
+        description="Sample a saved model by solving its ODE, or (--noise > 0) an SDE with the same marginals.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sample.add_argument("--model", required=True, help="a .safetensors file written by 'train'")
     sample.add_argument("--solver", choices=list(SOLVERS), default="rk4")
     sample.add_argument("--steps", type=_positive_int, default=20, help="solver steps")
     sample.add_argument("--grid", choices=list(TIME_GRIDS), default="uniform", help="time grid")
+    sample.add_argument(
+        "--noise",
+        type=_non_negative_float,
+        default=0.0,
+        help="SDE noise scale: 0 solves the ODE with --solver, 1 is the reverse diffusion SDE (Euler-Maruyama)",
+    )
+    sample.add_argument(
+        "--label",
+        type=_non_negative_int,
+        default=None,
+        help="class to sample (labelled models); default: all",
+    )
+    sample.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="classifier-free guidance w: v_null + w (v_c - v_null); 1 conditional, 0 unconditional",
+    )
     sample.add_argument("--n", type=_positive_int, default=1000, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, help="output CSV file (x,y per line)")
     return parser
 
 
-def _load_data(spec: str, n: int, seed: int):
-    """(normalised (m, 2) tensor, normalisation metadata or None) for a preset name or a CSV path."""
+def _load_data(spec: str, n: int, seed: int, labels: bool):
+    """(normalised (m, 2) tensor, (m,) labels or None, normalisation metadata or None) for a preset
+    name or a CSV path; labels only when asked for."""
     if spec in datasets.NAMES:
-        return datasets.sample(spec, n, seed), None
+        if labels:
+            points, classes = datasets.sample(spec, n, seed, labels=True)
+            return points, classes, None
+        return datasets.sample(spec, n, seed), None, None
     path = Path(spec)
     if not path.is_file():
         raise UsageError(f"--data {spec!r} is neither a preset ({', '.join(datasets.NAMES)}) nor a file")
@@ -119,15 +170,19 @@ def _load_data(spec: str, n: int, seed: int):
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read {spec}: {error}") from None
-    cloud = datasets.from_points(datasets.parse_csv(text))
-    return cloud.data, {"center": cloud.center.tolist(), "scale": cloud.scale}
+    points, classes = datasets.parse_csv(text, labels=True)
+    if labels and classes is None:
+        raise UsageError(f"--labels: {spec} has no label column (x, y, label)")
+    cloud = datasets.from_points(points)
+    return cloud.data, classes if labels else None, {"center": cloud.center.tolist(), "scale": cloud.scale}
 
 
 def train(args) -> None:
     torch.set_num_threads(args.threads)
-    data, normalisation = _load_data(args.data, args.n, args.seed)
+    data, labels, normalisation = _load_data(args.data, args.n, args.seed, args.labels)
     trainer = Trainer(
         data,
+        labels=labels,
         schedule=args.schedule,
         target=args.target,
         coupling=args.coupling,
@@ -137,8 +192,9 @@ def train(args) -> None:
         hidden=args.hidden,
         depth=args.depth,
     )
+    classes = f", {trainer.n_classes} classes" if trainer.n_classes else ""
     print(
-        f"training on {len(data)} points ({args.data}), {args.schedule} schedule, {args.target} target, "
+        f"training on {len(data)} points ({args.data}{classes}), {args.schedule} schedule, {args.target} target, "
         f"{args.coupling} coupling, device {trainer.device}"
     )
     last_print = time.perf_counter()
@@ -166,9 +222,16 @@ def train(args) -> None:
 def sample(args) -> None:
     model = load(args.model)
     z0 = torch.randn(args.n, model.config.dim, generator=torch.Generator().manual_seed(args.seed))
-    trajectory = integrate(
-        model.velocity, z0, args.solver, args.steps, schedule=model.schedule, grid=args.grid
-    )
+    velocity = model.guided_velocity(args.label, args.guidance)
+    if args.noise > 0:
+        # seed + 1: the Brownian increments' stream must not repeat z0's draws.
+        trajectory = sample_sde(
+            velocity, z0, model.schedule, args.noise, args.steps, seed=args.seed + 1, grid=args.grid
+        )
+        method = f"Euler-Maruyama (noise {args.noise:g})"
+    else:
+        trajectory = integrate(velocity, z0, args.solver, args.steps, schedule=model.schedule, grid=args.grid)
+        method = args.solver
     points = trajectory.zs[-1].double()
     normalisation = model.metadata.get("normalisation")
     if normalisation:
@@ -177,8 +240,9 @@ def sample(args) -> None:
         np.savetxt(args.out, points.numpy(), delimiter=",", header="x,y", comments="", fmt="%.6g")
     except OSError as error:
         raise UsageError(f"cannot write {args.out}: {error.strerror or error}") from None
+    conditioned = "" if args.label is None else f" of class {args.label} (guidance w={args.guidance:g})"
     print(
-        f"sampled {args.n} points with {args.solver}, {args.steps} steps ({args.grid} grid): "
+        f"sampled {args.n} points{conditioned} with {method}, {args.steps} steps ({args.grid} grid): "
         f"NFE {trajectory.nfe}; wrote {args.out}"
     )
 

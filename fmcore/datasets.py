@@ -8,6 +8,10 @@ z_0 ~ N(0, I) it is transported from.
 
 User data (drawn, pasted or uploaded) goes through `from_points`, which validates it, normalises it
 the same way and remembers how to map back to the user's coordinates.
+
+Presets with natural classes (`CLASSES`: the two moons, the eight Gaussians, ...) also say which
+class each point was drawn from: `sample(name, n, seed, labels=True)` gives `(points, labels)`, the
+points the same as without labels. A CSV may carry the class as a third column, `label`.
 """
 
 import functools
@@ -17,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-Generator = Callable[[int, np.random.Generator], np.ndarray]
+Draw = tuple[np.ndarray, np.ndarray | None]
+"""(n, 2) points and their (n,) integer classes, or None for a preset without natural classes."""
+Generator = Callable[[int, np.random.Generator], Draw]
 
 MAX_POINTS = 20_000
 """Largest user point cloud `from_points` accepts. Exact marginal velocities and the metrics cost
@@ -30,14 +36,19 @@ squaring them during normalisation would approach float64 overflow and lose all 
 
 GENERATORS: dict[str, Generator] = {}
 DESCRIPTIONS: dict[str, str] = {}
+CLASSES: dict[str, int] = {}
+"""Number of natural classes of each preset that has them (labels 0 .. CLASSES[name] - 1)."""
 
 
-def register(name: str, description: str) -> Callable[[Generator], Generator]:
-    """Adds a preset generator `(n, rng) -> (n, 2) array` to the registry under `name`."""
+def register(name: str, description: str, classes: int = 0) -> Callable[[Generator], Generator]:
+    """Adds a preset generator `(n, rng) -> (points (n, 2), labels (n,) or None)` under `name`;
+    `classes` > 0 says it labels its points with that many classes."""
 
     def decorate(generate: Generator) -> Generator:
         GENERATORS[name] = generate
         DESCRIPTIONS[name] = description
+        if classes:
+            CLASSES[name] = classes
         return generate
 
     return decorate
@@ -47,80 +58,89 @@ def _on_circle(angle: np.ndarray, radius: np.ndarray | float = 1.0) -> np.ndarra
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
 
 
-@register("moons", "Two moons")
-def moons(n: int, rng: np.random.Generator) -> np.ndarray:
+@register("moons", "Two moons", classes=2)
+def moons(n: int, rng: np.random.Generator) -> Draw:
     angle = rng.uniform(0.0, np.pi, n)
     upper = _on_circle(angle)
     lower = np.array([1.0, 0.5]) - upper
-    points = np.where(rng.random(n)[:, None] < 0.5, upper, lower)
-    return points + 0.08 * rng.standard_normal((n, 2))
+    label = (rng.random(n) >= 0.5).astype(np.int64)  # 0 upper moon, 1 lower
+    points = np.where(label[:, None] == 0, upper, lower)
+    return points + 0.08 * rng.standard_normal((n, 2)), label
 
 
-@register("circles", "Two concentric circles")
-def circles(n: int, rng: np.random.Generator) -> np.ndarray:
-    radius = np.where(rng.random(n) < 0.5, 1.0, 0.5)
-    return _on_circle(rng.uniform(0.0, 2 * np.pi, n), radius) + 0.04 * rng.standard_normal((n, 2))
+@register("circles", "Two concentric circles", classes=2)
+def circles(n: int, rng: np.random.Generator) -> Draw:
+    label = (rng.random(n) >= 0.5).astype(np.int64)  # 0 outer circle, 1 inner
+    radius = np.where(label == 0, 1.0, 0.5)
+    points = _on_circle(rng.uniform(0.0, 2 * np.pi, n), radius)
+    return points + 0.04 * rng.standard_normal((n, 2)), label
 
 
-@register("8gaussians", "Eight Gaussians on a circle")
-def eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
-    centres = _on_circle(2 * np.pi * rng.integers(0, 8, n) / 8)
-    return centres + 0.1 * rng.standard_normal((n, 2))
+@register("8gaussians", "Eight Gaussians on a circle", classes=8)
+def eight_gaussians(n: int, rng: np.random.Generator) -> Draw:
+    label = rng.integers(0, 8, n)  # k: the Gaussian at angle 2 pi k / 8
+    centres = _on_circle(2 * np.pi * label / 8)
+    return centres + 0.1 * rng.standard_normal((n, 2)), label
 
 
-@register("checkerboard", "Checkerboard")
-def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+@register("checkerboard", "Checkerboard", classes=8)
+def checkerboard(n: int, rng: np.random.Generator) -> Draw:
     # The dark squares of a 4 x 4 board on [-2, 2]^2: y's column parity follows x's.
     x = rng.uniform(-2.0, 2.0, n)
-    y = rng.uniform(0.0, 1.0, n) - 2.0 * rng.integers(0, 2, n) + np.floor(x) % 2
-    return np.stack([x, y], axis=1)
+    u, lower = rng.uniform(0.0, 1.0, n), rng.integers(0, 2, n)
+    y = u - 2.0 * lower + np.floor(x) % 2
+    # One class per dark square: 2 per column, counted column by column from the left.
+    label = 2 * (np.floor(x).astype(np.int64) + 2) + (1 - lower)
+    return np.stack([x, y], axis=1), label
 
 
-@register("spirals", "Two interleaved spirals")
-def spirals(n: int, rng: np.random.Generator) -> np.ndarray:
+@register("spirals", "Two interleaved spirals", classes=2)
+def spirals(n: int, rng: np.random.Generator) -> Draw:
     # sqrt spreads points evenly along the arms, whose length grows with the turning angle.
     angle = 3 * np.pi * np.sqrt(rng.random(n))
-    arm = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
-    return arm * _on_circle(angle, angle) + 0.3 * rng.standard_normal((n, 2))
+    label = (rng.random(n) >= 0.5).astype(np.int64)
+    arm = np.where(label == 0, 1.0, -1.0)[:, None]
+    return arm * _on_circle(angle, angle) + 0.3 * rng.standard_normal((n, 2)), label
 
 
 @register("swissroll", "Swiss roll")
-def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
+def swissroll(n: int, rng: np.random.Generator) -> Draw:
     angle = 1.5 * np.pi * (1 + 2 * rng.random(n))
-    return _on_circle(angle, angle) + 0.4 * rng.standard_normal((n, 2))
+    return _on_circle(angle, angle) + 0.4 * rng.standard_normal((n, 2)), None
 
 
-@register("pinwheel", "Pinwheel with five blades")
-def pinwheel(n: int, rng: np.random.Generator) -> np.ndarray:
+@register("pinwheel", "Pinwheel with five blades", classes=5)
+def pinwheel(n: int, rng: np.random.Generator) -> Draw:
     blades, radial_std, tangential_std, twist = 5, 0.3, 0.1, 0.25
     radial = 1.0 + radial_std * rng.standard_normal(n)
     tangential = tangential_std * rng.standard_normal(n)
+    label = rng.integers(0, blades, n)
     # Points further out turn further, which bends each blade.
-    angle = 2 * np.pi * rng.integers(0, blades, n) / blades + twist * np.exp(radial)
+    angle = 2 * np.pi * label / blades + twist * np.exp(radial)
     cos, sin = np.cos(angle), np.sin(angle)
-    return np.stack([cos * radial - sin * tangential, sin * radial + cos * tangential], axis=1)
+    return np.stack([cos * radial - sin * tangential, sin * radial + cos * tangential], axis=1), label
 
 
 @register("rings", "Four concentric rings")
-def rings(n: int, rng: np.random.Generator) -> np.ndarray:
+def rings(n: int, rng: np.random.Generator) -> Draw:
     radius = rng.integers(1, 5, n).astype(float)
-    return _on_circle(rng.uniform(0.0, 2 * np.pi, n), radius) + 0.08 * rng.standard_normal((n, 2))
+    return _on_circle(rng.uniform(0.0, 2 * np.pi, n), radius) + 0.08 * rng.standard_normal((n, 2)), None
 
 
 @register("smiley", "Smiley face")
-def smiley(n: int, rng: np.random.Generator) -> np.ndarray:
+def smiley(n: int, rng: np.random.Generator) -> Draw:
     part = rng.choice(4, n, p=[0.5, 0.1, 0.1, 0.3])
     outline = _on_circle(rng.uniform(0.0, 2 * np.pi, n), 2.0)
     left_eye = np.array([-0.7, 0.7]) + 0.15 * rng.standard_normal((n, 2))
     right_eye = np.array([0.7, 0.7]) + 0.15 * rng.standard_normal((n, 2))
     mouth = _on_circle(rng.uniform(1.2 * np.pi, 1.8 * np.pi, n), 1.2)
     points = np.choose(part[:, None], [outline, left_eye, right_eye, mouth])
-    return points + 0.05 * rng.standard_normal((n, 2))
+    return points + 0.05 * rng.standard_normal((n, 2)), None
 
 
 @register("line", "A line segment")
-def line(n: int, rng: np.random.Generator) -> np.ndarray:
-    return np.stack([rng.uniform(-1.0, 1.0, n), 0.02 * rng.standard_normal(n)], axis=1)
+def line(n: int, rng: np.random.Generator) -> Draw:
+    return np.stack([rng.uniform(-1.0, 1.0, n), 0.02 * rng.standard_normal(n)], axis=1), None
 
 
 NAMES: tuple[str, ...] = tuple(GENERATORS)
@@ -138,26 +158,34 @@ def _centre_and_scale(points: np.ndarray) -> tuple[np.ndarray, float]:
 def _preset_standardisation(name: str) -> tuple[np.ndarray, float]:
     # Fixed constants of the distribution, estimated once from a large sample, so that sample()
     # is an i.i.d. draw whose scaling does not depend on n or the seed.
-    return _centre_and_scale(GENERATORS[name](2**17, np.random.default_rng(12345)))
+    return _centre_and_scale(GENERATORS[name](2**17, np.random.default_rng(12345))[0])
 
 
-def sample(name: str, n: int, seed: int = 0) -> torch.Tensor:
-    """Draws n points z_1 from a preset distribution.
+def sample(name: str, n: int, seed: int = 0, labels: bool = False):
+    """Draws n points z_1 from a preset distribution, and with `labels=True` the class of each.
 
     Args:
         name: one of `NAMES`.  n: number of points, >= 1.  seed: the same seed gives the same points.
+        labels: also return the classes; only for presets in `CLASSES`.
     Returns:
-        (n, 2) float32 points, centred with unit RMS spread per axis (within about [-3, 3]).
+        (n, 2) float32 points, centred with unit RMS spread per axis (within about [-3, 3]); with
+        `labels=True`, `(points, labels)` with (n,) int64 labels in 0 .. CLASSES[name] - 1 and the
+        same points as `labels=False` gives for this seed.
     Raises:
-        ValueError: unknown name or invalid n.
+        ValueError: unknown name, invalid n, or labels asked of a preset without natural classes.
     """
     if name not in GENERATORS:
         raise ValueError(f"Unknown data set {name!r}; choose one of: {', '.join(NAMES)}.")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer number of points; got {n!r}.")
+    if labels and name not in CLASSES:
+        raise ValueError(
+            f"The {name!r} data set has no natural classes; labelled presets are: {', '.join(CLASSES)}."
+        )
     centre, scale = _preset_standardisation(name)
-    points = GENERATORS[name](int(n), np.random.default_rng(seed))
-    return torch.from_numpy((points - centre) / scale).float()
+    points, classes = GENERATORS[name](int(n), np.random.default_rng(seed))
+    points = torch.from_numpy((points - centre) / scale).float()
+    return (points, torch.from_numpy(classes.astype(np.int64))) if labels else points
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,22 +320,34 @@ def _split_fields(line: str) -> list[str]:
     return fields
 
 
-def parse_csv(text: str) -> np.ndarray:
-    """Parses CSV text of x, y points.
+def _parse_label(field: str, value: float | None, number: int) -> int:
+    if value is None or not np.isfinite(value) or value != int(value) or value < 0:
+        shown = repr(field) if field else "an empty value"
+        raise ValueError(
+            f"Line {number}: label {shown} is not a whole number >= 0 (classes are 0, 1, 2, ...)."
+        )
+    return int(value)
+
+
+def parse_csv(text: str, labels: bool = False):
+    """Parses CSV text of x, y points, each optionally followed by its class: x, y, label.
 
     One point per line, separated by a comma, a semicolon (then decimal commas are allowed) or
     whitespace. A first row without any number is taken as a header; blank lines and lines
-    starting with '#' are skipped.
+    starting with '#' are skipped. The first data row fixes the columns: two (x, y) or three
+    (x, y, label, a whole number >= 0); every row then has as many.
 
     Args:
-        text: the file's contents.
+        text: the file's contents.  labels: also return the label column.
     Returns:
-        (n, 2) float64 array of finite points.
+        (n, 2) float64 array of finite points; with `labels=True`, `(points, labels)` where labels
+        is an (n,) int64 array, or None when the file has no label column.
     Raises:
         ValueError: naming the offending line (counting from 1) and value.
     """
-    rows = []
+    rows, classes = [], []
     header_allowed = True
+    columns = None
     for number, raw in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -322,17 +362,29 @@ def parse_csv(text: str) -> np.ndarray:
             raise ValueError(
                 f"Line {number} has only one value ({line!r}); each line needs two numbers: x, y."
             )
-        if len(fields) > 2:
+        if len(fields) > 3:
             raise ValueError(
-                f"Line {number} has {len(fields)} values ({line!r}); expected exactly two columns: x, y."
+                f"Line {number} has {len(fields)} values ({line!r}); expected two columns x, y "
+                "or three: x, y, label."
             )
-        for field, value in zip(fields, values, strict=True):
+        if columns is not None and len(fields) != columns:
+            raise ValueError(
+                f"Line {number} has {len(fields)} values ({line!r}); expected {columns} like the "
+                f"first data row ({'x, y, label' if columns == 3 else 'x, y'})."
+            )
+        columns = len(fields)
+        for field, value in zip(fields[:2], values[:2], strict=True):
             if value is None:
                 shown = repr(field) if field else "an empty value"
                 raise ValueError(f"Line {number}: {shown} is not a number.")
             if not np.isfinite(value):
                 raise ValueError(f"Line {number}: {field!r} is not a finite number.")
-        rows.append(values)
+        rows.append(values[:2])
+        if columns == 3:
+            classes.append(_parse_label(fields[2], values[2], number))
     if not rows:
         raise ValueError("No data rows found: paste one point per line, like '0.5, -1.2'.")
-    return np.array(rows, dtype=np.float64)
+    points = np.array(rows, dtype=np.float64)
+    if not labels:
+        return points
+    return points, (np.array(classes, dtype=np.int64) if columns == 3 else None)

@@ -5,6 +5,7 @@ The file holds the network's tensors; its safetensors metadata (string to string
     format      "fmcore.FlowModel"     version   "1"
     model       ModelConfig as JSON     schedule  a key of SCHEDULES     prediction  e.g. "velocity"
     metadata    free JSON (training settings, the data normalisation)
+    guidance    labelled models only (``n_classes`` > 0 in ``model``): ``models.GUIDANCE``, how w is read
 
 so a single file travels. ``load`` reads the bytes once (after a size check), parses the header
 itself for the metadata, lets safetensors decode the tensors, and checks names, shapes, dtypes and
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from .models import FlowModel, ModelConfig, VelocityMLP
+from .models import GUIDANCE, FlowModel, ModelConfig, VelocityMLP
 from .paths import PARAMETRISATIONS
 from .schedules import SCHEDULES
 
@@ -46,6 +47,7 @@ def save(model: FlowModel, path, metadata: dict | None = None) -> None:
         "schedule": model.schedule.name,
         "prediction": model.prediction,
         "metadata": json.dumps({**model.metadata, **(metadata or {})}, sort_keys=True),
+        **({"guidance": GUIDANCE} if model.config.n_classes else {}),
     }
     with open(path, "wb") as f:
         f.write(save_tensors(tensors, metadata=metadata))
@@ -82,6 +84,11 @@ def _parse(metadata: dict, name: str):
         raise ValueError(f"{name}: unknown schedule {schedule!r} in its metadata")
     if prediction not in PARAMETRISATIONS:
         raise ValueError(f"{name}: unknown prediction {prediction!r} in its metadata")
+    if config.n_classes and metadata.get("guidance") != GUIDANCE:
+        raise ValueError(
+            f"{name}: a labelled model whose guidance convention is {metadata.get('guidance')!r}; "
+            f"this fmcore reads {GUIDANCE!r}"
+        )
     try:
         extra = json.loads(metadata.get("metadata", "{}"))
     except json.JSONDecodeError:

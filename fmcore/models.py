@@ -2,6 +2,14 @@
 
     v_theta(z, t) = MLP([z, sin(pi f_k t), cos(pi f_k t)]_{k=1..n_freqs}),   f_k = 2^(k-1)
 
+A label-conditioned net (``n_classes`` > 0) also reads a one-hot label c in 0 .. n_classes, where
+c = n_classes is the null label ("no class": the unconditional field, learned by label dropout).
+A one-hot input is a learned per-class offset of the first layer, i.e. a label embedding.
+Classifier-free guidance (Ho & Salimans, 2022) mixes the two fields; ``GUIDANCE`` states how w is
+read here, and the saved files carry it:
+
+    v_w(z, t | c) = v(z, t | null) + w (v(z, t | c) - v(z, t | null)),   w = 1: conditional, w = 0: unconditional.
+
 What the output means (a velocity, a noise prediction, ...) is the trainer's business; the network
 only maps (n, d) points and a time to (n, d). Its size is chosen for live training on a laptop CPU:
 see ``ModelConfig`` and ``bench/train_speed.py``. ``FlowModel`` wraps a trained network with its
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -20,7 +29,11 @@ from torch import nn
 from .paths import PARAMETRISATIONS, convert
 from .schedules import Schedule, get_schedule
 
-__all__ = ["ACTIVATIONS", "FlowModel", "ModelConfig", "VelocityMLP"]
+__all__ = ["ACTIVATIONS", "GUIDANCE", "MAX_CLASSES", "FlowModel", "ModelConfig", "VelocityMLP"]
+
+GUIDANCE = "v_null + w (v_c - v_null); w=1 conditional, w=0 unconditional, null label = n_classes"
+"""The classifier-free guidance convention, word for word as saved with a labelled model."""
+MAX_CLASSES = 256
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -38,6 +51,8 @@ class ModelConfig:
     Attributes:
         dim: data dimension d.  hidden: width of each hidden layer.  depth: number of hidden layers.
         n_freqs: Fourier frequencies of t (2 * n_freqs features).  activation: a key of ``ACTIVATIONS``.
+        n_classes: labels the field is conditioned on (0 .. n_classes - 1, plus the null label
+            n_classes); 0 = unconditional.
     """
 
     dim: int = 2
@@ -45,6 +60,7 @@ class ModelConfig:
     depth: int = 3
     n_freqs: int = 4
     activation: str = "silu"
+    n_classes: int = 0
 
     def __post_init__(self):
         for name in ("dim", "hidden", "depth"):
@@ -53,6 +69,10 @@ class ModelConfig:
                 raise ValueError(f"model {name} must be an integer from 1 to 4096; got {value!r}")
         if isinstance(self.n_freqs, bool) or not isinstance(self.n_freqs, int) or not 0 <= self.n_freqs <= 32:
             raise ValueError(f"model n_freqs must be an integer from 0 to 32; got {self.n_freqs!r}")
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int):
+            raise ValueError(f"model n_classes must be an integer; got {self.n_classes!r}")
+        if not 0 <= self.n_classes <= MAX_CLASSES:
+            raise ValueError(f"model n_classes must be from 0 to {MAX_CLASSES}; got {self.n_classes}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
@@ -94,7 +114,7 @@ class VelocityMLP(nn.Module):
         self.register_buffer(
             "freqs", math.pi * 2.0 ** torch.arange(config.n_freqs, dtype=torch.float32), persistent=False
         )
-        width_in = config.dim + 2 * config.n_freqs
+        width_in = config.dim + 2 * config.n_freqs + (config.n_classes + 1 if config.n_classes else 0)
         layers: list[nn.Module] = []
         for _ in range(config.depth):
             layers += [nn.Linear(width_in, config.hidden), ACTIVATIONS[config.activation]()]
@@ -108,12 +128,28 @@ class VelocityMLP(nn.Module):
         features = torch.cat([angles.sin(), angles.cos()], dim=1)
         return features.expand(n, -1) if features.shape[0] == 1 else features
 
-    def forward(self, z: torch.Tensor, t) -> torch.Tensor:
-        """Args: z (n, d); t a float, 0-d or (n,) tensor. Returns (n, d)."""
+    def label_features(self, label, n: int, device) -> torch.Tensor:
+        """(n, n_classes + 1) one-hot rows of an int or (n,) label; None is the null label."""
+        k = self.config.n_classes
+        label = torch.as_tensor(k if label is None else label, dtype=torch.int64, device=device)
+        if label.dim() > 1 or (label.dim() == 1 and label.shape[0] != n):
+            raise ValueError(f"label must be an int or have shape ({n},); got {tuple(label.shape)}")
+        if bool(((label < 0) | (label > k)).any()):
+            raise ValueError(f"labels must lie in 0 .. {k - 1} (or {k}, the null label)")
+        return torch.nn.functional.one_hot(label.expand(n), k + 1).float()
+
+    def forward(self, z: torch.Tensor, t, label=None) -> torch.Tensor:
+        """Args: z (n, d); t a float, 0-d or (n,) tensor; label (conditional nets only) an int or
+        (n,) int64 tensor, None for the null label. Returns (n, d)."""
         t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
         if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, z.shape[0])):
             raise ValueError(f"t must be a scalar or have shape ({z.shape[0]},); got {tuple(t.shape)}")
-        return self.net(torch.cat([z, self.time_features(t, z.shape[0])], dim=1))
+        inputs = [z, self.time_features(t, z.shape[0])]
+        if self.config.n_classes:
+            inputs.append(self.label_features(label, z.shape[0], z.device).to(z.dtype))
+        elif label is not None:
+            raise ValueError("this model is unconditional (n_classes=0): it takes no label")
+        return self.net(torch.cat(inputs, dim=1))
 
 
 class FlowModel:
@@ -148,13 +184,19 @@ class FlowModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    @property
+    def n_classes(self) -> int:
+        """Labels the field is conditioned on; 0 for an unconditional model."""
+        return self.config.n_classes
+
     @torch.no_grad()
-    def predict(self, z, t, kind: str = "velocity") -> torch.Tensor:
+    def predict(self, z, t, kind: str = "velocity", label=None) -> torch.Tensor:
         """The field at (z, t) as ``kind`` (any of ``PARAMETRISATIONS``), converted from the net's output.
 
         Args:
             z: (n, d) points (any device, any float dtype).  t: float, 0-d or (n,); clamped to
                 [0, schedule.t_max], the range the network was trained on.
+            label: for a labelled model, an int or (n,) class; None is the null label.
         Returns:
             (n, d) float32 on the CPU.
         """
@@ -162,11 +204,59 @@ class FlowModel:
         z = torch.as_tensor(z).to(device=device, dtype=torch.float32)
         t = torch.as_tensor(t, dtype=torch.float32).to(device).clamp(0.0, self.schedule.t_max)
         self.net.eval()
-        out = self.net(z, t)
+        out = self.net(z, t, label)
         if kind != self.prediction:
             out = convert(out, z, t, self.schedule, self.prediction, kind)
         return out.cpu()
 
-    def velocity(self, z, t) -> torch.Tensor:
-        """dz/dt at (z, t): ``predict(z, t, "velocity")``, ready for ``fmcore.integrate``."""
-        return self.predict(z, t, "velocity")
+    def velocity(self, z, t, label=None) -> torch.Tensor:
+        """dz/dt at (z, t): ``predict(z, t, "velocity", label)``, ready for ``fmcore.integrate``."""
+        return self.predict(z, t, "velocity", label)
+
+    def guided_velocity(self, label: int | None, guidance: float = 1.0):
+        """Classifier-free guided field ``v_w = v(z,t|null) + w (v(z,t|c) - v(z,t|null))``.
+
+        w = 1 is the conditional field v(z,t|c), w = 0 the unconditional one, w > 1 extrapolates
+        past the conditional field, away from the unconditional one. ``label=None`` is the
+        unconditional field (any w).
+
+        Args:
+            label: a class 0 .. n_classes - 1, or None.  guidance: w, a finite number.
+        Returns:
+            ``v(z, t)`` for ``fmcore.integrate``: z (n, d), t 0-d, (n, d) out. For w other than 0
+            and 1 each call runs the network once on a doubled batch (c rows and null rows).
+        Raises:
+            ValueError: an unconditional model given a label, a label out of range, a bad w.
+        """
+        if (
+            isinstance(guidance, bool)
+            or not isinstance(guidance, numbers.Real)
+            or not math.isfinite(guidance)
+        ):
+            raise ValueError(f"guidance must be a finite number; got {guidance!r}")
+        if label is not None:
+            self._check_label(label)
+        if label is None or guidance == 0:
+            return lambda z, t: self.velocity(z, t, None)
+        if guidance == 1:
+            return lambda z, t: self.velocity(z, t, label)
+
+        def guided(z, t):
+            n = z.shape[0]
+            rows = torch.cat([torch.full((n,), label), torch.full((n,), self.n_classes)])
+            t = torch.as_tensor(t)
+            both = self.velocity(torch.cat([z, z]), torch.cat([t, t]) if t.dim() == 1 else t, rows)
+            v_c, v_null = both[:n], both[n:]
+            return v_null + guidance * (v_c - v_null)
+
+        return guided
+
+    def _check_label(self, label):
+        if self.n_classes == 0:
+            raise ValueError("this model is unconditional: train it with labels to sample a class")
+        if (
+            isinstance(label, bool)
+            or not isinstance(label, numbers.Integral)
+            or not 0 <= label < self.n_classes
+        ):
+            raise ValueError(f"label must be a class from 0 to {self.n_classes - 1}; got {label!r}")

@@ -39,7 +39,7 @@ import torch
 from .coupling import COUPLINGS
 from .exact import T_EXACT_MAX, exact_posterior_mean
 from .io import save as save_model
-from .models import FlowModel, ModelConfig, VelocityMLP
+from .models import MAX_CLASSES, FlowModel, ModelConfig, VelocityMLP
 from .paths import from_endpoints
 from .schedules import SCHEDULES, Schedule, get_schedule
 
@@ -65,6 +65,7 @@ DEFAULTS: dict = {
     "prediction": "velocity",
     "reference": "data",  # marginal target only: posterior over the whole data set, or the batch
     "check_every": 50,
+    "label_dropout": 0.1,  # with labels: share of each batch trained on the null label (the unconditional field)
 }
 
 LOSS_LIMIT = 1e6
@@ -142,6 +143,8 @@ def _check_option(name: str, value):
         need(value in PREDICTIONS, f"one of {', '.join(PREDICTIONS)}")
     elif name == "reference":
         need(value in REFERENCES, f"one of {', '.join(REFERENCES)}")
+    elif name == "label_dropout":
+        need(_is_real(value) and 0 <= value < 1, "a number in [0, 1)")
 
 
 def validate_options(options: dict) -> dict:
@@ -165,6 +168,21 @@ def _as_points(x, name: str) -> torch.Tensor:
     if not bool(torch.isfinite(points).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return points
+
+
+def _as_labels(y, m: int) -> torch.Tensor:
+    """(m,) int64 classes 0 .. K-1 for the m data points, as a CPU tensor."""
+    try:
+        array = np.asarray(y.cpu() if torch.is_tensor(y) else y)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"labels must be an (m,) array of integers ({error})") from None
+    if array.shape != (m,) or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"labels must be {m} integers, one per data point; got {array.dtype} of shape {array.shape}"
+        )
+    if array.min() < 0 or array.max() >= MAX_CLASSES:
+        raise ValueError(f"labels must lie in 0 .. {MAX_CLASSES - 1}; got {array.min()} .. {array.max()}")
+    return torch.as_tensor(array, dtype=torch.int64)
 
 
 def _schedule_name(schedule) -> str:
@@ -197,8 +215,13 @@ class Trainer:
         device: None picks cuda, then mps, then cpu.
         noise: optional (m, d) z_0 paired row by row with ``data`` (reflow's fixed couplings);
             batches then draw rows of both, and target and coupling must be the defaults.
+        labels: optional (m,) integer class of each data point, 0 .. K-1 with K = max + 1: trains
+            the label-conditioned field v(z, t | c) and, on a ``label_dropout`` share of each batch,
+            the null label's unconditional field (classifier-free guidance: ``guided_velocity``).
+            Needs the conditional target and independent noise.
         **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, activation, ema,
-            lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every.
+            lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
+            label_dropout.
     Raises:
         ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
             the valid ones) or a bad value (e.g. lr <= 0 or not finite).
@@ -221,10 +244,20 @@ class Trainer:
         seed: int = 0,
         device=None,
         noise=None,
+        labels=None,
         **options,
     ):
         self.data = _as_points(data, "data")
         self.noise = None if noise is None else _as_points(noise, "noise")
+        self.labels = None if labels is None else _as_labels(labels, self.data.shape[0])
+        self.n_classes = 0 if self.labels is None else int(self.labels.max()) + 1
+        if self.labels is not None and (
+            target != "conditional" or coupling != "independent" or noise is not None
+        ):
+            raise ValueError(
+                "labels train the conditional target with independent noise: each class's field must "
+                "start from N(0, I); drop target, coupling and noise"
+            )
         self.schedule: Schedule = get_schedule(_schedule_name(schedule))
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -251,6 +284,7 @@ class Trainer:
         self.device = pick_device(device)
         self.data = self.data.to(self.device)
         self.noise = None if self.noise is None else self.noise.to(self.device)
+        self.labels = None if self.labels is None else self.labels.to(self.device)
         self._loss_floor: float | None = None
         self._init_training()
 
@@ -265,6 +299,7 @@ class Trainer:
             depth=o["depth"],
             n_freqs=o["n_freqs"],
             activation=o["activation"],
+            n_classes=self.n_classes,
         )
 
     @property
@@ -334,7 +369,8 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------------------
 
     def _draw(self, n: int, generator: torch.Generator):
-        """A batch: (t (n,), z_1 (n, d), z_0 (n, d)) with the coupling applied."""
+        """A batch: (t (n,), z_1 (n, d), z_0 (n, d), labels (n,) or None) with the coupling applied;
+        a ``label_dropout`` share of the labels replaced by the null label."""
         m, d = self.data.shape
         rows = torch.randint(m, (n,), generator=generator, device=self.device)
         z1 = self.data[rows]
@@ -343,12 +379,27 @@ class Trainer:
         else:
             z0 = COUPLINGS[self.coupling](torch.randn(n, d, generator=generator, device=self.device), z1)
         t = torch.rand(n, generator=generator, device=self.device) * self.schedule.t_max
-        return t, z1, z0
+        if self.labels is None:
+            return t, z1, z0, None
+        dropped = torch.rand(n, generator=generator, device=self.device) < self.options["label_dropout"]
+        return t, z1, z0, torch.where(dropped, self.n_classes, self.labels[rows])
 
     def _exact_endpoints(self, z_t, t, s, reference):
         """Posterior means (E[z_1 | z_t], E[z_0 | z_t]) over the reference data set."""
         z1_hat = exact_posterior_mean(z_t, t.clamp(max=T_EXACT_MAX), reference, self.schedule)
         return z1_hat, (z_t - s.alpha[:, None] * z1_hat) / s.sigma[:, None]
+
+    def _ideal_endpoints(self, z_t, t, s, y):
+        """The exact posterior means given z_t and, for rows whose label y names a class, that class."""
+        z1, z0 = self._exact_endpoints(z_t, t, s, self.data)
+        for c in range(self.n_classes):
+            rows = y == c
+            if bool(rows.any()):
+                reference = self.data[self.labels == c]
+                z1[rows], z0[rows] = self._exact_endpoints(
+                    z_t[rows], t[rows], self.schedule(t[rows]), reference
+                )
+        return z1, z0
 
     def _regression(self, t, z1, z0):
         """(z_t, target) for a batch, in the network's parametrisation."""
@@ -360,10 +411,10 @@ class Trainer:
         return z_t, from_endpoints(z1, z0, self.options["prediction"], s)
 
     def _train_step(self) -> torch.Tensor:
-        t, z1, z0 = self._draw(self.options["batch_size"], self._generator)
+        t, z1, z0, y = self._draw(self.options["batch_size"], self._generator)
         with torch.no_grad():
             z_t, target = self._regression(t, z1, z0)
-        loss = (self.model(z_t, t) - target).square().sum(1).mean()
+        loss = (self.model(z_t, t, y) - target).square().sum(1).mean()
         self.optimizer.param_groups[0]["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -487,6 +538,7 @@ class Trainer:
             "config": self.config,
             "data": self.data.cpu(),
             "noise": None if self.noise is None else self.noise.cpu(),
+            "labels": None if self.labels is None else self.labels.cpu(),
             "model": _to_cpu(self.model.state_dict()),
             "ema": None if self._ema is None else _to_cpu(self._ema.state_dict()),
             "optimizer": _to_cpu(self.optimizer.state_dict()),
@@ -514,6 +566,7 @@ class Trainer:
             seed=c["seed"],
             device=device,
             noise=state["noise"],
+            labels=state.get("labels"),
             **c["options"],
         )
         trainer._restore({k: state[k] for k in ("model", "ema", "optimizer", "rng", "step")})
@@ -540,6 +593,12 @@ class Trainer:
         no grad. Pass it to ``fmcore.integrate``."""
         return self.flow.velocity(z, t)
 
+    def guided_velocity(self, label: int | None, guidance: float = 1.0):
+        """The classifier-free guided field ``v(z,t|null) + w (v(z,t|c) - v(z,t|null))`` of a model
+        trained with labels: w = 1 the conditional field, w = 0 (or ``label=None``) the
+        unconditional one. See ``FlowModel.guided_velocity``."""
+        return self.flow.guided_velocity(label, guidance)
+
     def save(self, path, metadata: dict | None = None) -> None:
         """Write the sampling weights and config to one safetensors file (see ``fmcore.io.save``)."""
         save_model(self.flow, path, metadata)
@@ -551,7 +610,9 @@ class Trainer:
 
         For the conditional target this is ``E |u_t(z|z_1) - u_t(z)|^2``; for the marginal target
         over the whole data set it is 0 exactly; with ``reference="batch"`` it is small but not 0.
-        NaN where the exact field is not the minimiser (OT coupling, fixed noise pairs).
+        With labels the ideal network is the exact field of each row's own class (of all the data
+        for the null label). NaN where the exact field is not the minimiser (OT coupling, fixed
+        noise pairs).
         """
         if self._loss_floor is None:
             self._loss_floor = self._estimate_floor()
@@ -566,12 +627,10 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(FLOOR_SEED)
         total, count, batch = 0.0, 0, self.options["batch_size"]
         while count < FLOOR_SAMPLES:
-            t, z1, z0 = self._draw(batch, generator)
+            t, z1, z0, y = self._draw(batch, generator)
             z_t, target = self._regression(t, z1, z0)
             s = self.schedule(t)
-            ideal = from_endpoints(
-                *self._exact_endpoints(z_t, t, s, self.data), self.options["prediction"], s
-            )
+            ideal = from_endpoints(*self._ideal_endpoints(z_t, t, s, y), self.options["prediction"], s)
             total += float((target - ideal).square().sum(1).sum())
             count += batch
         return total / count

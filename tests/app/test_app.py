@@ -115,7 +115,11 @@ def test_bad_csv_upload_shows_an_error_and_keeps_the_data(open_panel):
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("1,2,3\n4,5,6\n", "expected exactly two columns"), ("1\n2\n", "two numbers"), ("", "No data rows")],
+    [
+        ("1,2,3,4\n5,6,7,8\n", "expected two columns x, y or three"),
+        ("1\n2\n", "two numbers"),
+        ("", "No data rows"),
+    ],
 )
 def test_bad_pasted_points_explain_themselves(text, needle, open_panel):
     at = open_panel(start(), "upload")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmcore import load
+from fmcore import datasets, load
 from fmcore.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +71,7 @@ def test_csv_data_comes_back_in_its_own_coordinates(tmp_path, capsys):
         (["train", "--data", "moons", "--lr", "nan", "--steps", "5", "--out", "x"], "finite number > 0"),
         (["train", "--data", "moons", "--out", "x"], "one of the arguments --steps --seconds is required"),
         (["sample", "--model", "missing.safetensors", "--out", "s.csv"], "cannot read"),
+        (["sample", "--model", "m", "--noise", "-1", "--out", "s.csv"], "finite number >= 0"),
     ],
 )
 def test_errors_exit_2_in_one_line(args, message, capsys):
@@ -97,3 +98,72 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "train" in out and "sample" in out
+
+
+def test_sample_with_noise_runs_the_sde_and_noise_zero_is_euler(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--data", "8gaussians", "--n", "300", "--steps", "100", "--out", str(model)]) == 0
+    out = {name: tmp_path / f"{name}.csv" for name in ("sde", "euler", "ode0")}
+    common = ["sample", "--model", str(model), "--steps", "50", "--n", "400"]
+    assert main([*common, "--noise", "1.0", "--out", str(out["sde"])]) == 0
+    assert "Euler-Maruyama (noise 1), 50 steps (uniform grid): NFE 50" in capsys.readouterr().out
+    assert main([*common, "--solver", "euler", "--out", str(out["euler"])]) == 0
+    assert main([*common, "--solver", "euler", "--noise", "0", "--out", str(out["ode0"])]) == 0
+    sde, euler, ode0 = (np.loadtxt(out[k], delimiter=",", skiprows=1) for k in ("sde", "euler", "ode0"))
+    assert np.array_equal(euler, ode0) and sde.shape == (400, 2) and np.isfinite(sde).all()
+    # Same start noise, different paths: the SDE's samples are not the ODE's, but land as close to them.
+    assert not np.allclose(sde, euler)
+    assert abs(np.sqrt((sde**2).mean()) - np.sqrt((euler**2).mean())) < 0.1
+
+
+def test_labelled_training_then_guided_sampling_of_one_class(tmp_path):
+    model = tmp_path / "c.safetensors"
+    trained = run_cli("train", "--data", "8gaussians", "--labels", "--seconds", "2", "--out", str(model))
+    assert trained.returncode == 0, trained.stderr
+    assert "8 classes" in trained.stdout and load(model).n_classes == 8
+    points, labels = datasets.sample("8gaussians", 2000, seed=0, labels=True)
+    centroids = np.stack([points[labels == k].mean(0).numpy() for k in range(8)])
+    for label in ("3", "6"):
+        samples = tmp_path / f"s{label}.csv"
+        args = ("--label", label, "--guidance", "1.0", "--n", "1000", "--out", str(samples))
+        sampled = run_cli("sample", "--model", str(model), *args)
+        assert sampled.returncode == 0, sampled.stderr
+        assert f"of class {label} (guidance w=1)" in sampled.stdout
+        out = np.loadtxt(samples, delimiter=",", skiprows=1)
+        nearest = np.linalg.norm(out[:, None] - centroids[None], axis=-1).argmin(1)
+        assert out.shape == (1000, 2) and (nearest == int(label)).mean() >= 0.9
+
+
+def test_labels_from_a_csv_and_the_refusals(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    points = np.stack([labels * 10.0, np.zeros(300)], axis=1) + rng.normal(size=(300, 2))
+    data = tmp_path / "labelled.csv"
+    np.savetxt(
+        data, np.column_stack([points, labels]), delimiter=",", header="x,y,label", comments="", fmt="%g"
+    )
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--data", str(data), "--labels", "--steps", "300", "--out", str(model)]) == 0
+    assert load(model).n_classes == 3
+    samples = tmp_path / "s.csv"
+    assert main(["sample", "--model", str(model), "--label", "2", "--n", "200", "--out", str(samples)]) == 0
+    # Back in the CSV's coordinates, around class 2's centre (20, 0).
+    assert np.allclose(np.loadtxt(samples, delimiter=",", skiprows=1).mean(0), [20.0, 0.0], atol=1.5)
+    capsys.readouterr()
+    unlabelled = tmp_path / "u.safetensors"
+    assert (
+        main(["train", "--data", str(data), "--steps", "5", "--out", str(unlabelled)]) == 0
+    )  # label column ignored
+    for args, message in [
+        (
+            ["sample", "--model", str(model), "--label", "3", "--out", str(samples)],
+            "label must be a class from 0 to 2",
+        ),
+        (["sample", "--model", str(unlabelled), "--label", "0", "--out", str(samples)], "unconditional"),
+        (
+            ["train", "--data", "swissroll", "--labels", "--steps", "5", "--out", str(model)],
+            "no natural classes",
+        ),
+    ]:
+        assert main(args) == 2
+        assert message in capsys.readouterr().err

@@ -138,7 +138,12 @@ def test_parse_csv_reads_common_layouts(text):
         ("", "No data rows"),
         ("x,y\n\n", "No data rows"),
         ("x,y\n1,2\n3\n", r"Line 3 has only one value \('3'\)"),
-        ("1,2\n3,4,5\n", "Line 2 has 3 values.*exactly two columns"),
+        ("1,2\n3,4,5\n", "Line 2 has 3 values.*expected 2 like the first data row"),
+        ("1,2,0\n3,4\n", "Line 2 has 2 values.*expected 3 like the first data row"),
+        ("1,2,3,4\n", "Line 1 has 4 values.*x, y, label"),
+        ("1,2,0\n3,4,1.5\n", "Line 2: label '1.5' is not a whole number"),
+        ("1,2,-1\n", "Line 1: label '-1' is not a whole number"),
+        ("1,2,red\n", "Line 1: label 'red' is not a whole number"),
         ("1,2\n3,abc\n", "Line 2: 'abc' is not a number"),
         ("1,abc\n3,4\n", "Line 1: 'abc' is not a number"),
         ("x,y\nx,y\n", "Line 2: 'x' is not a number"),
@@ -150,3 +155,46 @@ def test_parse_csv_reads_common_layouts(text):
 def test_parse_csv_names_the_bad_line(text, message):
     with pytest.raises(ValueError, match=message):
         datasets.parse_csv(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "classes"),
+    [("moons", 2), ("8gaussians", 8), ("circles", 2), ("spirals", 2), ("checkerboard", 8), ("pinwheel", 5)],
+)
+def test_labelled_presets_give_the_same_points_and_every_class(name, classes):
+    points, labels = datasets.sample(name, 2000, seed=5, labels=True)
+    assert torch.equal(points, datasets.sample(name, 2000, seed=5))
+    assert labels.dtype == torch.int64 and labels.shape == (2000,)
+    assert datasets.CLASSES[name] == classes
+    # Every class drawn about equally often: 2000 / classes each, within 5 standard errors.
+    counts = torch.bincount(labels, minlength=classes)
+    expected = 2000 / classes
+    assert len(counts) == classes and (counts - expected).abs().max() < 5 * np.sqrt(expected)
+
+
+def test_a_class_is_one_piece_of_the_picture():
+    # 8gaussians: class k sits at angle 2 pi k / 8; checkerboard: class c fills one dark square.
+    points, labels = datasets.GENERATORS["8gaussians"](4000, np.random.default_rng(0))
+    angles = np.arctan2(points[:, 1], points[:, 0]) % (2 * np.pi)
+    assert np.all(np.abs((angles - 2 * np.pi * labels / 8 + np.pi) % (2 * np.pi) - np.pi) < 0.6)
+    points, labels = datasets.GENERATORS["checkerboard"](4000, np.random.default_rng(0))
+    squares = {c: set(map(tuple, np.floor(points[labels == c]).astype(int))) for c in range(8)}
+    assert all(len(cells) == 1 for cells in squares.values())
+    assert len(set().union(*squares.values())) == 8
+
+
+def test_presets_without_classes_refuse_labels():
+    for name in set(datasets.NAMES) - set(datasets.CLASSES):
+        with pytest.raises(ValueError, match="no natural classes; labelled presets are: moons"):
+            datasets.sample(name, 10, labels=True)
+
+
+def test_parse_csv_reads_an_optional_label_column():
+    text = "x,y,label\n1,2,0\n3.5,-0.4,3\n"
+    points, labels = datasets.parse_csv(text, labels=True)
+    assert np.array_equal(points, [[1.0, 2.0], [3.5, -0.4]]) and labels.tolist() == [0, 3]
+    assert labels.dtype == np.int64
+    assert np.array_equal(datasets.parse_csv(text), points)  # callers that want points only
+    points, labels = datasets.parse_csv("1;2;1\n3,5;-0,4;0,0\n", labels=True)
+    assert labels.tolist() == [1, 0] and points[1, 0] == 3.5
+    assert datasets.parse_csv("1,2\n", labels=True)[1] is None

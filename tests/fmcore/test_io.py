@@ -159,3 +159,36 @@ def test_bad_metadata_is_refused(saved):
     for match, change in cases.items():
         with pytest.raises(ValueError, match=match):
             load(_rewrite(saved, **change))
+
+
+def test_files_from_before_labels_load_as_unconditional(saved, trained):
+    # Files written before ModelConfig had n_classes carry no such key and no guidance entry.
+    header, _ = _header(saved)
+    config = json.loads(header["__metadata__"]["model"])
+    config.pop("n_classes")
+    model = load(_rewrite(saved, model=json.dumps(config)))
+    assert model.n_classes == 0 and "guidance" not in header["__metadata__"]
+    z = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.velocity(z, 0.5), trained.velocity(z, 0.5))
+
+
+def test_a_labelled_model_keeps_its_classes_and_guidance_convention(tmp_path):
+    points, labels = datasets.sample("pinwheel", 200, seed=0, labels=True)
+    trainer = Trainer(points, labels=labels, seed=0, hidden=16)
+    trainer.step(10)
+    path = tmp_path / "labelled.safetensors"
+    trainer.save(path)
+    model = load(path)
+    assert model.n_classes == 5 and model.config.n_classes == 5
+    assert _header(path)[0]["__metadata__"]["guidance"] == fmcore.models.GUIDANCE
+    z = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.guided_velocity(4, 3.0)(z, 0.2), trainer.guided_velocity(4, 3.0)(z, 0.2))
+    with pytest.raises(ValueError, match="guidance convention is 'w=1 is unconditional'"):
+        load(_rewrite(path, guidance="w=1 is unconditional"))
+    metadata = {k: v for k, v in _header(path)[0]["__metadata__"].items() if k != "guidance"}
+    unstated = tmp_path / "no_guidance.safetensors"
+    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, unstated, metadata=metadata)
+    with pytest.raises(ValueError, match="guidance convention is None"):
+        load(unstated)
+    with pytest.raises(ValueError, match="n_classes must be from 0 to 256"):
+        load(_rewrite(path, model=json.dumps({**json.loads(model.config.to_json()), "n_classes": 10**6})))

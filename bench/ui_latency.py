@@ -62,6 +62,7 @@ def new_figure(source, dataset, n, solver, steps) -> dict[str, float]:
     times = {k: v * 1e3 for k, v in times.items()}
     times["total"] = sum(times.values())
     times["MB"] = len(spec) / 1e6
+    times["NFE"] = flow.nfe  # counted, also for the adaptive dopri5
     return times
 
 
@@ -143,9 +144,11 @@ def main() -> None:
         (f"learned  euler {k} steps, schedule -> cosine", learned_cosine, "euler", k),
         (f"exact    euler {k} steps", exact, "euler", k),
         ("exact    rk4   20 steps (the default view)", exact, "rk4", 20),
+        (f"exact    dopri5 rtol 1e-3, {compute.N_FRAMES - 1} outputs", exact, "dopri5", compute.N_FRAMES - 1),
     ]
     print(
-        f"{n} particles, {compute.N_FRAMES} frames, torch threads {torch.get_num_threads()}; budget {BUDGET_MS:.0f} ms"
+        f"{n} particles, {compute.N_FRAMES} frames, torch threads {torch.get_num_threads()}; budget {BUDGET_MS:.0f} ms; "
+        f"load average {Path('/proc/loadavg').read_text().split()[0]}"
     )
     header = f"{'case':46s} {'NFE':>5s} {'integrate':>9s} {'field':>7s} {'metric':>7s} {'build':>7s} {'json':>7s} {'total':>8s} {'ratio':>6s} {'best':>6s} {'MB':>5s}"
     print(header)
@@ -153,7 +156,7 @@ def main() -> None:
         runs = [new_figure(source, dataset, n, solver, steps) for _ in range(args.repeats)]
         med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         best = min(run["total"] for run in runs)
-        nfe = compute.steps_label(solver, steps).split("· ")[1].split()[0]
+        nfe = f"{med['NFE']:.0f}"
         print(
             f"{name:46s} {nfe:>5s} {med['integrate']:9.0f} {med['field']:7.0f} {med['metrics']:7.0f} "
             f"{med['build']:7.0f} {med['serialise']:7.0f} {med['total']:8.0f} {med['total'] / BUDGET_MS:6.2f} "
@@ -161,7 +164,8 @@ def main() -> None:
         )
     print(
         f"ratio = median total / {BUDGET_MS:.0f} ms budget (<= 1 meets it); best = the fastest of {args.repeats} "
-        "cold runs, least disturbed by other processes. Stage times are medians, in ms."
+        "cold runs, least disturbed by other processes. Stage times are medians, in ms. "
+        f"Load average at the end: {Path('/proc/loadavg').read_text().split()[0]}"
     )
 
 

@@ -13,7 +13,7 @@ from .models import VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
 from .schedules import SCHEDULES, Blurred, Schedule, ScheduleValue, get_schedule
 from .sde import diffusion_coefficient, sample_sde
-from .solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for
+from .solvers import SOLVERS, TIME_GRIDS, SolverError, Trajectory, integrate, nfe_for
 from .trainer import Trainer, TrainStats
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "PathSample",
     "Schedule",
     "ScheduleValue",
+    "SolverError",
     "TrainStats",
     "Trainer",
     "Trajectory",

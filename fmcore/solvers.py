@@ -8,8 +8,16 @@ likelihood, integrate backward (t0 > t1). Every method is a *step function*
 registered in ``SOLVERS`` under the name the UI shows. ``integrate`` owns everything else: the time
 grid (a ``TIME_GRIDS`` entry), counting the velocity evaluations ("NFE": every call of ``v``,
 counted, never computed by formula) and keeping the states. ``state`` is a small per-integration
-``SolverState``: the schedule, the tolerances and a ``memory`` dict in which a multistep method keeps
-its previous prediction and an adaptive one its step size, so no method needs the loop to know it.
+``SolverState``: the schedule, the tolerances, the last time, and a ``carry`` slot for the method's
+own typed state (a multistep method's previous prediction, ``Dopri5State`` for the adaptive one), so
+no method needs the loop to know it.
+
+dopri5 follows diffrax's split: its Butcher tableau is data (``DOPRI5``), its step-size control a
+small object (``StepSizeController``), its state a dataclass. It steps as its tolerance requires and
+reads every output time off the accepted step that spans it, with Dormand-Prince's 4th-order dense
+output, as torchdiffeq and diffrax do: its NFE follows rtol/atol, not the number of output times.
+
+A velocity that returns NaN or inf stops every solver with ``SolverError``, at the time it happened.
 
 DPM-Solver++ (Lu et al., 2022) is an exponential integrator in the log-SNR
 ``lambda_t = log(alpha_t / sigma_t)``. Written for the endpoint one is travelling towards (data
@@ -29,7 +37,7 @@ import itertools
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -37,11 +45,17 @@ from .paths import to_endpoints
 from .schedules import Schedule, get_schedule
 
 __all__ = [
+    "DOPRI5",
     "SOLVERS",
     "TIME_GRIDS",
+    "ButcherTableau",
+    "DenseStep",
+    "Dopri5State",
     "GridInfo",
+    "SolverError",
     "SolverInfo",
     "SolverState",
+    "StepSizeController",
     "Trajectory",
     "integrate",
     "nfe_for",
@@ -73,20 +87,26 @@ class Trajectory:
         return self.zs[-1]
 
 
+class SolverError(RuntimeError):
+    """A solve that cannot go on: the velocity returned NaN or inf, or an adaptive step collapsed."""
+
+
 @dataclass
 class SolverState:
     """What a step function may need besides ``(v, z, t, t_next)``; one per integration.
 
     Attributes:
         schedule: the path's schedule, or None.  rtol, atol: tolerances of adaptive methods.
-        memory: free for a method to carry values from one step to the next (multistep history,
-            adaptive step size).  steps: internal steps taken, kept by adaptive methods.
+        t_end: the integration's last time (an adaptive method never steps past it).
+        carry: the method's own state from one grid interval to the next (None at the start).
+        steps: internal steps taken, kept by adaptive methods.
     """
 
     schedule: Schedule | None = None
     rtol: float = 1e-5
     atol: float = 1e-5
-    memory: dict = field(default_factory=dict)
+    t_end: float = 1.0
+    carry: object = None
     steps: int = 0
 
 
@@ -187,6 +207,14 @@ def _endpoint_prediction(v, z, t: float, schedule: Schedule, forward: bool) -> t
     return z1 if forward else z0
 
 
+@dataclass(frozen=True)
+class _Prediction:
+    """DPM-Solver++ 2M's memory: the endpoint prediction (n, d) made at log-SNR ``lam``."""
+
+    lam: float
+    value: torch.Tensor
+
+
 @register(
     "dpm++2m",
     order=2,
@@ -206,42 +234,165 @@ def dpm_solver_pp_2m(v, z, t, t_next, state):
         raise ValueError(f"dpm++2m cannot start at t={t}: the path is already at its end point there")
     prediction = _endpoint_prediction(v, z, t, schedule, forward)
     h = lam_t - lam_s  # +inf when starting where a=0 (pure noise) or arriving where b=0 (t=1)
-    previous = state.memory.get("dpm++2m")
-    state.memory["dpm++2m"] = (lam_s, prediction)
+    previous = state.carry
+    state.carry = _Prediction(lam_s, prediction)
     extrapolated = prediction
     # Second order needs the previous step and two finite log-SNR steps; at an infinite step
     # (the first from pure noise, the last onto the data) the first-order update is the exact limit.
-    if previous is not None and math.isfinite(h) and math.isfinite(lam_s - previous[0]):
-        half_over_r = 0.5 * h / (lam_s - previous[0])
-        extrapolated = (1.0 + half_over_r) * prediction - half_over_r * previous[1]
+    if previous is not None and math.isfinite(h) and math.isfinite(lam_s - previous.lam):
+        half_over_r = 0.5 * h / (lam_s - previous.lam)
+        extrapolated = (1.0 + half_over_r) * prediction - half_over_r * previous.value
     one_minus_exp = 1.0 if math.isinf(h) else -math.expm1(-h)
     return (b_t / b_s) * z + (a_t * one_minus_exp) * extrapolated
 
 
 # ---------------------------------------------------------------------------------------------
-# Dormand-Prince 5(4), adaptive: error-controlled internal steps that land on every grid time.
+# Dormand-Prince 5(4), adaptive: error-controlled internal steps; the output times are read off
+# each accepted step's dense output, so the cost follows the tolerance, not the number of outputs.
 
-_DOPRI_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
-_DOPRI_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+
+@dataclass(frozen=True)
+class ButcherTableau:
+    """An explicit Runge-Kutta pair with an embedded error estimate and a dense output.
+
+    Attributes:
+        c: (s,) stage times as fractions of the step.  a: s rows; row i holds stage i's weights on
+            the i stages before it.  b: (s,) weights of the solution.
+        b_error: (s+1,) solution minus embedded weights; the last one weighs the first-same-as-last
+            stage v(z_new, t + h).  b_dense: (s+1,) weights, on the same stages, of the dense
+            output's quartic term.  order: of the solution (the embedded one is order - 1).
+    """
+
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    b_error: tuple[float, ...]
+    b_dense: tuple[float, ...]
+    order: int
+
+
+DOPRI5 = ButcherTableau(
+    c=(0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0),
+    a=(
+        (),
+        (1 / 5,),
+        (3 / 40, 9 / 40),
+        (44 / 45, -56 / 15, 32 / 9),
+        (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+        (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    ),
+    b=(35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+    # Against Shampine's (1986) embedded 4th-order weights, as torchdiffeq's and diffrax's dopri5:
+    # Dormand and Prince's own pair (5179/57600, ...) rates the same steps ~1.5x larger.
+    b_error=(
+        35 / 384 - 1951 / 21600,
+        0.0,
+        500 / 1113 - 22642 / 50085,
+        125 / 192 - 451 / 720,
+        -2187 / 6784 + 12231 / 42400,
+        11 / 84 - 649 / 6300,
+        -1 / 60,
+    ),
+    # The continuous extension of order 4 in Hairer, Norsett & Wanner's code DOPRI5 (CONTD5).
+    b_dense=(
+        -12715105075 / 11282082432,
+        0.0,
+        87487479700 / 32700410799,
+        -10690763975 / 1880347072,
+        701980252875 / 199316789632,
+        -1453857185 / 822651844,
+        69997945 / 29380423,
+    ),
+    order=5,
 )
-_DOPRI_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)  # 5th order, also row 7
-# 5th minus embedded 4th order weights; the 7th stage (FSAL: v at the new point) enters the error.
-_DOPRI_E = (
-    35 / 384 - 5179 / 57600,
-    0.0,
-    500 / 1113 - 7571 / 16695,
-    125 / 192 - 393 / 640,
-    -2187 / 6784 + 92097 / 339200,
-    11 / 84 - 187 / 2100,
-    -1 / 40,
-)
-_MAX_INTERNAL_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class StepSizeController:
+    """Integral (I) control of the step: ``h_next = h * clamp(safety * error^(-1/order))``.
+
+    ``error`` is a step's error scaled by the tolerances (accepted when <= 1). After an accepted step
+    the next one never shrinks, after a rejected one it never grows (as in Hairer's DOPRI5 and
+    torchdiffeq, so the NFE of the two compare).
+
+    Attributes:
+        safety: aim a little below the largest step the error estimate allows.
+        min_factor, max_factor: the most the step may shrink or grow at once.
+    """
+
+    safety: float = 0.9
+    min_factor: float = 0.2
+    max_factor: float = 10.0
+
+    def next_step(self, h: float, error: float, order: int) -> float:
+        """The (signed) step to try after a step h whose scaled error was ``error``."""
+        if error == 0.0:
+            return h * self.max_factor
+        factor = self.safety * error ** (-1.0 / order)
+        low, high = (1.0, self.max_factor) if error <= 1.0 else (self.min_factor, 1.0)
+        return h * min(high, max(low, factor))
+
+
+CONTROLLER = StepSizeController()
+MAX_INTERNAL_STEPS = 100_000
+_SMALLEST_STEP = 1e-14  # relative to |t|: below it t + h rounds to t, and the solve cannot advance
+
+
+@dataclass(frozen=True)
+class DenseStep:
+    """An accepted step from (t, z) to (t + h, z_new), with what its dense output needs.
+
+    Attributes:
+        t: start.  h: signed size.  z, z_new: (n, d) the states at both ends.
+        k_start, k_end: (n, d) the velocity at both ends.  quartic: (n, d) ``h sum_i b_dense_i k_i``.
+    """
+
+    t: float
+    h: float
+    z: torch.Tensor
+    z_new: torch.Tensor
+    k_start: torch.Tensor
+    k_end: torch.Tensor
+    quartic: torch.Tensor
+
+    def at(self, s: float) -> torch.Tensor:
+        """(n, d) the state at time s inside the step, to 4th order.
+
+        The Hermite cubic through both ends and their slopes, plus ``theta^2 (1-theta)^2 quartic``
+        with ``theta = (s - t) / h``: exact at both ends, slopes ``k_start`` and ``k_end`` there.
+        """
+        theta = (s - self.t) / self.h
+        change = self.z_new - self.z
+        start_gap = self.h * self.k_start - change
+        end_gap = change - self.h * self.k_end - start_gap
+        inner = start_gap + theta * (end_gap + (1.0 - theta) * self.quartic)
+        return self.z + theta * (change + (1.0 - theta) * inner)
+
+
+@dataclass
+class Dopri5State:
+    """Where dopri5 stands between output times (kept in ``SolverState.carry``).
+
+    Attributes:
+        t: the time reached.  z: (n, d) the state there.  k: (n, d) v(z, t), the first stage of the
+            next step (first same as last).  h: the signed step to try next.
+        last: the last accepted step (None before the first); its dense output gives the output
+            times it spans.
+    """
+
+    t: float
+    z: torch.Tensor
+    k: torch.Tensor
+    h: float
+    last: DenseStep | None = None
+
+
+def _at_time(s: float, z: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(s, dtype=z.dtype, device=z.device)
+
+
+def _combine(weights: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor:
+    return sum(w * k for w, k in zip(weights, ks, strict=True) if w != 0.0)
 
 
 def _scaled_max(x: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor, state: SolverState) -> float:
@@ -254,56 +405,63 @@ def _initial_step(v, z, t: float, k1, span: float, state: SolverState) -> float:
     """Hairer, Norsett & Wanner's starting step (II.4): one extra evaluation; signed like span."""
     d0, d1 = _scaled_max(z, z, z, state), _scaled_max(k1, z, z, state)
     h0 = 1e-6 if min(d0, d1) < 1e-5 else 0.01 * d0 / d1
-    h0 = math.copysign(min(h0, abs(span)), span)
-    k1_probe = v(z + h0 * k1, torch.tensor(t + h0, dtype=z.dtype, device=z.device))
+    h0 = math.copysign(min(max(h0, 1e-12 * abs(span)), abs(span)), span)
+    k1_probe = v(z + h0 * k1, _at_time(t + h0, z))
     d2 = _scaled_max(k1_probe - k1, z, z, state) / abs(h0)
     h1 = max(1e-6, abs(h0) * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** 0.2
-    return math.copysign(min(100.0 * abs(h0), h1), span)
+    return math.copysign(min(100.0 * abs(h0), h1, abs(span)), span)
+
+
+def _advance(v, carry: Dopri5State, state: SolverState, tableau=DOPRI5, controller=CONTROLLER) -> None:
+    """Take one accepted step from ``carry`` (retrying rejected ones), never past ``state.t_end``."""
+    while True:
+        if state.steps >= MAX_INTERNAL_STEPS:
+            raise SolverError(
+                f"dopri5 took {MAX_INTERNAL_STEPS} steps and reached only t={carry.t:.6g}: "
+                "loosen rtol/atol or use a fixed-step solver"
+            )
+        t, z, ks = carry.t, carry.z, [carry.k]
+        remaining = state.t_end - t
+        lands = abs(carry.h) >= abs(remaining)
+        h = remaining if lands else carry.h
+        if not lands and abs(h) < _SMALLEST_STEP * max(1.0, abs(t)):
+            raise SolverError(
+                f"dopri5 cannot meet rtol={state.rtol:g}, atol={state.atol:g} at t={t:.6g}: its step fell "
+                f"to {abs(h):.1e}. The velocity field changes too fast there; loosen the tolerances or "
+                "use a fixed-step solver"
+            )
+        for c, row in zip(tableau.c[1:], tableau.a[1:], strict=True):
+            ks.append(v(z + h * _combine(row, ks), _at_time(t + c * h, z)))
+        z_new = z + h * _combine(tableau.b, ks)
+        ks.append(v(z_new, _at_time(t + h, z)))
+        error = _scaled_max(h * _combine(tableau.b_error, ks), z, z_new, state)
+        error = error if math.isfinite(error) else math.inf
+        if error <= 1.0:
+            quartic = h * _combine(tableau.b_dense, ks)
+            carry.last = DenseStep(t, h, z, z_new, ks[0], ks[-1], quartic)
+            carry.t, carry.z, carry.k = (state.t_end if lands else t + h), z_new, ks[-1]
+            carry.h = controller.next_step(h, error, tableau.order)
+            state.steps += 1
+            return
+        carry.h = controller.next_step(h, error, tableau.order)
 
 
 @register("dopri5", order=5, nfe_per_step=None, label="Dormand-Prince 5(4) (adaptive)", adaptive=True)
 def dopri5(v, z, t, t_next, state):
-    t, t_end = float(t), float(t_next)
-    span = t_end - t
-    if span == 0.0:
-        return z
-
-    def as_time(s: float) -> torch.Tensor:
-        return torch.tensor(s, dtype=z.dtype, device=z.device)
-
-    memory = state.memory
-    if "dopri5_k1" not in memory:  # first interval: the first-same-as-last stage and a first step
-        memory["dopri5_k1"] = v(z, as_time(t))
-        memory["dopri5_h"] = _initial_step(v, z, t, memory["dopri5_k1"], span, state)
-    h = math.copysign(abs(memory["dopri5_h"]), span)
-    k1 = memory["dopri5_k1"]
-    while (t_end - t) * span > 0.0:
-        if state.steps >= _MAX_INTERNAL_STEPS:
-            raise RuntimeError(f"dopri5 took {_MAX_INTERNAL_STEPS} steps without finishing: loosen rtol/atol")
-        lands = abs(h) >= abs(t_end - t)
-        h_try = t_end - t if lands else h
-        ks = [k1]
-        for c, row in zip(_DOPRI_C[1:], _DOPRI_A[1:], strict=True):
-            z_stage = z + h_try * sum(a * k for a, k in zip(row, ks, strict=True))
-            ks.append(v(z_stage, as_time(t + c * h_try)))
-        z_new = z + h_try * sum(b * k for b, k in zip(_DOPRI_B, ks, strict=True) if b != 0.0)
-        k_new = v(z_new, as_time(t + h_try))
-        error_terms = zip(_DOPRI_E, [*ks, k_new], strict=True)
-        error = _scaled_max(h_try * sum(e * k for e, k in error_terms if e != 0.0), z, z_new, state)
-        if not math.isfinite(error):
-            error = math.inf
-        factor = 10.0 if error == 0.0 else min(10.0, max(0.2, 0.9 * error**-0.2))
-        if error <= 1.0:
-            t, z, k1 = (t_end if lands else t + h_try), z_new, k_new
-            state.steps += 1
-            # A step cut short to land on the grid says little about the step the field allows.
-            h = h if lands and factor >= 1.0 and factor * abs(h_try) < abs(h) else h_try * factor
-        else:
-            h = h_try * factor
-            if abs(h) < 1e-14 * max(1.0, abs(t)):
-                raise RuntimeError(f"dopri5 step size underflow at t={t}: the field is not finite there?")
-    memory["dopri5_k1"], memory["dopri5_h"] = k1, h
-    return z
+    # The first call starts from (z, t); later ones go on from the solver's own last accepted step
+    # (the z the loop passes is that step's dense output), stepping only when t_next lies beyond it.
+    carry = state.carry
+    if carry is None:
+        t_start = float(t)
+        k = v(z, _at_time(t_start, z))
+        h = _initial_step(v, z, t_start, k, state.t_end - t_start, state)
+        carry = state.carry = Dopri5State(t=t_start, z=z, k=k, h=h)
+    t_out = float(t_next)
+    while (t_out - carry.t) * carry.h > 0.0:
+        _advance(v, carry, state)
+    if t_out == carry.t or carry.last is None:
+        return carry.z
+    return carry.last.at(t_out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +590,12 @@ class _Counted:
             raise ValueError(
                 f"the velocity returned shape {tuple(out.shape)} for z of shape {tuple(z.shape)}"
             )
+        if not bool(torch.isfinite(out).all()):
+            where = "" if bool(torch.isfinite(z).all()) else " (the state was already non-finite)"
+            raise SolverError(
+                f"the velocity field returned non-finite values (NaN or inf) at t={float(t):.4g}{where}: "
+                "its outputs overflow there, so no solver can follow it. Check the model or the data."
+            )
         return out
 
 
@@ -467,7 +631,8 @@ def integrate(
     Args:
         velocity: ``v(z, t)`` with z (n, d) and t a 0-d tensor, returning (n, d).
         z0: (n, d) the state at t0 (noise when sampling).  solver: a ``SOLVERS`` key.
-        steps: grid intervals K >= 1 (for adaptive solvers: output times; they step as they need).
+        steps: grid intervals K >= 1 (for adaptive solvers: output times, read off their dense
+            output; they step as their tolerance needs).
         t0, t1: start and end times.  schedule: a ``Schedule`` or its name; needed by ``dpm++2m`` and
             the log-SNR grids. When given, the velocity is never evaluated past ``schedule.t_max``.
         grid: a ``TIME_GRIDS`` key.  rtol, atol: tolerances of adaptive solvers.
@@ -475,7 +640,9 @@ def integrate(
     Returns:
         ``Trajectory`` with ts (K+1,), zs (K+1, n, d) and the counted NFE.
     Raises:
-        ValueError: unknown solver or grid, bad steps, non-finite z0, t0 == t1, missing schedule.
+        ValueError: unknown solver or grid, bad steps or tolerances, non-finite z0, t0 == t1,
+            missing schedule.
+        SolverError: the velocity returned NaN or inf, or dopri5 could not meet its tolerances.
     """
     info = _solver_info(solver)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
@@ -489,13 +656,16 @@ def integrate(
         raise ValueError(f"need finite t0 != t1, got t0={t0}, t1={t1}")
     if info.needs_schedule and schedule is None:
         raise ValueError(f"solver {solver!r} works in the schedule's log-SNR: pass schedule=...")
+    rtol, atol = float(rtol), float(atol)
+    if info.adaptive and not (rtol >= 0.0 and atol >= 0.0 and 0.0 < rtol + atol < math.inf):
+        raise ValueError(f"need finite rtol, atol >= 0, not both 0; got rtol={rtol}, atol={atol}")
     schedule = None if schedule is None else get_schedule(schedule)
     if schedule is not None and (min(t0, t1) < 0.0 or max(t0, t1) > 1.0):
         raise ValueError(f"times must lie in [0, 1] on a schedule's path, got t0={t0}, t1={t1}")
 
     ts = time_grid(grid, int(steps), t0, t1, schedule).to(dtype=z0.dtype, device=z0.device)
     counted = _Counted(velocity, 1.0 if schedule is None else schedule.t_max)
-    state = SolverState(schedule=schedule, rtol=float(rtol), atol=float(atol))
+    state = SolverState(schedule=schedule, rtol=rtol, atol=atol, t_end=float(ts[-1]))
     zs = [z0]
     with torch.set_grad_enabled(track_grad):
         for t, t_next in itertools.pairwise(ts):

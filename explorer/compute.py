@@ -35,7 +35,6 @@ __all__ = [
     "Dataset",
     "Flow",
     "Source",
-    "configure_torch",
     "density_frames",
     "energy_distance",
     "exact_source",
@@ -64,12 +63,6 @@ marginal target cost O(points) per sample: 2,000 keeps the floor under 0.2 s, 10
 SHOWN_PATHS = 120
 """Particles whose whole path is drawn when paths are on."""
 WARP_LINES, WARP_RESOLUTION = 13, 41
-
-
-def configure_torch() -> None:
-    """One torch thread: for these small batches it beats two (NOTES), and leaves a core free."""
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
 
 
 # -- data ----------------------------------------------------------------------------------------

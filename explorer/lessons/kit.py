@@ -110,30 +110,15 @@ def pitfall(title: str, text: str) -> Iterator[None]:
 
 def setup_page(title: str) -> None:
     """What every lesson page does first: the tab's title, the wide layout, the theme, one torch thread."""
-    from explorer import compute
+    from explorer import compat
     from explorer.figures import theme
+    from explorer.settings import configure_torch
 
-    _leave_pages_directory_mode()
+    compat.leave_pages_directory_mode()
     st.set_page_config(page_title=title, page_icon="🌊", layout="wide")
     st.html(theme.CSS)
-    compute.configure_torch()
+    configure_torch()
     st.title(title)
-
-
-def _leave_pages_directory_mode() -> None:
-    """Serve a lesson through ``streamlit_app.py``'s navigation even as a fresh server's first page.
-
-    Until some session has run the main script (which calls ``st.navigation``), Streamlit 1.67
-    treats an app with a ``pages/`` folder as an old-style multipage app: a first visitor who goes
-    straight to a lesson's address got it with a sidebar of file names ("streamlit app" instead of
-    the Playground and Lessons). Here the lesson notices, switches the server to ``st.navigation``
-    mode, and reruns: the main script then runs, builds the real navigation and shows this lesson.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def chart(figure, key: str, container=st) -> None:

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 import torch
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import fmcore
-from explorer import compute, figures, training
+from explorer import compat, compute, figures, training
 from explorer.core.state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
 from explorer.figures import export, theme
+from explorer.settings import configure_torch
 from fmcore import datasets
 from fmcore.solvers import integrate, nfe_for
 
@@ -56,12 +56,6 @@ _W = controls._key  # widget keys
 # -- state ---------------------------------------------------------------------------------------
 
 
-def _history_navigation() -> bool:
-    """Whether the browser's back or forward button started this run."""
-    ctx = get_script_run_ctx()
-    return bool(getattr(ctx, "is_history_navigation", False))
-
-
 def _current_query() -> dict[str, str]:
     return {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118
 
@@ -76,7 +70,7 @@ def _load_state() -> tuple[ViewState, list[str], bool]:
     """
     query = _current_query()
     saved = st.session_state.get(STATE_KEY)
-    if saved is not None and (query == st.session_state.get(QUERY_KEY) or not _history_navigation()):
+    if saved is not None and (query == st.session_state.get(QUERY_KEY) or not compat.history_navigation()):
         return saved, [], False
     state, notices = ViewState.from_query(query)
     return state, notices, True
@@ -881,7 +875,7 @@ def schedule_sketch(slot, schedule: str) -> None:
 
 def main() -> None:
     """The whole Playground page."""
-    compute.configure_torch()
+    configure_torch()
     state, notices, from_url = _load_state()
     st.set_page_config(
         page_title="Flow Matching Explorer",

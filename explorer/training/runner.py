@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -38,6 +37,7 @@ from concurrent.futures import Future
 import numpy as np
 import torch
 
+from explorer.settings import TRAINING_BACKENDS, settings
 from fmcore import io as model_io
 from fmcore.trainer import Trainer, TrainStats, pick_device
 
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 SESSION_KEY = "fme_training_runner"
-BACKENDS = ("inline", "process")
+BACKENDS = TRAINING_BACKENDS
 LOCK_WAIT_S = 0.05
 """How long a tick waits for a slice of the same session before giving up and returning None."""
 POOL_SLICE_S, MAX_SLICE_S = 0.5, 1.0
@@ -111,10 +111,8 @@ def redraw_interval(active: int) -> float:
 
 def default_backend() -> str:
     """``FME_TRAINING`` if set, else ``process`` inside a running Streamlit server, else ``inline``."""
-    value = os.environ.get("FME_TRAINING", "").strip().lower()
+    value = settings().training
     if value:
-        if value not in BACKENDS:
-            raise ValueError(f"FME_TRAINING must be one of {', '.join(BACKENDS)}; got {value!r}")
         return value
     from streamlit import runtime
 
@@ -130,31 +128,8 @@ def session_runner(state: MutableMapping, backend: str | None = None) -> Trainin
     """
     runner = state.get(SESSION_KEY)
     if not isinstance(runner, TrainingRunner):
-        _one_torch_thread_in_a_server()
         runner = state.setdefault(SESSION_KEY, TrainingRunner(backend))
     return runner
-
-
-_THREADS_SET = False
-
-
-def _one_torch_thread_in_a_server() -> None:
-    """Inside a Streamlit server, torch gets one intra-op thread (``FME_TORCH_THREADS`` overrides).
-
-    Sessions already run in parallel threads, and this project's tensors are small. With torch's
-    default of one thread per core, every op waits for all its threads to be scheduled: on a busy
-    2-core machine an RK4 pass over 1,000 particles took 1.7 s instead of 80 ms, and 100 training
-    steps 11 s instead of 0.9 s. ``torch.set_num_threads`` is process-wide, so it is set once here,
-    where the server's first session starts; scripts and tests keep their own setting.
-    """
-    global _THREADS_SET
-    if _THREADS_SET:
-        return
-    _THREADS_SET = True
-    from streamlit import runtime
-
-    if runtime.exists():
-        torch.set_num_threads(int(os.environ.get("FME_TORCH_THREADS", "1")))
 
 
 class TrainingRunner:

@@ -34,3 +34,9 @@ def test_no_message_is_sent_as_a_reference_to_the_browsers_cache(project_config)
     # Under load Streamlit 1.67 mishandles cached-message references; each way ("Bad delta path
     # index", "Cached ForwardMsg MISS") stopped pages in bench/classroom.py with 30 sessions.
     assert project_config.get_option("global.minCachedMessageSize") >= 1e12
+
+
+def test_the_widget_default_warning_is_off(project_config):
+    # compat.widget_default passes each widget's session value as its default as well; Streamlit
+    # would log "default value but also set via Session State" at every run.
+    assert project_config.get_option("global.disableWidgetStateDuplicationWarning") is True

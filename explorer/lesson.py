@@ -18,6 +18,7 @@ import streamlit as st
 from .state import ViewState
 
 __all__ = [
+    "READING",
     "Feedback",
     "Question",
     "chart",
@@ -26,6 +27,7 @@ __all__ = [
     "playground_link",
     "playground_url",
     "predict_then_see",
+    "reading_list",
     "reveal",
     "self_check",
     "setup_page",
@@ -78,6 +80,50 @@ def reveal(question: Question, guess: str) -> Feedback:
     hint = question.hints.get(guess)
     return Feedback(
         False, f"Not quite: the answer is “{question.answer}”. {hint + ' ' if hint else ''}{question.why}"
+    )
+
+
+READING = (
+    ("Chen, Rubanova, Bettencourt, Duvenaud (2018)", "Neural Ordinary Differential Equations", "1806.07366"),
+    (
+        "Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole (2021)",
+        "Score-Based Generative Modeling through Stochastic Differential Equations",
+        "2011.13456",
+    ),
+    ("Lipman, Chen, Ben-Hamu, Nickel, Le (2022)", "Flow Matching for Generative Modeling", "2210.02747"),
+    (
+        "Liu, Gong, Liu (2022)",
+        "Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow",
+        "2209.03003",
+    ),
+    (
+        "Albergo, Vanden-Eijnden (2022)",
+        "Building Normalizing Flows with Stochastic Interpolants",
+        "2209.15571",
+    ),
+    (
+        "Lu, Zhou, Bao, Chen, Li, Zhu (2022)",
+        "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models",
+        "2211.01095",
+    ),
+    (
+        "Kingma, Gao (2023)",
+        "Understanding Diffusion Objectives as the ELBO with Simple Data Augmentation",
+        "2303.00848",
+    ),
+    ("Lipman, Havasi, Holderrieth, et al. (2024)", "Flow Matching Guide and Code", "2412.06264"),
+    ("Lai, Song, Kim, Mitsufuji, Ermon (2025)", "The Principles of Diffusion Models", "2510.21890"),
+)
+"""(authors, title, arXiv id) of the papers the lessons cite, oldest first."""
+
+
+def reading_list() -> None:
+    """The papers behind the lessons, each with its arXiv link."""
+    st.subheader("Reading list")
+    st.markdown(
+        "\n".join(
+            f"- {who}, *{title}*, [arXiv:{id_}](https://arxiv.org/abs/{id_})" for who, title, id_ in READING
+        )
     )
 
 

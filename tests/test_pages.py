@@ -45,6 +45,12 @@ LESSONS = {
         "the first model's sample from that z₀",
         "a random data point",
     ),
+    "7_Continuity_and_likelihood.py": (
+        "likelihood",
+        "continuity",
+        "probability is moved by u, never created or destroyed",
+        "the density is the same at every t",
+    ),
 }
 
 

@@ -311,12 +311,12 @@ def rule_of_thumb(preset: str, field: str, grid: str, seed: int = 0) -> list[dic
 
 
 def few_steps_cases(preset: str, field: str = "blurred", n: int = 400, seed: int = 0) -> list[Panel]:
-    """Euler with 2 steps against 50, on the same particles."""
+    """Euler with 1, 2 and 50 steps on the same particles (one step from t = 0 lands on E[z_1])."""
     velocity, schedule = _field_velocity(preset, field)
     z0 = noise(n, seed)
     fresh = reference_sample(preset)
     panels = []
-    for steps in (2, 50):
+    for steps in (1, 2, 50):
         trajectory = integrate(velocity, z0, "euler", steps, schedule=schedule)
         end = trajectory.z_end
         panels.append(
@@ -324,7 +324,7 @@ def few_steps_cases(preset: str, field: str = "blurred", n: int = 400, seed: int
                 f"Euler, {steps} steps = {trajectory.nfe} NFE",
                 end.numpy(),
                 _energy_note(end, fresh, "data"),
-                wrong=steps == 2,
+                wrong=steps < 50,
             )
         )
     return panels
@@ -693,10 +693,13 @@ SAMPLER_STEPS = (2, 5, 10, 20, 50, 100)
 SAMPLES = 600
 """Samples per measurement in lessons 3 and 6: the energy distance's noise is ~0.002 at this size."""
 SAMPLERS = {
-    "sde": "Diffusion · reverse SDE (Euler–Maruyama)",
-    "pf_ode": "Diffusion · probability-flow ODE (Euler)",
-    "fm_ode": "Flow matching · ODE (Euler)",
+    "sde": "VP · noise model · reverse SDE (Euler–Maruyama)",
+    "pf_ode": "VP · noise model · probability-flow ODE (Euler)",
+    "vp_ode": "VP · velocity model · ODE (Euler)",
+    "fm_ode": "Linear · velocity model · ODE (Euler)",
 }
+"""Four samplers that change one thing at a time: the sampler (sde -> pf_ode), the parametrisation
+and with it the loss weighting (pf_ode -> vp_ode), the schedule (vp_ode -> fm_ode)."""
 
 
 @dataclass(frozen=True)
@@ -707,7 +710,7 @@ class Comparison:
         steps: the step counts tried (each sampler makes exactly one network evaluation per step).
         energy: sampler -> (len(steps),) energy distance of ``SAMPLES`` samples to fresh data.
         paths: sampler -> (K+1, p, 2) paths of p particles at 100 steps.
-        train_seconds: model ("diffusion", "flow matching") -> training seconds.
+        train_seconds: model ("diffusion", "vp velocity", "flow matching") -> training seconds.
         train_steps: steps each model trained.  floor: energy distance between two data samples.
     """
 
@@ -739,6 +742,16 @@ def _flow_model(preset: str, train_steps: int, seed: int):
 
 
 @functools.lru_cache(maxsize=4)
+def _vp_velocity_model(preset: str, train_steps: int, seed: int):
+    """A velocity model on the VP schedule: the diffusion model's path, flow matching's target."""
+    from fmcore.trainer import Trainer
+
+    model = Trainer(datasets.sample(preset, 2000, seed=0), schedule="vp", seed=seed)
+    model.step(train_steps)
+    return model
+
+
+@functools.lru_cache(maxsize=4)
 def _trained_pair(preset: str, train_steps: int, seed: int):
     """``_flow_model`` and a diffusion model (VP, noise prediction) with the same data, network and seed."""
     from fmcore.diffusion import diffusion_trainer
@@ -753,11 +766,13 @@ def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Compa
     from fmcore.diffusion import sample_ode, sample_sde
 
     flow, diffusion = _trained_pair(preset, train_steps, seed)
+    vp_velocity = _vp_velocity_model(preset, train_steps, seed)
     fresh = torch.from_numpy(reference_sample(preset))
     z0 = noise(SAMPLES, seed + 5)
     samplers = {
         "sde": lambda k: sample_sde(diffusion, steps=k, seed=seed, z0=z0),
         "pf_ode": lambda k: sample_ode(diffusion, solver="euler", steps=k, z0=z0),
+        "vp_ode": lambda k: sample_ode(vp_velocity, solver="euler", steps=k, z0=z0),
         "fm_ode": lambda k: integrate(flow.velocity, z0, "euler", k, schedule="linear"),
     }
     energy, paths = {}, {}
@@ -768,7 +783,11 @@ def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Compa
         steps=SAMPLER_STEPS,
         energy=energy,
         paths=paths,
-        train_seconds={"diffusion": diffusion.elapsed, "flow matching": flow.elapsed},
+        train_seconds={
+            "diffusion": diffusion.elapsed,
+            "vp velocity": vp_velocity.elapsed,
+            "flow matching": flow.elapsed,
+        },
         train_steps=train_steps,
         floor=metrics.energy_distance(datasets.sample(preset, SAMPLES, seed=2), fresh),
     )
@@ -878,3 +897,77 @@ def grid_errors(
         grid: _endpoint_error(integrate(velocity, z0, solver, steps, schedule=schedule, grid=grid), reference)
         for grid in TIME_GRIDS
     }
+
+
+@dataclass(frozen=True)
+class Stiffness:
+    """Speed and stiffness of the point cloud's exact field along its own paths, near t = 1.
+
+    Attributes:
+        ts: (k,) times.  speed: (k,) mean |v(z_t, t)| over the particles: stays O(1).
+        stiffness: (k,) mean -div v / d, the average eigenvalue of -dv/dz: grows like 1/(1 - t).
+    """
+
+    ts: np.ndarray
+    speed: np.ndarray
+    stiffness: np.ndarray
+
+
+def stiffness(
+    preset: str, ts: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999), n: int = 40, seed: int = 0
+) -> Stiffness:
+    """Along exact paths (tight float64 dopri5) the speed stays bounded while dv/dz ~ -I/(1 - t).
+
+    Near t = 1 the posterior picks one data point x, so v = (x - z)/(1 - t) and dv/dz = -I/(1 - t),
+    while x - z_t shrinks like (1 - t): the field is stiff, not fast.
+    """
+    velocity, _ = _field_velocity(preset, "point cloud")
+    z = noise(n, seed).double()
+    t_prev, speed, stiff = 0.0, [], []
+    for t in ts:
+        z = integrate(velocity, z, "dopri5", 1, t0=t_prev, t1=t, rtol=1e-8, atol=1e-8).z_end
+        speed.append(float(velocity(z, t).norm(dim=1).mean()))
+        stiff.append(float(-fmcore.divergence(velocity, z, t).mean() / z.shape[1]))
+        t_prev = t
+    return Stiffness(np.asarray(ts), np.asarray(speed), np.asarray(stiff))
+
+
+def rule_of_thumb_table(rows: dict[str, list[dict]], labels: dict[str, str]) -> list[dict]:
+    """``rule_of_thumb`` rows of every field as display rows (field, solver, steps, NFE, error, holds?)."""
+    return [
+        {
+            "field": field,
+            "solver": labels[row["solver"]],
+            "steps": row["steps"],
+            "NFE": row["nfe"],
+            "endpoint error": f"{row['endpoint_error']:.2g}",
+            "holds?": "yes" if row["good"] else "NO",
+        }
+        for field, field_rows in rows.items()
+        for row in field_rows
+    ]
+
+
+def rule_of_thumb_verdict(rows: dict[str, list[dict]], labels: dict[str, str]) -> str:
+    """One sentence per field saying where the measured rule held and where not (follows the table)."""
+    sentences = []
+    for field, field_rows in rows.items():
+        failed = [labels[r["solver"]] for r in field_rows if not r["good"]]
+        good = [r for r in field_rows if r["good"]]
+        cheapest = min(good, key=lambda r: r["nfe"]) if good else None
+        sentences.append(
+            (
+                f"On the {field} field the rule holds for every solver"
+                if not failed
+                else f"On the {field} field it fails for {', '.join(failed)}"
+            )
+            + (
+                f"; the cheapest good one is {labels[cheapest['solver']]} at {cheapest['nfe']} NFE."
+                if cheapest
+                else "."
+            )
+        )
+    return (
+        " ".join(sentences)
+        + " Measured on these fields only: a trained network or another schedule moves the numbers."
+    )

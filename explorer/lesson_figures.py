@@ -485,7 +485,6 @@ def log_density_figure(
     xs: np.ndarray,
     ys: np.ndarray,
     maps: Mapping[str, tuple[np.ndarray, str]],
-    data: np.ndarray | None = None,
     height: int = 400,
     depth: float = 8.0,
 ) -> go.Figure:
@@ -509,23 +508,13 @@ def log_density_figure(
                 zmin=top - depth,
                 zmax=top,
                 colorscale="Viridis",
+                zsmooth="best",
                 showscale=i == len(maps) - 1,
                 colorbar=dict(title="log p₁", thickness=12),
             ),
             row=1,
             col=i + 1,
         )
-        if data is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=_f32(data[:, 0]),
-                    y=_f32(data[:, 1]),
-                    mode="markers",
-                    marker=dict(color="rgba(255,255,255,0.35)", size=2),
-                ),
-                row=1,
-                col=i + 1,
-            )
         axis = "" if i == 0 else str(i + 1)
         fig.update_xaxes(range=[xs[0], xs[-1]], showticklabels=False, row=1, col=i + 1)
         fig.update_yaxes(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import compute, lesson, lesson_continuity, lesson_figures
+from explorer import lesson, lesson_continuity, lesson_figures
 from explorer.lesson import Question
 
 likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(
@@ -25,10 +25,11 @@ st.markdown(
 )
 # Lipman et al. 2022 (arXiv 2210.02747), Theorem 1: the marginal field generates the marginal path.
 st.latex(
-    r"\partial_t p_t(z) = \int \partial_t p_t(z\mid z_1)\, q(z_1)\,dz_1"
-    r"= -\nabla\cdot \int p_t(z\mid z_1)\,u_t(z\mid z_1)\, q(z_1)\,dz_1"
-    r"= -\nabla\cdot\big(p_t(z)\,u_t(z)\big),"
-    r"\quad u_t(z) = \int u_t(z\mid z_1)\,\frac{p_t(z\mid z_1)\,q(z_1)}{p_t(z)}\,dz_1"
+    r"""\begin{aligned}
+\partial_t p_t(z) &= \int \partial_t p_t(z\mid z_1)\, q(z_1)\,dz_1
+= -\nabla\cdot \int p_t(z\mid z_1)\,u_t(z\mid z_1)\, q(z_1)\,dz_1 = -\nabla\cdot\big(p_t(z)\,u_t(z)\big), \\
+u_t(z) &= \int u_t(z\mid z_1)\,\frac{p_t(z\mid z_1)\,q(z_1)}{p_t(z)}\,dz_1
+\end{aligned}"""
 )
 st.markdown(
     "The weight in the last integral is the posterior $p(z_1\\mid z_t = z)$: the field that generates "
@@ -37,9 +38,11 @@ st.markdown(
 )
 # Chen et al. 2018 (arXiv 1806.07366), Theorem 1; the continuity equation expanded along dz/dt = u.
 st.latex(
-    r"\frac{d}{dt}\log p_t(z_t) = \partial_t \log p_t + u_t\cdot\nabla \log p_t"
-    r"= \frac{-\nabla\cdot(p_t u_t) + u_t\cdot\nabla p_t}{p_t} = -\nabla\cdot u_t(z_t)"
-    r"\quad\Longrightarrow\quad \log p_1(x) = \log \mathcal N(z_0; 0, I) - \int_0^1 \nabla\cdot u_t(z_t)\,dt"
+    r"""\begin{aligned}
+\frac{d}{dt}\log p_t(z_t) &= \partial_t \log p_t + u_t\cdot\nabla \log p_t
+= \frac{-\nabla\cdot(p_t u_t) + u_t\cdot\nabla p_t}{p_t} = -\nabla\cdot u_t(z_t), \\
+\log p_1(x) &= \log \mathcal N(z_0; 0, I) - \int_0^1 \nabla\cdot u_t(z_t)\,dt, \qquad z_1 = x
+\end{aligned}"""
 )
 st.markdown(
     "So a flow gives an **exact likelihood**: solve backward from $x$ at $t=1$ to $z_0$, adding up the "
@@ -50,7 +53,6 @@ st.markdown(
 left, right = st.columns([1, 3], gap="large")
 preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l7_data")
 steps = left.select_slider("RK4 steps of the backward solve", [2, 5, 10, 20], value=10, key="l7_steps")
-dataset = compute.load_dataset(preset, seed=0)
 maps = likelihood_maps(preset, steps)
 left.markdown(
     f"{maps.steps} steps = **{maps.nfe} NFE** per point, plus the divergence (one backward pass per "
@@ -65,7 +67,6 @@ with right:
                 "Closed form log p₁(x)": (maps.exact, "the blurred data's Gaussian mixture"),
                 "fmcore.log_likelihood": (maps.flow, f"{maps.steps} RK4 steps back, − ∫ div v"),
             },
-            dataset.shown,
         ),
         "likelihood",
     )
@@ -107,7 +108,6 @@ with lesson.pitfall(
                 "Closed form log p₁(x)": (maps.exact, "the truth"),
                 "Wrong: log N(z₀) only": (maps.prior_only, f"mean error {maps.prior_only_error:.2f} nats"),
             },
-            dataset.shown,
             height=360,
         ),
         "pitfall",

@@ -206,3 +206,45 @@ def test_the_training_step_advances_stage_by_stage():
         assert at.radio(key="l5_stage").value == expected
     at.radio(key="l5_stage").set_value(stages[-1]).run()
     assert "loss on this batch" in chart(at, "step")["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("name", "gated"),
+    [("3_Flow_matching_vs_diffusion.py", "energy"), ("4_ODE_solvers.py", "error_nfe")],
+)
+def test_the_numbers_that_answer_a_prediction_wait_for_the_reveal(name, gated):
+    at = run_page(name)
+    assert not at.dataframe, "a table of measured errors would answer the prediction"
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{gated}")]
+    if name.startswith("4_"):
+        titles = " ".join(a["text"] for a in chart(at, "runs")["layout"]["annotations"])
+        assert "NFE" not in titles and "error" not in titles, "solver panels show error per NFE"
+    guess = next(r for r in at.radio if r.key and r.key.endswith("__guess"))
+    guess.set_value(guess.options[0]).run()
+    at.button(key=next(b.key for b in at.button if b.key and b.key.endswith("__reveal"))).click().run()
+    assert at.dataframe and chart(at, gated)["data"]
+
+
+def test_the_rule_of_thumb_is_stated_in_nfe():
+    rows = lesson_compute.rule_of_thumb("moons", "blurred", "uniform")
+    assert [(r["solver"], r["steps"], r["nfe"]) for r in rows] == [
+        ("euler", 100, 100),
+        ("rk4", 50, 200),
+        ("dpm++2m", 20, 20),
+    ]
+
+
+def test_the_point_clouds_field_is_stiff_near_t1_not_fast():
+    s = lesson_compute.stiffness("moons", ts=(0.9, 0.99, 0.999))
+    assert s.speed.max() < 3.0 and s.speed[-1] < 1.5 * s.speed[0], "the speed stays O(1)"
+    # -div v / d -> 1 / (1 - t): the posterior has picked one point, and dv/dz = -I / (1 - t).
+    np.testing.assert_allclose(s.stiffness[-1] * (1 - s.ts[-1]), 1.0, rtol=0.05)
+    assert s.stiffness[-1] > 100 * s.stiffness[0]
+
+
+def test_one_euler_step_from_noise_lands_on_the_data_mean():
+    one, two, fifty = lesson_compute.few_steps_cases("moons", n=50)
+    mean = lesson_compute._data("moons").numpy().mean(0)
+    # z + (1 - 0) v(z, 0) = E[z_1 | z_0 = z] = E[z_1] for every z (the last Euler step returns the posterior mean).
+    np.testing.assert_allclose(one.points, np.broadcast_to(mean, one.points.shape), atol=1e-5)
+    assert one.wrong and two.wrong and not fifty.wrong

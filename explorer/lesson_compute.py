@@ -567,64 +567,6 @@ def schedule_paths(preset: str, n: int = 30, nodes: int = 41, seed: int = 3) -> 
     return out
 
 
-@dataclass(frozen=True)
-class ScheduleRun:
-    """One Trainer run per schedule, measured on this machine.
-
-    Attributes:
-        steps: (k,) checkpoints.  energy: (k,) energy distance of 1000 samples (RK4, 20 steps) to
-        fresh data at each checkpoint.  seconds: (k,) training time at each checkpoint.
-        steps_per_s: overall throughput.  straightness: of the final model's sampling paths.
-    """
-
-    schedule: str
-    steps: np.ndarray
-    energy: np.ndarray
-    seconds: np.ndarray
-    steps_per_s: float
-    straightness: float
-
-
-SCHEDULE_STEPS, SCHEDULE_CHECKS = 400, 4
-
-
-def schedule_race(preset: str, seed: int = 0) -> tuple[list[ScheduleRun], float]:
-    """Train the same network on every schedule (same data, seed, steps) and measure as it goes.
-
-    Returns:
-        ``(runs, floor)``: floor is the energy distance between two independent data samples of
-        the same sizes, the best any model can show.
-    """
-    from fmcore.trainer import Trainer
-
-    data = datasets.sample(preset, 2000, seed=0)
-    fresh = torch.from_numpy(reference_sample(preset))
-    z0 = noise(REFERENCE_POINTS, seed + 5)
-    every = SCHEDULE_STEPS // SCHEDULE_CHECKS
-    runs = []
-    for name in fmcore.SCHEDULES:
-        trainer = Trainer(data, schedule=name, seed=seed)
-        energy, seconds = [], []
-        for _ in range(SCHEDULE_CHECKS):
-            trainer.step(every)
-            seconds.append(trainer.elapsed)
-            end = integrate(trainer.velocity, z0, "rk4", 20, schedule=name).z_end
-            energy.append(metrics.energy_distance(end, fresh))
-        path = integrate(trainer.velocity, z0[:300], "rk4", 20, schedule=name)
-        runs.append(
-            ScheduleRun(
-                schedule=name,
-                steps=np.arange(1, SCHEDULE_CHECKS + 1) * every,
-                energy=np.asarray(energy),
-                seconds=np.asarray(seconds),
-                steps_per_s=trainer.step_count / max(trainer.elapsed, 1e-9),
-                straightness=metrics.straightness(path.zs, path.ts),
-            )
-        )
-    floor = metrics.energy_distance(datasets.sample(preset, REFERENCE_POINTS, seed=2), fresh)
-    return runs, floor
-
-
 def schedule_pitfall(preset: str, steps: int = 300, seed: int = 0) -> list[Panel]:
     """What naming the wrong schedule breaks, and what ``fmcore.change_schedule`` fixes.
 
@@ -971,3 +913,47 @@ def rule_of_thumb_verdict(rows: dict[str, list[dict]], labels: dict[str, str]) -
         " ".join(sentences)
         + " Measured on these fields only: a trained network or another schedule moves the numbers."
     )
+
+
+@dataclass(frozen=True)
+class ScheduleFacts:
+    """What a schedule changes and what it does not, on the exact field of one data set.
+
+    Attributes:
+        endpoint_gap: schedule -> mean |Phi_s(z_0) - Phi_linear(z_0)|, the exact endpoint maps compared
+        (RK4, ``REFERENCE_STEPS`` steps, same noise).  euler_error: schedule -> endpoint error of
+        Euler with ``EULER_CHECK`` steps against that schedule's own reference (how hard its ODE is).
+        log_snr: (b,) bin centres of lambda_t = log(alpha_t / sigma_t).  density: schedule -> (b,)
+        how often training sees each log-SNR when t ~ U[0, 1] (a histogram, normalised).
+        ends: schedule -> (n, 2) the exact end points.
+    """
+
+    endpoint_gap: dict
+    euler_error: dict
+    log_snr: np.ndarray
+    density: dict
+    ends: dict
+
+
+REFERENCE_STEPS, EULER_CHECK = 100, 10
+
+
+def schedule_facts(preset: str, n: int = 200, seed: int = 0) -> ScheduleFacts:
+    """The exact endpoint map on every schedule, how hard each ODE is, and each log-SNR histogram."""
+    data, z0 = _data(preset), noise(n, seed)
+    ends, euler_error = {}, {}
+    for name in fmcore.SCHEDULES:
+        schedule = fmcore.Blurred(name, EXACT_BANDWIDTH)
+        velocity = _exact_velocity(data, schedule)
+        ends[name] = integrate(velocity, z0, "rk4", REFERENCE_STEPS, schedule=schedule).z_end
+        coarse = integrate(velocity, z0, "euler", EULER_CHECK, schedule=schedule).z_end
+        euler_error[name] = float((coarse - ends[name]).norm(dim=1).mean())
+    gap = {name: float((end - ends["linear"]).norm(dim=1).mean()) for name, end in ends.items()}
+    t = torch.linspace(0.0, 1.0, 20001, dtype=torch.float64)[1:-1]
+    edges = np.linspace(-8.0, 8.0, 65)
+    density = {
+        name: np.histogram(s.log_snr(t).numpy(), bins=edges, density=True)[0]
+        for name, s in fmcore.SCHEDULES.items()
+    }
+    ends = {name: end.numpy() for name, end in ends.items()}
+    return ScheduleFacts(gap, euler_error, 0.5 * (edges[1:] + edges[:-1]), density, ends)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import lesson_compute
@@ -248,3 +249,48 @@ def test_one_euler_step_from_noise_lands_on_the_data_mean():
     # z + (1 - 0) v(z, 0) = E[z_1 | z_0 = z] = E[z_1] for every z (the last Euler step returns the posterior mean).
     np.testing.assert_allclose(one.points, np.broadcast_to(mean, one.points.shape), atol=1e-5)
     assert one.wrong and two.wrong and not fifty.wrong
+
+
+def test_vp_lingers_near_noise_longest_and_never_starts_from_pure_noise():
+    import fmcore
+
+    t = torch.linspace(0.2, 0.999, 200, dtype=torch.float64)
+    vp, poly = fmcore.SCHEDULES["vp"], fmcore.SCHEDULES["polynomial"]
+    assert (poly.log_snr(t) > vp.log_snr(t)).all(), "t^2 has the higher log-SNR for every t >= 0.2"
+    half = torch.tensor(0.5, dtype=torch.float64)
+    assert float(poly.log_snr(half)) == pytest.approx(-1.10, abs=0.005)
+    assert float(vp.log_snr(half)) == pytest.approx(-1.23, abs=0.005)
+    assert float(vp.alpha(torch.tensor(0.0, dtype=torch.float64))) == pytest.approx(0.0066, abs=5e-5)
+
+
+def test_the_exact_endpoint_map_does_not_depend_on_the_schedule():
+    facts = lesson_compute.schedule_facts("moons", n=60)
+    assert facts.endpoint_gap["cosine"] < 1e-4 and facts.endpoint_gap["polynomial"] < 1e-4
+    assert facts.endpoint_gap["vp"] < 0.01, "VP differs only through alpha_0 ~ 0.0066"
+    assert len(set(round(e, 3) for e in facts.euler_error.values())) > 1, "but the ODEs differ in difficulty"
+    for density in facts.density.values():
+        assert density.sum() * (facts.log_snr[1] - facts.log_snr[0]) == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "polynomial"])
+def test_at_t0_the_exact_field_is_the_schedules_start_velocity(name):
+    """v(z, 0) = d_alpha(0) E[z_1] + d_sigma(0) / sigma(0) z where alpha_0 = 0: on the linear path E[z_1] - z."""
+    import fmcore
+
+    data = lesson_compute._data("moons").double()
+    z = lesson_compute.noise(20).double()
+    s = fmcore.get_schedule(name)(torch.tensor(0.0, dtype=torch.float64))
+    expected = s.d_alpha * data.mean(0) + s.d_sigma / s.sigma * z
+    np.testing.assert_allclose(fmcore.exact_velocity(z, 0.0, data, name), expected, atol=1e-9)
+    if name == "linear":
+        np.testing.assert_allclose(expected, data.mean(0) - z, atol=1e-12)
+
+
+def test_the_exercise_checks_a_typed_target_and_shows_the_text_only_as_code():
+    at = run_page("5_Training_and_schedules.py")
+    hostile = "__import__('os').system('x') **bold** <b>x</b>"
+    at.text_input(key="l5_target").input(hostile).run()
+    assert at.error and all(hostile not in e.value and "<b>" not in e.value for e in at.error)
+    assert any(c.value.endswith(hostile) for c in at.code), "the typed text appears as code"
+    at.text_input(key="l5_target").input("-(z0 - z1)").run()
+    assert at.success and "linear" in at.success[-1].value

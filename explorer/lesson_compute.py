@@ -957,3 +957,53 @@ def schedule_facts(preset: str, n: int = 200, seed: int = 0) -> ScheduleFacts:
     }
     ends = {name: end.numpy() for name, end in ends.items()}
     return ScheduleFacts(gap, euler_error, 0.5 * (edges[1:] + edges[:-1]), density, ends)
+
+
+@dataclass(frozen=True)
+class Memorisation:
+    """Do samples copy the training set? The exact field against a network, on the same few points.
+
+    Attributes:
+        train: (m, 2) the training set.  exact, learned, fresh: (n, 2) samples of the exact field of
+        the training set, of a network trained on it, and fresh data from the preset.
+        within: "exact" / "learned" / "fresh" -> fraction of those within ``eps`` of a training point.
+    """
+
+    train: np.ndarray
+    exact: np.ndarray
+    learned: np.ndarray
+    fresh: np.ndarray
+    within: dict
+    eps: float
+    train_steps: int
+
+
+def memorisation(
+    preset: str, m: int = 100, n: int = 500, eps: float = 0.05, train_steps: int = 1000, seed: int = 0
+) -> Memorisation:
+    """Sample the exact (unblurred) field of m training points and a network trained on them.
+
+    The exact field minimises both losses on a finite data set, so it can only reproduce the training
+    points; Euler's last step returns E[z_1 | z_t], which near t = 1 is one training point.
+    """
+    from fmcore.trainer import Trainer
+
+    train = datasets.sample(preset, m, seed=seed + 20)
+    z0 = noise(n, seed + 21)
+    exact = integrate(_exact_velocity(train, "linear"), z0, "euler", 100).z_end
+    trainer = Trainer(train, schedule="linear", seed=seed)
+    trainer.step(train_steps)
+    learned = integrate(trainer.velocity, z0, "rk4", 20).z_end
+    fresh = datasets.sample(preset, n, seed=seed + 22)
+
+    def within(points: torch.Tensor) -> float:
+        return float((torch.cdist(points, train).min(dim=1).values < eps).float().mean())
+
+    samples = {"exact": exact, "learned": learned, "fresh": fresh}
+    return Memorisation(
+        train=train.numpy(),
+        **{k: v.numpy() for k, v in samples.items()},
+        within={k: within(v) for k, v in samples.items()},
+        eps=eps,
+        train_steps=train_steps,
+    )

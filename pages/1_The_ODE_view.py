@@ -28,6 +28,14 @@ st.latex(
     r"v(z, t) = \frac{\mathbb E[z_1 \mid z_t = z] - z}{1 - t}, \qquad z_{k+1} = z_k + h\, v(z_k, t_k)\ \text{(one Euler step)}"
 )
 
+# At t = 0, z_0 is independent of z_1, so E[z_1 | z_0 = z] = E[z_1] (pinned in tests/test_pages.py; other
+# schedules with alpha_0 = 0 give v(z, 0) = d_alpha(0) E[z_1] + d_sigma(0) z / sigma(0) instead).
+st.markdown(
+    "One fact turns a guess into a prediction. At $t=0$ the noise tells nothing about the data point it will "
+    "become, so $\\mathbb E[z_1\\mid z_0 = z] = \\mathbb E[z_1]$ and **every arrow points at the data mean**: "
+    "$v(z, 0) = \\mathbb E[z_1] - z$. As $t$ grows the posterior narrows, and the arrows turn towards the part "
+    "of the data nearest to the particle."
+)
 left, right = st.columns([1, 2.2], gap="large")
 with left:
     preset = st.selectbox(
@@ -48,7 +56,7 @@ with left:
             lands,
             f"It ends at ({end[0]:.2f}, {end[1]:.2f}), on the data. Press ▶ to watch it ride the field.",
             hints={
-                q: "Follow the arrows: they change with t, and the particle is carried by all of them in turn."
+                q: "At t = 0 it heads for the data mean; then the arrows turn it towards the data nearest to it."
                 for q in ("upper left", "upper right", "lower left", "lower right")
                 if q != lands
             },
@@ -100,8 +108,9 @@ lesson.self_check(
             "Can two particles be at the same place at the same time and then go separate ways?",
             ("No: the ODE has one solution through each (z, t)", "Yes, where paths cross"),
             "No: the ODE has one solution through each (z, t)",
-            "A smooth field gives each (z, t) exactly one velocity. Paths may cross in the picture, "
-            "but only at different times.",
+            "For t < 1 the field is smooth (Lipschitz), so each (z, t) has one velocity and one path through "
+            "it; paths cross in the picture only at different times. At t = 1 the field of bare data points "
+            "is not Lipschitz: many paths end on the same point.",
             hints={"Yes, where paths cross": "At a shared (z, t), what velocity would each particle get?"},
         ),
         Question(

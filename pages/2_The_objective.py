@@ -12,6 +12,9 @@ training_race = st.cache_data(show_spinner="Training with both targets…")(less
 wrong_target_cases = st.cache_data(show_spinner="Training on wrong targets…")(
     lesson_compute.wrong_target_cases
 )
+memorisation = st.cache_data(show_spinner="Sampling the exact field and a network…")(
+    lesson_compute.memorisation
+)
 COLORS = {"conditional": theme.MODEL, "marginal": theme.EXACT}
 
 lesson.setup_page("2 · The objective: conditional and marginal")
@@ -35,8 +38,9 @@ revealed = lesson.predict_then_see(
         "lines cross. Now move the same noise points with the marginal field. Will their paths cross?",
         ("Yes, as often", "Yes, but less often", "No, never"),
         "No, never",
-        "The marginal field gives one velocity per (z, t), so two paths can never meet: they bend around "
-        "each other instead. That is why sampling follows it, not the straight lines.",
+        "The marginal field gives one velocity per (z, t), and for t < 1 it is smooth (Lipschitz), so two "
+        "paths cannot meet before t = 1: they bend around each other instead. At t = 1 the field of bare "
+        "points is not Lipschitz, and many paths end on the same data point.",
         hints={
             "Yes, as often": "How many velocities does the marginal field have at one (z, t)?",
             "Yes, but less often": "If two paths met, which way would the particle at the meeting point go?",
@@ -105,7 +109,7 @@ with st.expander("Derivation, step by step"):
     )
     st.markdown(
         "**4.** So $\\nabla_\\theta \\mathcal L_{\\text{CFM}} = \\nabla_\\theta \\mathcal L_{\\text{FM}}$: same "
-        "gradients, same minimiser $v_\\theta = u_t$. But the conditional loss never drops below the floor, "
+        "expected gradients (a batch's estimates differ), same minimiser $v_\\theta = u_t$. But the conditional loss never drops below the floor, "
         "the variance of the target given $z_t$; a loss stuck at the floor is a *trained* model, not a stuck one."
     )
 
@@ -150,6 +154,37 @@ st.markdown(
     "here): it averages over all data points, which only works when you can afford the whole data set per step."
 )
 
+st.subheader("The minimiser memorises; a network does not")
+mem = memorisation(preset)
+st.markdown(
+    "Both losses are minimised by the exact marginal field of the **training set**. On a finite set that "
+    "field carries every particle onto one of the training points (its last Euler step returns "
+    "$\\mathbb E[z_1\\mid z_t]$, which near $t=1$ is one point): a perfect minimiser only reproduces its data. "
+    f"Here, with {len(mem.train)} training points, the share of samples within {mem.eps} of a training point:"
+)
+# Why networks generalise: see e.g. Kadkhodaie, Guth, Simoncelli, Mallat (ICLR 2024), "Generalization in
+# diffusion models arises from geometry-adaptive harmonic representations".
+lesson.chart(
+    lesson_figures.panels_figure(
+        [
+            Panel("Training set", mem.train, f"{len(mem.train)} points"),
+            Panel("Exact field's samples", mem.exact, f"{mem.within['exact']:.0%} on a training point", True),
+            Panel("Network's samples", mem.learned, f"{mem.within['learned']:.0%} on a training point"),
+            Panel("Fresh data, for scale", mem.fresh, f"{mem.within['fresh']:.0%} on a training point"),
+        ],
+        columns=4,
+        height=330,
+    ),
+    "memorise",
+)
+st.markdown(
+    f"The network ({mem.train_steps} steps on the same points) lands near a training point about as often as "
+    "fresh data does. It cannot follow the exact field's $1/(1-t)$ stiffness around each point: a small, "
+    "smooth network trained briefly by stochastic gradients learns a smoothed field, closer to the blurred "
+    "one, and that smoothing is what lets it generalise. Give it many more parameters and steps on few points "
+    "and it starts to memorise too."
+)
+
 with lesson.pitfall(
     "the wrong target",
     "The velocity of the linear path is $z_1 - z_0 = (z_1 - z_t)/(1-t)$. Drop the $1/(1-t)$ and the "
@@ -188,10 +223,18 @@ lesson.self_check(
         ),
         Question(
             "Conditional and marginal targets give …",
-            ("the same gradient and the same minimiser", "different minimisers", "the same loss values"),
-            "the same gradient and the same minimiser",
-            "They differ by a constant, the floor, so the gradients agree exactly.",
-            hints={"the same loss values": "Compare the two loss curves: they differ by the floor."},
+            (
+                "the same expected gradient and the same minimiser",
+                "different minimisers",
+                "the same loss values",
+            ),
+            "the same expected gradient and the same minimiser",
+            "They differ by a constant, the floor, so their expected gradients agree; a batch's gradients differ "
+            "by noise, which is why the conditional target needs more steps.",
+            hints={
+                "the same loss values": "Compare the two loss curves: they differ by the floor.",
+                "different minimisers": "The difference of the two losses does not depend on θ (step 3).",
+            },
         ),
     ],
     key="objective",

@@ -47,7 +47,7 @@ st.latex(
 )
 
 st.markdown(
-    "\"Diffusion against flow matching\" changes four things at once: the schedule (VP against linear), "
+    '"Diffusion against flow matching" changes four things at once: the schedule (VP against linear), '
     "what the network predicts (noise against velocity), the loss weighting over noise levels that comes "
     "with it, and the sampler. Below, each neighbouring pair of panels changes **one** of them: the sampler "
     "(SDE → PF-ODE, same noise model), the parametrisation and weighting (noise → velocity, same VP path, "

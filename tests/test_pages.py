@@ -294,3 +294,9 @@ def test_the_exercise_checks_a_typed_target_and_shows_the_text_only_as_code():
     assert any(c.value.endswith(hostile) for c in at.code), "the typed text appears as code"
     at.text_input(key="l5_target").input("-(z0 - z1)").run()
     assert at.success and "linear" in at.success[-1].value
+
+
+def test_the_exact_field_memorises_and_the_network_generalises():
+    mem = lesson_compute.memorisation("moons", m=60, n=300, train_steps=600)
+    assert mem.within["exact"] == 1.0, "the minimiser of both losses reproduces the training points"
+    assert mem.within["learned"] < 0.5 and mem.within["learned"] < mem.within["fresh"] + 0.15

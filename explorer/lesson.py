@@ -31,6 +31,7 @@ __all__ = [
     "reveal",
     "self_check",
     "setup_page",
+    "write_it_yourself",
 ]
 
 
@@ -254,3 +255,34 @@ def self_check(questions: Sequence[Question], key: str = "check") -> None:
             _feedback(grade(question, checked))
         elif f"{q_key}__checked" in st.session_state and choice is None:
             st.info("Pick an answer first, then press Check.")
+
+
+def write_it_yourself(key: str) -> None:
+    """The exercise: the train-and-sample script with its target blank, a box for the target, a verdict.
+
+    The learner's text is shown only as code and checked by ``lesson_exercise.check_target`` (an
+    ``ast`` walk, never ``eval``); the verdict's message never repeats it.
+    """
+    from . import lesson_exercise
+
+    st.subheader("Write it yourself")
+    st.markdown(
+        "Here is the whole algorithm as a script of about 30 lines: it trains a network on the two moons and "
+        "samples it with Euler. One line is left blank: the regression target `u_t`. Type it below; the page "
+        "checks it against the right target on a batch of 256 (any algebraic form passes)."
+    )
+    st.code(lesson_exercise.SCRIPT, language="python")
+    typed = st.text_input(
+        "u_t =", key=key, max_chars=lesson_exercise.MAX_LENGTH, placeholder="in z0, z1, t, alpha, sigma, …"
+    )
+    if st.button("Check my target", key=f"{key}__check") or typed:
+        st.code("u_t = " + typed, language="python")
+        verdict = lesson_exercise.check_target(typed)
+        (st.success if verdict.correct else st.error)(verdict.message)
+    st.markdown(
+        "Fill the blank, save the script and run it with `python script.py`. The same loop is "
+        "`fmcore.Trainer`; from a shell, `python -m fmcore train --data moons --steps 2000 --out "
+        "moons.safetensors` trains one and `python -m fmcore sample --model moons.safetensors --out "
+        "samples.csv` draws from it. More scripts are in the "
+        "repository's `examples/`."
+    )

@@ -485,10 +485,13 @@ def log_density_figure(
     xs: np.ndarray,
     ys: np.ndarray,
     maps: Mapping[str, tuple[np.ndarray, str]],
+    data: np.ndarray,
     height: int = 400,
     depth: float = 8.0,
 ) -> go.Figure:
     """Log-densities on one grid, side by side: title -> ((g, g) values, a one-line note).
+
+    ``data`` (m, 2) is drawn faintly on top, so that the eye can tell where the density should be.
 
     Every panel shares one colour scale, from the largest value of the first map down by ``depth``
     nats (lower values are clipped: far from the data log p is huge and negative and shows nothing).
@@ -511,6 +514,16 @@ def log_density_figure(
                 zsmooth="best",
                 showscale=i == len(maps) - 1,
                 colorbar=dict(title="log p₁", thickness=12),
+            ),
+            row=1,
+            col=i + 1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(data[:, 0]),
+                y=_f32(data[:, 1]),
+                mode="markers",
+                marker=dict(color="rgba(255,255,255,0.3)", size=2),
             ),
             row=1,
             col=i + 1,

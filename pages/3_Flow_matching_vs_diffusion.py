@@ -31,7 +31,7 @@ st.markdown(
 # The noise loss is DSM weighted by sigma_t^2: with s_theta = -eps_theta / sigma_t and the conditional
 # score -z_0 / sigma_t (Song et al. 2021, arXiv 2011.13456, eq. 7; Kingma & Gao 2023, arXiv 2303.00848).
 st.latex(
-    r"\mathbb E\,\|\varepsilon_\theta(z_t, t) - z_0\|^2 = \mathbb E\,\sigma_t^2\,\big\|s_\theta(z_t, t) - \nabla\log p_t(z_t\mid z_1)\big\|^2,\quad"
+    r"\mathbb E\,\|\varepsilon_\theta(z_t, t) - z_0\|^2 = \mathbb E\,\sigma_t^2\,\big\|s_\theta(z_t, t) - \nabla\log p_t(z_t\mid z_1)\big\|^2,\quad "
     r"s_\theta = -\frac{\varepsilon_\theta}{\sigma_t}"
     r"\qquad\qquad \mathcal L_{\text{FM}} = \mathbb E\,\|v_\theta(z_t, t) - (\dot\alpha_t z_1 + \dot\sigma_t z_0)\|^2"
 )

@@ -45,9 +45,12 @@ st.markdown(
 )
 # DPM-Solver++(2M): Lu et al. 2022 (arXiv 2211.01095), Algorithm 2, in this app's time direction.
 st.latex(
-    r"z_{k+1} = \frac{\sigma_{t_{k+1}}}{\sigma_{t_k}} z_k + \alpha_{t_{k+1}}\big(1 - e^{-h_k}\big)\, D_k,\quad"
-    r"D_k = \Big(1 + \frac{h_k}{2 h_{k-1}}\Big)\hat z_1(z_k, t_k) - \frac{h_k}{2 h_{k-1}}\,\hat z_1(z_{k-1}, t_{k-1})"
-    r"\qquad \text{error} \approx C\,h^p \propto \text{NFE}^{-p}"
+    r"""\begin{aligned}
+z_{k+1} &= \frac{\sigma_{t_{k+1}}}{\sigma_{t_k}} z_k + \alpha_{t_{k+1}}\big(1 - e^{-h_k}\big)\, D_k,
+\qquad \text{error} \approx C\,h^p \propto \text{NFE}^{-p} \\
+D_k &= \Big(1 + \frac{h_k}{2 h_{k-1}}\Big)\hat z_1(z_k, t_k) - \frac{h_k}{2 h_{k-1}}\,\hat z_1(z_{k-1}, t_{k-1})
+\quad (D_0 = \hat z_1(z_0, t_0)\text{: first order, DDIM})
+\end{aligned}"""
 )
 
 controls = st.columns([1.3, 1, 1.2, 2])

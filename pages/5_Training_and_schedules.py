@@ -3,7 +3,7 @@
 import streamlit as st
 
 import fmcore
-from explorer import compute, figures, lesson, lesson_compute, lesson_exercise, lesson_figures
+from explorer import compute, figures, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
 from explorer.lesson_compute import Panel
 from explorer.lesson_figures import TRAINING_STAGES
@@ -12,7 +12,6 @@ one_batch = st.cache_data(show_spinner="Training a small network for the demo…
 schedule_facts = st.cache_data(show_spinner="Solving the exact field on every schedule…")(
     lesson_compute.schedule_facts
 )
-check_target = st.cache_data(show_spinner=False)(lesson_exercise.check_target)
 schedule_pitfall = st.cache_data(show_spinner="Training two more networks…")(lesson_compute.schedule_pitfall)
 LABELS = {name: s.label for name, s in fmcore.SCHEDULES.items()}
 CODE = (
@@ -63,23 +62,7 @@ with left:
 with right:
     lesson.chart(lesson_figures.training_step_figure(batch, stage, dataset.shown), "step")
 
-st.subheader("Write it yourself")
-st.markdown(
-    "Here is the whole algorithm as a script of about 30 lines: it trains a network on the two moons and "
-    "samples it with Euler. One line is left blank: the regression target `u_t`. Type it below; the page "
-    "checks it against the right target on a batch of 256 (any algebraic form passes)."
-)
-st.code(lesson_exercise.SCRIPT, language="python")
-typed = st.text_input("u_t =", key="l5_target", max_chars=lesson_exercise.MAX_LENGTH, placeholder="z1 - ...")
-if st.button("Check my target", key="l5_check_target") or typed:
-    st.code("u_t = " + typed, language="python")  # the learner's text, shown as code only
-    verdict = check_target(typed)
-    (st.success if verdict.correct else st.error)(verdict.message)
-st.markdown(
-    "Fill the blank, save the script and run it with `python script.py`. The same loop is "
-    "`fmcore.Trainer`; from a shell, `python -m fmcore train --data moons --steps 2000 --out moons.safetensors` "
-    "trains one and `python -m fmcore sample` draws from it. More scripts are in the repository's `examples/`."
-)
+lesson.write_it_yourself(key="l5_target")
 
 st.subheader("Schedules: the same idea, different paths")
 # Log-SNRs checked in tests/test_pages.py against fmcore.SCHEDULES: t^2 is above VP for t >= 0.2.

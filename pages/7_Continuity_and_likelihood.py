@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import lesson, lesson_continuity, lesson_figures
+from explorer import compute, lesson, lesson_continuity, lesson_figures
 from explorer.lesson import Question
 
 likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(
@@ -54,6 +54,7 @@ left, right = st.columns([1, 3], gap="large")
 preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l7_data")
 steps = left.select_slider("RK4 steps of the backward solve", [2, 5, 10, 20], value=10, key="l7_steps")
 maps = likelihood_maps(preset, steps)
+dataset = compute.load_dataset(preset, seed=0)
 left.markdown(
     f"{maps.steps} steps = **{maps.nfe} NFE** per point, plus the divergence (one backward pass per "
     f"dimension). Mean error against the closed form where the data is: **{maps.flow_error:.3f} nats**."
@@ -67,6 +68,7 @@ with right:
                 "Closed form log p₁(x)": (maps.exact, "the blurred data's Gaussian mixture"),
                 "fmcore.log_likelihood": (maps.flow, f"{maps.steps} RK4 steps back, − ∫ div v"),
             },
+            dataset.shown,
         ),
         "likelihood",
     )
@@ -108,6 +110,7 @@ with lesson.pitfall(
                 "Closed form log p₁(x)": (maps.exact, "the truth"),
                 "Wrong: log N(z₀) only": (maps.prior_only, f"mean error {maps.prior_only_error:.2f} nats"),
             },
+            dataset.shown,
             height=360,
         ),
         "pitfall",

@@ -300,3 +300,17 @@ def test_the_exact_field_memorises_and_the_network_generalises():
     mem = lesson_compute.memorisation("moons", m=60, n=300, train_steps=600)
     assert mem.within["exact"] == 1.0, "the minimiser of both losses reproduces the training points"
     assert mem.within["learned"] < 0.5 and mem.within["learned"] < mem.within["fresh"] + 0.15
+
+
+def test_dpm_solvers_first_order_step_on_the_linear_path_is_an_euler_step():
+    import fmcore
+
+    data = lesson_compute._data("moons").double()
+    z = lesson_compute.noise(30).double()
+
+    def v(x, t):
+        return fmcore.exact_velocity(x, t, data, "linear")
+
+    kwargs = dict(t0=0.2, t1=0.6, schedule="linear")
+    dpm = fmcore.integrate(v, z, "dpm++2m", 1, **kwargs).z_end
+    np.testing.assert_allclose(dpm, fmcore.integrate(v, z, "euler", 1, **kwargs).z_end, atol=1e-10)

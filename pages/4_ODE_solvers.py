@@ -82,9 +82,12 @@ revealed = lesson.predict_then_see(
 )
 if not revealed:  # every solver's panel shows its error and NFE: that is the answer, so it waits
     panels = [
-        lesson_compute.Panel("Where the particles must end", reference, "a tight adaptive solve, float64")
+        lesson_compute.Panel("Where the particles start", runs[0].zs[0], "z₀ ~ N(0, I) at t = 0"),
+        lesson_compute.Panel("Where they must end", reference, "a tight adaptive solve, float64"),
     ]
-    lesson.chart(lesson_figures.panels_figure(panels, background=dataset.shown, height=420), "runs")
+    lesson.chart(
+        lesson_figures.panels_figure(panels, background=dataset.shown, columns=2, height=420), "runs"
+    )
 else:
     panels = [
         lesson_compute.Panel(
@@ -140,6 +143,7 @@ else:
         + ", ".join(f"{TIME_GRIDS[g].label} **{e:.2g}**" for g, e in by_grid.items())
         + ". Same solver, same NFE: only where the steps go changed."
     )
+st.caption("Where each time grid puts its steps (the grid is chosen above):")
 lesson.chart(
     lesson_figures.grid_figure(
         {TIME_GRIDS[g].label: time_grid(g, min(steps, 24), 0.0, 1.0, "linear").numpy() for g in TIME_GRIDS}

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, lesson, lesson_continuity, lesson_figures
 from explorer.lesson import Question
+from explorer.lesson_compute import Panel
 
 likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(
     lesson_continuity.likelihood_maps
@@ -74,23 +75,28 @@ with right:
     )
 
 along = density_along_paths(preset)
-revealed = lesson.predict_then_see(
-    Question(
-        "Six particles ride the field from the noise onto the data; on the way the arrows mostly "
-        "converge (div v < 0). From t = 0 to t = 1, each particle's log-density log pₜ(zₜ) …",
-        ("rises", "falls", "stays the same: mass is conserved"),
-        "rises",
-        "d/dt log pₜ(zₜ) = −div v, positive where the field converges: particles crowd together, so the "
-        "density they sit in grows. The dots (−∫ div v) lie on the lines (the closed form). At the very end "
-        "the blurred field spreads a little (div v > 0) and the curves dip slightly.",
-        hints={
-            "falls": "Where arrows converge, do particles spread out or crowd together?",
-            "stays the same: mass is conserved": "Mass is conserved, but the volume it fills shrinks.",
-        },
-    ),
-    key="l7_rise",
-    context=preset,
-)
+ask, picture = st.columns([1.4, 1], gap="large")
+with picture:
+    six = Panel("The six particles", along.paths[-1], "paths from t = 0 to 1", paths=along.paths[::10])
+    lesson.chart(lesson_figures.panels_figure([six], background=dataset.shown, columns=1, height=360), "six")
+with ask:
+    revealed = lesson.predict_then_see(
+        Question(
+            "Six particles ride the field from the noise onto the data; on the way the arrows mostly "
+            "converge (div v < 0). From t = 0 to t = 1, each particle's log-density log pₜ(zₜ) …",
+            ("rises", "falls", "stays the same: mass is conserved"),
+            "rises",
+            "d/dt log pₜ(zₜ) = −div v, positive where the field converges: particles crowd together, so the "
+            "density they sit in grows. The dots (−∫ div v) lie on the lines (the closed form). At the very end "
+            "the blurred field spreads a little (div v > 0) and the curves dip slightly.",
+            hints={
+                "falls": "Where arrows converge, do particles spread out or crowd together?",
+                "stays the same: mass is conserved": "Mass is conserved, but the volume it fills shrinks.",
+            },
+        ),
+        key="l7_rise",
+        context=preset,
+    )
 if revealed:
     lesson.chart(lesson_figures.density_paths_figure(along.ts, along.closed, along.integrated), "along")
     gap = float(abs(along.closed - along.integrated).max())

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, figures, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 
 SOLVER, STEPS, PARTICLES = "euler", 100, 400
 time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(
@@ -92,36 +93,6 @@ with lesson.pitfall(
     cases = time_direction_cases(preset)
     lesson.chart(lesson_figures.panels_figure(cases, background=dataset.shown), "pitfall")
 
-lesson.self_check(
-    [
-        Question(
-            "To draw a new sample you integrate $dz/dt = v(z, t)$ …",
-            ("forward, from noise at t=0 to t=1", "backward, from noise at t=1 to t=0", "either way works"),
-            "forward, from noise at t=0 to t=1",
-            "Noise lives at t=0, data at t=1; the field was built (or trained) for that direction.",
-            hints={
-                "backward, from noise at t=1 to t=0": "Look at the bottom-right panel of the pitfall.",
-                "either way works": "Compare the two pink panels of the pitfall with the sampling panel.",
-            },
-        ),
-        Question(
-            "Can two particles be at the same place at the same time and then go separate ways?",
-            ("No: the ODE has one solution through each (z, t)", "Yes, where paths cross"),
-            "No: the ODE has one solution through each (z, t)",
-            "For t < 1 the field is smooth (Lipschitz), so each (z, t) has one velocity and one path through "
-            "it; paths cross in the picture only at different times. At t = 1 the field of bare data points "
-            "is not Lipschitz: many paths end on the same point.",
-            hints={"Yes, where paths cross": "At a shared (z, t), what velocity would each particle get?"},
-        ),
-        Question(
-            "You integrate a data point backward from t=1 to t=0 and then forward again. You get …",
-            ("the same data point (up to solver error)", "a different data point", "a Gaussian sample"),
-            "the same data point (up to solver error)",
-            "The flow is invertible: the round-trip panel measures the solver's error only.",
-            hints={"a Gaussian sample": "That is what you have halfway, at t=0. Then you go forward again."},
-        ),
-    ],
-    key="ode",
-)
+lesson.self_check(SELF_CHECKS["ode"], key="ode")
 
 lesson.playground_link(data=preset, solver=SOLVER, steps=STEPS, paths=True)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, lesson, lesson_compute, lesson_figures, theme
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 from explorer.lesson_compute import Panel
 
 crossing_paths = st.cache_data(show_spinner=False)(lesson_compute.crossing_paths)
@@ -197,47 +198,6 @@ with lesson.pitfall(
         "pitfall",
     )
 
-lesson.self_check(
-    [
-        Question(
-            "On the linear path, the conditional target u_t(z_t | z_1) is …",
-            ("z_1 − z_0", "z_1 − z_t", "z_1"),
-            "z_1 − z_0",
-            "d/dt (t z_1 + (1 − t) z_0) = z_1 − z_0, which also equals (z_1 − z_t)/(1 − t).",
-            hints={
-                "z_1 − z_t": "Differentiate z_t = t z_1 + (1 − t) z_0 in t.",
-                "z_1": "That is a position, not a velocity.",
-            },
-        ),
-        Question(
-            "The conditional loss stops falling at about the floor. What does that mean?",
-            (
-                "The model may be fine: the floor is the target's own noise",
-                "Training is stuck: raise the learning rate",
-            ),
-            "The model may be fine: the floor is the target's own noise",
-            "The floor E|u_t(z|z_1) − u_t(z)|² does not depend on θ; watch the field error, not the raw loss.",
-            hints={
-                "Training is stuck: raise the learning rate": "Look at the field error plot while the loss is flat."
-            },
-        ),
-        Question(
-            "Conditional and marginal targets give …",
-            (
-                "the same expected gradient and the same minimiser",
-                "different minimisers",
-                "the same loss values",
-            ),
-            "the same expected gradient and the same minimiser",
-            "They differ by a constant, the floor, so their expected gradients agree; a batch's gradients differ "
-            "by noise, which is why the conditional target needs more steps.",
-            hints={
-                "the same loss values": "Compare the two loss curves: they differ by the floor.",
-                "different minimisers": "The difference of the two losses does not depend on θ (step 3).",
-            },
-        ),
-    ],
-    key="objective",
-)
+lesson.self_check(SELF_CHECKS["objective"], key="objective")
 
 lesson.playground_link(data=preset, target="conditional", field="learned")

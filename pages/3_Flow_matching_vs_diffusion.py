@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, lesson, lesson_compute, lesson_figures, theme
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 from explorer.lesson_compute import SAMPLERS, Panel
 
 fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(
@@ -154,57 +155,6 @@ with lesson.pitfall(
         "pitfall",
     )
 
-# Euler-Maruyama with additive noise: strong order 1, weak order 1 (Kloeden & Platen 1992, sec. 10.2
-# and 14.1); the reverse VP SDE's diffusion coefficient sqrt(beta_t) does not depend on z.
-lesson.self_check(
-    [
-        Question(
-            "The reverse SDE and the probability-flow ODE of the same diffusion model …",
-            (
-                "have the same marginals p_t, but different paths",
-                "follow the same paths",
-                "sample different distributions",
-            ),
-            "have the same marginals p_t, but different paths",
-            "The ODE is built so that its particles have the SDE's distribution at every t, without the noise.",
-            hints={
-                "follow the same paths": "Look at the two left panels above: jagged against smooth.",
-                "sample different distributions": "Both are built from the same score to have the same p_t.",
-            },
-        ),
-        Question(
-            "A noise predictor ε_θ and a velocity v_θ on the same path …",
-            (
-                "convert into each other, given z_t, α_t, σ_t and their time derivatives",
-                "need different ODE solvers",
-                "cannot be compared",
-            ),
-            "convert into each other, given z_t, α_t, σ_t and their time derivatives",
-            "z_t = α_t z_1 + σ_t z_0 ties ẑ_0 and ẑ_1 to each other; the velocity α̇_t ẑ_1 + σ̇_t ẑ_0 also "
-            "needs the derivatives (fmcore.convert).",
-            hints={
-                "need different ODE solvers": "Once converted to a velocity, any ODE solver takes it.",
-                "cannot be compared": "Write ẑ_1 in terms of ε_θ using z_t = α_t z_1 + σ_t z_0.",
-            },
-        ),
-        Question(
-            "Why does the reverse SDE need more steps here?",
-            (
-                "A larger error constant, and fresh noise at every coarse step",
-                "Euler–Maruyama has strong order ½",
-                "Its network is worse",
-            ),
-            "A larger error constant, and fresh noise at every coarse step",
-            "The drift carries the full β_t times the score (twice the ODE's), and every coarse step injects "
-            "noise that later steps must remove. The order is the same as Euler's on the ODE.",
-            hints={
-                "Its network is worse": "The PF-ODE uses the very same network as the SDE.",
-                "Euler–Maruyama has strong order ½": "That is for noise that depends on z. Here √β_t does not "
-                "(additive noise): strong order 1, and the weak order, what counts for sampling, is 1 too.",
-            },
-        ),
-    ],
-    key="diffusion",
-)
+lesson.self_check(SELF_CHECKS["diffusion"], key="diffusion")
 
 lesson.playground_link(data=preset, schedule="vp", solver="euler", steps=20, field="learned")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 from fmcore.solvers import SOLVERS, TIME_GRIDS, time_grid
 
 solver_runs = st.cache_data(show_spinner="Running every solver…")(lesson_compute.solver_runs)
@@ -161,43 +162,7 @@ with lesson.pitfall(
         lesson_figures.panels_figure(few_steps_cases(preset), background=dataset.shown, height=400), "pitfall"
     )
 
-lesson.self_check(
-    [
-        Question(
-            "On log-log axes, error against NFE for a method of order p is a line of slope …",
-            ("−p", "−1/p", "+p"),
-            "−p",
-            "Error ~ h^p and NFE ~ 1/h, so log error = −p log NFE + const.",
-            hints={"+p": "More NFE should mean less error.", "−1/p": "Write error ~ h^p with h ~ 1/NFE."},
-        ),
-        Question(
-            "RK4 with 25 steps and Euler with 100 steps cost …",
-            ("the same NFE (100)", "RK4 costs 4× less", "RK4 costs 4× more"),
-            "the same NFE (100)",
-            "RK4 makes 4 evaluations per step: 25 × 4 = 100 = 100 × 1.",
-            hints={
-                "RK4 costs 4× less": "Count the evaluations per step in the formulas above.",
-                "RK4 costs 4× more": "4 NFE per step, yes, but for a quarter of the steps: multiply.",
-            },
-        ),
-        Question(
-            "Why does RK4 lose its fourth order on the point-cloud field?",
-            (
-                "The field gets stiff near t = 1 (dv/dz ≈ −I/(1−t)) and RK4's last stage evaluates it there",
-                "The particles move infinitely fast near t = 1",
-                "float32 rounding",
-            ),
-            "The field gets stiff near t = 1 (dv/dz ≈ −I/(1−t)) and RK4's last stage evaluates it there",
-            "An order-p bound needs bounded derivatives of v; its z-derivatives grow like 1/(1−t)^p, while the "
-            "speed along the exact paths stays O(1).",
-            hints={
-                "float32 rounding": "Rounding flattens the curves near 10⁻⁵; RK4's trouble starts far above.",
-                "The particles move infinitely fast near t = 1": "Look at the measured speeds after the reveal.",
-            },
-        ),
-    ],
-    key="solvers",
-)
+lesson.self_check(SELF_CHECKS["solvers"], key="solvers")
 
 lesson.playground_link(
     data=preset,

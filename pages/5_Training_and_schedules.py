@@ -5,6 +5,7 @@ import streamlit as st
 import fmcore
 from explorer import compute, figures, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 from explorer.lesson_compute import Panel
 from explorer.lesson_figures import TRAINING_STAGES
 
@@ -166,38 +167,6 @@ with lesson.pitfall(
         "pitfall",
     )
 
-lesson.self_check(
-    [
-        Question(
-            "In one training step, the times t are drawn …",
-            (
-                "independently for each point, uniform on [0, 1]",
-                "once per batch",
-                "from the solver's time grid",
-            ),
-            "independently for each point, uniform on [0, 1]",
-            "Each (z₁, z₀, t) triple is one regression example; spreading t over the batch lowers the variance.",
-            hints={"from the solver's time grid": "Training never runs a solver."},
-        ),
-        Question(
-            "The cosine schedule α = sin(πt/2), σ = cos(πt/2) keeps α² + σ² equal to …",
-            ("1 at every t", "t", "1 − t"),
-            "1 at every t",
-            "sin² + cos² = 1: that is what 'variance preserving' means.",
-            hints={
-                "t": "Put t = 0: sin 0 = 0, cos 0 = 1. What is α² + σ² there?",
-                "1 − t": "Put t = 1: sin(π/2) = 1. What is α² + σ² there?",
-            },
-        ),
-        Question(
-            "You trained on cosine and want the model's particles on the linear path. You …",
-            ("re-express it with change_schedule", "use the same network unchanged", "must retrain"),
-            "re-express it with change_schedule",
-            "Equal log-SNR gives the time map; a rescaling of z does the rest. No retraining.",
-            hints={"use the same network unchanged": "Look at the bottom-left panel of the pitfall."},
-        ),
-    ],
-    key="training",
-)
+lesson.self_check(SELF_CHECKS["training"], key="training")
 
 lesson.playground_link(data=preset, schedule="cosine", field="learned")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, lesson, lesson_compute, lesson_figures
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 from explorer.lesson_compute import EULER_STEPS, Panel
 
 rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(lesson_compute.rectify)
@@ -157,41 +158,6 @@ st.markdown(
     "training, so the paths start out straighter: try the OT coupling in the Playground)."
 )
 
-lesson.self_check(
-    [
-        Question(
-            "Reflow trains on pairs (z₀, z₁) where z₁ is …",
-            ("the first model's sample from that z₀", "a random data point", "the data point nearest to z₀"),
-            "the first model's sample from that z₀",
-            "The coupling is fixed by the first flow: noise and where the flow takes it.",
-            hints={"a random data point": "That is plain flow matching, whose straight lines cross."},
-        ),
-        Question(
-            "Straightness S = 0 means …",
-            (
-                "every path is a straight line at constant speed: one Euler step is exact",
-                "the paths never cross",
-                "the model is trained",
-            ),
-            "every path is a straight line at constant speed: one Euler step is exact",
-            "S integrates the squared gap between the velocity and the average velocity z₁ − z₀.",
-            hints={
-                "the paths never cross": "The marginal field's paths never cross either, and they are curved.",
-                "the model is trained": "A trained first flow has S > 0: look at its RK4 paths above.",
-            },
-        ),
-        Question(
-            "Can reflow make samples closer to the data than the first model's best samples?",
-            (
-                "No: with pairs made forward from noise, it learns the first model's map",
-                "Yes: each round improves the distribution",
-            ),
-            "No: with pairs made forward from noise, it learns the first model's map",
-            "Reflow keeps the end distribution (at best) and straightens the way there; see the pitfall.",
-            hints={"Yes: each round improves the distribution": "What does the reflowed model regress on?"},
-        ),
-    ],
-    key="reflow_check",
-)
+lesson.self_check(SELF_CHECKS["reflow_check"], key="reflow_check")
 
 lesson.playground_link(data=preset, coupling="ot", field="learned", solver="euler", steps=2)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer import compute, lesson, lesson_continuity, lesson_figures
 from explorer.lesson import Question
+from explorer.lesson_checks import SELF_CHECKS
 from explorer.lesson_compute import Panel
 
 likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(
@@ -122,53 +123,7 @@ with lesson.pitfall(
         "pitfall",
     )
 
-lesson.self_check(
-    [
-        Question(
-            "The continuity equation ∂ₜp + ∇·(p u) = 0 says that …",
-            (
-                "probability is moved by u, never created or destroyed",
-                "the density is the same at every t",
-                "u is the gradient of log p",
-            ),
-            "probability is moved by u, never created or destroyed",
-            "The change of p in a region is what the flux p u carries across its boundary.",
-            hints={
-                "the density is the same at every t": "Then ∂ₜp = 0; yet p₀ is noise and p₁ is the data.",
-                "u is the gradient of log p": "That is the score; the equation constrains any field that moves p.",
-            },
-        ),
-        Question(
-            "Why does the averaged field u_t(z) = E[u_t(z_t | z₁) | z_t = z] generate p_t?",
-            (
-                "Each conditional field generates its conditional path, and the equation is linear in p u",
-                "Because the loss is minimised there",
-                "Because its paths are straight",
-            ),
-            "Each conditional field generates its conditional path, and the equation is linear in p u",
-            "Average the conditional fluxes p_t(z|z₁) u_t(z|z₁) over z₁: that is p_t u_t (Theorem 1).",
-            hints={
-                "Because the loss is minimised there": "The loss says which field is learned, not why it moves p₀ to p₁.",
-                "Because its paths are straight": "Lesson 2: the marginal paths are curved.",
-            },
-        ),
-        Question(
-            "To compute log p₁(x) with a flow you …",
-            (
-                "solve backward to z₀ and add −∫ div v to log N(z₀)",
-                "evaluate N(x; 0, I)",
-                "sample many times and count",
-            ),
-            "solve backward to z₀ and add −∫ div v to log N(z₀)",
-            "The instantaneous change of variables: one ODE solve per point, exact up to the solver's error.",
-            hints={
-                "evaluate N(x; 0, I)": "That is the density at t = 0; x lives at t = 1.",
-                "sample many times and count": "That estimates a histogram; the flow gives the density itself.",
-            },
-        ),
-    ],
-    key="continuity",
-)
+lesson.self_check(SELF_CHECKS["continuity"], key="continuity")
 
 lesson.playground_link(data=preset, field="learned", density=True, model_density=True)
 lesson.reading_list()

@@ -314,3 +314,17 @@ def test_dpm_solvers_first_order_step_on_the_linear_path_is_an_euler_step():
     kwargs = dict(t0=0.2, t1=0.6, schedule="linear")
     dpm = fmcore.integrate(v, z, "dpm++2m", 1, **kwargs).z_end
     np.testing.assert_allclose(dpm, fmcore.integrate(v, z, "euler", 1, **kwargs).z_end, atol=1e-10)
+
+
+def test_every_wrong_self_check_answer_gets_a_hint_at_the_idea():
+    from explorer.lesson_checks import SELF_CHECKS
+
+    missing = [
+        (key, q.prompt, option)
+        for key, questions in SELF_CHECKS.items()
+        for q in questions
+        for option in q.options
+        if option != q.answer and option not in q.hints
+    ]
+    assert not missing, "a wrong answer would get only the generic 'look at the figure again'"
+    assert set(SELF_CHECKS) == {LESSONS[name][1] for name in LESSONS}

@@ -18,6 +18,7 @@ import streamlit as st
 from explorer.core.state import ViewState
 
 __all__ = [
+    "READING",
     "Feedback",
     "Question",
     "chart",
@@ -26,9 +27,11 @@ __all__ = [
     "playground_link",
     "playground_url",
     "predict_then_see",
+    "reading_list",
     "reveal",
     "self_check",
     "setup_page",
+    "write_it_yourself",
 ]
 
 
@@ -78,6 +81,50 @@ def reveal(question: Question, guess: str) -> Feedback:
     hint = question.hints.get(guess)
     return Feedback(
         False, f"Not quite: the answer is “{question.answer}”. {hint + ' ' if hint else ''}{question.why}"
+    )
+
+
+READING = (
+    ("Chen, Rubanova, Bettencourt, Duvenaud (2018)", "Neural Ordinary Differential Equations", "1806.07366"),
+    (
+        "Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole (2021)",
+        "Score-Based Generative Modeling through Stochastic Differential Equations",
+        "2011.13456",
+    ),
+    ("Lipman, Chen, Ben-Hamu, Nickel, Le (2022)", "Flow Matching for Generative Modeling", "2210.02747"),
+    (
+        "Liu, Gong, Liu (2022)",
+        "Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow",
+        "2209.03003",
+    ),
+    (
+        "Albergo, Vanden-Eijnden (2022)",
+        "Building Normalizing Flows with Stochastic Interpolants",
+        "2209.15571",
+    ),
+    (
+        "Lu, Zhou, Bao, Chen, Li, Zhu (2022)",
+        "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models",
+        "2211.01095",
+    ),
+    (
+        "Kingma, Gao (2023)",
+        "Understanding Diffusion Objectives as the ELBO with Simple Data Augmentation",
+        "2303.00848",
+    ),
+    ("Lipman, Havasi, Holderrieth, et al. (2024)", "Flow Matching Guide and Code", "2412.06264"),
+    ("Lai, Song, Kim, Mitsufuji, Ermon (2025)", "The Principles of Diffusion Models", "2510.21890"),
+)
+"""(authors, title, arXiv id) of the papers the lessons cite, oldest first."""
+
+
+def reading_list() -> None:
+    """The papers behind the lessons, each with its arXiv link."""
+    st.subheader("Reading list")
+    st.markdown(
+        "\n".join(
+            f"- {who}, *{title}*, [arXiv:{id_}](https://arxiv.org/abs/{id_})" for who, title, id_ in READING
+        )
     )
 
 
@@ -194,3 +241,34 @@ def self_check(questions: Sequence[Question], key: str = "check") -> None:
             _feedback(grade(question, checked))
         elif f"{q_key}__checked" in st.session_state and choice is None:
             st.info("Pick an answer first, then press Check.")
+
+
+def write_it_yourself(key: str) -> None:
+    """The exercise: the train-and-sample script with its target blank, a box for the target, a verdict.
+
+    The learner's text is shown only as code and checked by ``lesson_exercise.check_target`` (an
+    ``ast`` walk, never ``eval``); the verdict's message never repeats it.
+    """
+    from . import exercise as lesson_exercise
+
+    st.subheader("Write it yourself")
+    st.markdown(
+        "Here is the whole algorithm as a script of about 30 lines: it trains a network on the two moons and "
+        "samples it with Euler. One line is left blank: the regression target `u_t`. Type it below; the page "
+        "checks it against the right target on a batch of 256 (any algebraic form passes)."
+    )
+    st.code(lesson_exercise.SCRIPT, language="python")
+    typed = st.text_input(
+        "u_t =", key=key, max_chars=lesson_exercise.MAX_LENGTH, placeholder="in z0, z1, t, alpha, sigma, …"
+    )
+    if st.button("Check my target", key=f"{key}__check") or typed:
+        st.code("u_t = " + typed, language="python")
+        verdict = lesson_exercise.check_target(typed)
+        (st.success if verdict.correct else st.error)(verdict.message)
+    st.markdown(
+        "Fill the blank, save the script and run it with `python script.py`. The same loop is "
+        "`fmcore.Trainer`; from a shell, `python -m fmcore train --data moons --steps 2000 --out "
+        "moons.safetensors` trains one and `python -m fmcore sample --model moons.safetensors --out "
+        "samples.csv` draws from it. More scripts are in the "
+        "repository's `examples/`."
+    )

@@ -11,10 +11,12 @@ from fmcore import BatchTrainer, Trainer, datasets
 from fmcore.metrics import energy_distance
 from fmcore.solvers import integrate
 
-# Float rounding of the batched bias gradient (a sum over the batch in another order) is the only
-# difference from a plain Trainer; Adam then moves both copies alike, so after a few hundred steps
-# the weights agree to about 1e-6 (their size is about 1).
-ATOL = 1e-5
+# The draws are the Trainer's own, so the only difference from a plain Trainer is float rounding:
+# the batched matrix products sum in another order (about 1e-7 a step). Adam divides each gradient
+# component by its running size, so where a component is near 0 that rounding is amplified; after
+# 150 steps the weights (of size about 1) agree to about 1e-5, and the fields far closer than any
+# sampling noise (checked below through samples).
+ATOL = 1e-4
 
 
 def _weights(trainer: Trainer) -> list[torch.Tensor]:

@@ -64,6 +64,7 @@ class _Slot:
     taken: int = 0  # steps taken in this call
     chunk: list[float] = field(default_factory=list)  # losses since its last check
     losses: list[float] = field(default_factory=list)  # losses kept in this call
+    grads: list[torch.Tensor] = field(default_factory=list)  # its rows of the group's gradients
     _adam: tuple | None = None
 
     def __post_init__(self):
@@ -108,9 +109,9 @@ class _Group:
         self.ema = [torch.stack([p.detach() for p in layer]) for layer in zip(*emas, strict=True)]
         self.grads = [torch.zeros_like(w) for w in self.weights]
         for k, slot in enumerate(self.slots):
-            for p, weight, grad in zip(models[k], self.weights, self.grads, strict=True):
+            for p, weight in zip(models[k], self.weights, strict=True):
                 p.data = weight.detach()[k]
-                p.grad = grad[k]
+            slot.grads = [grad[k] for grad in self.grads]
             if slot.trainer._ema is not None:
                 for p, ema in zip(slot.trainer._ema.parameters(), self.ema, strict=True):
                     p.data = ema[k]
@@ -162,10 +163,13 @@ class _Group:
                 key = (tr.schedule.name, tr.options["prediction"]) if tr.target == "conditional" else k
                 rows.setdefault(key, []).append(k)
         t, z1, z0 = (torch.stack(x) for x in zip(*draws, strict=True))
-        z_t, target = torch.zeros_like(z1), torch.zeros_like(z1)
         with torch.no_grad():
+            if [len(ks) for ks in rows.values()] == [len(self.slots)]:  # the usual case: one call for all
+                pair = self.slots[0].trainer._regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))
+                return (t, *(x.view(len(self.slots), n, d) for x in pair))
+            z_t, target = torch.zeros_like(z1), torch.zeros_like(z1)
             for ks in rows.values():
-                index = slice(None) if len(ks) == len(self.slots) else torch.tensor(ks, device=self.device)
+                index = torch.tensor(ks, device=self.device)
                 pair = self.slots[ks[0]].trainer._regression(
                     t[index].reshape(-1), z1[index].reshape(-1, d), z0[index].reshape(-1, d)
                 )
@@ -189,7 +193,7 @@ class _Group:
             )
             adam(
                 params,
-                [p.grad for p in params],
+                [g for slot in slots for g in slot.grads],
                 exp_avgs,
                 exp_avg_sqs,
                 [],

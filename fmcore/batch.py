@@ -88,19 +88,25 @@ class _Group:
     def __init__(self, config: ModelConfig, batch_size: int, device: torch.device):
         self.config, self.batch_size, self.device = config, batch_size, device
         self.slots: list[_Slot] = []
+        self._stacked = False
         self.activation = ACTIVATIONS[config.activation]()
         self.freqs = VelocityMLP(config).freqs.to(device)
 
     def add(self, slot: _Slot):
         self.slots.append(slot)
-        self._stack()
+        self._stacked = False
 
     def remove(self, slot: _Slot):
         self.slots.remove(slot)
-        self._stack()
+        self._stacked = False
 
-    def _stack(self):
-        """(Re)build the stacked weights, EMA and gradients; point every slot's parameters at its row."""
+    def stack(self):
+        """(Re)build the stacked weights, EMA and gradients and point every slot's parameters at its
+        row, once after any number of adds and removes (until then each Trainer's own tensors or
+        its rows of the previous stack stay valid, so reading a slot never needs this)."""
+        if self._stacked:
+            return
+        self._stacked = True
         models = [s.params for s in self.slots]
         emas = [list(s.trainer._sampling_net.parameters()) for s in self.slots]
         self.weights = [
@@ -347,6 +353,7 @@ class BatchTrainer:
     def _run(group: _Group):
         """Step the group until no slot has steps left; check each slot where its Trainer would (every
         ``check_every`` steps of this call and at its last one), keeping or restoring it."""
+        group.stack()
         pending: list[tuple[torch.Tensor, list[bool]]] = []
         while any(s.todo > 0 for s in group.slots):
             live = [s.todo > 0 for s in group.slots]

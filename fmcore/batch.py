@@ -4,9 +4,9 @@ Each slot is a full ``Trainer`` (its own data, schedule, target, coupling, seed,
 EMA, optimizer state, history and divergence checks); what the bank adds is that the networks of
 all slots with the same architecture are stepped together. Their weights live as rows of stacked
 tensors, ``W_l`` of shape (K, out, in) and ``b_l`` of shape (K, out), and one forward pass is a
-``torch.baddbmm`` per layer:
+``torch.baddbmm`` per layer, on features h_l of shape (K, width, B):
 
-    h_{l+1}[k] = act(h_l[k] W_l[k]^T + b_l[k])        for every slot k at once
+    h_{l+1}[k] = act(W_l[k] h_l[k] + b_l[k])        for every slot k at once
 
 Each slot's ``VelocityMLP`` parameters are views of its rows, so the slot's own ``Trainer`` (its
 sampling field, snapshots, ``state_dict``) sees the bank's weights without copies. The losses of
@@ -17,11 +17,13 @@ own optimizer state (so per-slot step counts and bias corrections stay right); t
 ``lerp_`` per layer with a per-slot weight.
 
 The random draws are the Trainer's own (``Trainer._draw`` with the slot's generator), so a slot
-trains bit for bit like a plain ``Trainer`` with the same options and seed (up to float rounding
-of the batched bias gradient), whatever else is in the bank.
+trains like a plain ``Trainer`` with the same options and seed (up to the float rounding of
+batched matrix products, which sum in another order), and bit for bit the same whatever else is in
+the bank.
 
 Speed (``bench/engine.py``, one CPU thread): the per-op overhead of a small MLP step is shared by
-all slots; the per-slot cost left is the draws and the target (a few dozen small ops each).
+all slots; what is left per slot is its share of the matrix products and its draws (a handful of
+small ops). The conditional target is computed in one call for all slots sharing a schedule.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def _adam_state(optimizer: torch.optim.Adam, p: torch.Tensor) -> dict:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return state
+
+
+def _group_key(trainer: Trainer) -> tuple[ModelConfig, int]:
+    """What slots must share to be stacked: the network's shape and the batch size."""
+    return trainer.model_config, trainer.options["batch_size"]
 
 
 @dataclass
@@ -217,6 +224,8 @@ class _Group:
             )
 
     def _ema_update(self, live: list[bool]):
+        """ema <- lerp(ema, weights, 1 - decay) row by row; weight 0 (no change) for slots not
+        stepped or without an EMA (whose EMA row is an unused copy of the weights)."""
         weights = []
         for slot, active in zip(self.slots, live, strict=True):
             tr = slot.trainer
@@ -282,7 +291,7 @@ class BatchTrainer:
         return self._adopt(Trainer.from_state_dict(state, device=self.device))
 
     def _adopt(self, trainer: Trainer) -> int:
-        key = (trainer.model_config, trainer.options["batch_size"])
+        key = _group_key(trainer)
         if key not in self._groups:
             self._groups[key] = _Group(*key, self.device)
         slot = _Slot(trainer)
@@ -296,13 +305,10 @@ class BatchTrainer:
             raise KeyError(f"no slot {slot!r} in this BatchTrainer; slots: {self.slots}")
         return self._slots[slot]
 
-    def _group_of(self, slot: _Slot) -> tuple:
-        return (slot.trainer.model_config, slot.trainer.options["batch_size"])
-
     def remove(self, slot: int):
         """Drop a slot; the others train on as if it had never been there."""
         s = self._slot(slot)
-        key = self._group_of(s)
+        key = _group_key(s.trainer)
         self._groups[key].remove(s)
         if not self._groups[key].slots:
             del self._groups[key]

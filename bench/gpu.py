@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.engine import CHUNK, make_bank, timed
+from bench.engine import CHUNK, batch_trainer, sync_for, timed
 
 GPU_SLOTS = [1, 10, 30, 100, 300, 1000]
 CPU_SLOTS = [1, 10, 30]
@@ -33,11 +33,9 @@ def measure(k: int, seconds: float, device: torch.device) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    bank = make_bank(k, device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-    per_slot = CHUNK * timed(lambda: bank.step(CHUNK), seconds, time.perf_counter, sync)
+    rate = timed({"bank": batch_trainer(k, device)}, seconds, time.perf_counter, sync_for(device))["bank"]
     memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
-    return {"K": k, "steps/s": per_slot, "ms/step": 1e3 / per_slot, "MiB": memory / 2**20}
+    return {"K": k, "steps/s": rate, "ms/step": 1e3 / rate, "MiB": memory / 2**20}
 
 
 def main():

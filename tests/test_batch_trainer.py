@@ -3,10 +3,12 @@
 import math
 import pickle
 import re
+import sys
 
 import pytest
 import torch
 
+from bench import gpu
 from fmcore import BatchTrainer, Trainer, datasets
 from fmcore.metrics import energy_distance
 from fmcore.solvers import integrate
@@ -181,3 +183,10 @@ def test_options_are_validated_as_the_trainer_validates_them():
     with pytest.raises(ValueError, match="not a Trainer state"):
         bank.add_state({"format": "something else"})
     assert len(bank) == 1 and bank.step(0)[slot].step == 0
+
+
+def test_the_gpu_bench_says_plainly_when_there_is_no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["bench/gpu.py"])
+    with pytest.raises(SystemExit, match=r"needs a cuda GPU .* --device cpu"):
+        gpu.main()

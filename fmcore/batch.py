@@ -189,6 +189,7 @@ class _Group:
                 z_t[index], target[index] = (x.view(len(ks), n, d) for x in pair)
         return t, z_t, target
 
+    @torch.no_grad()  # as Optimizer.step: the update is no part of the graph
     def _adam(self, live: list[bool]):
         """torch's fused/foreach Adam, one call per set of identical settings (usually one lr)."""
         buckets: dict[tuple, list[_Slot]] = {}

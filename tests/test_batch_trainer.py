@@ -190,3 +190,19 @@ def test_the_gpu_bench_says_plainly_when_there_is_no_cuda(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench/gpu.py"])
     with pytest.raises(SystemExit, match=r"needs a cuda GPU .* --device cpu"):
         gpu.main()
+
+
+def test_a_state_from_an_unfused_adam_trains_alike():
+    # A state saved on mps carries fused=False in its optimizer settings, which the bank then uses.
+    trainer = Trainer(_moons(5), seed=5)
+    trainer.step(20)
+    state = trainer.state_dict()
+    state["optimizer"]["param_groups"][0]["fused"] = False
+    resumed = Trainer.from_state_dict(state)
+    bank = BatchTrainer(device="cpu")
+    slot = bank.add_state(state)
+    bank.add(_moons(6), seed=6)  # a fused neighbour: another Adam call
+    assert bank.trainer(slot).optimizer.param_groups[0]["fused"] is False
+    resumed.step(30)
+    bank.step(30)
+    _assert_same_run(bank.trainer(slot), resumed)

@@ -58,20 +58,20 @@ ENGINES: dict[str, Callable[[int, torch.device], Callable[[], None]]] = {"BatchT
 
 
 def timed(calls: dict[str, Callable[[], None]], seconds: float, clock, sync) -> dict[str, float]:
-    """Steps/s per slot of each call, measured in turns (one call each, round after round, until
-    each has had about ``seconds``), so that a change in the machine's load hits all alike."""
+    """Steps/s per slot of each call, measured in turns: the call with the least time so far runs
+    next, until each has had about ``seconds``, so that a change in the machine's load hits all alike."""
     spent = dict.fromkeys(calls, 0.0)
     count = dict.fromkeys(calls, 0)
     for call in calls.values():  # warm-up
         call()
     sync()
     while min(spent.values()) < seconds:
-        for name, call in calls.items():
-            start = clock()
-            call()
-            sync()
-            spent[name] += clock() - start
-            count[name] += 1
+        name = min(spent, key=spent.get)
+        start = clock()
+        calls[name]()
+        sync()
+        spent[name] += clock() - start
+        count[name] += 1
     return {name: CHUNK * count[name] / spent[name] for name in calls}
 
 

@@ -5,6 +5,7 @@ Time runs from t=0 (noise, z_0 ~ N(0, I)) to t=1 (data z_1); the path is
 """
 
 from . import datasets, metrics
+from .batch import BatchTrainer
 from .coupling import COUPLINGS
 from .exact import exact_log_density, exact_posterior_mean, exact_score, exact_velocity
 from .io import load
@@ -22,6 +23,7 @@ __all__ = [
     "SCHEDULES",
     "SOLVERS",
     "TIME_GRIDS",
+    "BatchTrainer",
     "Blurred",
     "PathSample",
     "Schedule",

@@ -434,33 +434,46 @@ class Trainer:
 
         Does nothing while the status is "diverged" (see ``set_lr``, ``reset``) or "done".
         """
-        if not _is_int(n) or n < 0:
-            raise ValueError(f"n must be an integer >= 0; got {n!r}")
-        max_steps = self.options["max_steps"]
-        if self.status == "ok" and max_steps is not None:
-            n = min(n, max(0, max_steps - self.step_count))
-            if n == 0:
-                self.status, self.message = "done", f"reached max_steps={max_steps}"
-        if self.status != "ok" or n == 0:
+        n = self._budget(n)
+        if n == 0:
             return self._stats(math.nan, 0.0)
         self.model.train()
         start, done, losses = time.perf_counter(), 0, []
         while done < n:
             k = min(self.options["check_every"], n - done)
             chunk = torch.stack([self._train_step() for _ in range(k)]).tolist()
-            problem = self._diagnose(chunk)
-            if problem:
-                self._diverged(chunk, problem)
+            if not self._end_chunk(chunk):
                 break
-            self.history.extend(chunk)
             losses.extend(chunk)
-            self._snapshot = self._take_snapshot()
             done += k
         seconds = time.perf_counter() - start
         self.elapsed += seconds
+        self._mark_done()
+        return self._stats(float(np.mean(losses)) if losses else math.nan, done / max(seconds, 1e-9))
+
+    def _budget(self, n: int) -> int:
+        """How many of ``n`` requested steps this call may take (0 unless the status is "ok")."""
+        if not _is_int(n) or n < 0:
+            raise ValueError(f"n must be an integer >= 0; got {n!r}")
+        if self.status == "ok" and self.options["max_steps"] is not None:
+            n = min(n, max(0, self.options["max_steps"] - self.step_count))
+            self._mark_done()
+        return n if self.status == "ok" else 0
+
+    def _mark_done(self):
+        max_steps = self.options["max_steps"]
         if self.status == "ok" and max_steps is not None and self.step_count >= max_steps:
             self.status, self.message = "done", f"reached max_steps={max_steps}"
-        return self._stats(float(np.mean(losses)) if losses else math.nan, done / max(seconds, 1e-9))
+
+    def _end_chunk(self, chunk: list[float]) -> bool:
+        """Check a chunk of per-step losses: keep it and snapshot (True), or restore (False)."""
+        problem = self._diagnose(chunk)
+        if problem:
+            self._diverged(chunk, problem)
+            return False
+        self.history.extend(chunk)
+        self._snapshot = self._take_snapshot()
+        return True
 
     def losses_since(self, step: int) -> list[float]:
         """The per-step losses of the steps after ``step`` (also right when a state was shipped with

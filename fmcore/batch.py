@@ -171,7 +171,7 @@ class _Group:
         draws, rows = [], {}
         for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
             tr = slot.trainer
-            draws.append(tr._draw(n, tr._generator) if active else (zeros[:, 0], zeros, zeros))
+            draws.append(tr._draw(n, tr._generator)[:3] if active else (zeros[:, 0], zeros, zeros))
             if active:
                 key = (tr.schedule.name, tr.options["prediction"]) if tr.target == "conditional" else k
                 rows.setdefault(key, []).append(k)
@@ -292,6 +292,10 @@ class BatchTrainer:
         return self._adopt(Trainer.from_state_dict(state, device=self.device))
 
     def _adopt(self, trainer: Trainer) -> int:
+        if trainer.labels is not None:
+            raise ValueError(
+                "BatchTrainer steps unconditional models only; train a labelled model with Trainer"
+            )
         key = _group_key(trainer)
         if key not in self._groups:
             self._groups[key] = _Group(*key, self.device)

@@ -206,3 +206,11 @@ def test_a_state_from_an_unfused_adam_trains_alike():
     resumed.step(30)
     bank.step(30)
     _assert_same_run(bank.trainer(slot), resumed)
+
+
+def test_a_labelled_model_is_refused_with_a_plain_message():
+    data, labels = datasets.sample("moons", 256, seed=0, labels=True)
+    bank = BatchTrainer(device="cpu")
+    with pytest.raises(ValueError, match="unconditional models only"):
+        bank.add(torch.as_tensor(data), labels=torch.as_tensor(labels))
+    assert bank.slots == []

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .quoting import quote
+
 Generator = Callable[[int, np.random.Generator], np.ndarray]
 
 MAX_POINTS = 20_000
@@ -130,7 +132,11 @@ def _centre_and_scale(points: np.ndarray) -> tuple[np.ndarray, float]:
     # One scalar for both axes keeps the shape (a circle stays a circle); dividing by the RMS of
     # the per-axis standard deviations gives unit spread per axis on average.
     centre = points.mean(axis=0)
-    scale = float(np.sqrt(((points - centre) ** 2).mean()))
+    offsets = points - centre
+    scale = float(np.sqrt((offsets**2).mean()))
+    if scale < 1e-150:  # squares of a spread this small underflow: measure it in units of its largest offset
+        largest = float(np.abs(offsets).max())
+        scale = largest * float(np.sqrt(((offsets / largest) ** 2).mean())) if largest > 0 else 0.0
     return centre, scale
 
 
@@ -320,18 +326,18 @@ def parse_csv(text: str) -> np.ndarray:
         header_allowed = False
         if len(fields) == 1:
             raise ValueError(
-                f"Line {number} has only one value ({line!r}); each line needs two numbers: x, y."
+                f"Line {number} has only one value ({quote(line)}); each line needs two numbers: x, y."
             )
         if len(fields) > 2:
             raise ValueError(
-                f"Line {number} has {len(fields)} values ({line!r}); expected exactly two columns: x, y."
+                f"Line {number} has {len(fields)} values ({quote(line)}); expected exactly two columns: x, y."
             )
         for field, value in zip(fields, values, strict=True):
             if value is None:
-                shown = repr(field) if field else "an empty value"
+                shown = quote(field) if field else "an empty value"
                 raise ValueError(f"Line {number}: {shown} is not a number.")
             if not np.isfinite(value):
-                raise ValueError(f"Line {number}: {field!r} is not a finite number.")
+                raise ValueError(f"Line {number}: {quote(field)} is not a finite number.")
         rows.append(values)
     if not rows:
         raise ValueError("No data rows found: paste one point per line, like '0.5, -1.2'.")

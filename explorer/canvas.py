@@ -35,6 +35,7 @@ __all__ = [
     "polyline_from_path",
     "stroke_points",
     "strokes_from_json",
+    "take_strokes",
     "to_model",
 ]
 
@@ -131,6 +132,44 @@ SEEN_KEY = "fme_strokes_seen"
 TAKEN_KEY = "fme_strokes_taken"  # per pad key: how many of its objects were already taken
 
 
+def take_strokes(state, key: str, strokes: list[np.ndarray], spread_px: float, pad_px: int = PAD_PX) -> bool:
+    """Add the new strokes that the pad ``key`` reports to the session's drawing.
+
+    A pad that is being replaced can report its last stroke once more (remount, page switch): what
+    a key already reported is not taken again. A stroke whose exact pixel path is already on the pad,
+    or one that would take the pad past ``datasets.MAX_POINTS``, is not added, and
+    ``state[NOTICE_KEY]`` says so.
+
+    Args:
+        state: ``st.session_state`` (any mutable mapping).  strokes: pixel polylines, drawing order.
+    Returns:
+        Whether anything new was reported (the data may have changed).
+    """
+    taken = state.setdefault(TAKEN_KEY, {})
+    strokes, taken[key] = strokes[taken.get(key, 0) :], len(strokes)
+    if not strokes:
+        return False
+    current, seen = Drawing(state), state.setdefault(SEEN_KEY, set())
+    state.pop(NOTICE_KEY, None)
+    for line in strokes:  # usually one: the pad is remounted empty after every stroke
+        if line.tobytes() in seen:
+            state[NOTICE_KEY] = (
+                "That stroke is exactly one already drawn, so it was not added twice. Draw it again "
+                "slightly differently to add more points there."
+            )
+            continue
+        points = stroke_points(line, spread_px, seed=current.generation, pad_px=pad_px)
+        if current.count() + len(points) > datasets.MAX_POINTS:
+            state[NOTICE_KEY] = (
+                f"The pad holds at most {datasets.MAX_POINTS:,} points; that stroke was not added. "
+                "Undo or clear some strokes first."
+            )
+            break
+        seen.add(line.tobytes())
+        current.add(points)
+    return True
+
+
 class Drawing:
     """The session's drawn strokes (model coordinates), kept in ``st.session_state``."""
 
@@ -194,38 +233,8 @@ def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: i
         value = st.session_state.get(key)
         drawing_value = value.get("drawing") if hasattr(value, "get") else None
         raw = drawing_value.get("raw") if hasattr(drawing_value, "get") else None
-        strokes = strokes_from_json(raw, pad_px)
-        if not strokes:
-            return
-        current = Drawing(st.session_state)
-        # A pad that is being replaced can report its last stroke once more (remount, page switch):
-        # a stroke is taken once, by its exact pixel path.
-        # A pad that reports what it already reported (the same key) is not news; a stroke whose
-        # exact pixel path is already on the pad is said to be so.
-        taken = st.session_state.setdefault(TAKEN_KEY, {})
-        strokes, taken[key] = strokes[taken.get(key, 0) :], len(strokes)
-        if not strokes:
-            return
-        seen = st.session_state.setdefault(SEEN_KEY, set())
-        fresh = [line for line in strokes if line.tobytes() not in seen]
-        if not fresh:
-            st.session_state[NOTICE_KEY] = (
-                "That stroke is exactly one you drew before, so it was not added twice. Draw it again "
-                "slightly differently to add more points there."
-            )
-            return
-        st.session_state.pop(NOTICE_KEY, None)
-        for line in fresh:  # usually one: the pad is remounted empty after every stroke
-            points = stroke_points(line, spread_px, seed=current.generation, pad_px=pad_px)
-            if current.count() + len(points) > datasets.MAX_POINTS:
-                st.session_state[NOTICE_KEY] = (
-                    f"The pad holds at most {datasets.MAX_POINTS:,} points; that stroke was not added. "
-                    "Undo or clear some strokes first."
-                )
-                break
-            seen.add(line.tobytes())
-            current.add(points)
-        on_points(current.points())
+        if take_strokes(st.session_state, key, strokes_from_json(raw, pad_px), spread_px, pad_px):
+            on_points(Drawing(st.session_state).points())
 
     # Imported here: the component registers itself on import, which needs a running Streamlit.
     from streamlit_drawable_canvas import st_canvas

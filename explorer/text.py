@@ -12,15 +12,18 @@ import re
 
 from fmcore.quoting import QUOTE_CHARS, quote
 
-__all__ = ["MESSAGE_CHARS", "QUOTE_CHARS", "plain", "quote", "shorten"]
+__all__ = ["JOINER", "MESSAGE_CHARS", "QUOTE_CHARS", "plain", "quote", "shorten"]
 
 MESSAGE_CHARS = 600
 """A whole message is cut here: each quoted piece is already short, so only a runaway one gets here."""
 
 # Markdown, GFM, LaTeX and HTML syntax characters; a backslash before ASCII punctuation shows it as is.
-_SYNTAX = re.compile(r"([\\`*_\[\]{}()<>#|!~$&@^=])")
-# GFM turns bare addresses into links (http://…, www.…): break the '://' and 'www.' with an escape.
-_AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)(\.)")
+_SYNTAX = re.compile(r"([\\`*_\[\]{}()<>#|!~$&^=])")
+JOINER = "\u2060"
+"""An invisible word joiner. GFM links bare addresses (``http://…``, ``www.…``, ``name@host``) in the
+rendered text, after escapes are resolved, so an escape cannot stop it: a joiner inside the
+address does, and the text reads the same."""
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)")
 
 
 def shorten(text: object, limit: int = QUOTE_CHARS) -> str:
@@ -37,5 +40,4 @@ def plain(message: object, limit: int = MESSAGE_CHARS) -> str:
     Returns:
         Markdown source that renders as the (shortened) text: no link, image, formula, tag or heading.
     """
-    escaped = _SYNTAX.sub(r"\\\1", shorten(message, limit))
-    return _AUTOLINK.sub(lambda m: m.group(1) + "\\:\\/\\/" if m.group(1) else m.group(3) + "\\.", escaped)
+    return _AUTOLINK.sub(JOINER, _SYNTAX.sub(r"\\\1", shorten(message, limit)))

@@ -570,3 +570,59 @@ def test_hostile_model_metadata_is_shown_as_plain_text(app, open_panel, tmp_path
         app({"data": "moons"}), open_panel, "m.safetensors", model_bytes(tmp_path, **{field: value})
     )
     assert_no_markup_from(at)
+
+
+# Sweep: every page, and every Playground control at its extremes, with a trained and a loaded model --
+
+
+def _sweep_values():
+    import fmcore
+    from explorer import controls
+    from explorer.state import FIELDS, MAX_SEED, MAX_STEPS, TARGETS
+    from fmcore.coupling import COUPLINGS
+    from fmcore.solvers import SOLVERS, TIME_GRIDS
+
+    return [
+        ("segmented_control", "field", FIELDS),
+        ("selectbox", "schedule", tuple(fmcore.SCHEDULES)),
+        ("selectbox", "solver", tuple(SOLVERS)),
+        ("selectbox", "grid", tuple(TIME_GRIDS)),
+        ("slider", "steps", (1, MAX_STEPS)),
+        ("select_slider", "n", (min(controls.PARTICLE_CHOICES), max(controls.PARTICLE_CHOICES))),
+        ("number_input", "seed", (MAX_SEED, 0)),
+        ("pills", "layers", ([], list(controls.LAYER_LABELS))),
+        ("toggle", "model_density", (True, False)),
+        ("toggle", "compare", (True, False)),
+        ("selectbox", "coupling", tuple(COUPLINGS)),
+        ("selectbox", "target", tuple(TARGETS)),
+        ("select_slider", "lr", (min(controls.LEARNING_RATES), max(controls.LEARNING_RATES))),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["trained", "loaded"])
+def test_every_control_at_its_extremes_shows_no_traceback(app, open_panel, tmp_path, model):
+    at = app({"data": "moons"})
+    if model == "trained":
+        trained(at)
+    else:
+        upload_model(at, open_panel, "m.safetensors", model_bytes(tmp_path))
+        open_panel(at, "upload")
+    at.segmented_control(key="fme_w_field").set_value("learned").run()
+    at.pills(key="fme_w_layers").set_value(["density"]).run()  # the network-density toggle appears
+    for kind, name, values in _sweep_values():
+        widgets = [w for w in at.get(kind) if w.key == f"fme_w_{name}"]
+        if not widgets:  # e.g. the density toggle after the layers were switched off
+            continue
+        default = widgets[0].value
+        for value in (*values, default):
+            getattr(at, kind)(key=f"fme_w_{name}").set_value(value).run()
+            assert not at.exception, (name, value, [e.value for e in at.exception])
+    assert at.get("plotly_chart")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("[0-9]_*.py")))
+def test_every_lesson_page_runs_without_a_traceback(page):
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]

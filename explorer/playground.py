@@ -170,10 +170,10 @@ def _accept_points(raw: np.ndarray, source: str) -> None:
 
 def _too_large(upload) -> str | None:
     """A sentence when an upload is over ``MAX_UPLOAD_MB`` (refused before it is read), else None."""
-    if upload.size <= MAX_UPLOAD_MB * 2**20:
+    if upload.size <= MAX_UPLOAD_MB * 10**6:  # Streamlit's uploader counts MB of 10^6 bytes
         return None
     return (
-        f"{shorten(upload.name)} is {upload.size / 2**20:.1f} MB; uploads are at most {MAX_UPLOAD_MB} MB. "
+        f"{shorten(upload.name)} is {upload.size / 10**6:.1f} MB; uploads are at most {MAX_UPLOAD_MB} MB. "
         "Nothing was changed."
     )
 

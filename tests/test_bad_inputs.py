@@ -331,7 +331,7 @@ def test_latin1_and_utf16_csvs_are_read(app, open_panel, encoding):
 
 def test_an_upload_over_the_cap_is_refused_before_it_is_parsed(app, open_panel):
     at = open_panel(app({"data": "circles"}), "upload")
-    big = b"0.1,0.2\n" * (3 * 2**20 // 8)
+    big = b"0.1,0.2\n" * (3 * 10**6 // 8)
     at.file_uploader(key="fme_w_upload").upload("big.csv", big, "text/csv").run()
     assert not at.exception
     assert (

@@ -626,3 +626,24 @@ def test_every_control_at_its_extremes_shows_no_traceback(app, open_panel, tmp_p
 def test_every_lesson_page_runs_without_a_traceback(page):
     at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=180).run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+def test_after_every_bad_input_the_data_and_model_are_kept_and_the_next_good_input_works(
+    app, open_panel, tmp_path
+):
+    at = trained(app({"data": "spirals"}))
+    step = stats_step(at)
+    open_panel(at, "upload")
+    bad = [
+        lambda: at.file_uploader(key="fme_w_upload").upload("big.csv", b"0,0\n" * 10**6, "text/csv").run(),
+        lambda: at.file_uploader(key="fme_w_upload").upload("x.csv", bytes(range(256)), "text/csv").run(),
+        lambda: paste(at, "1,2\n3,[x](http://evil.example)"),
+        lambda: upload_model(at, open_panel, "3d.safetensors", model_bytes(tmp_path, dim=3)),
+        lambda: upload_model(at, open_panel, "deep.safetensors", model_bytes(tmp_path, model="[" * 9000)),
+    ]
+    for bad_input in bad:
+        bad_input()
+        assert not at.exception and at.error
+        assert at.query_params["data"] == "spirals" and stats_step(at) == step
+    paste(at, "0,0\n1,1\n2,0\n0,2")
+    assert not at.error and at.query_params["data"] == "custom"

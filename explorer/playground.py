@@ -229,12 +229,14 @@ def _on_paste() -> None:
 def _on_undo() -> None:
     pad = canvas.Drawing(st.session_state)
     pad.undo()
+    st.session_state.pop(canvas.NOTICE_KEY, None)
     _use_points(pad.points())
 
 
 def _on_clear() -> None:
     pad = canvas.Drawing(st.session_state)
     pad.clear()
+    st.session_state.pop(canvas.NOTICE_KEY, None)
     _use_points(None)
 
 

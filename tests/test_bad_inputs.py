@@ -576,49 +576,68 @@ def test_hostile_model_metadata_is_shown_as_plain_text(app, open_panel, tmp_path
 
 
 def _sweep_values():
+    """(widget kind, key, values to set, whether to put the old value back after), in order."""
     import fmcore
     from explorer import controls
-    from explorer.state import FIELDS, MAX_SEED, MAX_STEPS, TARGETS
+    from explorer.state import FIELDS, FOLLOW_LIMIT, MAX_SEED, MAX_STEPS, TARGETS
     from fmcore.coupling import COUPLINGS
     from fmcore.solvers import SOLVERS, TIME_GRIDS
 
     return [
-        ("segmented_control", "field", FIELDS),
-        ("selectbox", "schedule", tuple(fmcore.SCHEDULES)),
-        ("selectbox", "solver", tuple(SOLVERS)),
-        ("selectbox", "grid", tuple(TIME_GRIDS)),
-        ("slider", "steps", (1, MAX_STEPS)),
-        ("select_slider", "n", (min(controls.PARTICLE_CHOICES), max(controls.PARTICLE_CHOICES))),
-        ("number_input", "seed", (MAX_SEED, 0)),
-        ("pills", "layers", ([], list(controls.LAYER_LABELS))),
-        ("toggle", "model_density", (True, False)),
-        ("toggle", "compare", (True, False)),
-        ("selectbox", "coupling", tuple(COUPLINGS)),
-        ("selectbox", "target", tuple(TARGETS)),
-        ("select_slider", "lr", (min(controls.LEARNING_RATES), max(controls.LEARNING_RATES))),
+        ("segmented_control", "field", FIELDS, True),
+        ("selectbox", "schedule", tuple(fmcore.SCHEDULES), True),
+        ("selectbox", "solver", tuple(SOLVERS), True),
+        ("selectbox", "grid", tuple(TIME_GRIDS), True),
+        ("slider", "steps", (1, MAX_STEPS), True),
+        ("select_slider", "n", (min(controls.PARTICLE_CHOICES), max(controls.PARTICLE_CHOICES)), True),
+        ("number_input", "seed", (MAX_SEED, 0), True),
+        ("pills", "layers", ([], list(controls.LAYER_LABELS)), True),
+        ("toggle", "model_density", (True, False), True),
+        ("toggle", "follow_on", (True,), False),
+        ("number_input", "fx", (-FOLLOW_LIMIT, FOLLOW_LIMIT), True),
+        ("number_input", "fy", (-FOLLOW_LIMIT, FOLLOW_LIMIT), True),
+        ("toggle", "follow_on", (False,), False),
+        ("slider", "png_t", (0.0, 1.0), True),
+        ("slider", "spread", (1, 24), True),
+        ("toggle", "compare", (True,), False),
+        ("selectbox", "solver_b", tuple(SOLVERS), True),
+        ("selectbox", "grid_b", tuple(TIME_GRIDS), True),
+        ("slider", "steps_b", (1, MAX_STEPS), True),
+        ("toggle", "compare", (False,), False),
+        ("selectbox", "coupling", tuple(COUPLINGS), True),
+        ("selectbox", "target", tuple(TARGETS), True),
+        ("select_slider", "lr", (min(controls.LEARNING_RATES), max(controls.LEARNING_RATES)), True),
     ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["trained", "loaded"])
 def test_every_control_at_its_extremes_shows_no_traceback(app, open_panel, tmp_path, model):
+    from explorer.playground import DATA_TABS
+
     at = app({"data": "moons"})
     if model == "trained":
         trained(at)
     else:
         upload_model(at, open_panel, "m.safetensors", model_bytes(tmp_path))
-        open_panel(at, "upload")
+    for panel, value in (
+        ("fme_w_export", True),
+        ("fme_w_follow_panel", True),
+        ("fme_w_data_tab", DATA_TABS[1]),
+    ):
+        at.session_state[panel] = value  # every lazy panel open: its widgets exist
     at.segmented_control(key="fme_w_field").set_value("learned").run()
     at.pills(key="fme_w_layers").set_value(["density"]).run()  # the network-density toggle appears
-    for kind, name, values in _sweep_values():
+    swept = set()
+    for kind, name, values, restore in _sweep_values():
         widgets = [w for w in at.get(kind) if w.key == f"fme_w_{name}"]
-        if not widgets:  # e.g. the density toggle after the layers were switched off
-            continue
+        assert widgets, f"no {kind} {name}"
         default = widgets[0].value
-        for value in (*values, default):
+        for value in (*values, default) if restore else values:
             getattr(at, kind)(key=f"fme_w_{name}").set_value(value).run()
             assert not at.exception, (name, value, [e.value for e in at.exception])
-    assert at.get("plotly_chart")
+        swept.add(name)
+    assert at.get("plotly_chart") and len(swept) == 21
 
 
 @pytest.mark.slow

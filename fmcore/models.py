@@ -18,6 +18,7 @@ schedule and parametrisation and answers ``velocity(z, t)`` for the solvers.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -152,6 +153,23 @@ class VelocityMLP(nn.Module):
         return self.net(torch.cat(inputs, dim=1))
 
 
+def _grad_only_through_inputs(predict):
+    """No autograd graph through the weights; one through ``z`` when the caller asks for it.
+
+    The solvers need no graph, but the log-likelihood differentiates v(z, t) with respect to z
+    (its divergence): under a plain ``torch.no_grad`` that raised "element 0 of tensors does not
+    require grad".
+    """
+
+    @functools.wraps(predict)
+    def wrapped(self, z, t, *args, **kwargs):
+        wants_grad = torch.is_grad_enabled() and isinstance(z, torch.Tensor) and z.requires_grad
+        with torch.set_grad_enabled(wants_grad):
+            return predict(self, z, t, *args, **kwargs)
+
+    return wrapped
+
+
 class FlowModel:
     """A trained network read as a field of the path: what the solvers, the CLI and ``load`` use.
 
@@ -189,7 +207,7 @@ class FlowModel:
         """Labels the field is conditioned on; 0 for an unconditional model."""
         return self.config.n_classes
 
-    @torch.no_grad()
+    @_grad_only_through_inputs
     def predict(self, z, t, kind: str = "velocity", label=None) -> torch.Tensor:
         """The field at (z, t) as ``kind`` (any of ``PARAMETRISATIONS``), converted from the net's output.
 

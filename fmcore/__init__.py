@@ -9,7 +9,8 @@ from .coupling import COUPLINGS
 from .exact import exact_log_density, exact_posterior_mean, exact_score, exact_velocity
 from .io import load
 from .likelihood import divergence, log_likelihood
-from .models import VelocityMLP
+from .meanflow import MeanFlowConfig, meanflow_loss, meanflow_target, sample_mean_flow
+from .models import AverageVelocityMLP, VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
 from .schedules import SCHEDULES, Blurred, Schedule, ScheduleValue, get_schedule
 from .solvers import SOLVERS, TIME_GRIDS, Trajectory, integrate, nfe_for
@@ -21,7 +22,9 @@ __all__ = [
     "SCHEDULES",
     "SOLVERS",
     "TIME_GRIDS",
+    "AverageVelocityMLP",
     "Blurred",
+    "MeanFlowConfig",
     "PathSample",
     "Schedule",
     "ScheduleValue",
@@ -41,7 +44,10 @@ __all__ = [
     "integrate",
     "load",
     "log_likelihood",
+    "meanflow_loss",
+    "meanflow_target",
     "metrics",
     "nfe_for",
+    "sample_mean_flow",
     "sample_path",
 ]

@@ -5,6 +5,7 @@ The file holds the network's tensors; its safetensors metadata (string to string
     format      "fmcore.FlowModel"     version   "1"
     model       ModelConfig as JSON     schedule  a key of SCHEDULES     prediction  e.g. "velocity"
     metadata    free JSON (training settings, the data normalisation)
+    objective   a key of NETS: "flow" (v(z, t)), or "meanflow" (u(z, r, t)); absent in older files
 
 so a single file travels. ``load`` reads the bytes once (after a size check), parses the header
 itself for the metadata, lets safetensors decode the tensors, and checks names, shapes, dtypes and
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from .models import FlowModel, ModelConfig, VelocityMLP
+from .models import NETS, FlowModel, ModelConfig, VelocityMLP
 from .paths import PARAMETRISATIONS
 from .schedules import SCHEDULES
 
@@ -45,6 +46,7 @@ def save(model: FlowModel, path, metadata: dict | None = None) -> None:
         "model": model.config.to_json(),
         "schedule": model.schedule.name,
         "prediction": model.prediction,
+        "objective": model.objective,
         "metadata": json.dumps({**model.metadata, **(metadata or {})}, sort_keys=True),
     }
     with open(path, "wb") as f:
@@ -78,6 +80,9 @@ def _header_metadata(blob: bytes, name: str) -> dict:
 def _parse(metadata: dict, name: str):
     config = ModelConfig.from_json(metadata.get("model", ""))
     schedule, prediction = metadata.get("schedule"), metadata.get("prediction")
+    objective = metadata.get("objective", "flow")
+    if objective not in NETS:
+        raise ValueError(f"{name}: unknown objective {objective!r} in its metadata")
     if schedule not in SCHEDULES:
         raise ValueError(f"{name}: unknown schedule {schedule!r} in its metadata")
     if prediction not in PARAMETRISATIONS:
@@ -88,7 +93,7 @@ def _parse(metadata: dict, name: str):
         raise ValueError(f"{name}: its free metadata is not JSON") from None
     if not isinstance(extra, dict):
         raise ValueError(f"{name}: its free metadata is not a JSON object")
-    return config, schedule, prediction, extra
+    return config, schedule, prediction, objective, extra
 
 
 def _check_tensors(tensors: dict, net: VelocityMLP, name: str):
@@ -116,7 +121,8 @@ def load(path, device=None) -> FlowModel:
     Args:
         path: a .safetensors file.  device: where to put the network (default CPU).
     Returns:
-        A ``FlowModel`` with ``.velocity(z, t)``, ``.schedule``, ``.config`` and ``.metadata``.
+        A ``FlowModel`` with ``.velocity(z, t)``, ``.schedule``, ``.config``, ``.objective`` and
+        ``.metadata`` (a mean-flow model also answers ``.average_velocity(z, r, t)``).
     Raises:
         ValueError: missing or unreadable file, larger than ``MAX_FILE_BYTES``, not safetensors,
             truncated, not an fmcore model, bad metadata, or tensors that do not fit the config.
@@ -132,12 +138,12 @@ def load(path, device=None) -> FlowModel:
         raise ValueError(f"cannot read {name}: {error.strerror or error}") from None
     if len(blob) > MAX_FILE_BYTES:
         raise ValueError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MB; models are smaller")
-    config, schedule, prediction, extra = _parse(_header_metadata(blob, name), name)
+    config, schedule, prediction, objective, extra = _parse(_header_metadata(blob, name), name)
     try:
         tensors = load_tensors(blob)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise ValueError(f"{name} is not a valid safetensors file ({error})") from None
-    net = VelocityMLP(config)
+    net = NETS[objective](config)
     _check_tensors(tensors, net, name)
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
     net.requires_grad_(False)

@@ -6,6 +6,10 @@ What the output means (a velocity, a noise prediction, ...) is the trainer's bus
 only maps (n, d) points and a time to (n, d). Its size is chosen for live training on a laptop CPU:
 see ``ModelConfig`` and ``bench/train_speed.py``. ``FlowModel`` wraps a trained network with its
 schedule and parametrisation and answers ``velocity(z, t)`` for the solvers.
+
+``AverageVelocityMLP`` is the same MLP with a second time: the MeanFlow average velocity
+u_theta(z, r, t) over [r, t] (``fmcore.meanflow``), with features of t and of the interval t - r.
+At r = t it is the instantaneous velocity, so ``net(z, t)`` means the same for both classes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import nn
 from .paths import PARAMETRISATIONS, convert
 from .schedules import Schedule, get_schedule
 
-__all__ = ["ACTIVATIONS", "FlowModel", "ModelConfig", "VelocityMLP"]
+__all__ = ["ACTIVATIONS", "NETS", "AverageVelocityMLP", "FlowModel", "ModelConfig", "VelocityMLP"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -88,13 +92,15 @@ class VelocityMLP(nn.Module):
         config: a ``ModelConfig`` (default: 3 hidden layers of 64, SiLU, 4 frequencies).
     """
 
+    n_times = 1  # times embedded, each with 2 n_freqs features
+
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
         self.register_buffer(
             "freqs", math.pi * 2.0 ** torch.arange(config.n_freqs, dtype=torch.float32), persistent=False
         )
-        width_in = config.dim + 2 * config.n_freqs
+        width_in = config.dim + 2 * config.n_freqs * self.n_times
         layers: list[nn.Module] = []
         for _ in range(config.depth):
             layers += [nn.Linear(width_in, config.hidden), ACTIVATIONS[config.activation]()]
@@ -110,10 +116,40 @@ class VelocityMLP(nn.Module):
 
     def forward(self, z: torch.Tensor, t) -> torch.Tensor:
         """Args: z (n, d); t a float, 0-d or (n,) tensor. Returns (n, d)."""
+        return self.net(torch.cat([z, self.time_features(self._time(t, z), z.shape[0])], dim=1))
+
+    @staticmethod
+    def _time(t, z: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
         if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, z.shape[0])):
             raise ValueError(f"t must be a scalar or have shape ({z.shape[0]},); got {tuple(t.shape)}")
-        return self.net(torch.cat([z, self.time_features(t, z.shape[0])], dim=1))
+        return t
+
+
+class AverageVelocityMLP(VelocityMLP):
+    """MLP average velocity ``(z, t, r) -> (n, d)`` of MeanFlow, with Fourier features of t and t - r.
+
+    ``u(z, r, t)`` is the mean of the velocity over [r, t] along the path that passes through z at
+    time r, so that ``z_t = z_r + (t - r) u(z_r, r, t)``. With ``r`` omitted (r = t) it is the
+    instantaneous velocity v(z, t), which is how ``FlowModel`` and the ODE solvers read it.
+
+    Args:
+        config: a ``ModelConfig``, as for ``VelocityMLP`` (the first layer takes 4 n_freqs features).
+    """
+
+    n_times = 2
+
+    def forward(self, z: torch.Tensor, t, r=None) -> torch.Tensor:
+        """Args: z (n, d) states at time r; t, r floats, 0-d or (n,) tensors (r defaults to t).
+        Returns (n, d)."""
+        t = self._time(t, z)
+        interval = torch.zeros_like(t) if r is None else t - self._time(r, z)
+        n = z.shape[0]
+        return self.net(torch.cat([z, self.time_features(t, n), self.time_features(interval, n)], dim=1))
+
+
+NETS: dict[str, type[VelocityMLP]] = {"flow": VelocityMLP, "meanflow": AverageVelocityMLP}
+"""The network of each training objective; the key is what model files record as ``objective``."""
 
 
 class FlowModel:
@@ -137,6 +173,8 @@ class FlowModel:
             raise ValueError(
                 f"unknown prediction {prediction!r}; choose one of {', '.join(PARAMETRISATIONS)}"
             )
+        if isinstance(net, AverageVelocityMLP) and prediction != "velocity":
+            raise ValueError(f"a mean-flow network predicts average velocities, not {prediction!r}")
         self.net, self.schedule, self.prediction = net, get_schedule(schedule), prediction
         self.metadata = dict(metadata or {})
 
@@ -147,6 +185,32 @@ class FlowModel:
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+    @property
+    def objective(self) -> str:
+        """The ``NETS`` key of the network: "flow", or "meanflow" for an average-velocity model."""
+        return next(name for name, cls in NETS.items() if type(self.net) is cls)
+
+    @torch.no_grad()
+    def average_velocity(self, z, r, t) -> torch.Tensor:
+        """A mean-flow model's average velocity u(z, r, t) over [r, t], z (n, d) at time r.
+
+        Args:
+            z: (n, d) points.  r, t: floats, 0-d or (n,); clamped to [0, schedule.t_max].
+        Returns:
+            (n, d) float32 on the CPU.
+        Raises:
+            ValueError: the network is a flow model (it knows only the instantaneous velocity).
+        """
+        if self.objective != "meanflow":
+            raise ValueError("this is a flow model: it has no average velocity; sample it with integrate()")
+        device = self.device
+        z = torch.as_tensor(z).to(device=device, dtype=torch.float32)
+        r, t = (
+            torch.as_tensor(x, dtype=torch.float32).to(device).clamp(0.0, self.schedule.t_max) for x in (r, t)
+        )
+        self.net.eval()
+        return self.net(z, t, r=r).cpu()
 
     @torch.no_grad()
     def predict(self, z, t, kind: str = "velocity") -> torch.Tensor:

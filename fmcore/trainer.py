@@ -48,9 +48,16 @@ from .models import NETS, FlowModel, ModelConfig, VelocityMLP
 from .paths import from_endpoints
 from .schedules import SCHEDULES, Schedule, get_schedule
 
-__all__ = ["DEFAULTS", "OBJECTIVES", "TARGETS", "TrainStats", "Trainer", "pick_device"]
+__all__ = ["DEFAULTS", "OBJECTIVES", "OBJECTIVE_DEFAULTS", "TARGETS", "TrainStats", "Trainer", "pick_device"]
 
 OBJECTIVES = tuple(NETS)
+OBJECTIVE_DEFAULTS: dict[str, dict] = {
+    "flow": {"target": "conditional"},
+    # bench/meanflow.py: the batch's posterior velocity (Xu et al.'s stable target) is what makes the
+    # bootstrapped target learnable in a minute; a lower lr and a longer EMA steady the one-step map.
+    "meanflow": {"target": "marginal", "reference": "batch", "lr": 5e-3, "ema": 0.999},
+}
+"""Per objective: the default target and the options it changes from ``DEFAULTS``."""
 TARGETS = ("conditional", "marginal")
 PREDICTIONS = ("velocity", "noise")
 LR_SCHEDULES = ("constant", "cosine")
@@ -197,14 +204,16 @@ class Trainer:
     Args:
         data: (m, d) data z_1, already normalised (about unit scale, like the noise).
         schedule: a name in ``fmcore.SCHEDULES``; t is drawn uniformly in [0, schedule.t_max].
-        target: "conditional" or "marginal" (see the module docstring).
+        target: "conditional" or "marginal" (see the module docstring); None: the objective's
+            default in ``OBJECTIVE_DEFAULTS``.
         coupling: a key of ``fmcore.COUPLINGS`` ("independent", "ot").
         seed: fixes the initial weights and every draw; same seed, same losses (on the CPU).
         device: None picks cuda, then mps, then cpu.
         noise: optional (m, d) z_0 paired row by row with ``data`` (reflow's fixed couplings);
             batches then draw rows of both, and target and coupling must be the defaults.
         objective: "flow" (a velocity v(z, t)) or "meanflow" (an average velocity u(z, r, t),
-            sampled in a few steps with ``fmcore.sample_mean_flow``; velocity prediction only).
+            sampled in a few steps with ``fmcore.sample_mean_flow``; velocity prediction only). Its
+            defaults differ: see ``OBJECTIVE_DEFAULTS``.
         **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, activation, ema,
             lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every.
     Raises:
@@ -224,7 +233,7 @@ class Trainer:
         data,
         *,
         schedule: str = "linear",
-        target: str = "conditional",
+        target: str | None = None,
         coupling: str = "independent",
         seed: int = 0,
         device=None,
@@ -235,6 +244,11 @@ class Trainer:
         self.data = _as_points(data, "data")
         self.noise = None if noise is None else _as_points(noise, "noise")
         self.schedule: Schedule = get_schedule(_schedule_name(schedule))
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        defaults = dict(OBJECTIVE_DEFAULTS[objective])
+        default_target = defaults.pop("target")
+        target = default_target if target is None else target
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
         if coupling not in COUPLINGS:
@@ -250,9 +264,7 @@ class Trainer:
                 f"noise must pair with data row by row (shape {tuple(self.data.shape)}) and leaves "
                 f"no coupling to choose; got shape {tuple(self.noise.shape)}, coupling {coupling!r}"
             )
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        self.options = validate_options(options)
+        self.options = validate_options({**defaults, **options})
         if objective == "meanflow" and self.options["prediction"] != "velocity":
             raise ValueError("the meanflow objective learns average velocities: use prediction='velocity'")
         if self.options["prediction"] == "noise" and not float(self.schedule.alpha(torch.tensor(0.0))) > 0:

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sample.add_argument("--model", required=True, help="a .safetensors file written by 'train'")
-    sample.add_argument("--solver", choices=list(SOLVERS), default="rk4")
+    sample.add_argument("--solver", choices=list(SOLVERS), default="rk4", help="ODE solver (flow models)")
     sample.add_argument(
         "--steps", type=_positive_int, default=20, help="solver steps (mean-flow model: jumps, 1 NFE each)"
     )

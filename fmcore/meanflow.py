@@ -23,10 +23,11 @@ a Jacobian-vector product of u along the tangent (v, 1, 0) in (z, r, t). (Substi
 time 1 - t, its u = -ours and v = -ours turns its u = v - (t - r) d/dt u into this one: the sign of
 the correction flips with the direction of time, and the derivative moves from t to r.)
 
-Training regresses u_theta(z_r, r, t) on the stop-gradient target ``v + (t - r) jvp``, with v the
-conditional velocity d_alpha z_1 + d_sigma z_0 at z_r = alpha_r z_1 + sigma_r z_0 (its expectation
-given z_r is the marginal velocity and the target is linear in v, so the minimiser is the true
-average velocity). The loss is the paper's adaptive weighting with p = 1,
+Training regresses u_theta(z_r, r, t) on the stop-gradient target ``v + (t - r) jvp``, with v a
+velocity at z_r = alpha_r z_1 + sigma_r z_0 of the trainer's target: the conditional velocity
+d_alpha z_1 + d_sigma z_0, or the posterior mean of it over the batch or the data (the Trainer's
+default for this objective: far less noise). Each has the marginal velocity as its expectation given
+z_r and the target is linear in v, so the minimiser is the true average velocity. The loss is the paper's adaptive weighting with p = 1,
 ``|e|^2 / (|e|^2 + c)`` with the weight detached, which bounds every pair's pull. A fraction of the
 pairs has r = t, where the target is plain flow matching.
 """

@@ -188,8 +188,8 @@ class FlowModel:
 
     @property
     def objective(self) -> str:
-        """The ``NETS`` key of the network: "flow", or "meanflow" for an average-velocity model."""
-        return next(name for name, cls in NETS.items() if type(self.net) is cls)
+        """The ``NETS`` key of the network: "meanflow" for an average-velocity model, else "flow"."""
+        return next((name for name, cls in NETS.items() if type(self.net) is cls), "flow")
 
     @torch.no_grad()
     def average_velocity(self, z, r, t) -> torch.Tensor:

@@ -6,6 +6,7 @@ The file holds the network's tensors; its safetensors metadata (string to string
     model       ModelConfig as JSON     schedule  a key of SCHEDULES     prediction  e.g. "velocity"
     metadata    free JSON (training settings, the data normalisation)
     guidance    labelled models only (``n_classes`` > 0 in ``model``): ``models.GUIDANCE``, how w is read
+    objective   a key of NETS: "flow" (v(z, t)), or "meanflow" (u(z, r, t)); absent in older files
 
 so a single file travels. ``load`` reads the bytes once (after a size check), parses the header
 itself for the metadata, lets safetensors decode the tensors, and checks names, shapes, dtypes and
@@ -27,7 +28,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from .models import GUIDANCE, FlowModel, ModelConfig, VelocityMLP
+from .models import GUIDANCE, NETS, FlowModel, ModelConfig, VelocityMLP
 from .paths import PARAMETRISATIONS
 from .quoting import quote
 from .schedules import SCHEDULES
@@ -68,6 +69,7 @@ def save(model: FlowModel, path, metadata: dict | None = None) -> None:
         "model": model.config.to_json(),
         "schedule": model.schedule.name,
         "prediction": model.prediction,
+        "objective": model.objective,
         "metadata": json.dumps({**model.metadata, **(metadata or {})}, sort_keys=True),
         **({"guidance": GUIDANCE} if model.config.n_classes else {}),
     }
@@ -141,6 +143,9 @@ def _parse(metadata: dict, name: str):
         )
     config = ModelConfig.from_dict(config)
     schedule, prediction = metadata.get("schedule"), metadata.get("prediction")
+    objective = metadata.get("objective", "flow")
+    if objective not in NETS:
+        raise ValueError(f"{name}: unknown objective {objective!r} in its metadata")
     if schedule not in SCHEDULES:
         raise ValueError(f"{name}: unknown schedule {quote(schedule)} in its metadata")
     if prediction not in PARAMETRISATIONS:
@@ -154,17 +159,17 @@ def _parse(metadata: dict, name: str):
     extra = _json(metadata.get("metadata", "{}"), "its free metadata", name)
     if not isinstance(extra, dict):
         raise ValueError(f"{name}: its free metadata is not a JSON object")
-    return config, schedule, prediction, extra
+    return config, schedule, prediction, objective, extra
 
 
-def _check_table(table: dict, config: ModelConfig, name: str) -> None:
+def _check_table(table: dict, config: ModelConfig, objective: str, name: str) -> None:
     """The tensors the header lists must be those of the config's network, before anything is built.
 
     The network is laid out on the ``meta`` device (shapes only, no memory), so a config of huge
     layers in a tiny file costs nothing; tensors the header lists are bytes the file holds.
     """
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in VelocityMLP(config).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in NETS[objective](config).state_dict().items()}
     listed = {
         key: tuple(entry["shape"])
         if isinstance(entry, dict) and isinstance(entry.get("shape"), list)
@@ -209,7 +214,8 @@ def load(path, device=None, *, name: str | None = None) -> FlowModel:
         name: what messages call the file (e.g. an upload's own name, not its temporary path);
             default the path.
     Returns:
-        A ``FlowModel`` with ``.velocity(z, t)``, ``.schedule``, ``.config`` and ``.metadata``.
+        A ``FlowModel`` with ``.velocity(z, t)``, ``.schedule``, ``.config``, ``.objective`` and
+        ``.metadata`` (a mean-flow model also answers ``.average_velocity(z, r, t)``).
     Raises:
         ValueError: missing or unreadable file, larger than ``MAX_FILE_BYTES``, not safetensors,
             truncated, not an fmcore model, bad or oversized metadata, a config beyond what the
@@ -227,13 +233,13 @@ def load(path, device=None, *, name: str | None = None) -> FlowModel:
     if len(blob) > MAX_FILE_BYTES:
         raise ValueError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MB; models are smaller")
     table, metadata = _header(blob, name)
-    config, schedule, prediction, extra = _parse(metadata, name)
-    _check_table(table, config, name)
+    config, schedule, prediction, objective, extra = _parse(metadata, name)
+    _check_table(table, config, objective, name)
     try:
         tensors = load_tensors(blob)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise ValueError(f"{name} is not a valid safetensors file ({error})") from None
-    net = VelocityMLP(config)
+    net = NETS[objective](config)
     _check_tensors(tensors, net, name)
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
     net.requires_grad_(False)

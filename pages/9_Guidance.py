@@ -1,0 +1,161 @@
+"""Lesson 9 — guidance: a label-conditioned flow, the null label, and classifier-free guidance."""
+
+import streamlit as st
+
+from explorer.lessons import figures_sampling
+from explorer.lessons import guidance as cfg
+from explorer.lessons import kit as lesson
+from explorer.lessons.kit import Question
+
+labelled_trainer = st.cache_resource(show_spinner="Training a labelled flow (1,500 steps)…")(
+    cfg.labelled_trainer
+)
+guided_samples = st.cache_data(show_spinner="Sampling…")(cfg.guided_samples)
+all_classes = st.cache_data(show_spinner=False)(cfg.all_classes)
+
+lesson.setup_page("9 · Guidance")
+st.markdown(
+    "So far a flow sampled *the* data distribution. Give the network the class as a third input and it "
+    "learns one field per class, $v(z, t \\mid c)$: the exact field of that class's data, trained with the same "
+    "regression as before on triples $(z_t, t, c)$. With **label dropout** the label is replaced by a "
+    "**null label** $\\varnothing$ on a fraction of the rows (here 10%), so the same network also learns the "
+    "unconditional field $v(z, t \\mid \\varnothing)$ of all the data. **Classifier-free guidance** (Ho & "
+    "Salimans 2022, *Classifier-Free Diffusion Guidance*) mixes the two at sampling time:"
+)
+st.latex(
+    r"v_w(z, t \mid c) = v(z, t \mid \varnothing) + w\,\big(v(z, t \mid c) - v(z, t \mid \varnothing)\big)"
+    r"\qquad w = 0:\ \text{unconditional},\quad w = 1:\ \text{conditional},\quad w > 1:\ \text{guided}"
+)
+st.markdown(
+    "**The convention here:** $w = 1$ is the conditional field. Ho & Salimans write $(1 + w)\\,\\varepsilon_c - "
+    "w\\,\\varepsilon_\\varnothing$, so their $w$ is ours minus one. For $w > 1$ the field extrapolates past "
+    "the class, *away from the other classes*: it is no longer the field of any distribution the model "
+    "learned. Each evaluation of $v_w$ runs the network twice (on $c$ and on $\\varnothing$, one doubled batch)."
+)
+
+labelled_trainer()
+left, right = st.columns([1, 3.2], gap="large")
+with left:
+    label = st.selectbox(
+        "Class to sample",
+        range(cfg.CLASS_COUNT),
+        index=0,
+        format_func=lambda k: f"Gaussian {k}",
+        key="l9_label",
+    )
+    samples = guided_samples(label)
+    data_radius = cfg.data_radius()
+
+    def measure():
+        one, three = (s for s in samples if s.guidance in (1.0, 3.0))
+        return (
+            "move outward, away from the other classes",
+            f"From w = 1 to w = 3 the mean |z| goes {one.radius:.2f} → {three.radius:.2f} (the data's ring: "
+            f"{data_radius:.2f}), the spread {one.spread:.2f} → {three.spread:.2f}, and the share off the data "
+            f"{one.off_share:.0%} → {three.off_share:.0%}. Guidance pushes along v(z,t|c) − v(z,t|∅), which "
+            "points from the mixture of all classes towards this one: here, outward.",
+        )
+
+    revealed = lesson.predict_then_see(
+        Question(
+            "Raise the guidance from w = 1 to w = 3. The samples of your class …",
+            (
+                "stay where they are: w = 1 already is the class",
+                "move outward, away from the other classes",
+                "spread over all eight Gaussians",
+            ),
+            None,
+            "",
+            hints={
+                "stay where they are: w = 1 already is the class": "w multiplies the difference "
+                "v(z,t|c) − v(z,t|∅): for w > 1 the field goes further than the class's own field.",
+                "spread over all eight Gaussians": "That is w = 0, the unconditional field (the left panel).",
+            },
+        ),
+        key="l9_guidance",
+        context=label,
+        measure=measure,
+    )
+    st.markdown(
+        f"<div class='fm-nfe'>{cfg.SOLVER_STEPS} <b>steps</b> of RK4 = <b>{samples[0].nfe} NFE</b> per sample; "
+        "for w ≠ 0, 1 each NFE runs the network on c and on ∅</div>",
+        unsafe_allow_html=True,
+    )
+with right:
+    shown = samples if revealed else [s for s in samples if s.guidance < 3.0]
+    lesson.chart(
+        figures_sampling.guidance_figure(
+            shown, labelled_trainer().data.numpy(), measured=revealed, target=cfg.centroid(label)
+        ),
+        "guidance",
+    )
+    if revealed:
+        st.caption(
+            f"{cfg.SAMPLES} samples per panel from the same noise. “Off the data” (pink ×): farther from every "
+            f"fresh data point than {cfg.SUPPORT_QUANTILE:.0%} of fresh data points are. “In class”: nearest the "
+            "star, the class's centroid. The unconditional field (w = 0) is the model's roughest part: the null "
+            "label is seen on only 10% of the rows, so its samples still bridge between Gaussians."
+        )
+    else:
+        st.caption("The panel for w = 3, and every measurement, appear once you reveal your prediction.")
+
+with lesson.pitfall(
+    "turning guidance up too far",
+    "Larger $w$ buys class fidelity (every sample is in its class); Ho & Salimans measured the price as lost "
+    "diversity. Here the price is plain to see: past a point the samples overshoot the data and land where no "
+    "data lies. Below, every class sampled at once "
+    f"({cfg.SAMPLES // cfg.CLASS_COUNT} samples each), off-support samples in pink:",
+):
+    lesson.chart(
+        figures_sampling.guidance_figure(all_classes(), labelled_trainer().data.numpy()),
+        "pitfall",
+    )
+
+lesson.self_check(
+    [
+        Question(
+            "With this page's convention, which w gives exactly the conditional field v(z, t | c)?",
+            ("w = 1", "w = 0", "w = 2"),
+            "w = 1",
+            "v_w = v_∅ + w (v_c − v_∅) is v_c at w = 1 and v_∅ at w = 0.",
+            hints={
+                "w = 0": "At w = 0 the bracket vanishes: what is left is the null label's field.",
+                "w = 2": "That is Ho & Salimans' w = 1: their w counts from the conditional field.",
+            },
+        ),
+        Question(
+            "Why train with label dropout (the label replaced by ∅ on some rows)?",
+            (
+                "So the one network also learns the unconditional field v(z, t | ∅)",
+                "To regularise the conditional field against overfitting",
+                "To make training faster",
+            ),
+            "So the one network also learns the unconditional field v(z, t | ∅)",
+            "Guidance needs both fields; dropout trains them in one network, no separate classifier or model.",
+            hints={
+                "To regularise the conditional field against overfitting": "Without dropout, which field "
+                "would v(z, t | ∅) be? The network would never have seen ∅.",
+                "To make training faster": "It trades some of the conditional rows for null rows: look at "
+                "how rough the w = 0 panel still is.",
+            },
+        ),
+        Question(
+            "Raising w far above 1 …",
+            (
+                "keeps samples in their class but pushes some off the data",
+                "always gives better samples",
+                "gives the unconditional distribution",
+            ),
+            "keeps samples in their class but pushes some off the data",
+            "The guided field is no distribution's field: fidelity to the class goes up, diversity and "
+            "realism down (the pitfall's pink samples).",
+            hints={
+                "always gives better samples": "Count the pink samples in the pitfall's panels.",
+                "gives the unconditional distribution": "That is w = 0; large w moves away from it.",
+            },
+        ),
+    ],
+    key="guide",
+)
+
+lesson.playground_link(data=cfg.DATA, field="learned", solver=cfg.SOLVER, steps=cfg.SOLVER_STEPS)

@@ -56,9 +56,8 @@ with left:
                 "get sharper as the noise grows",
             ),
             "are the same at every noise level",
-            f"Every member shares p_t: the energy distances to the ODE's cloud stay within a few times "
-            f"{family.floor_end:.4f}, what two ODE clouds from independent noise differ by. The small rest is "
-            "Euler–Maruyama's error at 100 steps, not a different distribution.",
+            f"Every member shares p_t. Each cloud's energy distance to the ODE's cloud stays within a few "
+            f"times the noise floor ({family.floor_end:.4f}); the rest is Euler–Maruyama's error at 100 steps.",
             hints={
                 "blur more as the noise grows": "The drift gains (g²/2)·score, which pulls towards high "
                 "density exactly as hard as the noise spreads.",
@@ -107,7 +106,7 @@ with lesson.pitfall(
     "adding noise without the score term",
     "Noise alone spreads the particles; the score drift $\\tfrac{g_t^2}{2}\\nabla\\log p_t$ is what pulls them "
     "back. Drop it (drift $v$ only, plus $g_t\\,dW$) and the SDE no longer shares $p_t$: the cloud comes out "
-    "blurred. Same field, same noise, same 100 steps each:",
+    "blurred. Same field, same noise, same 100 steps each (energy distance to the ODE's cloud under each title):",
 ):
     lesson.chart(
         lesson_figures.panels_figure(no_score_cases(preset), background=dataset.shown, height=380),

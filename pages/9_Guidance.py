@@ -90,6 +90,21 @@ with right:
         "guidance",
     )
     if revealed:
+        st.dataframe(
+            [
+                {
+                    "w": f"{s.guidance:g}{s.meaning}",
+                    "in class": f"{s.in_class:.0%}",
+                    "off the data": f"{s.off_share:.1%}",
+                    "spread": f"{s.spread:.3f}",
+                    f"mean |z| (data: {data_radius:.2f})": f"{s.radius:.2f}",
+                    "NFE": s.nfe,
+                }
+                for s in samples
+            ],
+            hide_index=True,
+            width="stretch",
+        )
         st.caption(
             f"{cfg.SAMPLES} samples per panel from the same noise. “Off the data” (pink ×): farther from every "
             f"fresh data point than {cfg.SUPPORT_QUANTILE:.0%} of fresh data points are. “In class”: nearest the "

@@ -21,6 +21,10 @@ from .sdes import STEPS, SdeFamily
 __all__ = ["guidance_figure", "level_title", "sde_family_figure"]
 
 
+LIM = 2.6
+"""Half-width of the SDE panels: the standardised presets lie within it, and the clouds read larger."""
+
+
 def level_title(noise: float) -> str:
     """A panel title for one member of the SDE family."""
     name = {0.0: " · the ODE", 1.0: " · reverse diffusion"}.get(noise, "")
@@ -31,7 +35,8 @@ def sde_family_figure(family: SdeFamily, background: np.ndarray, revealed: bool)
     """The family side by side, one column per noise level, from the same noise.
 
     Before the reveal: a few paths up to t = 0.5 only, no numbers. After: the clouds at t = 0.5
-    (top) and at t = 1 with the full paths (bottom), each with its energy distance to the ODE's cloud.
+    (top) and at t = 1 with the full paths (bottom), each with its energy distance to the ODE's
+    cloud ("vs the ODE's cloud").
     """
     half = STEPS // 2
     if not revealed:
@@ -39,17 +44,17 @@ def sde_family_figure(family: SdeFamily, background: np.ndarray, revealed: bool)
             Panel(
                 level_title(run.noise),
                 run.paths[half],
-                f"{len(run.paths[0])} paths to t = 0.5 · {run.steps} steps = {run.nfe} NFE",
+                f"{len(run.paths[0])} paths, t = 0 → 0.5",
                 paths=run.paths[: half + 1],
             )
             for run in family.runs
         ]
-        return panels_figure(panels, background=background, columns=len(panels), height=360)
+        return panels_figure(panels, background=background, columns=len(panels), height=360, lim=LIM)
     top = [
         Panel(
             f"{level_title(run.noise)} · t = 0.5",
             run.half,
-            f"energy distance to the ODE's cloud {run.distance_half:.4f}",
+            f"vs the ODE's cloud: {run.distance_half:.4f}",
         )
         for run in family.runs
     ]
@@ -57,12 +62,12 @@ def sde_family_figure(family: SdeFamily, background: np.ndarray, revealed: bool)
         Panel(
             f"t = 1 · {run.steps} steps = {run.nfe} NFE",
             run.end,
-            f"energy distance to the ODE's cloud {run.distance_end:.4f}",
+            f"vs the ODE's cloud: {run.distance_end:.4f}",
             paths=run.paths,
         )
         for run in family.runs
     ]
-    return panels_figure(top + bottom, background=background, columns=len(top), height=660)
+    return panels_figure(top + bottom, background=background, columns=len(top), height=680, lim=LIM)
 
 
 def guidance_figure(
@@ -106,9 +111,7 @@ def guidance_figure(
                     x=[target[0]],
                     y=[target[1]],
                     mode="markers",
-                    marker=dict(
-                        symbol="star", size=16, color=theme.HIGHLIGHT, line=dict(color=theme.DATA, width=1)
-                    ),
+                    marker=dict(symbol="star-open", size=15, color=theme.HIGHLIGHT, line=dict(width=2)),
                 ),
                 row=1,
                 col=i + 1,

@@ -116,10 +116,7 @@ class GuidedSamples:
 
     @property
     def note(self) -> str:
-        return (
-            f"in class {self.in_class:.0%} · off the data {self.off_share:.0%} · "
-            f"spread {self.spread:.2f} · mean |z| {self.radius:.2f}"
-        )
+        return f"in class {self.in_class:.0%} · off the data {self.off_share:.0%} · spread {self.spread:.2f}"
 
 
 def centroid(label: int) -> tuple[float, float]:

@@ -45,6 +45,13 @@ LESSONS = {
         "the first model's sample from that z₀",
         "a random data point",
     ),
+    "8_One_flow_many_SDEs.py": (
+        "family",
+        "sdes",
+        "the same marginals p_t, but different paths",
+        "the same paths",
+    ),
+    "9_Guidance.py": ("guidance", "guide", "w = 1", "w = 0"),
 }
 
 

@@ -16,9 +16,10 @@ from explorer.figures import theme
 from .compute import Panel
 from .figures import panels_figure
 from .guidance import GuidedSamples
+from .one_step import ARROWS, OneStep
 from .sdes import STEPS, SdeFamily
 
-__all__ = ["guidance_figure", "level_title", "sde_family_figure"]
+__all__ = ["guidance_figure", "level_title", "one_step_figure", "sde_family_figure"]
 
 
 LIM = 2.6
@@ -116,4 +117,56 @@ def guidance_figure(
                 row=1,
                 col=i + 1,
             )
+    return fig
+
+
+PREVIEW_LENGTH = 0.3
+"""Before the reveal, velocity arrows are drawn at this fraction of a full step (direction, not landing)."""
+
+
+def _star(fig: go.Figure, point: np.ndarray, col: int) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=[float(point[0])],
+            y=[float(point[1])],
+            mode="markers",
+            marker=dict(symbol="star-open", size=16, color=theme.HIGHLIGHT, line=dict(width=2)),
+        ),
+        row=1,
+        col=col,
+    )
+
+
+def one_step_figure(step: OneStep, background: np.ndarray, revealed: bool) -> go.Figure:
+    """Instantaneous v(z_0, 0) and average u(z_0, 0, 1) as arrows from the same noise points.
+
+    Before the reveal both are drawn at ``PREVIEW_LENGTH`` of a full step. After it, at full length,
+    with two more panels: where one step with each lands (the Euler step in pink).
+    """
+    scale = 1.0 if revealed else PREVIEW_LENGTH
+    z0 = step.z0[:ARROWS]
+    length = "" if revealed else f", drawn at {PREVIEW_LENGTH:.0%} length"
+
+    def arrows(title: str, velocity: np.ndarray, note: str) -> Panel:
+        tips = z0 + scale * velocity[:ARROWS]
+        return Panel(title, tips, note, paths=np.stack([z0, tips]))
+
+    panels = [
+        arrows("Instantaneous: v(z₀, 0)", step.instantaneous, f"the tangent at t = 0{length}"),
+        arrows("Average: u(z₀, 0, 1)", step.average, f"the chord of the ODE's path{length}"),
+    ]
+    if revealed:
+        panels += [
+            Panel(
+                "One Euler step: z₀ + v(z₀, 0)",
+                step.euler,
+                f"every sample within {step.euler_spread:.0e} of the mean ☆",
+                wrong=True,
+            ),
+            Panel("One step with u: z₀ + u(z₀, 0, 1)", step.ode, "the ODE's samples"),
+        ]
+    fig = panels_figure(panels, background=background, columns=len(panels), height=400, lim=LIM)
+    _star(fig, step.data_mean, 1)
+    if revealed:
+        _star(fig, step.data_mean, 3)
     return fig

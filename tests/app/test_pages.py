@@ -19,7 +19,7 @@ from explorer.lessons import compute as lesson_compute
 from explorer.lessons.kit import Question, grade, playground_url, reveal
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted((ROOT / "pages").glob("[0-9]_*.py"))
+PAGES = sorted((ROOT / "pages").glob("[0-9]*_*.py"))
 TIMEOUT_S = 120
 
 # page file -> (main chart key, self-check key, a right answer and a wrong one to its first question)
@@ -52,6 +52,7 @@ LESSONS = {
         "the same paths",
     ),
     "9_Guidance.py": ("guidance", "guide", "w = 1", "w = 0"),
+    "10_One_step.py": ("arrows", "one_step", "E[z₁] − z", "0"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Lessons 8 (one flow, many SDEs) and 9 (guidance) under AppTest: the reveal gates the numbers,
+"""Lessons 8 (one flow, many SDEs), 9 (guidance) and 10 (one step) under AppTest: the reveal gates the numbers,
 the revealed figure holds the measured data, and every wrong answer gets a hint of its own."""
 
 from __future__ import annotations
@@ -68,7 +68,23 @@ def test_lesson_9_right_guess_and_another_class():
     assert annotations(pitfall).count("off the data") == 3 and points_in(pitfall) > 300
 
 
-@pytest.mark.parametrize(("name", "key"), [("8_One_flow_many_SDEs.py", "sdes"), ("9_Guidance.py", "guide")])
+def test_lesson_10_shows_where_one_step_lands_only_after_the_reveal():
+    at = run_page("10_One_step.py")
+    before = annotations(chart(at, "arrows"))
+    assert before.count("drawn at 30% length") == 2 and "One Euler step" not in before
+    reveal(at, "l10_step", "on the data, a little blurred")
+    assert "the answer is “all on one point, the data mean”" in at.error[0].value
+    assert "what is E[z₁ | z₀]?" in at.error[0].value
+    after = annotations(chart(at, "arrows"))
+    assert "drawn at" not in after and "One Euler step: z₀ + v(z₀, 0)" in after
+    assert "every sample within" in after and "the ODE's samples" in after
+    assert annotations(chart(at, "pitfall")).count("energy distance to data") == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("8_One_flow_many_SDEs.py", "sdes"), ("9_Guidance.py", "guide"), ("10_One_step.py", "one_step")],
+)
 def test_every_wrong_answer_gets_its_own_hint(name, key):
     at = run_page(name)
     i = 0

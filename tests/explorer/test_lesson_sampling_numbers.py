@@ -8,7 +8,7 @@ import torch
 
 import fmcore
 from explorer.compute import EXACT_BANDWIDTH
-from explorer.lessons import guidance, sdes
+from explorer.lessons import guidance, one_step, sdes
 from fmcore import datasets
 from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
 
@@ -102,3 +102,35 @@ def test_large_w_pushes_samples_off_the_data():
 def test_a_label_outside_the_classes_is_refused(label):
     with pytest.raises(ValueError, match="label must be a class from 0 to 7"):
         guidance.guided_samples(label)
+
+
+@pytest.mark.parametrize("preset", ["moons", "8gaussians"])
+def test_one_euler_step_lands_every_sample_on_the_data_mean(preset):
+    step = one_step.one_step(preset)
+    # v(z, 0) = E[z_1] - z on the linear path from noise: the closed form, and its one-step consequence.
+    assert np.allclose(step.instantaneous, step.data_mean - step.z0, atol=1e-5)
+    assert step.euler_spread < 1e-5
+    # The average velocity is the chord: one step with it is the ODE's sample, close to the data.
+    assert np.allclose(step.z0 + step.average, step.ode, atol=1e-5)
+    assert step.oracle_nfe == 4 * one_step.ORACLE_STEPS
+    assert step.energy_ode < 0.02 < 0.5 < step.energy_euler
+    # The chord differs from the tangent: the exact paths are curved.
+    assert np.linalg.norm(step.average - step.instantaneous, axis=1).mean() > 0.3
+
+
+def test_the_last_euler_step_returns_the_posterior_mean():
+    # Two steps: the second, from t = 1/2, lands on E[z_1 | z_1/2], computed here from the posterior
+    # weights of the blurred data: z_t = t z_1' + (1 - t) z_0 with z_1' = x_j + b xi, so given x_j
+    # z_t ~ N(t x_j, s^2), s^2 = t^2 b^2 + (1 - t)^2, and E[z_1' | z_t, x_j] = x_j + (t b^2 / s^2)(z_t - t x_j).
+    data = datasets.sample("moons", one_step.DATA_POINTS, seed=0)
+    z0 = one_step.noise(one_step.PARTICLES, 0)
+    half = z0 + 0.5 * (data.mean(0) - z0)  # the first Euler step: v(z, 0) = E[z_1] - z
+    variance = 0.25 + EXACT_BANDWIDTH**2 / 4
+    weights = torch.softmax(-torch.cdist(half, 0.5 * data).square() / (2 * variance), dim=1)
+    mean = weights @ data
+    blurred_mean = mean + (0.5 * EXACT_BANDWIDTH**2 / variance) * (half - 0.5 * mean)
+    two = one_step.euler_cases("moons")[1]
+    assert two.title == "Euler, 2 steps = 2 NFE" and two.wrong
+    assert np.allclose(two.points, blurred_mean.numpy(), atol=1e-4)
+    energies = [float(p.note.rsplit(": ", 1)[1]) for p in one_step.euler_cases("moons")]
+    assert energies == sorted(energies, reverse=True) and energies[-1] < 0.02

@@ -1,0 +1,131 @@
+"""Lesson 10 — one step: instantaneous vs average velocity, and why one Euler step gives the data mean."""
+
+import streamlit as st
+
+from explorer import compute
+from explorer.lessons import figures as lesson_figures
+from explorer.lessons import figures_sampling, one_step
+from explorer.lessons import kit as lesson
+from explorer.lessons.kit import Question
+
+one_step_run = st.cache_data(show_spinner="Integrating the exact field…")(one_step.one_step)
+euler_cases = st.cache_data(show_spinner=False)(one_step.euler_cases)
+
+lesson.setup_page("10 · One step")
+st.markdown(
+    "A flow model samples by following its velocity $v(z, t)$, the **instantaneous** velocity: the tangent of "
+    "the path at one time. Few steps are cheap but follow a curved path badly, and one step fails "
+    "completely. On the linear path from noise, $z_t = t\\,z_1 + (1-t)\\,z_0$, the field is "
+    "$v(z,t) = (\\mathbb E[z_1 \\mid z_t = z] - z)/(1 - t)$. At $t = 0$, $z_t = z_0$ is pure noise, independent "
+    "of the data, so $\\mathbb E[z_1 \\mid z_0] = \\mathbb E[z_1]$:"
+)
+st.latex(
+    r"v(z, 0) = \mathbb E[z_1] - z \quad\Longrightarrow\quad z_0 + 1\cdot v(z_0, 0) = \mathbb E[z_1]"
+    r"\ \ \text{for every } z_0"
+)
+st.markdown(
+    "The **average** velocity over a step is the chord instead of the tangent (Geng et al. 2025, *Mean Flows "
+    "for One-step Generative Modeling*). Along the ODE's path from $z_r$ at time $r$,"
+)
+st.latex(
+    r"u(z_r, r, t) = \frac{1}{t - r}\int_r^t v(z_s, s)\,ds"
+    r"\qquad\Longrightarrow\qquad z_t = z_r + (t - r)\,u(z_r, r, t)\ \text{exactly, for any step}"
+)
+st.markdown(
+    "So a network that learns $u$ can jump from noise to data in one step. Below, both are computed for the "
+    "Playground's exact field: $v(z_0, 0)$ in closed form, $u(z_0, 0, 1) = z_1 - z_0$ by solving the ODE "
+    f"accurately (RK4, {one_step.ORACLE_STEPS} steps = {4 * one_step.ORACLE_STEPS} NFE): the oracle a "
+    "one-step model is trained to match."
+)
+
+left, right = st.columns([1, 3.2], gap="large")
+with left:
+    preset = st.selectbox(
+        "Data", ["moons", "8gaussians", "circles", "checkerboard", "spirals"], key="l10_data"
+    )
+    dataset = compute.load_dataset(preset, seed=0)
+    step = one_step_run(preset)
+    revealed = lesson.predict_then_see(
+        Question(
+            "Take **one** Euler step (1 NFE) from $t = 0$ to $t = 1$ with the exact field. Where do the "
+            f"{one_step.PARTICLES} samples land?",
+            (
+                "all on one point, the data mean",
+                "on the data, a little blurred",
+                "where they started: the noise",
+            ),
+            "all on one point, the data mean",
+            f"Every arrow v(z₀, 0) = E[z₁] − z₀ ends on the mean (within {step.euler_spread:.0e}). Energy "
+            f"distance to the data: {step.energy_euler:.3f} for one Euler step, {step.energy_ode:.4f} for the "
+            "step with u.",
+            hints={
+                "on the data, a little blurred": "At t = 0 the noise point z₀ tells nothing about which data "
+                "point it goes to: what is E[z₁ | z₀]?",
+                "where they started: the noise": "The step has size 1 and v(z₀, 0) is not zero: follow one "
+                "arrow to its end.",
+            },
+        ),
+        key="l10_step",
+        context=preset,
+    )
+with right:
+    lesson.chart(figures_sampling.one_step_figure(step, dataset.shown, revealed), "arrows")
+
+with lesson.pitfall(
+    "reading a few Euler steps as a few-step model",
+    "With $K$ Euler steps the last one, from $t_k = 1 - 1/K$, returns $z + (1 - t_k)\\,v(z, t_k) = "
+    "\\mathbb E[z_1 \\mid z_{t_k} = z]$: a **posterior mean**, an average of data points, not a sample. One step "
+    "gives one point, two steps the means of blurry clusters. A flow model needs many steps, or a model "
+    "of the average velocity. Below, the exact field of the data blurred by the Playground's 0.08 (so the means "
+    "are of blurred data), the same noise each time:",
+):
+    lesson.chart(
+        lesson_figures.panels_figure(
+            euler_cases(preset), background=dataset.shown, columns=len(one_step.EULER_STEPS), height=360
+        ),
+        "pitfall",
+    )
+
+lesson.self_check(
+    [
+        Question(
+            "On the linear path from noise, the exact field at t = 0 is v(z, 0) = …",
+            ("E[z₁] − z", "z₁ − z₀ for a random data point z₁", "0"),
+            "E[z₁] − z",
+            "At t = 0 the point is pure noise, independent of z₁, so the posterior mean is the data mean.",
+            hints={
+                "z₁ − z₀ for a random data point z₁": "That is the conditional target of training; the field "
+                "averages it over z₁ given z_t, and at t = 0 z_t says nothing about z₁.",
+                "0": "The noise sits around 0 and the data elsewhere: something must move the particles.",
+            },
+        ),
+        Question(
+            "The average velocity u(z₀, 0, 1) equals v(z₀, 0) when …",
+            (
+                "the ODE's path from z₀ is a straight line at constant speed",
+                "always: an average of v is v",
+                "never",
+            ),
+            "the ODE's path from z₀ is a straight line at constant speed",
+            "The chord equals the tangent only on a straight path: what rectified flow (lesson 6) aims for.",
+            hints={
+                "always: an average of v is v": "u averages v along the path, over times s from 0 to 1, "
+                "where v(z_s, s) changes.",
+                "never": "Think of a path that is already straight (lesson 6's reflow tries to make them so).",
+            },
+        ),
+        Question(
+            "With K Euler steps on the exact field, the last step returns …",
+            ("the posterior mean E[z₁ | z_t] at t = 1 − 1/K", "a fresh data sample", "the noise z₀"),
+            "the posterior mean E[z₁ | z_t] at t = 1 − 1/K",
+            "z + (1 − t) v(z, t) = E[z₁ | z_t = z] for the linear path: an average of data points.",
+            hints={
+                "a fresh data sample": "Look at the pitfall's 2-step panel: are those points on the data?",
+                "the noise z₀": "The steps carry the particles forward, to t = 1.",
+            },
+        ),
+    ],
+    key="one_step",
+)
+
+lesson.playground_link(data=preset, solver="euler", steps=1, paths=True)

@@ -81,10 +81,17 @@ with lesson.pitfall(
 ):
     lesson.chart(
         lesson_figures.panels_figure(
-            euler_cases(preset), background=dataset.shown, columns=len(one_step.EULER_STEPS), height=360
+            # the one-step panel would answer the prediction above: it waits for the reveal
+            euler_cases(preset) if revealed else euler_cases(preset)[1:],
+            background=dataset.shown,
+            columns=len(one_step.EULER_STEPS),
+            height=360,
         ),
         "pitfall",
     )
+    if not revealed:
+        st.caption("The one-step panel appears once you reveal your prediction above.")
+
 
 lesson.self_check(
     [

@@ -109,9 +109,18 @@ with lesson.pitfall(
     "blurred. Same field, same noise, same 100 steps each (energy distance to the ODE's cloud under each title):",
 ):
     lesson.chart(
-        lesson_figures.panels_figure(no_score_cases(preset), background=dataset.shown, height=380),
+        lesson_figures.panels_figure(
+            # the right SDE's panel would answer the prediction above: it waits for the reveal
+            no_score_cases(preset) if revealed else no_score_cases(preset)[::2],
+            background=dataset.shown,
+            columns=3,
+            height=380,
+        ),
         "pitfall",
     )
+    if not revealed:
+        st.caption("The right SDE’s panel appears once you reveal your prediction above.")
+
 
 lesson.self_check(
     [

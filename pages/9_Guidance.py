@@ -122,9 +122,17 @@ with lesson.pitfall(
     f"({cfg.SAMPLES // cfg.CLASS_COUNT} samples each), off-support samples in pink:",
 ):
     lesson.chart(
-        figures_sampling.guidance_figure(all_classes(), labelled_trainer().data.numpy()),
+        # w > 1 would answer the prediction above: those panels wait for the reveal
+        figures_sampling.guidance_figure(
+            [s for s in all_classes() if revealed or s.guidance <= 1.0],
+            labelled_trainer().data.numpy(),
+            columns=len(cfg.PITFALL_GUIDANCE),
+        ),
         "pitfall",
     )
+    if not revealed:
+        st.caption("The panels for w = 5 and w = 10 appear once you reveal your prediction above.")
+
 
 lesson.self_check(
     [

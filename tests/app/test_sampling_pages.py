@@ -28,6 +28,7 @@ def test_lesson_8_shows_the_distances_only_after_the_reveal():
     before = chart(at, "family")
     assert "vs the ODE's cloud" not in annotations(before) and not at.dataframe
     assert annotations(before).count("t = 0 → 0.5") == 4  # paths to t = 0.5, four noise levels
+    assert "Right:" not in annotations(chart(at, "pitfall"))  # the right SDE's cloud would answer it
     reveal(at, "l8_cloud", "blur more as the noise grows")
     assert at.error and "the answer is “are the same at every noise level”" in at.error[0].value
     assert "Tweedie" not in at.error[0].value and "pulls towards high density" in at.error[0].value
@@ -37,6 +38,7 @@ def test_lesson_8_shows_the_distances_only_after_the_reveal():
     table = at.dataframe[0].value
     assert list(table["NFE"]) == [100] * 4 and list(table["steps"]) == [100] * 4
     assert table["sampler"][2] == "noise = 1 · reverse diffusion"
+    assert annotations(chart(at, "pitfall")).count("energy distance to the ODE's cloud") == 2
 
 
 def test_lesson_8_right_guess_is_confirmed():
@@ -50,6 +52,7 @@ def test_lesson_9_hides_w3_and_the_measurements_until_the_reveal():
     titles = annotations(before)
     assert "w = 0" in titles and "w = 1" in titles and "w = 3" not in titles
     assert "off the data" not in titles and not at.dataframe
+    assert "w = 5" not in annotations(chart(at, "pitfall"))
     reveal(at, "l9_guidance", "spread over all eight Gaussians")
     assert "the answer is “move outward, away from the other classes”" in at.error[0].value
     assert "That is w = 0" in at.error[0].value and "mean |z| goes" in at.error[0].value
@@ -72,6 +75,7 @@ def test_lesson_10_shows_where_one_step_lands_only_after_the_reveal():
     at = run_page("10_One_step.py")
     before = annotations(chart(at, "arrows"))
     assert before.count("drawn at 30% length") == 2 and "One Euler step" not in before
+    assert "1 step = 1 NFE" not in annotations(chart(at, "pitfall"))
     reveal(at, "l10_step", "on the data, a little blurred")
     assert "the answer is “all on one point, the data mean”" in at.error[0].value
     assert "what is E[z₁ | z₀]?" in at.error[0].value

@@ -37,7 +37,7 @@ st.latex(
 )
 st.markdown(
     "Noise 0 is the ODE. Noise 1 ($g_t^2 = \\beta_t$) is **reverse diffusion**: the reverse-time SDE of the "
-    "forward noising process whose marginals are this path's Gaussians (on the VP schedule, DDPM's sampler). "
+    "forward noising process whose marginals are this path's Gaussians (on the VP schedule, the SDE that DDPM's ancestral sampler discretises). "
     "Every panel below samples the Playground's exact field of the same data from the same noise, with "
     "Euler–Maruyama (`fmcore.sample_sde`): one velocity evaluation per step, fresh noise at every step but the last."
 )

@@ -16,8 +16,8 @@ all_classes = st.cache_data(show_spinner=False)(cfg.all_classes)
 lesson.setup_page("9 · Guidance")
 st.markdown(
     "So far a flow sampled *the* data distribution. Give the network the class as a third input and it "
-    "learns one field per class, $v(z, t \\mid c)$: the exact field of that class's data, trained with the same "
-    "regression as before on triples $(z_t, t, c)$. With **label dropout** the label is replaced by a "
+    "learns one field per class, $v(z, t \\mid c)$, trained with the same regression as before on triples "
+    "$(z_t, t, c)$: its ideal is the exact field of that class's data. With **label dropout** the label is replaced by a "
     "**null label** $\\varnothing$ on a fraction of the rows (here 10%), so the same network also learns the "
     "unconditional field $v(z, t \\mid \\varnothing)$ of all the data. **Classifier-free guidance** (Ho & "
     "Salimans 2022, *Classifier-Free Diffusion Guidance*) mixes the two at sampling time:"
@@ -52,8 +52,8 @@ with left:
             "move outward, away from the other classes",
             f"From w = 1 to w = 3 the mean |z| goes {one.radius:.2f} → {three.radius:.2f} (the data's ring: "
             f"{data_radius:.2f}), the spread {one.spread:.2f} → {three.spread:.2f}, and the share off the data "
-            f"{one.off_share:.0%} → {three.off_share:.0%}. Guidance pushes along v(z,t|c) − v(z,t|∅), which "
-            "points from the mixture of all classes towards this one: here, outward.",
+            f"{one.off_share:.0%} → {three.off_share:.0%}. The push v(z,t|c) − v(z,t|∅) points away from the "
+            "other classes.",
         )
 
     revealed = lesson.predict_then_see(
@@ -127,6 +127,7 @@ with lesson.pitfall(
             [s for s in all_classes() if revealed or s.guidance <= 1.0],
             labelled_trainer().data.numpy(),
             columns=len(cfg.PITFALL_GUIDANCE),
+            lim=3.5,  # large w throws samples far out
         ),
         "pitfall",
     )

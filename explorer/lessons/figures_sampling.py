@@ -77,13 +77,14 @@ def guidance_figure(
     measured: bool = True,
     target: tuple[float, float] | None = None,
     columns: int | None = None,
+    lim: float = LIM,
     height: int = 400,
 ) -> go.Figure:
     """One panel per guidance weight: samples on the data's support in violet, off it in pink (x).
 
     With ``measured=False`` the notes leave the numbers out (before a prediction is revealed) and
     every sample is drawn alike. ``target``, when given, is marked by a star in every panel (the
-    chosen class's centroid). ``columns`` fixes the panel width (default: one column per panel).
+    chosen class's centroid). ``columns`` fixes the panel width (default: one column per panel); ``lim`` is the frames' half-width.
     """
     panels = [
         Panel(
@@ -93,7 +94,7 @@ def guidance_figure(
         )
         for s in samples
     ]
-    fig = panels_figure(panels, background=background, columns=columns or len(panels), height=height)
+    fig = panels_figure(panels, background=background, columns=columns or len(panels), height=height, lim=lim)
     fig.update_traces(marker=dict(color=theme.MODEL), selector=dict(marker_color=theme.DATA))
     for i, s in enumerate(samples):
         off = s.points[s.off_support] if measured else s.points[:0]

@@ -89,30 +89,33 @@ with right:
         ),
         "guidance",
     )
-    if revealed:
-        st.dataframe(
-            [
-                {
-                    "w": f"{s.guidance:g}{s.meaning}",
-                    "in class": f"{s.in_class:.0%}",
-                    "off the data": f"{s.off_share:.1%}",
-                    "spread": f"{s.spread:.3f}",
-                    f"mean |z| (data: {data_radius:.2f})": f"{s.radius:.2f}",
-                    "NFE": s.nfe,
-                }
-                for s in samples
-            ],
-            hide_index=True,
-            width="stretch",
-        )
-        st.caption(
-            f"{cfg.SAMPLES} samples per panel from the same noise. “Off the data” (pink ×): farther from every "
-            f"fresh data point than {cfg.SUPPORT_QUANTILE:.0%} of fresh data points are. “In class”: nearest the "
-            "star, the class's centroid. The unconditional field (w = 0) is the model's roughest part: the null "
-            "label is seen on only 10% of the rows, so its samples still bridge between Gaussians."
-        )
-    else:
-        st.caption("The panel for w = 3, and every measurement, appear once you reveal your prediction.")
+
+if revealed:
+    st.dataframe(
+        [
+            {
+                "w": f"{s.guidance:g}{s.meaning}",
+                "in class": f"{s.in_class:.0%}",
+                "off the data": f"{s.off_share:.1%}",
+                "spread": f"{s.spread:.3f}",
+                f"mean |z| (data: {data_radius:.2f})": f"{s.radius:.2f}",
+                "NFE": s.nfe,
+            }
+            for s in samples
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        f"{cfg.SAMPLES} samples per panel from the same noise. “Off the data” (pink ×): farther from every "
+        f"fresh data point than {cfg.SUPPORT_QUANTILE:.0%} of fresh data points are. “In class”: nearest the "
+        "star, the class's centroid. Spread: RMS distance of the samples from their mean, per axis. The "
+        "unconditional field (w = 0) is the model's roughest part: the null label is seen on only 10% of the "
+        "rows, so after 1,500 steps its samples still bridge between Gaussians (an unlabelled model trained as "
+        "long puts far fewer off the data)."
+    )
+else:
+    st.caption("The panel for w = 3, and every measurement, appear once you reveal your prediction.")
 
 with lesson.pitfall(
     "turning guidance up too far",

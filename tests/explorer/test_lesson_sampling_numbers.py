@@ -134,3 +134,16 @@ def test_the_last_euler_step_returns_the_posterior_mean():
     assert np.allclose(two.points, blurred_mean.numpy(), atol=1e-4)
     energies = [float(p.note.rsplit(": ", 1)[1]) for p in one_step.euler_cases("moons")]
     assert energies == sorted(energies, reverse=True) and energies[-1] < 0.02
+
+
+def test_the_null_field_is_rougher_than_an_unlabelled_model_trained_as_long(per_class):
+    # The page's caption: the null label sees 10% of the rows, so at w = 0 far more samples land
+    # off the data than from a model trained without labels for the same steps.
+    points = datasets.sample(guidance.DATA, guidance.TRAIN_POINTS, seed=0)
+    plain = fmcore.Trainer(points, seed=0)
+    plain.step(guidance.TRAIN_STEPS)
+    z = fmcore.integrate(
+        plain.velocity, one_step.noise(guidance.SAMPLES, 3), guidance.SOLVER, guidance.SOLVER_STEPS
+    )
+    unlabelled = float(guidance.off_support(z.z_end).float().mean())
+    assert unlabelled < 0.5 * per_class[0][0].off_share

@@ -57,7 +57,8 @@ with left:
             ),
             "are the same at every noise level",
             f"Every member shares p_t. Each cloud's energy distance to the ODE's cloud stays within a few "
-            f"times the noise floor ({family.floor_end:.4f}); what is left is sampling noise and Euler–Maruyama's error at 100 steps.",
+            f"times the noise floor ({family.floor_end:.4f}); the small excess is chance and "
+            "Euler–Maruyama's error at 100 steps.",
             hints={
                 "blur more as the noise grows": "The drift gains (g²/2)·score, which pulls towards high "
                 "density exactly as hard as the noise spreads.",

@@ -32,6 +32,7 @@ import torch
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from bench.classroom import start_server
 from explorer import compute, figures
+from explorer.settings import configure_torch
 from fmcore import metrics
 from fmcore.trainer import Trainer
 
@@ -127,7 +128,7 @@ def main() -> None:
     if args.browser:
         browser_main(args.repeats)
         return
-    compute.configure_torch()
+    configure_torch()
 
     dataset = compute.load_dataset("moons", 0)
     trainer = Trainer(torch.from_numpy(dataset.train), seed=0)

@@ -6,6 +6,7 @@ from explorer import compute, figures
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 
 SOLVER, STEPS, PARTICLES = "euler", 100, 400
@@ -31,6 +32,14 @@ st.latex(
     r"v(z, t) = \frac{\mathbb E[z_1 \mid z_t = z] - z}{1 - t}, \qquad z_{k+1} = z_k + h\, v(z_k, t_k)\ \text{(one Euler step)}"
 )
 
+# At t = 0, z_0 is independent of z_1, so E[z_1 | z_0 = z] = E[z_1] (pinned in tests/test_pages.py; other
+# schedules with alpha_0 = 0 give v(z, 0) = d_alpha(0) E[z_1] + d_sigma(0) z / sigma(0) instead).
+st.markdown(
+    "One fact turns a guess into a prediction. At $t=0$ the noise tells nothing about the data point it will "
+    "become, so $\\mathbb E[z_1\\mid z_0 = z] = \\mathbb E[z_1]$ and **every arrow points at the data mean**: "
+    "$v(z, 0) = \\mathbb E[z_1] - z$. As $t$ grows the posterior narrows, and the arrows turn towards the part "
+    "of the data nearest to the particle."
+)
 left, right = st.columns([1, 2.2], gap="large")
 with left:
     preset = st.selectbox(
@@ -51,7 +60,7 @@ with left:
             lands,
             f"It ends at ({end[0]:.2f}, {end[1]:.2f}), on the data. Press ▶ to watch it ride the field.",
             hints={
-                q: "Follow the arrows: they change with t, and the particle is carried by all of them in turn."
+                q: "At t = 0 it heads for the data mean; then the arrows turn it towards the data nearest to it."
                 for q in ("upper left", "upper right", "lower left", "lower right")
                 if q != lands
             },
@@ -87,35 +96,6 @@ with lesson.pitfall(
     cases = time_direction_cases(preset)
     lesson.chart(lesson_figures.panels_figure(cases, background=dataset.shown), "pitfall")
 
-lesson.self_check(
-    [
-        Question(
-            "To draw a new sample you integrate $dz/dt = v(z, t)$ …",
-            ("forward, from noise at t=0 to t=1", "backward, from noise at t=1 to t=0", "either way works"),
-            "forward, from noise at t=0 to t=1",
-            "Noise lives at t=0, data at t=1; the field was built (or trained) for that direction.",
-            hints={
-                "backward, from noise at t=1 to t=0": "Look at the bottom-right panel of the pitfall.",
-                "either way works": "Compare the two pink panels of the pitfall with the sampling panel.",
-            },
-        ),
-        Question(
-            "Can two particles be at the same place at the same time and then go separate ways?",
-            ("No: the ODE has one solution through each (z, t)", "Yes, where paths cross"),
-            "No: the ODE has one solution through each (z, t)",
-            "A smooth field gives each (z, t) exactly one velocity. Paths may cross in the picture, "
-            "but only at different times.",
-            hints={"Yes, where paths cross": "At a shared (z, t), what velocity would each particle get?"},
-        ),
-        Question(
-            "You integrate a data point backward from t=1 to t=0 and then forward again. You get …",
-            ("the same data point (up to solver error)", "a different data point", "a Gaussian sample"),
-            "the same data point (up to solver error)",
-            "The flow is invertible: the round-trip panel measures the solver's error only.",
-            hints={"a Gaussian sample": "That is what you have halfway, at t=0. Then you go forward again."},
-        ),
-    ],
-    key="ode",
-)
+lesson.self_check(SELF_CHECKS["ode"], key="ode")
 
 lesson.playground_link(data=preset, solver=SOLVER, steps=STEPS, paths=True)

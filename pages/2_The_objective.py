@@ -7,6 +7,7 @@ from explorer.figures import theme
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.compute import Panel
 from explorer.lessons.kit import Question
 
@@ -15,6 +16,9 @@ posterior = st.cache_data(show_spinner=False)(lesson_compute.posterior)
 training_race = st.cache_data(show_spinner="Training with both targets…")(lesson_compute.training_race)
 wrong_target_cases = st.cache_data(show_spinner="Training on wrong targets…")(
     lesson_compute.wrong_target_cases
+)
+memorisation = st.cache_data(show_spinner="Sampling the exact field and a network…")(
+    lesson_compute.memorisation
 )
 COLORS = {"conditional": theme.MODEL, "marginal": theme.EXACT}
 
@@ -39,8 +43,9 @@ revealed = lesson.predict_then_see(
         "lines cross. Now move the same noise points with the marginal field. Will their paths cross?",
         ("Yes, as often", "Yes, but less often", "No, never"),
         "No, never",
-        "The marginal field gives one velocity per (z, t), so two paths can never meet: they bend around "
-        "each other instead. That is why sampling follows it, not the straight lines.",
+        "The marginal field gives one velocity per (z, t), and for t < 1 it is smooth (Lipschitz), so two "
+        "paths cannot meet before t = 1: they bend around each other instead. At t = 1 the field of bare "
+        "points is not Lipschitz, and many paths end on the same data point.",
         hints={
             "Yes, as often": "How many velocities does the marginal field have at one (z, t)?",
             "Yes, but less often": "If two paths met, which way would the particle at the meeting point go?",
@@ -109,7 +114,7 @@ with st.expander("Derivation, step by step"):
     )
     st.markdown(
         "**4.** So $\\nabla_\\theta \\mathcal L_{\\text{CFM}} = \\nabla_\\theta \\mathcal L_{\\text{FM}}$: same "
-        "gradients, same minimiser $v_\\theta = u_t$. But the conditional loss never drops below the floor, "
+        "expected gradients (a batch's estimates differ), same minimiser $v_\\theta = u_t$. But the conditional loss never drops below the floor, "
         "the variance of the target given $z_t$; a loss stuck at the floor is a *trained* model, not a stuck one."
     )
 
@@ -150,8 +155,45 @@ st.markdown(
     f"**{race.field_error['conditional'][-1]:.3f}** (conditional target) and **{race.field_error['marginal'][-1]:.3f}** "
     f"(marginal target). The conditional loss flattens at its floor **{race.floor['conditional']:.2f}** while its "
     "field error keeps falling; the marginal target has floor 0 and no target noise, so it gets there in fewer "
-    f"steps, but each step costs more ({race.seconds['marginal']:.1f} s against {race.seconds['conditional']:.1f} s "
-    "here): it averages over all data points, which only works when you can afford the whole data set per step."
+    "steps. But every one of its targets averages over all the data points (training took "
+    f"{race.seconds['marginal']:.1f} s against {race.seconds['conditional']:.1f} s here, on 500 points): fine for "
+    "a toy set, impossible when the data set does not fit into one step."
+)
+
+st.subheader("The minimiser memorises; a network does not")
+mem = memorisation(preset)
+st.markdown(
+    "Both losses are minimised by the exact marginal field of the **training set**. On a finite set that "
+    "field carries every particle onto one of the training points (its last Euler step returns "
+    "$\\mathbb E[z_1\\mid z_t]$, which near $t=1$ is one point): a perfect minimiser only reproduces its data. "
+    f"Here, with {len(mem.train)} training points, the share of samples within {mem.eps} of a training point:"
+)
+# Why networks generalise: see e.g. Kadkhodaie, Guth, Simoncelli, Mallat (ICLR 2024), "Generalization in
+# diffusion models arises from geometry-adaptive harmonic representations".
+lesson.chart(
+    lesson_figures.panels_figure(
+        [
+            Panel("Training set", mem.train, f"{len(mem.train)} points"),
+            Panel("Exact field's samples", mem.exact, f"{mem.within['exact']:.0%} on a training point", True),
+            Panel("Network's samples", mem.learned, f"{mem.within['learned']:.0%} on a training point"),
+            Panel("Fresh data, for scale", mem.fresh, f"{mem.within['fresh']:.0%} on a training point"),
+        ],
+        columns=4,
+        height=330,
+    ),
+    "memorise",
+)
+st.markdown(
+    f"The network ({mem.train_steps} steps on the same points) lands near a training point "
+    + (
+        "about as often as fresh data does"
+        if abs(mem.within["learned"] - mem.within["fresh"]) < 0.1
+        else f"{mem.within['learned']:.0%} of the time against fresh data's {mem.within['fresh']:.0%}"
+    )
+    + ". It cannot follow the exact field's $1/(1-t)$ stiffness around each point: a small, "
+    "smooth network trained briefly by stochastic gradients learns a smoothed field, closer to the blurred "
+    "one, and that smoothing is what lets it generalise. Give it many more parameters and steps on few points "
+    "and it tends to memorise too."
 )
 
 with lesson.pitfall(
@@ -166,39 +208,6 @@ with lesson.pitfall(
         "pitfall",
     )
 
-lesson.self_check(
-    [
-        Question(
-            "On the linear path, the conditional target u_t(z_t | z_1) is …",
-            ("z_1 − z_0", "z_1 − z_t", "z_1"),
-            "z_1 − z_0",
-            "d/dt (t z_1 + (1 − t) z_0) = z_1 − z_0, which also equals (z_1 − z_t)/(1 − t).",
-            hints={
-                "z_1 − z_t": "Differentiate z_t = t z_1 + (1 − t) z_0 in t.",
-                "z_1": "That is a position, not a velocity.",
-            },
-        ),
-        Question(
-            "The conditional loss stops falling at about the floor. What does that mean?",
-            (
-                "The model may be fine: the floor is the target's own noise",
-                "Training is stuck: raise the learning rate",
-            ),
-            "The model may be fine: the floor is the target's own noise",
-            "The floor E|u_t(z|z_1) − u_t(z)|² does not depend on θ; watch the field error, not the raw loss.",
-            hints={
-                "Training is stuck: raise the learning rate": "Look at the field error plot while the loss is flat."
-            },
-        ),
-        Question(
-            "Conditional and marginal targets give …",
-            ("the same gradient and the same minimiser", "different minimisers", "the same loss values"),
-            "the same gradient and the same minimiser",
-            "They differ by a constant, the floor, so the gradients agree exactly.",
-            hints={"the same loss values": "Compare the two loss curves: they differ by the floor."},
-        ),
-    ],
-    key="objective",
-)
+lesson.self_check(SELF_CHECKS["objective"], key="objective")
 
 lesson.playground_link(data=preset, target="conditional", field="learned")

@@ -7,6 +7,7 @@ from explorer.figures import theme
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.compute import SAMPLERS, Panel
 from explorer.lessons.kit import Question
 
@@ -14,12 +15,14 @@ fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machi
     lesson_compute.fm_vs_diffusion
 )
 parametrisation_pitfall = st.cache_data(show_spinner=False)(lesson_compute.parametrisation_pitfall)
-COLORS = {SAMPLERS["sde"]: theme.ERROR, SAMPLERS["pf_ode"]: theme.NOISE, SAMPLERS["fm_ode"]: theme.MODEL}
+COLORS = dict(zip(SAMPLERS.values(), (theme.ERROR, theme.NOISE, theme.EXACT, theme.MODEL), strict=True))
 SHORT = {
-    "sde": "Diffusion: reverse SDE",
-    "pf_ode": "Diffusion: probability-flow ODE",
-    "fm_ode": "Flow matching: ODE",
+    "sde": "VP noise model: reverse SDE",
+    "pf_ode": "VP noise model: PF-ODE",
+    "vp_ode": "VP velocity model: ODE",
+    "fm_ode": "Linear velocity model: ODE",
 }
+MODEL = {"sde": "diffusion", "pf_ode": "diffusion", "vp_ode": "vp velocity", "fm_ode": "flow matching"}
 GOOD = 0.006
 
 lesson.setup_page("3 · Flow matching vs diffusion")
@@ -30,9 +33,11 @@ st.markdown(
     "*denoising score matching*. Flow matching trains $v_\\theta$ to predict the velocity: "
     "*vector-field regression*. Both targets are conditional, and on one path they convert into each other."
 )
+# The noise loss is DSM weighted by sigma_t^2: with s_theta = -eps_theta / sigma_t and the conditional
+# score -z_0 / sigma_t (Song et al. 2021, arXiv 2011.13456, eq. 7; Kingma & Gao 2023, arXiv 2303.00848).
 st.latex(
-    r"\mathcal L_{\text{DSM}} = \mathbb E\,\|\varepsilon_\theta(z_t, t) - z_0\|^2,\quad"
-    r"\nabla \log p_t(z) \approx -\frac{\varepsilon_\theta(z, t)}{\sigma_t}"
+    r"\mathbb E\,\|\varepsilon_\theta(z_t, t) - z_0\|^2 = \mathbb E\,\sigma_t^2\,\big\|s_\theta(z_t, t) - \nabla\log p_t(z_t\mid z_1)\big\|^2,\quad "
+    r"s_\theta = -\frac{\varepsilon_\theta}{\sigma_t}"
     r"\qquad\qquad \mathcal L_{\text{FM}} = \mathbb E\,\|v_\theta(z_t, t) - (\dot\alpha_t z_1 + \dot\sigma_t z_0)\|^2"
 )
 st.markdown(
@@ -46,6 +51,13 @@ st.latex(
     r"\qquad dz = v_\theta(z, t)\,dt"
 )
 
+st.markdown(
+    '"Diffusion against flow matching" changes four things at once: the schedule (VP against linear), '
+    "what the network predicts (noise against velocity), the loss weighting over noise levels that comes "
+    "with it, and the sampler. Below, each neighbouring pair of panels changes **one** of them: the sampler "
+    "(SDE → PF-ODE, same noise model), the parametrisation and weighting (noise → velocity, same VP path, "
+    "same ODE), then the schedule (VP → linear, both velocity models)."
+)
 left, right = st.columns([1, 3])
 preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l3_data")
 train_steps = left.select_slider(
@@ -61,7 +73,8 @@ with right:
                 for key, paths in result.paths.items()
             ],
             background=dataset.shown,
-            height=400,
+            columns=4,
+            height=330,
         ),
         "paths",
     )
@@ -81,14 +94,15 @@ def measure():
     return SAMPLERS[worst], (
         f"At {AT} steps the energy distances are "
         + ", ".join(f"{SHORT[key].lower()} {value:.4f}" for key, value in at.items())
-        + f". Steps needed to get within {GOOD}: {need}. Every SDE step adds fresh noise that later steps "
-        "must remove again; the two ODEs only follow the field."
+        + f". Steps needed to get within {GOOD}: {need}. Read the curves in pairs, one change at a time: "
+        "SDE vs PF-ODE is the sampler only; PF-ODE vs VP velocity is the parametrisation (and with it the "
+        "loss weighting); VP velocity vs linear is the schedule only."
     )
 
 
 revealed = lesson.predict_then_see(
     Question(
-        f"All three samplers get {AT} steps = {AT} NFE (one network call each). Whose samples end up "
+        f"All four samplers get {AT} steps = {AT} NFE (one network call each). Whose samples end up "
         "**furthest from the data**?",
         tuple(SAMPLERS.values()),
         None,
@@ -98,7 +112,7 @@ revealed = lesson.predict_then_see(
     context=(preset, train_steps),
     measure=measure,
 )
-if revealed:
+if revealed:  # the curves and the table answer the question: shown only after the reveal
     lesson.chart(
         lesson_figures.curves_figure(
             {SAMPLERS[k]: (result.steps, e) for k, e in result.energy.items()},
@@ -114,22 +128,22 @@ if revealed:
         "energy",
     )
 
-st.subheader("Your run, in numbers")
-rows = [
-    {
-        "sampler": SAMPLERS[key],
-        "training s": f"{result.train_seconds['flow matching' if key == 'fm_ode' else 'diffusion']:.2f}",
-        **{f"{k} steps": f"{e:.4f}" for k, e in zip(result.steps, result.energy[key], strict=True)},
-        f"steps to ≤ {GOOD}": str(fewest(key) or f"> {result.steps[-1]}"),
-    }
-    for key in SAMPLERS
-]
-st.dataframe(rows, hide_index=True, width="stretch")
-st.caption(
-    f"Energy distance of {lesson_compute.SAMPLES} samples to fresh data; two data samples differ by about "
-    f"{max(abs(result.floor), 0.001):.3f}. Each model trained {result.train_steps} steps (same network, batch, "
-    "seed); every sampler makes exactly one network evaluation per step, so steps = NFE. Measured on this machine."
-)
+    st.subheader("Your run, in numbers")
+    rows = [
+        {
+            "sampler": SAMPLERS[key],
+            "training s": f"{result.train_seconds[MODEL[key]]:.2f}",
+            **{f"{k} steps": f"{e:.4f}" for k, e in zip(result.steps, result.energy[key], strict=True)},
+            f"steps to ≤ {GOOD}": str(fewest(key) or f"> {result.steps[-1]}"),
+        }
+        for key in SAMPLERS
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(
+        f"Energy distance of {lesson_compute.SAMPLES} samples to fresh data; two data samples differ by about "
+        f"{max(abs(result.floor), 0.001):.3f}. Each model trained {result.train_steps} steps (same network, "
+        "batch, seed); every sampler makes one network evaluation per step, so steps = NFE. Measured here."
+    )
 
 with lesson.pitfall(
     "mixing up what the network predicts",
@@ -145,42 +159,6 @@ with lesson.pitfall(
         "pitfall",
     )
 
-lesson.self_check(
-    [
-        Question(
-            "The reverse SDE and the probability-flow ODE of the same diffusion model …",
-            (
-                "have the same marginals p_t, but different paths",
-                "follow the same paths",
-                "sample different distributions",
-            ),
-            "have the same marginals p_t, but different paths",
-            "The ODE is built so that its particles have the SDE's distribution at every t, without the noise.",
-            hints={"follow the same paths": "Look at the left and middle panels above."},
-        ),
-        Question(
-            "A noise predictor ε_θ and a velocity v_θ on the same path …",
-            (
-                "convert into each other, given z_t, α_t and σ_t",
-                "need different ODE solvers",
-                "cannot be compared",
-            ),
-            "convert into each other, given z_t, α_t and σ_t",
-            "z_t = α_t z_1 + σ_t z_0 ties the two predictions: any one fixes the others (fmcore.convert).",
-        ),
-        Question(
-            "Why does the reverse SDE need more steps here?",
-            (
-                "Each step adds fresh noise that later steps must remove",
-                "Its network is worse",
-                "It starts from different noise",
-            ),
-            "Each step adds fresh noise that later steps must remove",
-            "Euler–Maruyama converges slowly (strong order ½); the ODE samplers share the same networks' accuracy.",
-            hints={"Its network is worse": "The PF-ODE uses the very same network as the SDE."},
-        ),
-    ],
-    key="diffusion",
-)
+lesson.self_check(SELF_CHECKS["diffusion"], key="diffusion")
 
 lesson.playground_link(data=preset, schedule="vp", solver="euler", steps=20, field="learned")

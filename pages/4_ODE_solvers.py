@@ -6,6 +6,7 @@ from explorer import compute
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 from fmcore.solvers import SOLVERS, TIME_GRIDS, time_grid
 
@@ -13,6 +14,7 @@ solver_runs = st.cache_data(show_spinner="Running every solver…")(lesson_compu
 error_curves = st.cache_data(show_spinner="Measuring error against NFE…")(lesson_compute.error_curves)
 rule_of_thumb = st.cache_data(show_spinner="Checking the rule of thumb…")(lesson_compute.rule_of_thumb)
 few_steps_cases = st.cache_data(show_spinner=False)(lesson_compute.few_steps_cases)
+stiffness = st.cache_data(show_spinner=False)(lesson_compute.stiffness)
 grid_errors = st.cache_data(show_spinner=False)(lesson_compute.grid_errors)
 LABELS = {name: info.label.split(" (")[0] for name, info in SOLVERS.items()}
 ALL = tuple(SOLVERS)
@@ -38,14 +40,21 @@ st.latex(
 \end{aligned}"""
 )
 st.markdown(
-    "**DPM-Solver++** (1 NFE per step) turns $v$ into a data prediction $\\hat z_1$ and integrates the "
-    "linear part exactly in the log-SNR $\\lambda_t = \\log(\\alpha_t/\\sigma_t)$; **dopri5** is adaptive: "
-    "it estimates its own error and picks its steps. A method of order $p$ has error $\\approx C h^p$, "
-    "so on log-log axes error against NFE is a line of **slope $-p$**:"
+    "**DPM-Solver++ 2M** (1 NFE per step) turns $v$ into a data prediction $\\hat z_1$ and integrates the "
+    "linear part exactly in the log-SNR $\\lambda_t = \\log(\\alpha_t/\\sigma_t)$, with $h_k = \\lambda_{t_{k+1}} - "
+    "\\lambda_{t_k}$. Its first-order update (DDIM) is, on the linear path, exactly an Euler step; the second "
+    "order comes from extrapolating the last two data predictions (multistep). **dopri5** is adaptive: it "
+    "estimates its own error and picks its steps. A method of order $p$ has error $\\approx C h^p$, so on "
+    "log-log axes error against NFE is a line of **slope $-p$**:"
 )
+# DPM-Solver++(2M): Lu et al. 2022 (arXiv 2211.01095), Algorithm 2, in this app's time direction.
 st.latex(
-    r"z_t = \frac{\sigma_t}{\sigma_s} z_s + \alpha_t\big(1 - e^{-(\lambda_t - \lambda_s)}\big)\,\hat z_1(z_s, s)"
-    r"\qquad\qquad \text{error} \approx C\,h^p \propto \text{NFE}^{-p}"
+    r"""\begin{aligned}
+z_{k+1} &= \frac{\sigma_{t_{k+1}}}{\sigma_{t_k}} z_k + \alpha_{t_{k+1}}\big(1 - e^{-h_k}\big)\, D_k,
+\qquad \text{error} \approx C\,h^p \propto \text{NFE}^{-p} \\
+D_k &= \Big(1 + \frac{h_k}{2 h_{k-1}}\Big)\hat z_1(z_k, t_k) - \frac{h_k}{2 h_{k-1}}\,\hat z_1(z_{k-1}, t_{k-1})
+\quad (D_0 = \hat z_1(z_0, t_0)\text{: first order, DDIM})
+\end{aligned}"""
 )
 
 controls = st.columns([1.3, 1, 1.2, 2])
@@ -58,26 +67,8 @@ grid = controls[2].selectbox(
 )
 steps = controls[3].slider("Steps", 1, 64, 8, key="l4_steps")
 st.caption(f"Field: {lesson_compute.FIELDS[field]}.")
-
 reference, runs = solver_runs(preset, field, steps, grid, ALL)
 dataset = compute.load_dataset(preset, seed=0)
-panels = [
-    lesson_compute.Panel(
-        f"{LABELS[r.solver]} · {r.steps} steps · {r.nfe} NFE",
-        r.zs[-1],
-        f"endpoint error {r.error:.2g}",
-        wrong=r.error > lesson_compute.GOOD_ERROR,
-        paths=r.zs[:, :40],
-    )
-    for r in runs
-]
-lesson.chart(lesson_figures.panels_figure(panels, background=dataset.shown, height=720), "runs")
-st.caption(
-    "Faint lines: 40 particles' paths from node to node (dots are the solver's steps). Endpoint error: the "
-    "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 lands on the "
-    "same grid times at tolerance 10⁻³ and takes as many internal steps as it needs."
-)
-
 curves = error_curves(preset, field, grid, ALL)
 target = 0.01
 cheapest = min(curves, key=lambda c: lesson_compute.nfe_to_reach(c, target))
@@ -93,104 +84,88 @@ revealed = lesson.predict_then_see(
     key="cheapest",
     context=(preset, field, grid),
 )
-if revealed:
+if not revealed:  # every solver's panel shows its error and NFE: that is the answer, so it waits
+    panels = [
+        lesson_compute.Panel("Where the particles start", runs[0].zs[0], "z₀ ~ N(0, I) at t = 0"),
+        lesson_compute.Panel("Where they must end", reference, "a tight adaptive solve, float64"),
+    ]
+    lesson.chart(
+        lesson_figures.panels_figure(panels, background=dataset.shown, columns=2, height=420), "runs"
+    )
+else:
+    panels = [
+        lesson_compute.Panel(
+            f"{LABELS[r.solver]} · {r.steps} steps · {r.nfe} NFE",
+            r.zs[-1],
+            f"endpoint error {r.error:.2g}",
+            wrong=r.error > lesson_compute.GOOD_ERROR,
+            paths=r.zs[:, :40],
+        )
+        for r in runs
+    ]
+    lesson.chart(lesson_figures.panels_figure(panels, background=dataset.shown, height=720), "runs")
+    st.caption(
+        "Faint lines: 40 particles' paths from node to node (dots are the solver's steps). Endpoint error: the "
+        "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 lands on the "
+        "same grid times at tolerance 10⁻³ and takes as many internal steps as it needs."
+    )
     lesson.chart(lesson_figures.error_nfe_figure(curves, LABELS), "error_nfe")
     rk4 = next(c for c in curves if c.solver == "rk4")
+    stiff = stiffness(preset)
     st.markdown(
         f"Measured slope of RK4 here: **{rk4.slope:+.1f}** (order 4 would be −4). "
         + (
-            "On the point cloud the field is nearly singular at $t=1$, where every particle snaps onto one "
-            "of the 500 points with speed $\\sim 1/(1-t)$: Heun and RK4 evaluate $v$ right there in their last "
-            "stage and lose their order; midpoint and DPM-Solver++ never evaluate at $t=1$."
+            "Along the point cloud's own paths the speed stays bounded ("
+            + ", ".join(f"{v:.1f}" for v in stiff.speed)
+            + " at t = "
+            + ", ".join(f"{t:g}" for t in stiff.ts)
+            + "), but the field gets **stiff**: near t = 1 one data point x wins, $v = (x - z)/(1-t)$ and "
+            "$\\partial v/\\partial z \\approx -I/(1-t)$ (measured $-\\nabla\\cdot v/d$: "
+            + ", ".join(f"{k:.3g}" for k in stiff.stiffness)
+            + "). Heun's and RK4's last stage evaluates $v$ at t = 1 itself (the field is clamped at "
+            "$1 - 10^{-4}$, where $\\partial v/\\partial z \\approx -10^4 I$): the stage's small position error comes "
+            "back as a large velocity error, and the order is lost. Midpoint and DPM-Solver++ never evaluate at t = 1."
             if field == "point cloud"
             else "With the data blurred the field stays smooth up to $t=1$ and the orders show, until float32 "
             "rounding (~10⁻⁵) flattens the lines."
         )
     )
-
-st.subheader("The rule of thumb, measured")
-st.markdown(
-    "A folk rule says *Euler needs ~100 steps, RK4 ~50, DPM-Solver ~20*. Here it is on both fields, "
-    f"judged by the endpoint error of {lesson_compute.SOLVER_PARTICLES} particles (good below "
-    f"{lesson_compute.GOOD_ERROR}, where the samples look right), on the time grid chosen above:"
-)
-rows = [
-    {
-        "field": name,
-        "solver": LABELS[row["solver"]],
-        "steps": row["steps"],
-        "NFE": row["nfe"],
-        "endpoint error": f"{row['endpoint_error']:.2g}",
-        "holds?": "yes" if row["good"] else "NO",
-    }
-    for name in lesson_compute.FIELDS
-    for row in rule_of_thumb(preset, name, grid)
-]
-st.dataframe(rows, hide_index=True, width="stretch")
-st.markdown(
-    "Where it holds: a smooth field (the blurred one, or a trained network). Where not: the point cloud's "
-    "own field near $t=1$, where RK4 with 50 uniform steps is *worse* than Euler with 100. The cure is to "
-    "put the steps where the field changes fast: near $t=1$"
-    + (f" (the grid “{TIME_GRIDS['power'].label}” is made for this)" if "power" in TIME_GRIDS else "")
-    + ". Compare the grids below, then pick one above and watch the error curves and the table move."
-)
+    st.subheader("The rule of thumb, measured")
+    rows = {name: rule_of_thumb(preset, name, grid) for name in lesson_compute.FIELDS}
+    st.markdown(
+        "A folk rule says *Euler ~100 steps, RK4 ~50, DPM-Solver ~20*. Counted in NFE, the cost that matters, "
+        "that is **100, 200 and 20**. Such rules come from particular models and schedules; here they are on "
+        f"both fields, judged by the endpoint error of {lesson_compute.SOLVER_PARTICLES} particles (good below "
+        f"{lesson_compute.GOOD_ERROR}), on the time grid chosen above:"
+    )
+    st.dataframe(lesson_compute.rule_of_thumb_table(rows, LABELS), hide_index=True, width="stretch")
+    st.markdown(lesson_compute.rule_of_thumb_verdict(rows, LABELS))
+    by_grid = grid_errors(preset, "point cloud")
+    st.markdown(
+        "The cure for a stiff end is to put the steps where the field changes fast, near $t=1$. RK4 with 50 "
+        "steps (200 NFE) on the point cloud, by time grid: "
+        + ", ".join(f"{TIME_GRIDS[g].label} **{e:.2g}**" for g, e in by_grid.items())
+        + ". Same solver, same NFE: only where the steps go changed."
+    )
+st.caption("Where each time grid puts its steps (the grid is chosen above):")
 lesson.chart(
     lesson_figures.grid_figure(
         {TIME_GRIDS[g].label: time_grid(g, min(steps, 24), 0.0, 1.0, "linear").numpy() for g in TIME_GRIDS}
     ),
     "grids",
 )
-by_grid = grid_errors(preset, "point cloud")
-st.markdown(
-    "RK4 with 50 steps (200 NFE) on the point cloud, by time grid: "
-    + ", ".join(f"{TIME_GRIDS[g].label} **{e:.2g}**" for g, e in by_grid.items())
-    + f". Same solver, same NFE: only where the steps go changed (endpoint error; good below {lesson_compute.GOOD_ERROR})."
-)
 
 with lesson.pitfall(
     "too few steps",
-    "With 2 Euler steps each particle jumps along a straight line from wherever the field pointed at $t=0$ "
-    "and $t=0.5$: the samples are a blurred, shrunken copy of the data. The same particles, 50 steps:",
+    "One Euler step from $t$ lands at $z + (1-t)\\,v(z,t) = \\mathbb E[z_1\\mid z_t = z]$, the posterior mean: "
+    "so **one** step from $t=0$ puts every particle on the data mean. With 2 steps each particle jumps "
+    "along the field at $t=0$ and $t=0.5$: a blurred, shrunken copy of the data. The same particles, 50 steps:",
 ):
     lesson.chart(
-        lesson_figures.panels_figure(
-            few_steps_cases(preset), background=dataset.shown, columns=2, height=420
-        ),
-        "pitfall",
+        lesson_figures.panels_figure(few_steps_cases(preset), background=dataset.shown, height=400), "pitfall"
     )
 
-lesson.self_check(
-    [
-        Question(
-            "On log-log axes, error against NFE for a method of order p is a line of slope …",
-            ("−p", "−1/p", "+p"),
-            "−p",
-            "Error ~ h^p and NFE ~ 1/h, so log error = −p log NFE + const.",
-            hints={"+p": "More NFE should mean less error.", "−1/p": "Write error ~ h^p with h ~ 1/NFE."},
-        ),
-        Question(
-            "RK4 with 25 steps and Euler with 100 steps cost …",
-            ("the same NFE (100)", "RK4 costs 4× less", "RK4 costs 4× more"),
-            "the same NFE (100)",
-            "RK4 makes 4 evaluations per step: 25 × 4 = 100 = 100 × 1.",
-            hints={"RK4 costs 4× less": "Count the evaluations per step in the formulas above."},
-        ),
-        Question(
-            "Why does RK4 lose its fourth order on the point-cloud field?",
-            (
-                "The field blows up near t = 1 and RK4 evaluates it there",
-                "float32 rounding",
-                "RK4 is only second order",
-            ),
-            "The field blows up near t = 1 and RK4 evaluates it there",
-            "An order-p bound needs p smooth derivatives; near t = 1 they grow like 1/(1-t)^p.",
-            hints={
-                "float32 rounding": "Rounding flattens the curves near 10⁻⁵; RK4's trouble starts near 1."
-            },
-        ),
-    ],
-    key="solvers",
-)
+lesson.self_check(SELF_CHECKS["solvers"], key="solvers")
 
 lesson.playground_link(
     data=preset,

@@ -4,17 +4,17 @@ import streamlit as st
 
 import fmcore
 from explorer import compute, figures
-from explorer.figures import theme
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.compute import Panel
 from explorer.lessons.figures import TRAINING_STAGES
 from explorer.lessons.kit import Question
 
 one_batch = st.cache_data(show_spinner="Training a small network for the demo…")(lesson_compute.one_batch)
-schedule_race = st.cache_data(show_spinner="Training on every schedule (a few seconds)…")(
-    lesson_compute.schedule_race
+schedule_facts = st.cache_data(show_spinner="Solving the exact field on every schedule…")(
+    lesson_compute.schedule_facts
 )
 schedule_pitfall = st.cache_data(show_spinner="Training two more networks…")(lesson_compute.schedule_pitfall)
 LABELS = {name: s.label for name, s in fmcore.SCHEDULES.items()}
@@ -66,11 +66,19 @@ with left:
 with right:
     lesson.chart(lesson_figures.training_step_figure(batch, stage, dataset.shown), "step")
 
+lesson.write_it_yourself(key="l5_target")
+
 st.subheader("Schedules: the same idea, different paths")
+# Log-SNRs checked in tests/test_pages.py against fmcore.SCHEDULES: t^2 is above VP for t >= 0.2.
 st.markdown(
-    "The schedule $(\\alpha_t, \\sigma_t)$ decides how noise turns into data. Linear moves at constant "
-    "speed; cosine keeps $\\alpha_t^2 + \\sigma_t^2 = 1$ (variance preserving); VP is the diffusion "
-    "schedule, which lingers near noise and rushes at the end; the polynomial one lingers longer still."
+    "The schedule $(\\alpha_t, \\sigma_t)$ decides how noise turns into data. **Linear** $\\alpha_t = t$, "
+    "$\\sigma_t = 1-t$ moves at constant speed. **Cosine** $\\alpha_t = \\sin(\\pi t/2)$, $\\sigma_t = \\cos(\\pi t/2)$ "
+    "keeps $\\alpha_t^2 + \\sigma_t^2 = 1$: variance preserving, a diffusion schedule too. **VP** is the "
+    "linear-$\\beta$ member of that family: $\\alpha_t = \\exp\\big(-\\tfrac12\\int_0^{1-t}\\beta(s)\\,ds\\big)$ with "
+    "$\\beta$ linear from 0.1 to 20, $\\sigma_t = \\sqrt{1-\\alpha_t^2}$; its $\\alpha_0 = e^{-5.025} \\approx 0.0066$, so "
+    "it never starts from pure noise. **Polynomial** $\\alpha_t = t^2$, $\\sigma_t = 1 - t^2$. Measured by the "
+    "log-SNR $\\log(\\alpha_t/\\sigma_t)$, VP lingers near noise longest: at $t = 0.5$ it is −1.23, against "
+    "−1.10 for $t^2$ and 0 for linear and cosine."
 )
 curves = lesson_compute.schedule_curves()
 for column, (name, (ts, alpha, sigma)) in zip(st.columns(len(curves)), curves.items(), strict=True):
@@ -86,80 +94,72 @@ lesson.chart(
     ),
     "paths",
 )
-
-
-def measure_race():
-    runs, _ = schedule_race(preset)
-    best = min(runs, key=lambda r: r.energy[-1])
-    vp = next(r for r in runs if r.schedule == "vp")
-    return LABELS[best.schedule], (
-        f"After {best.steps[-1]} steps, {LABELS[best.schedule]} is closest to the data here "
-        f"(energy distance {best.energy[-1]:.4f}); VP is at {vp.energy[-1]:.4f}."
-    )
-
-
+facts = schedule_facts(preset)
 revealed = lesson.predict_then_see(
     Question(
-        "Diffusion folklore says the VP schedule trains well. Train the same network for "
-        f"{lesson_compute.SCHEDULE_STEPS} steps on each schedule: which one gets closest to the data?",
-        tuple(LABELS.values()),
-        None,
-        "",
+        "Take the exact field of this data on each schedule and solve it accurately from the same noise. "
+        "Where do the particles end up?",
+        (
+            "on the same points for every schedule",
+            "the same distribution, but different points",
+            "different distributions",
+        ),
+        "on the same points for every schedule",
+        "Mean distance to the linear path's end points: "
+        + ", ".join(f"{LABELS[n]} {g:.1g}" for n, g in facts.endpoint_gap.items() if n != "linear")
+        + ". Paths with the same end points are one path re-timed and rescaled (fmcore.change_schedule); "
+        "VP's small gap is its α₀ ≈ 0.0066.",
+        hints={
+            "the same distribution, but different points": "Equal log-SNR maps one path onto the other, point by point.",
+            "different distributions": "Every schedule goes from N(0, I) to the same data.",
+        },
     ),
-    key="race",
+    key="endpoints",
     context=preset,
-    measure=measure_race,
 )
 if revealed:
-    runs, floor = schedule_race(preset)
-    by_step = {LABELS[r.schedule]: (r.steps, r.energy) for r in runs}
-    by_time = {LABELS[r.schedule]: (r.seconds, r.energy) for r in runs}
-    colors = dict(zip(by_step, (theme.DATA, theme.EXACT, theme.ERROR, theme.MODEL), strict=False))
-    a, b = st.columns(2)
+    panels = [
+        Panel(LABELS[n], end, f"mean distance to linear's: {facts.endpoint_gap[n]:.1g}")
+        for n, end in facts.ends.items()
+    ]
     lesson.chart(
-        lesson_figures.curves_figure(by_step, "training step", "energy distance to data", colors, log_y=True),
-        "race_steps",
-        a,
-    )
-    lesson.chart(
-        lesson_figures.curves_figure(
-            by_time, "seconds of training, this machine", "energy distance", colors, log_y=True
-        ),
-        "race_time",
-        b,
+        lesson_figures.panels_figure(panels, background=dataset.shown, columns=4, height=330), "endpoints"
     )
     st.dataframe(
         [
             {
-                "schedule": LABELS[r.schedule],
-                "steps/s here": round(r.steps_per_s),
-                f"energy distance after {r.steps[-1]} steps": f"{r.energy[-1]:.4f}",
-                "straightness of its paths (0 = straight)": f"{r.straightness:.3f}",
+                "schedule": LABELS[name],
+                "end points vs linear (mean distance)": f"{facts.endpoint_gap[name]:.1g}",
+                f"Euler, {lesson_compute.EULER_CHECK} steps: endpoint error": f"{facts.euler_error[name]:.3f}",
             }
-            for r in runs
+            for name in fmcore.SCHEDULES
         ],
         hide_index=True,
         width="stretch",
     )
-    vp = next(r for r in runs if r.schedule == "vp")
-    rank = sorted(runs, key=lambda r: r.energy[-1]).index(vp) + 1
-    fastest = max(runs, key=lambda r: r.steps_per_s)
-    st.markdown(
-        f"**Does VP train faster here?** Measured: VP ranks **{rank} of {len(runs)}** after {vp.steps[-1]} steps "
-        f"and runs {vp.steps_per_s:.0f} steps/s against {fastest.steps_per_s:.0f} for the fastest "
-        f"({LABELS[fastest.schedule]}). Its paths bend more than the linear ones (straightness above), so "
-        "they also need more solver steps. VP's reputation comes from images and noise prediction; on this "
-        "2-D task with a velocity network, the measurement is the answer."
-    )
-    st.caption(
-        f"Measured on this machine, once (cached). Two independent data samples differ by about "
-        f"{max(abs(floor), 0.001):.3f}: smaller differences are noise. Samples: RK4, 20 steps = 80 NFE."
-    )
+# Lipman et al. 2022 (arXiv 2210.02747), sec. 6: the linear (OT) path trains faster than diffusion paths;
+# Kingma & Gao 2023 (arXiv 2303.00848): every schedule's loss is a weighting over log-SNR.
+st.markdown(
+    "So the schedule does not change *what* the exact field computes; it changes two other things. How hard "
+    "the ODE is to solve (the Euler column after the reveal), and the **loss weighting over noise levels**: "
+    "with $t \\sim \\mathcal U[0, 1]$, training visits each log-SNR as often as the curves below say (Kingma & "
+    "Gao 2023 write every diffusion loss as such a weighting). Lipman et al. (2022) found the linear path "
+    "trains faster than diffusion paths on images; on a 2-D toy one short training run cannot tell them apart reliably."
+)
+lesson.chart(
+    lesson_figures.curves_figure(
+        {LABELS[n]: (facts.log_snr, d) for n, d in facts.density.items()},
+        "log-SNR  λ = log(α/σ)",
+        "how often training sees it",
+    ),
+    "log_snr",
+)
 
 with lesson.pitfall(
     "ignoring the schedule",
-    "A velocity model's ODE $dz/dt = v(z, t)$ never mentions $\\alpha$ or $\\sigma$, so its final samples "
-    "survive a wrongly named schedule. Everything else does not. Convert a network's output (noise, data or "
+    "A velocity model's ODE $dz/dt = v(z, t)$ never mentions $\\alpha$ or $\\sigma$, so with a Runge-Kutta "
+    "solver on a uniform grid its final samples survive a wrongly named schedule (DPM-Solver++ and the "
+    "log-SNR grids read the schedule, and do not). Everything else does not. Convert a network's output (noise, data or "
     "score prediction) with the wrong $\\alpha_t, \\sigma_t$ and the velocity is wrong (top left). Use a cosine "
     "model as a linear-path field and its particles at $t=0.5$ are not where the linear path puts them "
     "(bottom left). `fmcore.change_schedule` maps time and rescales, so the same network is right on the "
@@ -170,34 +170,6 @@ with lesson.pitfall(
         "pitfall",
     )
 
-lesson.self_check(
-    [
-        Question(
-            "In one training step, the times t are drawn …",
-            (
-                "independently for each point, uniform on [0, 1]",
-                "once per batch",
-                "from the solver's time grid",
-            ),
-            "independently for each point, uniform on [0, 1]",
-            "Each (z₁, z₀, t) triple is one regression example; spreading t over the batch lowers the variance.",
-            hints={"from the solver's time grid": "Training never runs a solver."},
-        ),
-        Question(
-            "The cosine schedule α = sin(πt/2), σ = cos(πt/2) keeps α² + σ² equal to …",
-            ("1 at every t", "t", "1 − t"),
-            "1 at every t",
-            "sin² + cos² = 1: that is what 'variance preserving' means.",
-        ),
-        Question(
-            "You trained on cosine and want the model's particles on the linear path. You …",
-            ("re-express it with change_schedule", "use the same network unchanged", "must retrain"),
-            "re-express it with change_schedule",
-            "Equal log-SNR gives the time map; a rescaling of z does the rest. No retraining.",
-            hints={"use the same network unchanged": "Look at the bottom-left panel of the pitfall."},
-        ),
-    ],
-    key="training",
-)
+lesson.self_check(SELF_CHECKS["training"], key="training")
 
 lesson.playground_link(data=preset, schedule="cosine", field="learned")

@@ -6,6 +6,7 @@ from explorer import compute
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.compute import EULER_STEPS, Panel
 from explorer.lessons.kit import Question
 
@@ -15,8 +16,9 @@ lesson.setup_page("6 · Rectified flow")
 st.markdown(
     "A trained flow $\\Phi$ carries noise $z_0$ to a sample $\\Phi(z_0)$ along **curved** paths, so few "
     "solver steps cut corners. *Reflow* (Liu et al., 2022) takes the pairs $(z_0, \\Phi(z_0))$ as a fixed "
-    "coupling and trains flow matching on them again. These pairs hardly cross, so the new flow's paths are "
-    "nearly straight lines travelled at constant speed, and one Euler step almost suffices. Straightness "
+    "coupling and trains flow matching on them again. Their straight lines cross less than random pairs "
+    "(they can still cross, so one round straightens the paths without making them straight), the new flow's "
+    "paths are close to straight lines at constant speed, and one Euler step gets much closer. Straightness "
     "measures how far a flow is from that:"
 )
 st.latex(
@@ -117,7 +119,8 @@ st.caption(
 
 with lesson.pitfall(
     "reflow copies its teacher, mistakes included",
-    "Reflow learns the first model's map, not the data: it can only be as good as the pairs. Make the pairs "
+    "With pairs made by running the first model forward from noise, reflow learns that model's map, not the "
+    "data: it can only be as good as the pairs. Make the pairs "
     "cheaply, with 2 Euler steps instead of RK4 with 20, and the reflowed model learns to produce exactly those "
     "blurred samples, in one straight step (250 reflow steps here).",
 ):
@@ -158,34 +161,6 @@ st.markdown(
     "training, so the paths start out straighter: try the OT coupling in the Playground)."
 )
 
-lesson.self_check(
-    [
-        Question(
-            "Reflow trains on pairs (z₀, z₁) where z₁ is …",
-            ("the first model's sample from that z₀", "a random data point", "the data point nearest to z₀"),
-            "the first model's sample from that z₀",
-            "The coupling is fixed by the first flow: noise and where the flow takes it.",
-            hints={"a random data point": "That is plain flow matching, whose straight lines cross."},
-        ),
-        Question(
-            "Straightness S = 0 means …",
-            (
-                "every path is a straight line at constant speed: one Euler step is exact",
-                "the paths never cross",
-                "the model is trained",
-            ),
-            "every path is a straight line at constant speed: one Euler step is exact",
-            "S integrates the squared gap between the velocity and the average velocity z₁ − z₀.",
-        ),
-        Question(
-            "Can reflow make samples closer to the data than the first model's best samples?",
-            ("No: it learns the first model's map", "Yes: each round improves the distribution"),
-            "No: it learns the first model's map",
-            "Reflow keeps the end distribution (at best) and straightens the way there; see the pitfall.",
-            hints={"Yes: each round improves the distribution": "What does the reflowed model regress on?"},
-        ),
-    ],
-    key="reflow_check",
-)
+lesson.self_check(SELF_CHECKS["reflow_check"], key="reflow_check")
 
 lesson.playground_link(data=preset, coupling="ot", field="learned", solver="euler", steps=2)

@@ -13,6 +13,18 @@ from bench.chromium import CHROMIUM
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Each test reads the FME_* variables anew (a test may set them with monkeypatch.setenv)."""
+    from explorer import settings
+
+    settings.settings.cache_clear()
+    settings.configure_torch.cache_clear()
+    yield
+    settings.settings.cache_clear()
+    settings.configure_torch.cache_clear()
+
+
 def browser_unavailable() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if importlib.util.find_spec("playwright") is None:

@@ -22,16 +22,24 @@ from fmcore.solvers import Trajectory, integrate
 __all__ = [
     "DATA_POINTS",
     "FIELDS",
+    "Memorisation",
     "Panel",
+    "ScheduleFacts",
     "SolverRun",
+    "Stiffness",
     "error_curves",
     "few_steps_cases",
     "fitted_slope",
+    "memorisation",
     "nfe_to_reach",
     "noise",
     "reference_sample",
     "rule_of_thumb",
+    "rule_of_thumb_table",
+    "rule_of_thumb_verdict",
+    "schedule_facts",
     "solver_runs",
+    "stiffness",
     "time_direction_cases",
 ]
 
@@ -310,12 +318,12 @@ def rule_of_thumb(preset: str, field: str, grid: str, seed: int = 0) -> list[dic
 
 
 def few_steps_cases(preset: str, field: str = "blurred", n: int = 400, seed: int = 0) -> list[Panel]:
-    """Euler with 2 steps against 50, on the same particles."""
+    """Euler with 1, 2 and 50 steps on the same particles (one step from t = 0 lands on E[z_1])."""
     velocity, schedule = _field_velocity(preset, field)
     z0 = noise(n, seed)
     fresh = reference_sample(preset)
     panels = []
-    for steps in (2, 50):
+    for steps in (1, 2, 50):
         trajectory = integrate(velocity, z0, "euler", steps, schedule=schedule)
         end = trajectory.z_end
         panels.append(
@@ -323,7 +331,7 @@ def few_steps_cases(preset: str, field: str = "blurred", n: int = 400, seed: int
                 f"Euler, {steps} steps = {trajectory.nfe} NFE",
                 end.numpy(),
                 _energy_note(end, fresh, "data"),
-                wrong=steps == 2,
+                wrong=steps < 50,
             )
         )
     return panels
@@ -566,64 +574,6 @@ def schedule_paths(preset: str, n: int = 30, nodes: int = 41, seed: int = 3) -> 
     return out
 
 
-@dataclass(frozen=True)
-class ScheduleRun:
-    """One Trainer run per schedule, measured on this machine.
-
-    Attributes:
-        steps: (k,) checkpoints.  energy: (k,) energy distance of 1000 samples (RK4, 20 steps) to
-        fresh data at each checkpoint.  seconds: (k,) training time at each checkpoint.
-        steps_per_s: overall throughput.  straightness: of the final model's sampling paths.
-    """
-
-    schedule: str
-    steps: np.ndarray
-    energy: np.ndarray
-    seconds: np.ndarray
-    steps_per_s: float
-    straightness: float
-
-
-SCHEDULE_STEPS, SCHEDULE_CHECKS = 400, 4
-
-
-def schedule_race(preset: str, seed: int = 0) -> tuple[list[ScheduleRun], float]:
-    """Train the same network on every schedule (same data, seed, steps) and measure as it goes.
-
-    Returns:
-        ``(runs, floor)``: floor is the energy distance between two independent data samples of
-        the same sizes, the best any model can show.
-    """
-    from fmcore.trainer import Trainer
-
-    data = datasets.sample(preset, 2000, seed=0)
-    fresh = torch.from_numpy(reference_sample(preset))
-    z0 = noise(REFERENCE_POINTS, seed + 5)
-    every = SCHEDULE_STEPS // SCHEDULE_CHECKS
-    runs = []
-    for name in fmcore.SCHEDULES:
-        trainer = Trainer(data, schedule=name, seed=seed)
-        energy, seconds = [], []
-        for _ in range(SCHEDULE_CHECKS):
-            trainer.step(every)
-            seconds.append(trainer.elapsed)
-            end = integrate(trainer.velocity, z0, "rk4", 20, schedule=name).z_end
-            energy.append(metrics.energy_distance(end, fresh))
-        path = integrate(trainer.velocity, z0[:300], "rk4", 20, schedule=name)
-        runs.append(
-            ScheduleRun(
-                schedule=name,
-                steps=np.arange(1, SCHEDULE_CHECKS + 1) * every,
-                energy=np.asarray(energy),
-                seconds=np.asarray(seconds),
-                steps_per_s=trainer.step_count / max(trainer.elapsed, 1e-9),
-                straightness=metrics.straightness(path.zs, path.ts),
-            )
-        )
-    floor = metrics.energy_distance(datasets.sample(preset, REFERENCE_POINTS, seed=2), fresh)
-    return runs, floor
-
-
 def schedule_pitfall(preset: str, steps: int = 300, seed: int = 0) -> list[Panel]:
     """What naming the wrong schedule breaks, and what ``fmcore.change_schedule`` fixes.
 
@@ -692,10 +642,13 @@ SAMPLER_STEPS = (2, 5, 10, 20, 50, 100)
 SAMPLES = 600
 """Samples per measurement in lessons 3 and 6: the energy distance's noise is ~0.002 at this size."""
 SAMPLERS = {
-    "sde": "Diffusion · reverse SDE (Euler–Maruyama)",
-    "pf_ode": "Diffusion · probability-flow ODE (Euler)",
-    "fm_ode": "Flow matching · ODE (Euler)",
+    "sde": "VP · noise model · reverse SDE (Euler–Maruyama)",
+    "pf_ode": "VP · noise model · probability-flow ODE (Euler)",
+    "vp_ode": "VP · velocity model · ODE (Euler)",
+    "fm_ode": "Linear · velocity model · ODE (Euler)",
 }
+"""Four samplers that change one thing at a time: the sampler (sde -> pf_ode), the parametrisation
+and with it the loss weighting (pf_ode -> vp_ode), the schedule (vp_ode -> fm_ode)."""
 
 
 @dataclass(frozen=True)
@@ -706,7 +659,7 @@ class Comparison:
         steps: the step counts tried (each sampler makes exactly one network evaluation per step).
         energy: sampler -> (len(steps),) energy distance of ``SAMPLES`` samples to fresh data.
         paths: sampler -> (K+1, p, 2) paths of p particles at 100 steps.
-        train_seconds: model ("diffusion", "flow matching") -> training seconds.
+        train_seconds: model ("diffusion", "vp velocity", "flow matching") -> training seconds.
         train_steps: steps each model trained.  floor: energy distance between two data samples.
     """
 
@@ -738,6 +691,16 @@ def _flow_model(preset: str, train_steps: int, seed: int):
 
 
 @functools.lru_cache(maxsize=4)
+def _vp_velocity_model(preset: str, train_steps: int, seed: int):
+    """A velocity model on the VP schedule: the diffusion model's path, flow matching's target."""
+    from fmcore.trainer import Trainer
+
+    model = Trainer(datasets.sample(preset, 2000, seed=0), schedule="vp", seed=seed)
+    model.step(train_steps)
+    return model
+
+
+@functools.lru_cache(maxsize=4)
 def _trained_pair(preset: str, train_steps: int, seed: int):
     """``_flow_model`` and a diffusion model (VP, noise prediction) with the same data, network and seed."""
     from fmcore.diffusion import diffusion_trainer
@@ -752,11 +715,13 @@ def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Compa
     from fmcore.diffusion import sample_ode, sample_sde
 
     flow, diffusion = _trained_pair(preset, train_steps, seed)
+    vp_velocity = _vp_velocity_model(preset, train_steps, seed)
     fresh = torch.from_numpy(reference_sample(preset))
     z0 = noise(SAMPLES, seed + 5)
     samplers = {
         "sde": lambda k: sample_sde(diffusion, steps=k, seed=seed, z0=z0),
         "pf_ode": lambda k: sample_ode(diffusion, solver="euler", steps=k, z0=z0),
+        "vp_ode": lambda k: sample_ode(vp_velocity, solver="euler", steps=k, z0=z0),
         "fm_ode": lambda k: integrate(flow.velocity, z0, "euler", k, schedule="linear"),
     }
     energy, paths = {}, {}
@@ -767,7 +732,11 @@ def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Compa
         steps=SAMPLER_STEPS,
         energy=energy,
         paths=paths,
-        train_seconds={"diffusion": diffusion.elapsed, "flow matching": flow.elapsed},
+        train_seconds={
+            "diffusion": diffusion.elapsed,
+            "vp velocity": vp_velocity.elapsed,
+            "flow matching": flow.elapsed,
+        },
         train_steps=train_steps,
         floor=metrics.energy_distance(datasets.sample(preset, SAMPLES, seed=2), fresh),
     )
@@ -877,3 +846,171 @@ def grid_errors(
         grid: _endpoint_error(integrate(velocity, z0, solver, steps, schedule=schedule, grid=grid), reference)
         for grid in TIME_GRIDS
     }
+
+
+@dataclass(frozen=True)
+class Stiffness:
+    """Speed and stiffness of the point cloud's exact field along its own paths, near t = 1.
+
+    Attributes:
+        ts: (k,) times.  speed: (k,) mean |v(z_t, t)| over the particles: stays O(1).
+        stiffness: (k,) mean -div v / d, the average eigenvalue of -dv/dz: grows like 1/(1 - t).
+    """
+
+    ts: np.ndarray
+    speed: np.ndarray
+    stiffness: np.ndarray
+
+
+def stiffness(
+    preset: str, ts: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999), n: int = 40, seed: int = 0
+) -> Stiffness:
+    """Along exact paths (tight float64 dopri5) the speed stays bounded while dv/dz ~ -I/(1 - t).
+
+    Near t = 1 the posterior picks one data point x, so v = (x - z)/(1 - t) and dv/dz = -I/(1 - t),
+    while x - z_t shrinks like (1 - t): the field is stiff, not fast.
+    """
+    velocity, _ = _field_velocity(preset, "point cloud")
+    z = noise(n, seed).double()
+    t_prev, speed, stiff = 0.0, [], []
+    for t in ts:
+        z = integrate(velocity, z, "dopri5", 1, t0=t_prev, t1=t, rtol=1e-8, atol=1e-8).z_end
+        speed.append(float(velocity(z, t).norm(dim=1).mean()))
+        stiff.append(float(-fmcore.divergence(velocity, z, t).mean() / z.shape[1]))
+        t_prev = t
+    return Stiffness(np.asarray(ts), np.asarray(speed), np.asarray(stiff))
+
+
+def rule_of_thumb_table(rows: dict[str, list[dict]], labels: dict[str, str]) -> list[dict]:
+    """``rule_of_thumb`` rows of every field as display rows (field, solver, steps, NFE, error, holds?)."""
+    return [
+        {
+            "field": field,
+            "solver": labels[row["solver"]],
+            "steps": row["steps"],
+            "NFE": row["nfe"],
+            "endpoint error": f"{row['endpoint_error']:.2g}",
+            "holds?": "yes" if row["good"] else "NO",
+        }
+        for field, field_rows in rows.items()
+        for row in field_rows
+    ]
+
+
+def rule_of_thumb_verdict(rows: dict[str, list[dict]], labels: dict[str, str]) -> str:
+    """One sentence per field saying where the measured rule held and where not (follows the table)."""
+    sentences = []
+    for field, field_rows in rows.items():
+        failed = [labels[r["solver"]] for r in field_rows if not r["good"]]
+        good = [r for r in field_rows if r["good"]]
+        cheapest = min(good, key=lambda r: r["nfe"]) if good else None
+        sentences.append(
+            (
+                f"On the {field} field the rule holds for every solver"
+                if not failed
+                else f"On the {field} field it fails for {', '.join(failed)}"
+            )
+            + (
+                f"; the cheapest good one is {labels[cheapest['solver']]} at {cheapest['nfe']} NFE."
+                if cheapest
+                else "."
+            )
+        )
+    return (
+        " ".join(sentences)
+        + " Measured on these fields only: a trained network or another schedule moves the numbers."
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleFacts:
+    """What a schedule changes and what it does not, on the exact field of one data set.
+
+    Attributes:
+        endpoint_gap: schedule -> mean |Phi_s(z_0) - Phi_linear(z_0)|, the exact endpoint maps compared
+        (RK4, ``REFERENCE_STEPS`` steps, same noise).  euler_error: schedule -> endpoint error of
+        Euler with ``EULER_CHECK`` steps against that schedule's own reference (how hard its ODE is).
+        log_snr: (b,) bin centres of lambda_t = log(alpha_t / sigma_t).  density: schedule -> (b,)
+        how often training sees each log-SNR when t ~ U[0, 1] (a histogram, normalised).
+        ends: schedule -> (n, 2) the exact end points.
+    """
+
+    endpoint_gap: dict
+    euler_error: dict
+    log_snr: np.ndarray
+    density: dict
+    ends: dict
+
+
+REFERENCE_STEPS, EULER_CHECK = 100, 10
+
+
+def schedule_facts(preset: str, n: int = 200, seed: int = 0) -> ScheduleFacts:
+    """The exact endpoint map on every schedule, how hard each ODE is, and each log-SNR histogram."""
+    data, z0 = _data(preset), noise(n, seed)
+    ends, euler_error = {}, {}
+    for name in fmcore.SCHEDULES:
+        schedule = fmcore.Blurred(name, EXACT_BANDWIDTH)
+        velocity = _exact_velocity(data, schedule)
+        ends[name] = integrate(velocity, z0, "rk4", REFERENCE_STEPS, schedule=schedule).z_end
+        coarse = integrate(velocity, z0, "euler", EULER_CHECK, schedule=schedule).z_end
+        euler_error[name] = float((coarse - ends[name]).norm(dim=1).mean())
+    gap = {name: float((end - ends["linear"]).norm(dim=1).mean()) for name, end in ends.items()}
+    t = torch.linspace(0.0, 1.0, 20001, dtype=torch.float64)[1:-1]
+    edges = np.linspace(-8.0, 8.0, 65)
+    density = {
+        name: np.histogram(s.log_snr(t).numpy(), bins=edges, density=True)[0]
+        for name, s in fmcore.SCHEDULES.items()
+    }
+    ends = {name: end.numpy() for name, end in ends.items()}
+    return ScheduleFacts(gap, euler_error, 0.5 * (edges[1:] + edges[:-1]), density, ends)
+
+
+@dataclass(frozen=True)
+class Memorisation:
+    """Do samples copy the training set? The exact field against a network, on the same few points.
+
+    Attributes:
+        train: (m, 2) the training set.  exact, learned, fresh: (n, 2) samples of the exact field of
+        the training set, of a network trained on it, and fresh data from the preset.
+        within: "exact" / "learned" / "fresh" -> fraction of those within ``eps`` of a training point.
+    """
+
+    train: np.ndarray
+    exact: np.ndarray
+    learned: np.ndarray
+    fresh: np.ndarray
+    within: dict
+    eps: float
+    train_steps: int
+
+
+def memorisation(
+    preset: str, m: int = 100, n: int = 500, eps: float = 0.05, train_steps: int = 1000, seed: int = 0
+) -> Memorisation:
+    """Sample the exact (unblurred) field of m training points and a network trained on them.
+
+    The exact field minimises both losses on a finite data set, so it can only reproduce the training
+    points; Euler's last step returns E[z_1 | z_t], which near t = 1 is one training point.
+    """
+    from fmcore.trainer import Trainer
+
+    train = datasets.sample(preset, m, seed=seed + 20)
+    z0 = noise(n, seed + 21)
+    exact = integrate(_exact_velocity(train, "linear"), z0, "euler", 100).z_end
+    trainer = Trainer(train, schedule="linear", seed=seed)
+    trainer.step(train_steps)
+    learned = integrate(trainer.velocity, z0, "rk4", 20).z_end
+    fresh = datasets.sample(preset, n, seed=seed + 22)
+
+    def within(points: torch.Tensor) -> float:
+        return float((torch.cdist(points, train).min(dim=1).values < eps).float().mean())
+
+    samples = {"exact": exact, "learned": learned, "fresh": fresh}
+    return Memorisation(
+        train=train.numpy(),
+        **{k: v.numpy() for k, v in samples.items()},
+        within={k: within(v) for k, v in samples.items()},
+        eps=eps,
+        train_steps=train_steps,
+    )

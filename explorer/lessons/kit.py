@@ -18,6 +18,7 @@ import streamlit as st
 from explorer.core.state import ViewState
 
 __all__ = [
+    "READING",
     "Feedback",
     "Question",
     "chart",
@@ -26,9 +27,11 @@ __all__ = [
     "playground_link",
     "playground_url",
     "predict_then_see",
+    "reading_list",
     "reveal",
     "self_check",
     "setup_page",
+    "write_it_yourself",
 ]
 
 
@@ -81,6 +84,50 @@ def reveal(question: Question, guess: str) -> Feedback:
     )
 
 
+READING = (
+    ("Chen, Rubanova, Bettencourt, Duvenaud (2018)", "Neural Ordinary Differential Equations", "1806.07366"),
+    (
+        "Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole (2021)",
+        "Score-Based Generative Modeling through Stochastic Differential Equations",
+        "2011.13456",
+    ),
+    ("Lipman, Chen, Ben-Hamu, Nickel, Le (2022)", "Flow Matching for Generative Modeling", "2210.02747"),
+    (
+        "Liu, Gong, Liu (2022)",
+        "Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow",
+        "2209.03003",
+    ),
+    (
+        "Albergo, Vanden-Eijnden (2022)",
+        "Building Normalizing Flows with Stochastic Interpolants",
+        "2209.15571",
+    ),
+    (
+        "Lu, Zhou, Bao, Chen, Li, Zhu (2022)",
+        "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models",
+        "2211.01095",
+    ),
+    (
+        "Kingma, Gao (2023)",
+        "Understanding Diffusion Objectives as the ELBO with Simple Data Augmentation",
+        "2303.00848",
+    ),
+    ("Lipman, Havasi, Holderrieth, et al. (2024)", "Flow Matching Guide and Code", "2412.06264"),
+    ("Lai, Song, Kim, Mitsufuji, Ermon (2025)", "The Principles of Diffusion Models", "2510.21890"),
+)
+"""(authors, title, arXiv id) of the papers the lessons cite, oldest first."""
+
+
+def reading_list() -> None:
+    """The papers behind the lessons, each with its arXiv link."""
+    st.subheader("Reading list")
+    st.markdown(
+        "\n".join(
+            f"- {who}, *{title}*, [arXiv:{id_}](https://arxiv.org/abs/{id_})" for who, title, id_ in READING
+        )
+    )
+
+
 def playground_url(**settings) -> str:
     """A relative link to the Playground with ``settings`` (``ViewState`` fields) pre-filled.
 
@@ -110,30 +157,15 @@ def pitfall(title: str, text: str) -> Iterator[None]:
 
 def setup_page(title: str) -> None:
     """What every lesson page does first: the tab's title, the wide layout, the theme, one torch thread."""
-    from explorer import compute
+    from explorer import compat
     from explorer.figures import theme
+    from explorer.settings import configure_torch
 
-    _leave_pages_directory_mode()
+    compat.leave_pages_directory_mode()
     st.set_page_config(page_title=title, page_icon="🌊", layout="wide")
     st.html(theme.CSS)
-    compute.configure_torch()
+    configure_torch()
     st.title(title)
-
-
-def _leave_pages_directory_mode() -> None:
-    """Serve a lesson through ``streamlit_app.py``'s navigation even as a fresh server's first page.
-
-    Until some session has run the main script (which calls ``st.navigation``), Streamlit 1.67
-    treats an app with a ``pages/`` folder as an old-style multipage app: a first visitor who goes
-    straight to a lesson's address got it with a sidebar of file names ("streamlit app" instead of
-    the Playground and Lessons). Here the lesson notices, switches the server to ``st.navigation``
-    mode, and reruns: the main script then runs, builds the real navigation and shows this lesson.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def chart(figure, key: str, container=st) -> None:
@@ -209,3 +241,34 @@ def self_check(questions: Sequence[Question], key: str = "check") -> None:
             _feedback(grade(question, checked))
         elif f"{q_key}__checked" in st.session_state and choice is None:
             st.info("Pick an answer first, then press Check.")
+
+
+def write_it_yourself(key: str) -> None:
+    """The exercise: the train-and-sample script with its target blank, a box for the target, a verdict.
+
+    The learner's text is shown only as code and checked by ``lesson_exercise.check_target`` (an
+    ``ast`` walk, never ``eval``); the verdict's message never repeats it.
+    """
+    from . import exercise as lesson_exercise
+
+    st.subheader("Write it yourself")
+    st.markdown(
+        "Here is the whole algorithm as a script of about 30 lines: it trains a network on the two moons and "
+        "samples it with Euler. One line is left blank: the regression target `u_t`. Type it below; the page "
+        "checks it against the right target on a batch of 256 (any algebraic form passes)."
+    )
+    st.code(lesson_exercise.SCRIPT, language="python")
+    typed = st.text_input(
+        "u_t =", key=key, max_chars=lesson_exercise.MAX_LENGTH, placeholder="in z0, z1, t, alpha, sigma, …"
+    )
+    if st.button("Check my target", key=f"{key}__check") or typed:
+        st.code("u_t = " + typed, language="python")
+        verdict = lesson_exercise.check_target(typed)
+        (st.success if verdict.correct else st.error)(verdict.message)
+    st.markdown(
+        "Fill the blank, save the script and run it with `python script.py`. The same loop is "
+        "`fmcore.Trainer`; from a shell, `python -m fmcore train --data moons --steps 2000 --out "
+        "moons.safetensors` trains one and `python -m fmcore sample --model moons.safetensors --out "
+        "samples.csv` draws from it. More scripts are in the "
+        "repository's `examples/`."
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 import fmcore
-from explorer import compute
+from explorer import compat, compute
 from explorer.core.state import FIELDS, MAX_PARTICLES, MAX_SEED, MAX_STEPS, MIN_PARTICLES, ViewState
 from fmcore.coupling import COUPLINGS
 from fmcore.solvers import SOLVERS, TIME_GRIDS
@@ -59,7 +59,7 @@ def _held(name: str):
     than the one that set its value takes the default. Left at Streamlit's own default, a page slow
     to draw (thirty students on one machine) sent back its sliders at their minimum.
     """
-    return st.session_state.get(_key(name), getattr(_DEFAULTS, name))
+    return compat.widget_default(_key(name), getattr(_DEFAULTS, name))
 
 
 def _index(options, name: str) -> int:

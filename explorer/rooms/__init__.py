@@ -1,6 +1,6 @@
 """Classroom storage: rooms, students' live reports, pushed settings and polls (no UI here).
 
-``open_store(rooms_url())`` gives a ``RoomStore``: SQLite by default, Redis with
+``open_store(settings().rooms_url, data_dir=settings().data_dir)`` gives a ``RoomStore``: SQLite by default, Redis with
 ``FME_ROOMS_URL=redis://...``. See ``store.RoomStore`` for the calls and who may make them.
 """
 
@@ -16,7 +16,7 @@ from explorer.rooms.model import (
     TooManyAttempts,
     UnknownRoom,
 )
-from explorer.rooms.store import RoomStore, open_store, rooms_url
+from explorer.rooms.store import RoomStore, open_store
 
 __all__ = [
     "Limits",
@@ -31,5 +31,4 @@ __all__ = [
     "TooManyAttempts",
     "UnknownRoom",
     "open_store",
-    "rooms_url",
 ]

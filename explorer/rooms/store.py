@@ -1,6 +1,6 @@
 """The classroom store: one interface (``RoomStore``), two implementations, one factory.
 
-``open_store(url)`` picks the implementation from ``FME_ROOMS_URL`` (read by ``rooms_url``):
+``open_store(url)`` picks the implementation from ``FME_ROOMS_URL`` (``explorer.settings``):
 
 - unset, or ``sqlite:///path/rooms.db``: SQLite (``sqlite.py``), a file under a data folder; works
   for one server process or several on one machine.
@@ -18,10 +18,9 @@ import csv
 import hashlib
 import hmac
 import io
-import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -90,11 +89,6 @@ class RoomStore(Protocol):
         """Delete rooms idle longer than ``limits.idle_seconds``; returns how many went."""
 
     def close(self) -> None: ...
-
-
-def rooms_url(environ: Mapping[str, str] = os.environ) -> str | None:
-    """``FME_ROOMS_URL``, or None when unset or blank (then the SQLite default)."""
-    return environ.get("FME_ROOMS_URL", "").strip() or None
 
 
 def open_store(

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from explorer.settings import settings
 from fmcore.models import FlowModel, ModelConfig, VelocityMLP
 from fmcore.trainer import Trainer, TrainStats
 
@@ -70,16 +71,7 @@ def pool_size() -> int:
 
     One core stays with the server process, which serialises figures and runs the event loop.
     """
-    value = os.environ.get("FME_TRAIN_WORKERS", "").strip()
-    if value:
-        try:
-            size = int(value)
-        except ValueError:
-            raise ValueError(f"FME_TRAIN_WORKERS must be a whole number; got {value!r}") from None
-        if size < 1:
-            raise ValueError(f"FME_TRAIN_WORKERS must be at least 1; got {size}")
-        return size
-    return max(1, (os.cpu_count() or 1) - 1)
+    return settings().train_workers or max(1, (os.cpu_count() or 1) - 1)
 
 
 def train_slice(
@@ -135,7 +127,7 @@ def unpack_state(state: bytes, device=None) -> Trainer:
 
 def train_device() -> str | None:
     """``FME_TRAIN_DEVICE`` (e.g. "cpu" on a GPU node), or None: the trainer picks cuda, mps, cpu."""
-    return os.environ.get("FME_TRAIN_DEVICE", "").strip() or None
+    return settings().train_device
 
 
 class FlowWeights(NamedTuple):
@@ -192,7 +184,7 @@ def _init_worker(server: int) -> None:
     # Below the server in the CPU queue: when cores are short, a page's rerun comes before a
     # training step (FME_TRAIN_NICE=0 to treat them alike).
     with contextlib.suppress(OSError, ValueError):
-        os.nice(int(os.environ.get("FME_TRAIN_NICE", "10")))
+        os.nice(settings().train_nice)
 
 
 def _ready() -> int:

@@ -12,7 +12,7 @@
 Where the steps run (``FME_TRAINING``):
 
 * ``process`` (default under ``streamlit run``): each slice goes to a server-wide pool of worker
-  processes (``explorer.pool``). Sessions training in the server's threads fight over its GIL:
+  processes (``explorer.training.pool``). Sessions training in the server's threads fight over its GIL:
   with 5 sessions each got a few steps/s. The session's trainer state stays here, in the session.
 * ``inline`` (default elsewhere: tests, scripts, notebooks): the slice runs in the calling thread.
 
@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -38,6 +37,7 @@ from concurrent.futures import Future
 import numpy as np
 import torch
 
+from explorer.settings import TRAINING_BACKENDS, settings
 from fmcore import io as model_io
 from fmcore.trainer import Trainer, TrainStats, pick_device
 
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 SESSION_KEY = "fme_training_runner"
-BACKENDS = ("inline", "process")
+BACKENDS = TRAINING_BACKENDS
 LOCK_WAIT_S = 0.05
 """How long a tick waits for a slice of the same session before giving up and returning None."""
 POOL_SLICE_S, MAX_SLICE_S = 0.5, 1.0
@@ -111,10 +111,8 @@ def redraw_interval(active: int) -> float:
 
 def default_backend() -> str:
     """``FME_TRAINING`` if set, else ``process`` inside a running Streamlit server, else ``inline``."""
-    value = os.environ.get("FME_TRAINING", "").strip().lower()
+    value = settings().training
     if value:
-        if value not in BACKENDS:
-            raise ValueError(f"FME_TRAINING must be one of {', '.join(BACKENDS)}; got {value!r}")
         return value
     from streamlit import runtime
 
@@ -130,31 +128,8 @@ def session_runner(state: MutableMapping, backend: str | None = None) -> Trainin
     """
     runner = state.get(SESSION_KEY)
     if not isinstance(runner, TrainingRunner):
-        _one_torch_thread_in_a_server()
         runner = state.setdefault(SESSION_KEY, TrainingRunner(backend))
     return runner
-
-
-_THREADS_SET = False
-
-
-def _one_torch_thread_in_a_server() -> None:
-    """Inside a Streamlit server, torch gets one intra-op thread (``FME_TORCH_THREADS`` overrides).
-
-    Sessions already run in parallel threads, and this project's tensors are small. With torch's
-    default of one thread per core, every op waits for all its threads to be scheduled: on a busy
-    2-core machine an RK4 pass over 1,000 particles took 1.7 s instead of 80 ms, and 100 training
-    steps 11 s instead of 0.9 s. ``torch.set_num_threads`` is process-wide, so it is set once here,
-    where the server's first session starts; scripts and tests keep their own setting.
-    """
-    global _THREADS_SET
-    if _THREADS_SET:
-        return
-    _THREADS_SET = True
-    from streamlit import runtime
-
-    if runtime.exists():
-        torch.set_num_threads(int(os.environ.get("FME_TORCH_THREADS", "1")))
 
 
 class TrainingRunner:
@@ -250,16 +225,23 @@ class TrainingRunner:
             if self.status in ("diverged", "error"):
                 self.status, self.message = "ok", ""
 
-    def load(self, path) -> None:
+    def load(self, path, name: str | None = None) -> None:
         """Show a model saved with ``save`` (validated by ``fmcore.io.load``), paused.
 
         A loaded model has weights but no optimizer or data: it can be drawn and saved again, and
         ``configure`` or ``reset`` go back to training.
 
+        Args:
+            path: the file.  name: what messages call it (an upload's own name), default the path.
         Raises:
-            ValueError: not a model file this app can read; the current model is kept.
+            ValueError: not a model file this app can read, or not of 2-D data (the Playground's
+                plane); the current model is kept.
         """
-        flow = model_io.load(path)
+        flow = model_io.load(path, name=name)
+        if flow.config.dim != 2:
+            raise ValueError(
+                f"{name or path} is a model of {flow.config.dim}-D data; the Playground draws 2-D flows only"
+            )
         self._swap_in(None, None, flow=flow, floor_key=None)
         self.message = "Showing a loaded model. Change a setting or press reset to train a new one."
 

@@ -297,12 +297,12 @@ def test_each_control_offers_its_session_value_as_its_default():
 
 
 def test_the_back_button_restores_the_view_its_url_names(monkeypatch):
-    from explorer.playground import page as playground
+    from explorer import compat
 
     at = start({"data": "circles"})
     at.slider(key="fme_w_steps").set_value(21).run()
     at.query_params.pop("steps")  # back to the URL before the change
-    monkeypatch.setattr(playground, "_history_navigation", lambda: True)
+    monkeypatch.setattr(compat, "history_navigation", lambda: True)
     at.run()
     assert at.slider(key="fme_w_steps").value == 20 and "steps" not in at.query_params
 

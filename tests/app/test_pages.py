@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer.core.state import ViewState
@@ -44,6 +45,12 @@ LESSONS = {
         "reflow_check",
         "the first model's sample from that z₀",
         "a random data point",
+    ),
+    "7_Continuity_and_likelihood.py": (
+        "likelihood",
+        "continuity",
+        "probability is moved by u, never created or destroyed",
+        "the density is the same at every t",
     ),
     "8_One_flow_many_SDEs.py": (
         "family",
@@ -208,3 +215,124 @@ def test_the_training_step_advances_stage_by_stage():
         assert at.radio(key="l5_stage").value == expected
     at.radio(key="l5_stage").set_value(stages[-1]).run()
     assert "loss on this batch" in chart(at, "step")["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("name", "gated"),
+    [("3_Flow_matching_vs_diffusion.py", "energy"), ("4_ODE_solvers.py", "error_nfe")],
+)
+def test_the_numbers_that_answer_a_prediction_wait_for_the_reveal(name, gated):
+    at = run_page(name)
+    assert not at.dataframe, "a table of measured errors would answer the prediction"
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{gated}")]
+    if name.startswith("4_"):
+        titles = " ".join(a["text"] for a in chart(at, "runs")["layout"]["annotations"])
+        assert "NFE" not in titles and "error" not in titles, "solver panels show error per NFE"
+    guess = next(r for r in at.radio if r.key and r.key.endswith("__guess"))
+    guess.set_value(guess.options[0]).run()
+    at.button(key=next(b.key for b in at.button if b.key and b.key.endswith("__reveal"))).click().run()
+    assert at.dataframe and chart(at, gated)["data"]
+
+
+def test_the_rule_of_thumb_is_stated_in_nfe():
+    rows = lesson_compute.rule_of_thumb("moons", "blurred", "uniform")
+    assert [(r["solver"], r["steps"], r["nfe"]) for r in rows] == [
+        ("euler", 100, 100),
+        ("rk4", 50, 200),
+        ("dpm++2m", 20, 20),
+    ]
+
+
+def test_the_point_clouds_field_is_stiff_near_t1_not_fast():
+    s = lesson_compute.stiffness("moons", ts=(0.9, 0.99, 0.999))
+    assert s.speed.max() < 3.0 and s.speed[-1] < 1.5 * s.speed[0], "the speed stays O(1)"
+    # -div v / d -> 1 / (1 - t): the posterior has picked one point, and dv/dz = -I / (1 - t).
+    np.testing.assert_allclose(s.stiffness[-1] * (1 - s.ts[-1]), 1.0, rtol=0.05)
+    assert s.stiffness[-1] > 100 * s.stiffness[0]
+
+
+def test_one_euler_step_from_noise_lands_on_the_data_mean():
+    one, two, fifty = lesson_compute.few_steps_cases("moons", n=50)
+    mean = lesson_compute._data("moons").numpy().mean(0)
+    # z + (1 - 0) v(z, 0) = E[z_1 | z_0 = z] = E[z_1] for every z (the last Euler step returns the posterior mean).
+    np.testing.assert_allclose(one.points, np.broadcast_to(mean, one.points.shape), atol=1e-5)
+    assert one.wrong and two.wrong and not fifty.wrong
+
+
+def test_vp_lingers_near_noise_longest_and_never_starts_from_pure_noise():
+    import fmcore
+
+    t = torch.linspace(0.2, 0.999, 200, dtype=torch.float64)
+    vp, poly = fmcore.SCHEDULES["vp"], fmcore.SCHEDULES["polynomial"]
+    assert (poly.log_snr(t) > vp.log_snr(t)).all(), "t^2 has the higher log-SNR for every t >= 0.2"
+    half = torch.tensor(0.5, dtype=torch.float64)
+    assert float(poly.log_snr(half)) == pytest.approx(-1.10, abs=0.005)
+    assert float(vp.log_snr(half)) == pytest.approx(-1.23, abs=0.005)
+    assert float(vp.alpha(torch.tensor(0.0, dtype=torch.float64))) == pytest.approx(0.0066, abs=5e-5)
+
+
+def test_the_exact_endpoint_map_does_not_depend_on_the_schedule():
+    facts = lesson_compute.schedule_facts("moons", n=60)
+    assert facts.endpoint_gap["cosine"] < 1e-4 and facts.endpoint_gap["polynomial"] < 1e-4
+    assert facts.endpoint_gap["vp"] < 0.01, "VP differs only through alpha_0 ~ 0.0066"
+    assert len(set(round(e, 3) for e in facts.euler_error.values())) > 1, "but the ODEs differ in difficulty"
+    for density in facts.density.values():
+        assert density.sum() * (facts.log_snr[1] - facts.log_snr[0]) == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "polynomial"])
+def test_at_t0_the_exact_field_is_the_schedules_start_velocity(name):
+    """v(z, 0) = d_alpha(0) E[z_1] + d_sigma(0) / sigma(0) z where alpha_0 = 0: on the linear path E[z_1] - z."""
+    import fmcore
+
+    data = lesson_compute._data("moons").double()
+    z = lesson_compute.noise(20).double()
+    s = fmcore.get_schedule(name)(torch.tensor(0.0, dtype=torch.float64))
+    expected = s.d_alpha * data.mean(0) + s.d_sigma / s.sigma * z
+    np.testing.assert_allclose(fmcore.exact_velocity(z, 0.0, data, name), expected, atol=1e-9)
+    if name == "linear":
+        np.testing.assert_allclose(expected, data.mean(0) - z, atol=1e-12)
+
+
+def test_the_exercise_checks_a_typed_target_and_shows_the_text_only_as_code():
+    at = run_page("5_Training_and_schedules.py")
+    hostile = "__import__('os').system('x') **bold** <b>x</b>"
+    at.text_input(key="l5_target").input(hostile).run()
+    assert at.error and all(hostile not in e.value and "<b>" not in e.value for e in at.error)
+    assert any(c.value.endswith(hostile) for c in at.code), "the typed text appears as code"
+    at.text_input(key="l5_target").input("-(z0 - z1)").run()
+    assert at.success and "linear" in at.success[-1].value
+
+
+def test_the_exact_field_memorises_and_the_network_generalises():
+    mem = lesson_compute.memorisation("moons", m=60, n=300, train_steps=600)
+    assert mem.within["exact"] == 1.0, "the minimiser of both losses reproduces the training points"
+    assert mem.within["learned"] < 0.5 and mem.within["learned"] < mem.within["fresh"] + 0.15
+
+
+def test_dpm_solvers_first_order_step_on_the_linear_path_is_an_euler_step():
+    import fmcore
+
+    data = lesson_compute._data("moons").double()
+    z = lesson_compute.noise(30).double()
+
+    def v(x, t):
+        return fmcore.exact_velocity(x, t, data, "linear")
+
+    kwargs = dict(t0=0.2, t1=0.6, schedule="linear")
+    dpm = fmcore.integrate(v, z, "dpm++2m", 1, **kwargs).z_end
+    np.testing.assert_allclose(dpm, fmcore.integrate(v, z, "euler", 1, **kwargs).z_end, atol=1e-10)
+
+
+def test_every_wrong_self_check_answer_gets_a_hint_at_the_idea():
+    from explorer.lessons.checks import SELF_CHECKS
+
+    missing = [
+        (key, q.prompt, option)
+        for key, questions in SELF_CHECKS.items()
+        for q in questions
+        for option in q.options
+        if option != q.answer and option not in q.hints
+    ]
+    assert not missing, "a wrong answer would get only the generic 'look at the figure again'"
+    assert set(SELF_CHECKS) == {LESSONS[name][1] for name in LESSONS}

@@ -30,7 +30,6 @@ from explorer.rooms import (
     TooManyAttempts,
     UnknownRoom,
     open_store,
-    rooms_url,
 )
 from explorer.rooms.model import CODE_ALPHABET, CODE_LENGTH
 from explorer.rooms.redis_store import RedisStore
@@ -512,8 +511,6 @@ def test_open_store_reads_the_url(tmp_path):
     for bad in ("postgres://x/y", "sqlite://", "rooms.db"):
         with pytest.raises(ValueError, match="sqlite:///"):
             open_store(bad)
-    assert rooms_url({}) is None and rooms_url({"FME_ROOMS_URL": "  "}) is None
-    assert rooms_url({"FME_ROOMS_URL": " redis://h:6379/0 "}) == "redis://h:6379/0"
     for store in (default, named):
         store.close()
 

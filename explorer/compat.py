@@ -1,0 +1,122 @@
+"""Every workaround for a framework's behaviour, in one place: symptom, version, pinning test, exit.
+
+The code workarounds are the functions below; the ones that are settings live in
+``.streamlit/config.toml`` and are listed in ``WORKAROUNDS`` too, so that one table says what the
+app does differently from a plain Streamlit app and when each difference can go.
+``tests/app/test_compat.py`` checks that every entry's pinning test exists.
+
+Versions: Streamlit 1.67.0 (``requirements.txt`` pins it), Python 3.11.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+__all__ = ["WORKAROUNDS", "Workaround", "history_navigation", "leave_pages_directory_mode", "widget_default"]
+
+
+@dataclass(frozen=True)
+class Workaround:
+    """One departure from the framework's plain use.
+
+    Attributes:
+        name: where it lives (a function here, or a config option).  symptom: what went wrong
+        without it.  version: the version it was seen with.  test: the test that fails without it
+        (``path::name``).  delete_when: the condition under which it can go.
+    """
+
+    name: str
+    symptom: str
+    version: str
+    test: str
+    delete_when: str
+
+
+WORKAROUNDS: tuple[Workaround, ...] = (
+    Workaround(
+        "compat.leave_pages_directory_mode",
+        "A fresh server's first visitor who goes straight to a lesson got Streamlit's legacy "
+        "pages-directory navigation (file names) instead of the Playground and Lessons: the lessons "
+        "live in pages/, and until some session has run streamlit_app.py (st.navigation) Streamlit "
+        "serves that folder in the legacy mode.",
+        "streamlit 1.67.0",
+        "tests/browser/test_pages_browser.py::test_a_fresh_servers_first_visitor_can_go_straight_to_a_lesson",
+        "Streamlit ignores pages/ once an app calls st.navigation (or offers a setting for it); "
+        "renaming pages/ is not an option (the project layout asks for it).",
+    ),
+    Workaround(
+        "compat.history_navigation",
+        "A rerun request carries the URL the page had when it was sent, which on a busy server "
+        "predates the last change: taking it for a newly opened link put the controls back. The URL "
+        "is read only at a session's start and on back/forward, told apart by the run context's "
+        "private is_history_navigation.",
+        "streamlit 1.67.0",
+        "tests/app/test_app.py::test_the_back_button_restores_the_view_its_url_names",
+        "st.query_params tells a history navigation apart publicly, or a rerun stops carrying a stale URL.",
+    ),
+    Workaround(
+        "compat.widget_default",
+        "A page too slow to draw the sidebar drew its widgets from a later run and fell back to "
+        "Streamlit's default, the minimum, sending back Steps 1, Particles 250, lr 1e-4 (30 browsers).",
+        "streamlit 1.67.0",
+        "tests/app/test_app.py::test_each_control_offers_its_session_value_as_its_default",
+        "The frontend keeps a widget's session value when it first draws it from a later run.",
+    ),
+    Workaround(
+        "config runner.postScriptGC = false",
+        "gc.collect() after every script run, fragment runs included, held the GIL 0.1 s each time: "
+        "38 % of the server's samples with ten sessions training; control changes 6.3 s p50 (1.4 s without).",
+        "streamlit 1.67.0",
+        "tests/app/test_server_config.py::test_the_server_does_not_collect_garbage_after_every_script_run",
+        "Streamlit's default becomes off, or the collection stops holding the GIL that long.",
+    ),
+    Workaround(
+        "config global.minCachedMessageSize = 1e15",
+        "Elements over 10 kB sent as references to the browser's cache stopped pages for good under "
+        "load ('Bad delta path index' when a fragment run is interrupted, 'Cached ForwardMsg MISS').",
+        "streamlit 1.67.0",
+        "tests/app/test_server_config.py::test_no_message_is_sent_as_a_reference_to_the_browsers_cache",
+        "bench/classroom.py --sessions 30 passes with the default (re-check on every Streamlit upgrade).",
+    ),
+    Workaround(
+        "config global.disableWidgetStateDuplicationWarning = true",
+        "compat.widget_default passes a widget's session value as its default too; Streamlit then "
+        "logs 'default value but also set via Session State' at every run.",
+        "streamlit 1.67.0",
+        "tests/app/test_server_config.py::test_the_widget_default_warning_is_off",
+        "compat.widget_default goes.",
+    ),
+)
+
+
+def leave_pages_directory_mode() -> None:
+    """Serve a lesson through ``streamlit_app.py``'s navigation even as a fresh server's first page.
+
+    Until some session has run the main script (which calls ``st.navigation``), Streamlit treats an
+    app with a ``pages/`` folder as a legacy multipage app. The lesson notices, switches the server
+    to ``st.navigation`` mode (the flag 1.67's own ``st.navigation`` sets), and reruns: the main
+    script then runs, builds the real navigation and shows this lesson.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def history_navigation() -> bool:
+    """Whether the browser's back or forward button started this run (a private run-context flag)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return bool(getattr(get_script_run_ctx(), "is_history_navigation", False))
+
+
+def widget_default(key: str, fallback):
+    """The value to pass as a widget's default: this session's value under ``key``, else ``fallback``.
+
+    Passing the session value as the default too keeps a widget that the browser first draws from a
+    later run at its value instead of Streamlit's own default.
+    """
+    return st.session_state.get(key, fallback)

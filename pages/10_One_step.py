@@ -6,10 +6,16 @@ from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import figures_sampling, one_step
 from explorer.lessons import kit as lesson
+from explorer.lessons.compute import Panel
 from explorer.lessons.kit import Question
+
+MEANFLOW_PANELS = {("mean flow", 1), ("mean flow", 2), ("flow", 1), ("flow", 100)}
 
 one_step_run = st.cache_data(show_spinner="Integrating the exact field…")(one_step.one_step)
 euler_cases = st.cache_data(show_spinner=False)(one_step.euler_cases)
+few_step_race = st.cache_data(
+    show_spinner=f"Training a mean flow and a flow ({one_step.TRAIN_STEPS:,} steps each) on moons…"
+)(one_step.few_step_race)
 
 lesson.setup_page("10 · One step")
 st.markdown(
@@ -71,6 +77,69 @@ with left:
 with right:
     lesson.chart(figures_sampling.one_step_figure(step, dataset.shown, revealed), "arrows")
 
+st.subheader("A network of the average velocity: MeanFlow")
+st.markdown(
+    "The oracle above needed an accurate ODE solve per sample. MeanFlow (Geng et al. 2025) trains a network "
+    "$u_\\theta(z, r, t)$ instead, without ever solving the ODE. Differentiate $(t - r)\\,u(z_r, r, t) = "
+    "\\int_r^t v\\,ds$ in $r$ along the path: this gives the **MeanFlow identity** (in this app's time, the "
+    "state at the start $r$ of the step; the paper runs time the other way, which flips a sign)"
+)
+st.latex(
+    r"u(z_r, r, t) = v(z_r, r) + (t - r)\,\frac{d}{dr}u(z_r, r, t),\qquad"
+    r"\frac{d}{dr}u = v \cdot \nabla_z u + \partial_r u"
+)
+st.markdown(
+    "The right-hand side is the regression target (its gradient stopped); $\\frac{d}{dr}u$ is one "
+    "Jacobian–vector product (`torch.func.jvp`) along $(v, 1, 0)$, and $v$ is the usual flow matching target. "
+    "At $r = t$ the identity is plain flow matching. Sampling: $z_t = z_r + (t - r)\\,u_\\theta(z_r, r, t)$, "
+    "one NFE per step (`fmcore.sample_mean_flow`)."
+)
+if revealed:
+    race = few_step_race()
+    chosen = [row for row in race.rows if (row.model, row.steps) in MEANFLOW_PANELS]
+    lesson.chart(
+        lesson_figures.panels_figure(
+            [
+                Panel(
+                    row.title,
+                    row.points,
+                    f"energy distance to data: {row.energy:.4f}",
+                    wrong=row.energy > 20 * race.floor,
+                )
+                for row in chosen
+            ],
+            background=compute.load_dataset(one_step.MEANFLOW_PRESET, seed=0).shown,
+            columns=len(chosen),
+            height=360,
+        ),
+        "meanflow",
+    )
+    st.dataframe(
+        [
+            {
+                "model": row.model,
+                "sampler": row.sampler,
+                "steps": row.steps,
+                "NFE": row.nfe,
+                "energy distance": f"{row.energy:.4f}",
+                "× noise floor": f"{row.energy / race.floor:.1f}",
+            }
+            for row in race.rows
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        f"Both models: the same network size and data (2,000 points of moons), {one_step.TRAIN_STEPS:,} training "
+        f"steps each ({race.train_seconds['mean flow']:.1f} s and {race.train_seconds['flow']:.1f} s on this "
+        f"machine: a MeanFlow step costs a JVP more). {one_step.PARTICLES} samples from the same noise, compared "
+        f"with fresh data; two data samples of this size differ by {race.floor:.4f}, the noise floor."
+    )
+else:
+    st.caption(
+        "The race between a trained mean flow and a trained flow runs once you reveal your prediction above."
+    )
+
 with lesson.pitfall(
     "reading a few Euler steps as a few-step model",
     "With $K$ Euler steps the last one, from $t_k = 1 - 1/K$, returns $z + (1 - t_k)\\,v(z, t_k) = "
@@ -129,6 +198,22 @@ lesson.self_check(
             hints={
                 "a fresh data sample": "Look at the pitfall's 2-step panel: are those points on the data?",
                 "the noise z₀": "The steps carry the particles forward, to t = 1.",
+            },
+        ),
+        Question(
+            "MeanFlow regresses u_θ(z_r, r, t) on …",
+            (
+                "v(z_r, r) + (t − r) d/dr u(z_r, r, t), with its gradient stopped",
+                "v(z_r, r), the flow matching target",
+                "z₁ − z₀ for a random data point z₁",
+            ),
+            "v(z_r, r) + (t − r) d/dr u(z_r, r, t), with its gradient stopped",
+            "That is the MeanFlow identity, from differentiating (t − r) u = ∫ v ds in r; d/dr u is one JVP.",
+            hints={
+                "v(z_r, r), the flow matching target": "That is the identity only at r = t: without the "
+                "correction u would learn the tangent, and one step would give the mean again.",
+                "z₁ − z₀ for a random data point z₁": "That is a chord of a conditional straight line, not of the "
+                "marginal ODE's curved path: its average over z₁ is v, the tangent.",
             },
         ),
     ],

@@ -15,6 +15,7 @@ Pure functions of their arguments, no Streamlit.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,17 @@ from fmcore.solvers import integrate
 
 from .compute import DATA_POINTS, Panel, noise, reference_sample
 
-__all__ = ["EULER_STEPS", "ORACLE_STEPS", "OneStep", "euler_cases", "one_step"]
+__all__ = [
+    "EULER_STEPS",
+    "ORACLE_STEPS",
+    "FewStepRace",
+    "FewStepRow",
+    "OneStep",
+    "euler_cases",
+    "few_step_race",
+    "one_step",
+    "trained",
+]
 
 PARTICLES, ARROWS = 600, 24
 ORACLE_STEPS = 100
@@ -108,3 +119,89 @@ def euler_cases(preset: str, seed: int = 0) -> list[Panel]:
             )
         )
     return panels
+
+
+# -- MeanFlow: a network of the average velocity --------------------------------------------------
+
+MEANFLOW_PRESET = "moons"
+TRAIN_STEPS = 2000
+"""Steps each model of the race trains (a fixed count, so every machine gets the same models)."""
+MEANFLOW_STEPS = (1, 2, 4)
+FLOW_STEPS = (1, 2, 4, 100)
+
+
+@functools.lru_cache(maxsize=2)
+def trained(objective: str, seed: int = 0):
+    """A ``Trainer`` on 2,000 points of moons with ``objective`` ("flow" or "meanflow"), ``TRAIN_STEPS`` steps.
+
+    Cached and shared: callers sample from it and never train it further.
+    """
+    from fmcore import Trainer
+
+    trainer = Trainer(datasets.sample(MEANFLOW_PRESET, 2000, seed=0), objective=objective, seed=seed)
+    trainer.step(TRAIN_STEPS)
+    return trainer
+
+
+@dataclass(frozen=True)
+class FewStepRow:
+    """One model sampled one way: its samples and how far they are from the data."""
+
+    model: str
+    sampler: str
+    steps: int
+    nfe: int
+    energy: float
+    points: np.ndarray
+
+    @property
+    def title(self) -> str:
+        """E.g. "Mean flow: 1 step = 1 NFE", "Flow: 100 Euler steps = 100 NFE"."""
+        kind = "Euler " if self.sampler == "Euler" else ""
+        return f"{self.model.capitalize()}: {self.steps} {kind}step{'s' * (self.steps > 1)} = {self.nfe} NFE"
+
+
+@dataclass(frozen=True)
+class FewStepRace:
+    """The mean-flow model in 1, 2, 4 steps against the flow model's Euler at 1, 2, 4 and 100.
+
+    Attributes:
+        rows: one per (model, steps).  floor: energy distance between two data samples of this size.
+        train_seconds: model -> seconds its ``TRAIN_STEPS`` took on this machine.
+    """
+
+    rows: tuple[FewStepRow, ...]
+    floor: float
+    train_seconds: dict
+
+
+def few_step_race(seed: int = 0) -> FewStepRace:
+    """Both models from the same noise, measured against fresh data."""
+    fresh = torch.from_numpy(reference_sample(MEANFLOW_PRESET))
+    z0 = noise(PARTICLES, seed + 5)
+    mean_flow, flow = trained("meanflow", seed), trained("flow", seed)
+    rows = []
+    for steps in MEANFLOW_STEPS:
+        run = fmcore.sample_mean_flow(mean_flow, z0, steps)
+        rows.append(
+            FewStepRow(
+                "mean flow",
+                "z + (t − r) u",
+                steps,
+                run.nfe,
+                metrics.energy_distance(run.z_end, fresh),
+                run.z_end.numpy(),
+            )
+        )
+    for steps in FLOW_STEPS:
+        run = integrate(flow.velocity, z0, "euler", steps)
+        rows.append(
+            FewStepRow(
+                "flow", "Euler", steps, run.nfe, metrics.energy_distance(run.z_end, fresh), run.z_end.numpy()
+            )
+        )
+    return FewStepRace(
+        rows=tuple(rows),
+        floor=abs(metrics.energy_distance(datasets.sample(MEANFLOW_PRESET, PARTICLES, seed=2), fresh)),
+        train_seconds={"mean flow": mean_flow.elapsed, "flow": flow.elapsed},
+    )

@@ -91,7 +91,7 @@ st.latex(
 st.markdown(
     "The right-hand side is the regression target (its gradient stopped); $\\frac{d}{dr}u$ is one "
     "Jacobian–vector product (`torch.func.jvp`) along $(v, 1, 0)$, and $v$ is a flow matching target "
-    "(here the batch's posterior-weighted velocity, whose expectation is the marginal $v$ with far less noise than "
+    "(here the batch's posterior-weighted velocity, an estimate of the marginal $v$ with far less noise than "
     "$z_1 - z_0$). "
     "At $r = t$ the identity is plain flow matching. Sampling: $z_t = z_r + (t - r)\\,u_\\theta(z_r, r, t)$, "
     "one NFE per step (`fmcore.sample_mean_flow`)."

@@ -6,6 +6,7 @@ from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import figures_sampling, one_step
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.compute import Panel
 from explorer.lessons.kit import Question
 
@@ -166,62 +167,6 @@ with lesson.pitfall(
         st.caption("The one-step panel appears once you reveal your prediction above.")
 
 
-lesson.self_check(
-    [
-        Question(
-            "On the linear path from noise, the exact field at t = 0 is v(z, 0) = …",
-            ("E[z₁] − z", "z₁ − z₀ for a random data point z₁", "0"),
-            "E[z₁] − z",
-            "At t = 0 the point is pure noise, independent of z₁, so the posterior mean is the data mean.",
-            hints={
-                "z₁ − z₀ for a random data point z₁": "That is the conditional target of training; the field "
-                "averages it over z₁ given z_t, and at t = 0 z_t says nothing about z₁.",
-                "0": "The noise sits around 0 and the data elsewhere: something must move the particles.",
-            },
-        ),
-        Question(
-            "The average velocity u(z₀, 0, 1) equals v(z₀, 0) when …",
-            (
-                "the ODE's path from z₀ is a straight line at constant speed",
-                "always: an average of v is v",
-                "never",
-            ),
-            "the ODE's path from z₀ is a straight line at constant speed",
-            "The chord equals the tangent only on a straight path: what rectified flow (lesson 6) aims for.",
-            hints={
-                "always: an average of v is v": "u averages v along the path, over times s from 0 to 1, "
-                "where v(z_s, s) changes.",
-                "never": "Think of a path that is already straight (lesson 6's reflow tries to make them so).",
-            },
-        ),
-        Question(
-            "With K Euler steps on the exact field, the last step returns …",
-            ("the posterior mean E[z₁ | z_t] at t = 1 − 1/K", "a fresh data sample", "the noise z₀"),
-            "the posterior mean E[z₁ | z_t] at t = 1 − 1/K",
-            "z + (1 − t) v(z, t) = E[z₁ | z_t = z] for the linear path: an average of data points.",
-            hints={
-                "a fresh data sample": "Look at the pitfall's 2-step panel: are those points on the data?",
-                "the noise z₀": "The steps carry the particles forward, to t = 1.",
-            },
-        ),
-        Question(
-            "MeanFlow regresses u_θ(z_r, r, t) on …",
-            (
-                "v(z_r, r) + (t − r) d/dr u(z_r, r, t), with its gradient stopped",
-                "v(z_r, r), the flow matching target",
-                "z₁ − z₀ for a random data point z₁",
-            ),
-            "v(z_r, r) + (t − r) d/dr u(z_r, r, t), with its gradient stopped",
-            "That is the MeanFlow identity, from differentiating (t − r) u = ∫ v ds in r; d/dr u is one JVP.",
-            hints={
-                "v(z_r, r), the flow matching target": "That is the identity only at r = t: without the "
-                "correction u would learn the tangent, and one step would give the mean again.",
-                "z₁ − z₀ for a random data point z₁": "That is a chord of a conditional straight line, not of the "
-                "marginal ODE's curved path: its average over z₁ is v, the tangent.",
-            },
-        ),
-    ],
-    key="one_step",
-)
+lesson.self_check(SELF_CHECKS["one_step"], key="one_step")
 
 lesson.playground_link(data=preset, solver="euler", steps=1, paths=True)

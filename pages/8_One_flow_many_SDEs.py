@@ -6,6 +6,7 @@ from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import figures_sampling, sdes
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 
 sde_family = st.cache_data(show_spinner="Sampling the flow at four noise levels…")(sdes.sde_family)
@@ -123,54 +124,6 @@ with lesson.pitfall(
         st.caption("The right SDE’s panel appears once you reveal your prediction above.")
 
 
-lesson.self_check(
-    [
-        Question(
-            "The ODE dz = v dt and the SDE with noise 1, run from the same noise distribution, have …",
-            ("the same marginals p_t, but different paths", "the same paths", "different marginals"),
-            "the same marginals p_t, but different paths",
-            "Every member of the family solves the same Fokker–Planck equation; only the paths differ.",
-            hints={
-                "the same paths": "Look at the bottom row: every step draws fresh noise, so each particle "
-                "takes its own jagged route.",
-                "different marginals": "The extra drift (g²/2)·∇log p_t cancels the spreading of the noise "
-                "in the Fokker–Planck equation.",
-            },
-        ),
-        Question(
-            "A flow matching model has no score network. On the linear path its score is …",
-            (
-                "(t v − z)/(1 − t), from the velocity itself",
-                "only available if a second network is trained by score matching",
-                "zero: flows are deterministic",
-            ),
-            "(t v − z)/(1 − t), from the velocity itself",
-            "v fixes E[z₀ | z_t] = z − t v, and Tweedie's formula gives ∇log p_t = −E[z₀ | z_t]/σ_t.",
-            hints={
-                "only available if a second network is trained by score matching": "z_t = t z₁ + (1 − t) z₀ "
-                "ties the predictions of z₀, z₁, the velocity and the score: knowing one gives the others.",
-                "zero: flows are deterministic": "The score is a property of p_t, not of the sampler: "
-                "∇log p_t of a Gaussian blob is not zero.",
-            },
-        ),
-        Question(
-            "Reverse diffusion, as a member of this family, is …",
-            (
-                "the member with g_t² = β_t (noise = 1)",
-                "the member with g_t = 0",
-                "not a member: it samples a different distribution",
-            ),
-            "the member with g_t² = β_t (noise = 1)",
-            "β_t is the noise rate of the forward process whose marginals are the path's Gaussians; "
-            "reversing it gives drift v + (β_t/2)·score and noise √β_t dW.",
-            hints={
-                "the member with g_t = 0": "g_t = 0 removes the dW term: that is the probability-flow ODE.",
-                "not a member: it samples a different distribution": "Compare the noise = 1 panel's energy "
-                "distance with the noise floor.",
-            },
-        ),
-    ],
-    key="sdes",
-)
+lesson.self_check(SELF_CHECKS["sdes"], key="sdes")
 
 lesson.playground_link(data=preset, solver="euler", steps=sdes.STEPS)

@@ -5,6 +5,7 @@ import streamlit as st
 from explorer.lessons import figures_sampling
 from explorer.lessons import guidance as cfg
 from explorer.lessons import kit as lesson
+from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 
 labelled_trainer = st.cache_resource(show_spinner="Training a labelled flow (1,500 steps)…")(
@@ -138,51 +139,6 @@ with lesson.pitfall(
         st.caption("The panels for w = 5 and w = 10 appear once you reveal your prediction above.")
 
 
-lesson.self_check(
-    [
-        Question(
-            "With this page's convention, which w gives exactly the conditional field v(z, t | c)?",
-            ("w = 1", "w = 0", "w = 2"),
-            "w = 1",
-            "v_w = v_∅ + w (v_c − v_∅) is v_c at w = 1 and v_∅ at w = 0.",
-            hints={
-                "w = 0": "At w = 0 the bracket vanishes: what is left is the null label's field.",
-                "w = 2": "That is Ho & Salimans' w = 1: their w counts from the conditional field.",
-            },
-        ),
-        Question(
-            "Why train with label dropout (the label replaced by ∅ on some rows)?",
-            (
-                "So the one network also learns the unconditional field v(z, t | ∅)",
-                "To regularise the conditional field against overfitting",
-                "To make training faster",
-            ),
-            "So the one network also learns the unconditional field v(z, t | ∅)",
-            "Guidance needs both fields; dropout trains them in one network, no separate classifier or model.",
-            hints={
-                "To regularise the conditional field against overfitting": "Without dropout, which field "
-                "would v(z, t | ∅) be? The network would never have seen ∅.",
-                "To make training faster": "It trades some of the conditional rows for null rows: look at "
-                "how rough the w = 0 panel still is.",
-            },
-        ),
-        Question(
-            "Raising w far above 1 …",
-            (
-                "keeps samples in their class but pushes some off the data",
-                "always gives better samples",
-                "gives the unconditional distribution",
-            ),
-            "keeps samples in their class but pushes some off the data",
-            "The guided field is no distribution's field: fidelity to the class goes up, diversity and "
-            "realism down (the pitfall's pink samples).",
-            hints={
-                "always gives better samples": "Count the pink samples in the pitfall's panels.",
-                "gives the unconditional distribution": "That is w = 0; large w moves away from it.",
-            },
-        ),
-    ],
-    key="guide",
-)
+lesson.self_check(SELF_CHECKS["guide"], key="guide")
 
 lesson.playground_link(data=cfg.DATA, field="learned", solver=cfg.SOLVER, steps=cfg.SOLVER_STEPS)

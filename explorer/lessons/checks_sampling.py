@@ -1,7 +1,7 @@
 """Self-check questions of lessons 8 to 10 (SDE sampling, guidance, one step), keyed by the self-check's key.
 
-Merged into ``checks.SELF_CHECKS`` (one line there), in a module of their own so that these lessons and lessons 1 to 7 change apart. Every
-wrong answer has a hint that points at the idea behind it.
+Merged into ``checks.SELF_CHECKS`` (one line there), in a module of their own so that these
+lessons and lessons 1 to 7 change apart. Every wrong answer has a hint that points at the idea.
 """
 
 from __future__ import annotations

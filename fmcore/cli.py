@@ -47,44 +47,28 @@ class UsageError(ValueError):
     """A problem the user can fix: reported in one line, exit status 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _number(kind: type, lo: float, allow_lo: bool):
+    """An argparse type: a finite ``kind`` (int or float) above ``lo`` (or equal to it, if allowed)."""
+    what = "an integer" if kind is int else "a number"
+    bound = f">= {lo:g}" if allow_lo else f"> {lo:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (value >= lo if allow_lo else value > lo) or value == float("inf"):
+            finite = "a finite number " if kind is float else ""
+            raise argparse.ArgumentTypeError(f"must be {finite}{bound}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+_positive_int = _number(int, 1, allow_lo=True)
+_positive_float = _number(float, 0.0, allow_lo=False)
+_non_negative_int = _number(int, 0, allow_lo=True)
+_non_negative_float = _number(float, 0.0, allow_lo=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,13 +35,12 @@ pairs has r = t, where the target is plain flow matching.
 from __future__ import annotations
 
 import itertools
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .solvers import Trajectory
+from .solvers import Trajectory, check_start
 
 __all__ = ["MeanFlowConfig", "meanflow_loss", "meanflow_target", "sample_mean_flow", "sample_times"]
 
@@ -126,12 +125,7 @@ def sample_mean_flow(model, z0, steps: int = 1, t_max: float | None = None) -> T
     Raises:
         ValueError: steps not an integer >= 1, z0 not a finite (n, d) float tensor, or a flow model.
     """
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not torch.is_tensor(z0) or not z0.is_floating_point() or z0.dim() != 2:
-        raise ValueError("z0 must be a floating point tensor of shape (n, d)")
-    if not bool(torch.isfinite(z0).all()):
-        raise ValueError("z0 contains NaN or infinite values")
+    check_start(steps, z0)
     flow = getattr(model, "flow", model)
     average_velocity = getattr(flow, "average_velocity", flow)
     if t_max is None:

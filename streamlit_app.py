@@ -1,4 +1,4 @@
-"""Flow Matching Explorer: the Playground, and the lessons in pages/ (listed in file-name order)."""
+"""Flow Matching Explorer: the Playground, and the lessons in pages/ (in the order of their number prefix)."""
 
 from pathlib import Path
 
@@ -6,7 +6,9 @@ import streamlit as st
 
 from explorer.playground import page as playground
 
-lessons = [st.Page(str(path)) for path in sorted((Path(__file__).parent / "pages").glob("*.py"))]
+# By the number, not the name: "10_One_step.py" sorts before "1_The_ODE_view.py" as a string.
+files = sorted((Path(__file__).parent / "pages").glob("*.py"), key=lambda p: int(p.name.split("_", 1)[0]))
+lessons = [st.Page(str(path)) for path in files]
 pages = {"": [st.Page(playground.main, title="Playground", icon=":material/waves:", default=True)]}
 if lessons:
     pages["Lessons"] = lessons

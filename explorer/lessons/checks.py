@@ -6,6 +6,7 @@ the hints point at the idea behind each wrong answer (the page's figure or formu
 
 from __future__ import annotations
 
+from .checks_sampling import SAMPLING_CHECKS
 from .kit import Question
 
 __all__ = ["SELF_CHECKS"]
@@ -280,4 +281,5 @@ SELF_CHECKS: dict[str, tuple[Question, ...]] = {
             },
         ),
     ),
+    **SAMPLING_CHECKS,  # lessons 8 to 10
 }

@@ -20,7 +20,7 @@ from explorer.lessons import compute as lesson_compute
 from explorer.lessons.kit import Question, grade, playground_url, reveal
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted((ROOT / "pages").glob("[0-9]_*.py"))
+PAGES = sorted((ROOT / "pages").glob("[0-9]*_*.py"))
 TIMEOUT_S = 120
 
 # page file -> (main chart key, self-check key, a right answer and a wrong one to its first question)
@@ -52,6 +52,14 @@ LESSONS = {
         "probability is moved by u, never created or destroyed",
         "the density is the same at every t",
     ),
+    "8_One_flow_many_SDEs.py": (
+        "family",
+        "sdes",
+        "the same marginals p_t, but different paths",
+        "the same paths",
+    ),
+    "9_Guidance.py": ("guidance", "guide", "w = 1", "w = 0"),
+    "10_One_step.py": ("arrows", "one_step", "E[z₁] − z", "0"),
 }
 
 

@@ -12,7 +12,7 @@ from .conftest import ROOT, assert_no_exception, open_app, shoot, wait_for_app
 
 pytestmark = pytest.mark.browser
 
-PAGES = sorted((ROOT / "pages").glob("[0-9]_*.py"))
+PAGES = sorted((ROOT / "pages").glob("[0-9]*_*.py"))
 LOAD_TIMEOUT_S = (
     150  # a lesson's first run trains small models; on a loaded 2-core machine that takes a while
 )

@@ -1,0 +1,164 @@
+"""Lesson 8's numbers: one flow sampled by many SDEs that share its marginals p_t.
+
+The family (Song et al. 2021, "Score-Based Generative Modeling through SDEs", arXiv 2011.13456,
+Sec. 4.3 and App. D.1 for the reverse SDE and its probability-flow ODE; the Flow Matching Guide and
+Code, Lipman et al. 2024, arXiv 2412.06264, for affine Gaussian paths and their score):
+
+    dz = [v(z, t) + (g_t^2 / 2) grad log p_t(z)] dt + g_t dW_t,   g_t = noise * sqrt(beta_t),
+
+with the score taken from the velocity (``fmcore.convert``; on the linear path ``(t v - z)/(1 - t)``)
+and ``noise = 1`` the reverse diffusion SDE (``fmcore.sample_sde``). Every run here uses the
+Playground's exact field of the preset (the data blurred by ``EXACT_BANDWIDTH``), so what differs
+between panels is the sampler, never the model. Pure functions of their arguments, no Streamlit.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import fmcore
+from explorer.compute import EXACT_BANDWIDTH
+from fmcore import datasets, metrics
+from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
+from fmcore.solvers import time_grid
+
+from .compute import DATA_POINTS, Panel, noise
+
+__all__ = ["NOISE_LEVELS", "SdeFamily", "SdeRun", "no_score_cases", "sde_family"]
+
+NOISE_LEVELS = (0.0, 0.5, 1.0, 2.0)
+"""The scales of g_t the lesson compares: 0 the ODE, 1 reverse diffusion."""
+STEPS = 100
+PARTICLES = 2000
+"""Particles each cloud is measured on: two ODE clouds of this size from independent noise differ by
+an energy distance of about 0.001 to 0.004 (800 particles: up to 0.016 for an SDE run of the same p_t)."""
+SHOWN_POINTS, SHOWN_PATHS = 800, 25
+FLOOR_DRAWS = 2
+
+
+def _field(preset: str):
+    data = datasets.sample(preset, DATA_POINTS, seed=0)
+    schedule = fmcore.Blurred("linear", EXACT_BANDWIDTH)
+    return (lambda z, t: fmcore.exact_velocity(z, t, data, schedule)), schedule
+
+
+@dataclass(frozen=True)
+class SdeRun:
+    """One member of the family, run from the same noise as the others.
+
+    Attributes:
+        noise: the scale of g_t.  paths: (STEPS+1, SHOWN_PATHS, 2) states of a few particles.
+        half, end: (SHOWN_POINTS, 2) of the clouds at t = 0.5 and t = 1.  distance_half, distance_end: energy
+        distance of those clouds to the ODE's at the same t.  nfe, steps: counted by ``sample_sde``.
+    """
+
+    noise: float
+    paths: np.ndarray
+    half: np.ndarray
+    end: np.ndarray
+    distance_half: float
+    distance_end: float
+    nfe: int
+    steps: int
+
+    @property
+    def roughness(self) -> float:
+        """Mean over particles of the sum of squared step lengths (quadratic variation, 0 -> ~d sum g^2 h)."""
+        return float(np.square(np.diff(self.paths, axis=0)).sum(-1).sum(0).mean())
+
+
+@dataclass(frozen=True)
+class SdeFamily:
+    """Every level of ``NOISE_LEVELS`` on one preset, and the noise floor of the comparison.
+
+    Attributes:
+        runs: one ``SdeRun`` per noise level, noise 0 (the ODE, Euler) first.
+        floor_half, floor_end: the largest |energy distance| between the ODE's cloud and the ODE's
+        clouds from ``FLOOR_DRAWS`` independent noise draws, at t = 0.5 and t = 1: what sampling
+        noise alone gives between two clouds of the same p_t.
+    """
+
+    runs: tuple[SdeRun, ...]
+    floor_half: float
+    floor_end: float
+
+
+def sde_family(preset: str, noise_levels: tuple[float, ...] = NOISE_LEVELS, seed: int = 0) -> SdeFamily:
+    """Euler-Maruyama with ``STEPS`` steps at each noise level, from the same ``PARTICLES`` draws."""
+    velocity, schedule = _field(preset)
+    z0 = noise(PARTICLES, seed)
+    half = STEPS // 2
+    ode = fmcore.sample_sde(velocity, z0, schedule, noise=0.0, steps=STEPS)
+    others = [
+        fmcore.sample_sde(velocity, noise(PARTICLES, seed + 1 + k), schedule, noise=0.0, steps=STEPS).zs
+        for k in range(FLOOR_DRAWS)
+    ]
+    runs = []
+    for level in noise_levels:
+        # noise 0 is the ODE itself (bit for bit): its distances are 0, not the U-statistic's
+        # slightly negative estimate between a cloud and itself.
+        sde = (
+            ode
+            if level == 0
+            else fmcore.sample_sde(velocity, z0, schedule, noise=level, steps=STEPS, seed=seed + 100)
+        )
+        runs.append(
+            SdeRun(
+                noise=float(level),
+                paths=sde.zs[:, :SHOWN_PATHS].numpy(),
+                half=sde.zs[half, :SHOWN_POINTS].numpy(),
+                end=sde.zs[-1, :SHOWN_POINTS].numpy(),
+                distance_half=0.0 if sde is ode else metrics.energy_distance(sde.zs[half], ode.zs[half]),
+                distance_end=0.0 if sde is ode else metrics.energy_distance(sde.zs[-1], ode.zs[-1]),
+                nfe=sde.nfe,
+                steps=sde.steps,
+            )
+        )
+    return SdeFamily(
+        runs=tuple(runs),
+        floor_half=max(abs(metrics.energy_distance(zs[half], ode.zs[half])) for zs in others),
+        floor_end=max(abs(metrics.energy_distance(zs[-1], ode.zs[-1])) for zs in others),
+    )
+
+
+@torch.no_grad()
+def _without_score(velocity, z0: torch.Tensor, schedule, level: float, seed: int) -> torch.Tensor:
+    """The wrong sampler: ``dz = v dt + g_t dW``, the noise of ``sample_sde`` without its score drift.
+
+    Same grid, same g_t, same variance cap and noiseless last step as ``fmcore.sample_sde``, so the
+    only difference from the right SDE is the missing (g_t^2 / 2) grad log p_t term.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    ts = time_grid("uniform", STEPS, 0.0, 1.0, schedule)
+    z = z0
+    for k, (t, t_next) in enumerate(itertools.pairwise(ts)):
+        h = float(t_next - t)
+        z = z + h * velocity(z, t)
+        if k < STEPS - 1:
+            variance = min(
+                level**2 * float(diffusion_coefficient(schedule, t.double())) * h, MAX_STEP_VARIANCE
+            )
+            z = z + variance**0.5 * torch.randn(z.shape, generator=generator)
+    return z
+
+
+def no_score_cases(preset: str, seed: int = 0) -> list[Panel]:
+    """The ODE, the right SDE (noise 1) and the SDE without its score term, at t = 1, measured."""
+    velocity, schedule = _field(preset)
+    z0 = noise(PARTICLES, seed)
+    ode = fmcore.sample_sde(velocity, z0, schedule, noise=0.0, steps=STEPS).z_end
+    right = fmcore.sample_sde(velocity, z0, schedule, noise=1.0, steps=STEPS, seed=seed + 100).z_end
+    wrong = _without_score(velocity, z0, schedule, 1.0, seed + 100)
+
+    def note(z):
+        return f"energy distance to the ODE's cloud: {metrics.energy_distance(z, ode):.4f}"
+
+    return [
+        Panel("ODE: dz = v dt", ode[:SHOWN_POINTS].numpy(), f"{STEPS} Euler steps = {STEPS} NFE"),
+        Panel("Right: v + (g²/2)·score, plus g dW", right[:SHOWN_POINTS].numpy(), note(right)),
+        Panel("Wrong: v only, plus g dW", wrong[:SHOWN_POINTS].numpy(), note(wrong), wrong=True),
+    ]

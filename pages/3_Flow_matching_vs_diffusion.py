@@ -4,17 +4,16 @@ import streamlit as st
 
 from explorer import compute
 from explorer.figures import theme
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l3_fm_vs_diffusion as l3
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import SAMPLERS, Panel
 from explorer.lessons.kit import Question
+from explorer.lessons.l3_fm_vs_diffusion import SAMPLERS
+from explorer.lessons.shared import SAMPLES, Case
 
-fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(
-    lesson_compute.fm_vs_diffusion
-)
-parametrisation_pitfall = st.cache_data(show_spinner=False)(lesson_compute.parametrisation_pitfall)
+fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(l3.fm_vs_diffusion)
+parametrisation_pitfall = st.cache_data(show_spinner=False)(l3.parametrisation_pitfall)
 COLORS = dict(zip(SAMPLERS.values(), (theme.ERROR, theme.NOISE, theme.EXACT, theme.MODEL), strict=True))
 SHORT = {
     "sde": "VP noise model: reverse SDE",
@@ -69,7 +68,7 @@ with right:
     lesson.chart(
         lesson_figures.panels_figure(
             [
-                Panel(SHORT[key], paths[-1][:20], "20 paths, 100 steps = 100 NFE", paths=paths[:, :20])
+                Case(SHORT[key], paths[-1][:20], "20 paths, 100 steps = 100 NFE", paths=paths[:, :20])
                 for key, paths in result.paths.items()
             ],
             background=dataset.shown,
@@ -140,7 +139,7 @@ if revealed:  # the curves and the table answer the question: shown only after t
     ]
     st.dataframe(rows, hide_index=True, width="stretch")
     st.caption(
-        f"Energy distance of {lesson_compute.SAMPLES} samples to fresh data; two data samples differ by about "
+        f"Energy distance of {SAMPLES} samples to fresh data; two data samples differ by about "
         f"{max(abs(result.floor), 0.001):.3f}. Each model trained {result.train_steps} steps (same network, "
         "batch, seed); every sampler makes one network evaluation per step, so steps = NFE. Measured here."
     )

@@ -22,7 +22,8 @@ ALL = tuple(SOLVERS)
 HINTS = {
     LABELS["euler"]: "Euler is cheap per step, but its line is the flattest.",
     LABELS["rk4"]: "RK4 has the highest fixed order, but order only pays where the field is smooth.",
-    LABELS["dopri5"]: "dopri5 is accurate, but its error control costs many NFE before it accepts a step.",
+    LABELS["dopri5"]: "dopri5's NFE follows its tolerance and how hard the field is, not the step count: "
+    "read its dots (one per tolerance) against the other lines at this error.",
 }
 
 lesson.setup_page("4 · ODE solvers")
@@ -45,7 +46,8 @@ st.markdown(
     "linear part exactly in the log-SNR $\\lambda_t = \\log(\\alpha_t/\\sigma_t)$, with $h_k = \\lambda_{t_{k+1}} - "
     "\\lambda_{t_k}$. Its first-order update (DDIM) is, on the linear path, exactly an Euler step; the second "
     "order comes from extrapolating the last two data predictions (multistep). **dopri5** is adaptive: it "
-    "estimates its own error and picks its steps. A method of order $p$ has error $\\approx C h^p$, so on "
+    "estimates its own error, picks its steps and interpolates the output times inside a step (dense output), "
+    "so its NFE follows its tolerance. A method of order $p$ has error $\\approx C h^p$, so on "
     "log-log axes error against NFE is a line of **slope $-p$**:"
 )
 # DPM-Solver++(2M): Lu et al. 2022 (arXiv 2211.01095), Algorithm 2, in this app's time direction.
@@ -107,8 +109,9 @@ else:
     lesson.chart(lesson_figures.panels_figure(panels, background=dataset.shown, height=720), "runs")
     st.caption(
         "Faint lines: 40 particles' paths from node to node (dots are the solver's steps). Endpoint error: the "
-        "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 lands on the "
-        "same grid times at tolerance 10⁻³ and takes as many internal steps as it needs."
+        "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 (tolerance "
+        "10⁻³) picks its own steps and reads these grid times off its dense output, an interpolant inside "
+        "each accepted step: its NFE follows the tolerance and the field, not the step count chosen above."
     )
     lesson.chart(lesson_figures.error_nfe_figure(curves, LABELS), "error_nfe")
     rk4 = next(c for c in curves if c.solver == "rk4")

@@ -1,4 +1,17 @@
-"""Lesson 3 (flow matching vs diffusion): the same data trained both ways, sampled several ways."""
+"""Lesson 3 (flow matching vs diffusion): three models, each sampled by two members of one SDE family.
+
+A diffusion model (VP, noise prediction), a velocity model on the same VP path, and a flow matching
+model (linear path, velocity) learn from the same data with the same network and seed. For any of
+them, ``fmcore.sample_sde`` with noise scale g integrates
+
+    dz = [v(z, t) + (g_t^2 / 2) grad log p_t(z)] dt + g_t dW_t,
+
+a family of SDEs that all share the marginals p_t: noise 1 is the schedule's reverse diffusion SDE,
+noise 0 its ODE (for the diffusion model, the probability-flow ODE). So each model is sampled both
+ways by the same code, and neighbouring panels change one thing only: the sampler (SDE vs ODE, same
+model), the parametrisation with its loss weighting (noise vs velocity, same VP path), the schedule
+(VP vs linear, both velocity models).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +21,47 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import fmcore
 from fmcore import datasets, metrics
-from fmcore.solvers import integrate
+from fmcore.solvers import Trajectory, integrate
 
 from .shared import REFERENCE_POINTS, SAMPLES, Case, flow_model, lesson_noise, measured_case, reference_sample
 
-__all__ = ["SAMPLERS", "SAMPLER_STEPS", "Comparison", "fm_vs_diffusion", "parametrisation_pitfall"]
+__all__ = [
+    "MEMBERS",
+    "SAMPLERS",
+    "SAMPLER_STEPS",
+    "Comparison",
+    "fm_vs_diffusion",
+    "parametrisation_pitfall",
+    "sample",
+]
 
 SAMPLER_STEPS = (2, 5, 10, 20, 50, 100)
 SAMPLERS = {
-    "sde": "VP · noise model · reverse SDE (Euler–Maruyama)",
-    "pf_ode": "VP · noise model · probability-flow ODE (Euler)",
-    "vp_ode": "VP · velocity model · ODE (Euler)",
-    "fm_ode": "Linear · velocity model · ODE (Euler)",
+    "sde": "VP · noise model · reverse SDE",
+    "vp_sde": "VP · velocity model · reverse SDE",
+    "fm_sde": "Linear · velocity model · reverse SDE",
+    "pf_ode": "VP · noise model · probability-flow ODE",
+    "vp_ode": "VP · velocity model · ODE",
+    "fm_ode": "Linear · velocity model · ODE",
 }
-"""Four samplers that change one thing at a time: the sampler (sde -> pf_ode), the parametrisation
-and with it the loss weighting (pf_ode -> vp_ode), the schedule (vp_ode -> fm_ode)."""
+"""Six samplers, in the order drawn (SDEs above, ODEs below, one model per column)."""
+MEMBERS = {
+    "sde": ("diffusion", 1.0),
+    "vp_sde": ("vp velocity", 1.0),
+    "fm_sde": ("flow matching", 1.0),
+    "pf_ode": ("diffusion", 0.0),
+    "vp_ode": ("vp velocity", 0.0),
+    "fm_ode": ("flow matching", 0.0),
+}
+"""sampler -> (model, noise): ``fmcore.sample_sde`` of that model with that noise scale (1: the
+schedule's reverse diffusion SDE by Euler-Maruyama, 0: its ODE by Euler, bit for bit)."""
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The same data trained both ways, sampled three ways, measured on this machine.
+    """Three models trained on the same data, each sampled by its SDE and its ODE, measured here.
 
     Attributes:
         steps: the step counts tried (each sampler makes exactly one network evaluation per step).
@@ -45,11 +78,21 @@ class Comparison:
     train_steps: int
     floor: float
 
-    def steps_to_reach(self, sampler: str, tolerance: float) -> int | None:
-        """The fewest steps whose energy distance is within ``tolerance`` of the best this sampler reached."""
-        energy = self.energy[sampler]
-        good = np.flatnonzero(energy <= energy.min() + tolerance)
-        return int(self.steps[good[0]]) if len(good) else None
+    def fewest_steps(self, sampler: str, good: float) -> int | None:
+        """The fewest steps tried whose energy distance is at most ``good``; None if none is."""
+        return next((k for k, e in zip(self.steps, self.energy[sampler], strict=True) if e <= good), None)
+
+    def table(self, good: float) -> list[dict]:
+        """One display row per sampler: its training seconds, energy at every step count, steps to ``good``."""
+        return [
+            {
+                "sampler": label,
+                "training s": f"{self.train_seconds[MEMBERS[key][0]]:.2f}",
+                **{f"{k} steps": f"{e:.4f}" for k, e in zip(self.steps, self.energy[key], strict=True)},
+                f"steps to ≤ {good}": str(self.fewest_steps(key, good) or f"> {self.steps[-1]}"),
+            }
+            for key, label in SAMPLERS.items()
+        ]
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,33 +115,36 @@ def _trained_pair(preset: str, train_steps: int, seed: int):
     return flow_model(preset, train_steps, seed), diffusion
 
 
-def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Comparison:
-    """Train both models, then sample each way at every step count in ``SAMPLER_STEPS``."""
-    from fmcore.diffusion import sample_ode, sample_sde
+def sample(model, z0: torch.Tensor, noise: float, steps: int, seed: int) -> Trajectory:
+    """``fmcore.sample_sde`` of a trained model on its own schedule: noise 1 the reverse diffusion SDE,
+    noise 0 the ODE; z0 (n, 2), ``steps`` steps = ``steps`` NFE."""
+    return fmcore.sample_sde(model.velocity, z0, model.flow.schedule, noise=noise, steps=steps, seed=seed)
 
+
+def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Comparison:
+    """Train the three models, then sample each by every ``MEMBERS`` entry at each of ``SAMPLER_STEPS``."""
     flow, diffusion = _trained_pair(preset, train_steps, seed)
-    vp_velocity = _vp_velocity_model(preset, train_steps, seed)
+    models = {
+        "diffusion": diffusion,
+        "vp velocity": _vp_velocity_model(preset, train_steps, seed),
+        "flow matching": flow,
+    }
     fresh = torch.from_numpy(reference_sample(preset))
     z0 = lesson_noise(SAMPLES, seed + 5)
-    samplers = {
-        "sde": lambda k: sample_sde(diffusion, steps=k, seed=seed, z0=z0),
-        "pf_ode": lambda k: sample_ode(diffusion, solver="euler", steps=k, z0=z0),
-        "vp_ode": lambda k: sample_ode(vp_velocity, solver="euler", steps=k, z0=z0),
-        "fm_ode": lambda k: integrate(flow.velocity, z0, "euler", k, schedule="linear"),
-    }
     energy, paths = {}, {}
-    for name, sample in samplers.items():
-        energy[name] = np.asarray([metrics.energy_distance(sample(k).z_end, fresh) for k in SAMPLER_STEPS])
-        paths[name] = sample(100).zs[:, :40].numpy()
+    for name, (model, noise) in MEMBERS.items():
+        energy[name] = np.asarray(
+            [
+                metrics.energy_distance(sample(models[model], z0, noise, k, seed).z_end, fresh)
+                for k in SAMPLER_STEPS
+            ]
+        )
+        paths[name] = sample(models[model], z0, noise, 100, seed).zs[:, :40].numpy()
     return Comparison(
         steps=SAMPLER_STEPS,
         energy=energy,
         paths=paths,
-        train_seconds={
-            "diffusion": diffusion.elapsed,
-            "vp velocity": vp_velocity.elapsed,
-            "flow matching": flow.elapsed,
-        },
+        train_seconds={name: model.elapsed for name, model in models.items()},
         train_steps=train_steps,
         floor=metrics.energy_distance(datasets.sample(preset, SAMPLES, seed=2), fresh),
     )

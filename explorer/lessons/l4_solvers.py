@@ -82,7 +82,8 @@ class SolverRun:
     """One solver at one step count: where it put the particles, what it cost, how far off it ended.
 
     Attributes:
-        solver: the ``SOLVERS`` key.  ts: (K+1,) grid times.  zs: (K+1, n, 2) states at them.
+        solver: the ``SOLVERS`` key.  ts: (K+1,) grid times (dopri5: read off its dense output).
+        zs: (K+1, n, 2) states at them.
         steps: solver steps (accepted internal steps for dopri5).  nfe: velocity evaluations (counted).
         error: mean |z_end - z_ref| over particles, against a tight adaptive solve of the same ODE.
     """
@@ -100,8 +101,9 @@ def solver_runs(
 ) -> tuple[np.ndarray, list[SolverRun]]:
     """Every solver in ``solvers`` on the same particles, same field, same step count and grid.
 
-    dopri5 is adaptive: it lands on the same ``steps`` grid times at rtol = atol = 1e-3 and takes
-    the internal steps its error estimate asks for.
+    dopri5 is adaptive (rtol = atol = 1e-3): its error estimate picks its internal steps, and it reads
+    the ``steps`` grid times off each accepted step's dense output, so its NFE follows the tolerance
+    and the field, not ``steps``.
 
     Returns:
         ``(reference_end (n, 2), runs)``.

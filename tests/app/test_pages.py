@@ -326,3 +326,13 @@ def test_every_wrong_self_check_answer_gets_a_hint_at_the_idea():
     ]
     assert not missing, "a wrong answer would get only the generic 'look at the figure again'"
     assert set(SELF_CHECKS) == {LESSONS[name][1] for name in LESSONS}
+
+
+def test_lesson_3_samples_every_model_by_its_reverse_sde_and_by_its_ode():
+    at = run_page("3_Flow_matching_vs_diffusion.py")
+    titles = " ".join(a["text"] for a in chart(at, "paths")["layout"]["annotations"])
+    for model in ("VP noise model", "VP velocity model", "Linear velocity model"):
+        assert f"{model}: reverse SDE" in titles
+    assert "VP noise model: PF-ODE" in titles and "Linear velocity model: ODE" in titles
+    prose = " ".join(m.value for m in at.markdown)
+    assert "fmcore.sample_sde" in prose and "one member of the family" in prose

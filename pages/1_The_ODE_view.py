@@ -3,16 +3,14 @@
 import streamlit as st
 
 from explorer import compute, figures
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l1_ode_view as l1
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 
 SOLVER, STEPS, PARTICLES = "euler", 100, 400
-time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(
-    lesson_compute.time_direction_cases
-)
+time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(l1.time_direction_cases)
 
 lesson.setup_page("1 · The ODE view")
 st.markdown(

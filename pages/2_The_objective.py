@@ -4,22 +4,18 @@ import streamlit as st
 
 from explorer import compute
 from explorer.figures import theme
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l2_objective as l2
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import Panel
 from explorer.lessons.kit import Question
+from explorer.lessons.shared import Case
 
-crossing_paths = st.cache_data(show_spinner=False)(lesson_compute.crossing_paths)
-posterior = st.cache_data(show_spinner=False)(lesson_compute.posterior)
-training_race = st.cache_data(show_spinner="Training with both targets…")(lesson_compute.training_race)
-wrong_target_cases = st.cache_data(show_spinner="Training on wrong targets…")(
-    lesson_compute.wrong_target_cases
-)
-memorisation = st.cache_data(show_spinner="Sampling the exact field and a network…")(
-    lesson_compute.memorisation
-)
+crossing_paths = st.cache_data(show_spinner=False)(l2.crossing_paths)
+posterior = st.cache_data(show_spinner=False)(l2.posterior)
+training_race = st.cache_data(show_spinner="Training with both targets…")(l2.training_race)
+wrong_target_cases = st.cache_data(show_spinner="Training on wrong targets…")(l2.wrong_target_cases)
+memorisation = st.cache_data(show_spinner="Sampling the exact field and a network…")(l2.memorisation)
 COLORS = {"conditional": theme.MODEL, "marginal": theme.EXACT}
 
 lesson.setup_page("2 · The objective: conditional and marginal")
@@ -55,7 +51,7 @@ revealed = lesson.predict_then_see(
     context=preset,
 )
 panels = [
-    Panel(
+    Case(
         "Conditional paths: straight, they cross",
         conditional[-1],
         "what the loss regresses on",
@@ -64,7 +60,7 @@ panels = [
 ]
 if revealed:
     panels.append(
-        Panel(
+        Case(
             "Marginal field paths: curved, never cross", marginal[-1], "what sampling follows", paths=marginal
         )
     )
@@ -124,8 +120,7 @@ loss_col, error_col = st.columns(2)
 with loss_col:
     window = 20
     smoothed = {
-        f"{k} target (loss, {window}-step mean)": lesson_compute.smoothed_curve(v, window)
-        for k, v in race.loss.items()
+        f"{k} target (loss, {window}-step mean)": l2.smoothed_curve(v, window) for k, v in race.loss.items()
     }
     lesson.chart(
         lesson_figures.curves_figure(
@@ -173,10 +168,10 @@ st.markdown(
 lesson.chart(
     lesson_figures.panels_figure(
         [
-            Panel("Training set", mem.train, f"{len(mem.train)} points"),
-            Panel("Exact field's samples", mem.exact, f"{mem.within['exact']:.0%} on a training point", True),
-            Panel("Network's samples", mem.learned, f"{mem.within['learned']:.0%} on a training point"),
-            Panel("Fresh data, for scale", mem.fresh, f"{mem.within['fresh']:.0%} on a training point"),
+            Case("Training set", mem.train, f"{len(mem.train)} points"),
+            Case("Exact field's samples", mem.exact, f"{mem.within['exact']:.0%} on a training point", True),
+            Case("Network's samples", mem.learned, f"{mem.within['learned']:.0%} on a training point"),
+            Case("Fresh data, for scale", mem.fresh, f"{mem.within['fresh']:.0%} on a training point"),
         ],
         columns=4,
         height=330,

@@ -1,28 +1,34 @@
-"""Lesson 3 — flow matching vs diffusion: the same data trained both ways, sampled three ways."""
+"""Lesson 3 — flow matching vs diffusion: three models, each sampled by the reverse SDE and by the ODE."""
 
 import streamlit as st
 
 from explorer import compute
 from explorer.figures import theme
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l3_fm_vs_diffusion as l3
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import SAMPLERS, Panel
 from explorer.lessons.kit import Question
+from explorer.lessons.l3_fm_vs_diffusion import SAMPLERS
+from explorer.lessons.shared import SAMPLES, Case
 
-fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(
-    lesson_compute.fm_vs_diffusion
+fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(l3.fm_vs_diffusion)
+parametrisation_pitfall = st.cache_data(show_spinner=False)(l3.parametrisation_pitfall)
+COLORS = dict(
+    zip(
+        SAMPLERS.values(),
+        (theme.ERROR, theme.DATA, theme.NOISE, theme.HIGHLIGHT, theme.EXACT, theme.MODEL),
+        strict=True,
+    )
 )
-parametrisation_pitfall = st.cache_data(show_spinner=False)(lesson_compute.parametrisation_pitfall)
-COLORS = dict(zip(SAMPLERS.values(), (theme.ERROR, theme.NOISE, theme.EXACT, theme.MODEL), strict=True))
 SHORT = {
     "sde": "VP noise model: reverse SDE",
+    "vp_sde": "VP velocity model: reverse SDE",
+    "fm_sde": "Linear velocity model: reverse SDE",
     "pf_ode": "VP noise model: PF-ODE",
     "vp_ode": "VP velocity model: ODE",
     "fm_ode": "Linear velocity model: ODE",
 }
-MODEL = {"sde": "diffusion", "pf_ode": "diffusion", "vp_ode": "vp velocity", "fm_ode": "flow matching"}
 GOOD = 0.006
 
 lesson.setup_page("3 · Flow matching vs diffusion")
@@ -41,22 +47,34 @@ st.latex(
     r"\qquad\qquad \mathcal L_{\text{FM}} = \mathbb E\,\|v_\theta(z_t, t) - (\dot\alpha_t z_1 + \dot\sigma_t z_0)\|^2"
 )
 st.markdown(
-    "Diffusion can sample two ways: the **reverse SDE** (drift plus fresh noise at every step) or the "
-    "**probability-flow ODE**, which has the same marginals $p_t$ with no noise, and which is exactly the "
-    "velocity of the path. Flow matching samples with its ODE. With $\\beta_t$ the VP noise rate:"
+    "**One family of samplers, for every model.** Whatever the network predicts, a path with marginals "
+    "$p_t$ has a whole family of SDEs that share those marginals: for any diffusion level $g_t \\ge 0$, the "
+    "noise spreads the density by $\\tfrac{g_t^2}{2}\\Delta p_t$ and the extra drift along the score moves it "
+    "back by as much (the Fokker–Planck equation). With $v$ the velocity of the path and "
+    "$\\beta_t = 2\\sigma_t^2\\,\\tfrac{d}{dt}\\log(\\alpha_t/\\sigma_t)$:"
 )
 st.latex(
-    r"dz = \big[\tfrac12\beta_t z + \beta_t \nabla\log p_t(z)\big]dt + \sqrt{\beta_t}\,dW_t"
-    r"\qquad dz = \big[\tfrac12\beta_t z + \tfrac12\beta_t \nabla\log p_t(z)\big]dt"
-    r"\qquad dz = v_\theta(z, t)\,dt"
+    r"dz = \Big[v(z, t) + \frac{g_t^2}{2}\nabla\log p_t(z)\Big]dt + g_t\,dW_t,"
+    r"\qquad g_t = \text{noise}\cdot\sqrt{\beta_t}"
+)
+st.markdown(
+    "Noise 0 is the ODE $dz = v\\,dt$ (for a diffusion model it is called the **probability-flow ODE**); "
+    "noise 1 is the schedule's **reverse diffusion SDE**, on VP the familiar one: "
+    "$dz = [\\tfrac12\\beta_t z + \\beta_t\\nabla\\log p_t(z)]dt + \\sqrt{\\beta_t}\\,dW_t$, because there "
+    "$v = \\tfrac12\\beta_t z + \\tfrac12\\beta_t\\nabla\\log p_t$. Reverse diffusion is one member of the family, "
+    "not a kind of model: the score follows from whatever the network predicts (`fmcore.convert`), so a "
+    "diffusion model can be sampled by its ODE and a flow matching model by the reverse SDE, or by any "
+    "member in between. `fmcore.sample_sde(velocity, z0, schedule, noise=…)` is that family, by "
+    "Euler–Maruyama; noise 0 is Euler on the ODE, bit for bit."
 )
 
 st.markdown(
-    '"Diffusion against flow matching" changes four things at once: the schedule (VP against linear), '
+    '"Diffusion against flow matching" usually changes four things at once: the schedule (VP against linear), '
     "what the network predicts (noise against velocity), the loss weighting over noise levels that comes "
-    "with it, and the sampler. Below, each neighbouring pair of panels changes **one** of them: the sampler "
-    "(SDE → PF-ODE, same noise model), the parametrisation and weighting (noise → velocity, same VP path, "
-    "same ODE), then the schedule (VP → linear, both velocity models)."
+    "with it, and the sampler. Below, three models (same data, network, batch and seed) are each sampled by "
+    "the **same code**, `fmcore.sample_sde`, at noise 1 (top row) and noise 0 (bottom row). Down a column only "
+    "the sampler changes; along a row, first the parametrisation and its weighting (noise → velocity, same "
+    "VP path), then the schedule (VP → linear, both velocity models)."
 )
 left, right = st.columns([1, 3])
 preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l3_data")
@@ -69,19 +87,15 @@ with right:
     lesson.chart(
         lesson_figures.panels_figure(
             [
-                Panel(SHORT[key], paths[-1][:20], "20 paths, 100 steps = 100 NFE", paths=paths[:, :20])
+                Case(SHORT[key], paths[-1][:20], "20 paths, 100 steps = 100 NFE", paths=paths[:, :20])
                 for key, paths in result.paths.items()
             ],
             background=dataset.shown,
-            columns=4,
-            height=330,
+            columns=3,
+            height=640,
         ),
         "paths",
     )
-
-
-def fewest(sampler: str) -> int | None:
-    return next((k for k, e in zip(result.steps, result.energy[sampler], strict=True) if e <= GOOD), None)
 
 
 AT = 10  # steps at which the prediction is checked
@@ -90,19 +104,23 @@ AT = 10  # steps at which the prediction is checked
 def measure():
     at = {key: float(result.energy[key][result.steps.index(AT)]) for key in SAMPLERS}
     worst = max(at, key=at.get)
-    need = ", ".join(f"{SHORT[key].lower()} {fewest(key) or f'> {result.steps[-1]}'}" for key in SAMPLERS)
+    need = ", ".join(
+        f"{SHORT[key].lower()} {result.fewest_steps(key, GOOD) or f'> {result.steps[-1]}'}"
+        for key in SAMPLERS
+    )
     return SAMPLERS[worst], (
         f"At {AT} steps the energy distances are "
         + ", ".join(f"{SHORT[key].lower()} {value:.4f}" for key, value in at.items())
         + f". Steps needed to get within {GOOD}: {need}. Read the curves in pairs, one change at a time: "
-        "SDE vs PF-ODE is the sampler only; PF-ODE vs VP velocity is the parametrisation (and with it the "
-        "loss weighting); VP velocity vs linear is the schedule only."
+        "each model's reverse SDE against its ODE is the sampler only; the noise model against the VP velocity "
+        "model is the parametrisation (and with it the loss weighting); VP velocity against linear is the "
+        "schedule only."
     )
 
 
 revealed = lesson.predict_then_see(
     Question(
-        f"All four samplers get {AT} steps = {AT} NFE (one network call each). Whose samples end up "
+        f"All six samplers get {AT} steps = {AT} NFE (one network call each). Whose samples end up "
         "**furthest from the data**?",
         tuple(SAMPLERS.values()),
         None,
@@ -129,18 +147,9 @@ if revealed:  # the curves and the table answer the question: shown only after t
     )
 
     st.subheader("Your run, in numbers")
-    rows = [
-        {
-            "sampler": SAMPLERS[key],
-            "training s": f"{result.train_seconds[MODEL[key]]:.2f}",
-            **{f"{k} steps": f"{e:.4f}" for k, e in zip(result.steps, result.energy[key], strict=True)},
-            f"steps to ≤ {GOOD}": str(fewest(key) or f"> {result.steps[-1]}"),
-        }
-        for key in SAMPLERS
-    ]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(result.table(GOOD), hide_index=True, width="stretch")
     st.caption(
-        f"Energy distance of {lesson_compute.SAMPLES} samples to fresh data; two data samples differ by about "
+        f"Energy distance of {SAMPLES} samples to fresh data; two data samples differ by about "
         f"{max(abs(result.floor), 0.001):.3f}. Each model trained {result.train_steps} steps (same network, "
         "batch, seed); every sampler makes one network evaluation per step, so steps = NFE. Measured here."
     )

@@ -3,25 +3,27 @@
 import streamlit as st
 
 from explorer import compute
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l4_solvers as l4
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
+from explorer.lessons.shared import Case
 from fmcore.solvers import SOLVERS, TIME_GRIDS, time_grid
 
-solver_runs = st.cache_data(show_spinner="Running every solver…")(lesson_compute.solver_runs)
-error_curves = st.cache_data(show_spinner="Measuring error against NFE…")(lesson_compute.error_curves)
-rule_of_thumb = st.cache_data(show_spinner="Checking the rule of thumb…")(lesson_compute.rule_of_thumb)
-few_steps_cases = st.cache_data(show_spinner=False)(lesson_compute.few_steps_cases)
-stiffness = st.cache_data(show_spinner=False)(lesson_compute.stiffness)
-grid_errors = st.cache_data(show_spinner=False)(lesson_compute.grid_errors)
+solver_runs = st.cache_data(show_spinner="Running every solver…")(l4.solver_runs)
+error_curves = st.cache_data(show_spinner="Measuring error against NFE…")(l4.error_curves)
+rule_of_thumb = st.cache_data(show_spinner="Checking the rule of thumb…")(l4.rule_of_thumb)
+few_steps_cases = st.cache_data(show_spinner=False)(l4.few_steps_cases)
+stiffness = st.cache_data(show_spinner=False)(l4.stiffness)
+grid_errors = st.cache_data(show_spinner=False)(l4.grid_errors)
 LABELS = {name: info.label.split(" (")[0] for name, info in SOLVERS.items()}
 ALL = tuple(SOLVERS)
 HINTS = {
     LABELS["euler"]: "Euler is cheap per step, but its line is the flattest.",
     LABELS["rk4"]: "RK4 has the highest fixed order, but order only pays where the field is smooth.",
-    LABELS["dopri5"]: "dopri5 is accurate, but its error control costs many NFE before it accepts a step.",
+    LABELS["dopri5"]: "dopri5's NFE follows its tolerance and how hard the field is, not the step count: "
+    "read its dots (one per tolerance) against the other lines at this error.",
 }
 
 lesson.setup_page("4 · ODE solvers")
@@ -44,7 +46,8 @@ st.markdown(
     "linear part exactly in the log-SNR $\\lambda_t = \\log(\\alpha_t/\\sigma_t)$, with $h_k = \\lambda_{t_{k+1}} - "
     "\\lambda_{t_k}$. Its first-order update (DDIM) is, on the linear path, exactly an Euler step; the second "
     "order comes from extrapolating the last two data predictions (multistep). **dopri5** is adaptive: it "
-    "estimates its own error and picks its steps. A method of order $p$ has error $\\approx C h^p$, so on "
+    "estimates its own error, picks its steps and interpolates the output times inside a step (dense output), "
+    "so its NFE follows its tolerance. A method of order $p$ has error $\\approx C h^p$, so on "
     "log-log axes error against NFE is a line of **slope $-p$**:"
 )
 # DPM-Solver++(2M): Lu et al. 2022 (arXiv 2211.01095), Algorithm 2, in this app's time direction.
@@ -60,24 +63,24 @@ D_k &= \Big(1 + \frac{h_k}{2 h_{k-1}}\Big)\hat z_1(z_k, t_k) - \frac{h_k}{2 h_{k
 controls = st.columns([1.3, 1, 1.2, 2])
 preset = controls[0].selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l4_data")
 field = controls[1].radio(
-    "Field", list(lesson_compute.FIELDS), key="l4_field", help=" · ".join(lesson_compute.FIELDS.values())
+    "Field", list(l4.FIELD_KINDS), key="l4_field", help=" · ".join(l4.FIELD_KINDS.values())
 )
 grid = controls[2].selectbox(
     "Time grid", list(TIME_GRIDS), format_func=lambda g: TIME_GRIDS[g].label, key="l4_grid"
 )
 steps = controls[3].slider("Steps", 1, 64, 8, key="l4_steps")
-st.caption(f"Field: {lesson_compute.FIELDS[field]}.")
+st.caption(f"Field: {l4.FIELD_KINDS[field]}.")
 reference, runs = solver_runs(preset, field, steps, grid, ALL)
 dataset = compute.load_dataset(preset, seed=0)
 curves = error_curves(preset, field, grid, ALL)
 target = 0.01
-cheapest = min(curves, key=lambda c: lesson_compute.nfe_to_reach(c, target))
+cheapest = min(curves, key=lambda c: l4.nfe_to_reach(c, target))
 revealed = lesson.predict_then_see(
     Question(
         f"On this field, which solver reaches an endpoint error of {target} with the **fewest NFE**?",
         tuple(LABELS[c.solver] for c in curves),
         LABELS[cheapest.solver],
-        f"{LABELS[cheapest.solver]} needs about {lesson_compute.nfe_to_reach(cheapest, target):.0f} NFE. "
+        f"{LABELS[cheapest.solver]} needs about {l4.nfe_to_reach(cheapest, target):.0f} NFE. "
         "Read the slopes: a steeper line wins once you want small errors.",
         hints={label: hint for label, hint in HINTS.items() if label != LABELS[cheapest.solver]},
     ),
@@ -86,19 +89,19 @@ revealed = lesson.predict_then_see(
 )
 if not revealed:  # every solver's panel shows its error and NFE: that is the answer, so it waits
     panels = [
-        lesson_compute.Panel("Where the particles start", runs[0].zs[0], "z₀ ~ N(0, I) at t = 0"),
-        lesson_compute.Panel("Where they must end", reference, "a tight adaptive solve, float64"),
+        Case("Where the particles start", runs[0].zs[0], "z₀ ~ N(0, I) at t = 0"),
+        Case("Where they must end", reference, "a tight adaptive solve, float64"),
     ]
     lesson.chart(
         lesson_figures.panels_figure(panels, background=dataset.shown, columns=2, height=420), "runs"
     )
 else:
     panels = [
-        lesson_compute.Panel(
+        Case(
             f"{LABELS[r.solver]} · {r.steps} steps · {r.nfe} NFE",
             r.zs[-1],
             f"endpoint error {r.error:.2g}",
-            wrong=r.error > lesson_compute.GOOD_ERROR,
+            wrong=r.error > l4.GOOD_ERROR,
             paths=r.zs[:, :40],
         )
         for r in runs
@@ -106,8 +109,9 @@ else:
     lesson.chart(lesson_figures.panels_figure(panels, background=dataset.shown, height=720), "runs")
     st.caption(
         "Faint lines: 40 particles' paths from node to node (dots are the solver's steps). Endpoint error: the "
-        "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 lands on the "
-        "same grid times at tolerance 10⁻³ and takes as many internal steps as it needs."
+        "mean distance to where a tight adaptive solve in float64 puts the same particles. dopri5 (tolerance "
+        "10⁻³) picks its own steps and reads these grid times off its dense output, an interpolant inside "
+        "each accepted step: its NFE follows the tolerance and the field, not the step count chosen above."
     )
     lesson.chart(lesson_figures.error_nfe_figure(curves, LABELS), "error_nfe")
     rk4 = next(c for c in curves if c.solver == "rk4")
@@ -131,15 +135,15 @@ else:
         )
     )
     st.subheader("The rule of thumb, measured")
-    rows = {name: rule_of_thumb(preset, name, grid) for name in lesson_compute.FIELDS}
+    rows = {name: rule_of_thumb(preset, name, grid) for name in l4.FIELD_KINDS}
     st.markdown(
         "A folk rule says *Euler ~100 steps, RK4 ~50, DPM-Solver ~20*. Counted in NFE, the cost that matters, "
         "that is **100, 200 and 20**. Such rules come from particular models and schedules; here they are on "
-        f"both fields, judged by the endpoint error of {lesson_compute.SOLVER_PARTICLES} particles (good below "
-        f"{lesson_compute.GOOD_ERROR}), on the time grid chosen above:"
+        f"both fields, judged by the endpoint error of {l4.SOLVER_PARTICLES} particles (good below "
+        f"{l4.GOOD_ERROR}), on the time grid chosen above:"
     )
-    st.dataframe(lesson_compute.rule_of_thumb_table(rows, LABELS), hide_index=True, width="stretch")
-    st.markdown(lesson_compute.rule_of_thumb_verdict(rows, LABELS))
+    st.dataframe(l4.rule_of_thumb_table(rows, LABELS), hide_index=True, width="stretch")
+    st.markdown(l4.rule_of_thumb_verdict(rows, LABELS))
     by_grid = grid_errors(preset, "point cloud")
     st.markdown(
         "The cure for a stiff end is to put the steps where the field changes fast, near $t=1$. RK4 with 50 "

@@ -4,19 +4,17 @@ import streamlit as st
 
 import fmcore
 from explorer import compute, figures
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l5_schedules as l5
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import Panel
 from explorer.lessons.figures import TRAINING_STAGES
 from explorer.lessons.kit import Question
+from explorer.lessons.shared import Case
 
-one_batch = st.cache_data(show_spinner="Training a small network for the demo…")(lesson_compute.one_batch)
-schedule_facts = st.cache_data(show_spinner="Solving the exact field on every schedule…")(
-    lesson_compute.schedule_facts
-)
-schedule_pitfall = st.cache_data(show_spinner="Training two more networks…")(lesson_compute.schedule_pitfall)
+one_batch = st.cache_data(show_spinner="Training a small network for the demo…")(l5.one_batch)
+schedule_facts = st.cache_data(show_spinner="Solving the exact field on every schedule…")(l5.schedule_facts)
+schedule_pitfall = st.cache_data(show_spinner="Training two more networks…")(l5.schedule_pitfall)
 LABELS = {name: s.label for name, s in fmcore.SCHEDULES.items()}
 CODE = (
     "z1 = data[torch.randint(m, (B,))]",
@@ -80,14 +78,14 @@ st.markdown(
     "log-SNR $\\log(\\alpha_t/\\sigma_t)$, VP lingers near noise longest: at $t = 0.5$ it is −1.23, against "
     "−1.10 for $t^2$ and 0 for linear and cosine."
 )
-curves = lesson_compute.schedule_curves()
+curves = l5.schedule_curves()
 for column, (name, (ts, alpha, sigma)) in zip(st.columns(len(curves)), curves.items(), strict=True):
     column.markdown(f"**{LABELS[name]}**")
     lesson.chart(figures.schedule_figure(ts, alpha, sigma, height=170), f"schedule_{name}", column)
-paths = lesson_compute.schedule_paths(preset)
+paths = l5.schedule_paths(preset)
 lesson.chart(
     lesson_figures.panels_figure(
-        [Panel(LABELS[n], p[-1], "the same 30 noise-data pairs", paths=p) for n, p in paths.items()],
+        [Case(LABELS[n], p[-1], "the same 30 noise-data pairs", paths=p) for n, p in paths.items()],
         background=dataset.shown,
         columns=4,
         height=360,
@@ -119,7 +117,7 @@ revealed = lesson.predict_then_see(
 )
 if revealed:
     panels = [
-        Panel(LABELS[n], end, f"mean distance to linear's: {facts.endpoint_gap[n]:.1g}")
+        Case(LABELS[n], end, f"mean distance to linear's: {facts.endpoint_gap[n]:.1g}")
         for n, end in facts.ends.items()
     ]
     lesson.chart(
@@ -130,7 +128,7 @@ if revealed:
             {
                 "schedule": LABELS[name],
                 "end points vs linear (mean distance)": f"{facts.endpoint_gap[name]:.1g}",
-                f"Euler, {lesson_compute.EULER_CHECK} steps: endpoint error": f"{facts.euler_error[name]:.3f}",
+                f"Euler, {l5.EULER_CHECK} steps: endpoint error": f"{facts.euler_error[name]:.3f}",
             }
             for name in fmcore.SCHEDULES
         ],

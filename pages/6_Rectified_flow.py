@@ -3,14 +3,15 @@
 import streamlit as st
 
 from explorer import compute
-from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l6_rectified_flow as l6
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import EULER_STEPS, Panel
 from explorer.lessons.kit import Question
+from explorer.lessons.l6_rectified_flow import EULER_STEPS
+from explorer.lessons.shared import SAMPLES, Case
 
-rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(lesson_compute.rectify)
+rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(l6.rectify)
 
 lesson.setup_page("6 · Rectified flow")
 st.markdown(
@@ -66,13 +67,13 @@ with left:
     )
 with right:
     panels = [
-        Panel(
+        Case(
             "First flow: RK4 paths",
             result.paths_before[-1],
             f"straightness {result.straightness_before:.3f}",
             paths=result.paths_before,
         ),
-        Panel(
+        Case(
             f"First flow: {euler_steps} Euler step(s)",
             result.euler[euler_steps][0],
             f"energy distance to data {before:.4f}",
@@ -81,13 +82,13 @@ with right:
     ]
     if revealed:
         panels += [
-            Panel(
+            Case(
                 "Reflowed: RK4 paths",
                 result.paths_after[-1],
                 f"straightness {result.straightness_after:.4f}",
                 paths=result.paths_after,
             ),
-            Panel(
+            Case(
                 f"Reflowed: {euler_steps} Euler step(s)",
                 result.euler[euler_steps][1],
                 f"energy distance to data {after:.4f}",
@@ -114,7 +115,7 @@ if revealed:
     metric[3].metric("after", f"{after:.4f}", f"{after - before:+.4f}", delta_color="inverse")
 st.caption(
     f"Reflow trained {reflow_steps} steps ({result.seconds:.1f} s here) on 2,000 pairs made with RK4, 20 steps, "
-    f"warm-started from the first flow. Samples: {lesson_compute.SAMPLES} particles, the same noise before and after."
+    f"warm-started from the first flow. Samples: {SAMPLES} particles, the same noise before and after."
 )
 
 with lesson.pitfall(
@@ -128,18 +129,18 @@ with lesson.pitfall(
     lesson.chart(
         lesson_figures.panels_figure(
             [
-                Panel(
+                Case(
                     "Pairs from RK4, 20 steps: reflowed, 1 step",
                     result.euler[1][1],
                     f"energy distance {result.energy[1][1]:.4f}",
                 ),
-                Panel(
+                Case(
                     "Pairs from Euler, 2 steps: reflowed, 1 step",
                     cheap.euler[1][1],
                     f"energy distance {cheap.energy[1][1]:.4f}",
                     wrong=True,
                 ),
-                Panel(
+                Case(
                     "…which is what its teacher made in 2 steps",
                     result.euler[2][0],
                     f"energy distance {result.energy[2][0]:.4f}",

@@ -3,17 +3,15 @@
 import streamlit as st
 
 from explorer import compute
-from explorer.lessons import continuity as lesson_continuity
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
+from explorer.lessons import l7_continuity as l7
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import Panel
 from explorer.lessons.kit import Question
+from explorer.lessons.shared import Case
 
-likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(
-    lesson_continuity.likelihood_maps
-)
-density_along_paths = st.cache_data(show_spinner=False)(lesson_continuity.density_along_paths)
+likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(l7.likelihood_maps)
+density_along_paths = st.cache_data(show_spinner=False)(l7.density_along_paths)
 
 lesson.setup_page("7 · Continuity and likelihood")
 st.markdown(
@@ -81,7 +79,7 @@ with right:
 along = density_along_paths(preset)
 ask, picture = st.columns([1.4, 1], gap="large")
 with picture:
-    six = Panel("The six particles", along.paths[-1], "paths from t = 0 to 1", paths=along.paths[::10])
+    six = Case("The six particles", along.paths[-1], "paths from t = 0 to 1", paths=along.paths[::10])
     lesson.chart(lesson_figures.panels_figure([six], background=dataset.shown, columns=1, height=360), "six")
 with ask:
     revealed = lesson.predict_then_see(

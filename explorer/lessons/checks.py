@@ -93,7 +93,8 @@ SELF_CHECKS: dict[str, tuple[Question, ...]] = {
             "have the same marginals p_t, but different paths",
             "The ODE is built so that its particles have the SDE's distribution at every t, without the noise.",
             hints={
-                "follow the same paths": "Look at the two left panels above: jagged against smooth.",
+                "follow the same paths": "Compare a panel of the top row above with the one below it: "
+                "jagged against smooth.",
                 "sample different distributions": "Both are built from the same score to have the same p_t.",
             },
         ),
@@ -115,7 +116,7 @@ SELF_CHECKS: dict[str, tuple[Question, ...]] = {
         # Euler-Maruyama with additive noise: strong order 1, weak order 1 (Kloeden & Platen 1992,
         # sec. 10.2 and 14.1); the reverse VP SDE's diffusion coefficient sqrt(beta_t) does not depend on z.
         Question(
-            "Why does the reverse SDE need more steps here?",
+            "Where Euler–Maruyama on the reverse SDE needs more steps than Euler on the ODE, why?",
             (
                 "A larger error constant, and fresh noise at every coarse step",
                 "Euler–Maruyama has strong order ½",

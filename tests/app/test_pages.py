@@ -16,7 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer.core.state import ViewState
-from explorer.lessons import compute as lesson_compute
+from explorer.lessons import l2_objective, l4_solvers, l5_schedules, shared
 from explorer.lessons.kit import Question, grade, playground_url, reveal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,37 +163,35 @@ def test_playground_url_round_trips_through_the_view_state():
         playground_url(not_a_setting=1)
 
 
-# -- the numbers behind the lessons (explorer/lesson_compute.py) ----------------------------------
+# -- the numbers behind the lessons (explorer/lessons/l*_*.py) ----------------------------------
 
 
 def test_fitted_slope_and_nfe_to_reach_recover_a_power_law():
     nfe = np.array([4.0, 8, 16, 32, 64])
-    curve = lesson_compute.ErrorCurve(
-        "rk4", nfe, 3.0 * nfe**-2.0, lesson_compute.fitted_slope(nfe, 3.0 * nfe**-2.0)
-    )
+    curve = l4_solvers.ErrorCurve("rk4", nfe, 3.0 * nfe**-2.0, l4_solvers.fitted_slope(nfe, 3.0 * nfe**-2.0))
     assert curve.slope == pytest.approx(-2.0, abs=1e-9)
-    assert lesson_compute.nfe_to_reach(curve, 3.0 / 20.0**2) == pytest.approx(20.0, rel=1e-9)
-    assert lesson_compute.nfe_to_reach(curve, 1e-9) == float("inf")
+    assert l4_solvers.nfe_to_reach(curve, 3.0 / 20.0**2) == pytest.approx(20.0, rel=1e-9)
+    assert l4_solvers.nfe_to_reach(curve, 1e-9) == float("inf")
     flat = np.full(5, 1e-7)  # below the float32 floor: no slope to fit
-    assert np.isnan(lesson_compute.fitted_slope(nfe, flat))
+    assert np.isnan(l4_solvers.fitted_slope(nfe, flat))
 
 
 def test_the_marginal_velocity_is_the_posterior_average_of_conditional_ones():
-    post = lesson_compute.posterior("moons", (0.3, -0.7), 0.4)
+    post = l2_objective.posterior("moons", (0.3, -0.7), 0.4)
     assert post.weights.sum() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(post.marginal, post.weights @ post.conditional, atol=1e-4)
     np.testing.assert_allclose(post.posterior_mean, post.weights @ post.data, atol=1e-5)
 
 
 def test_conditional_paths_are_straight_and_start_where_the_marginal_ones_do():
-    conditional, marginal = lesson_compute.crossing_paths("moons", n=10)
+    conditional, marginal = l2_objective.crossing_paths("moons", n=10)
     mid = len(conditional) // 2
     np.testing.assert_allclose(conditional[mid], 0.5 * (conditional[0] + conditional[-1]), atol=1e-5)
     np.testing.assert_allclose(conditional[0], marginal[0])
 
 
 def test_smoothed_curve_averages_windows():
-    steps, means = lesson_compute.smoothed_curve(np.arange(10.0), window=4)
+    steps, means = l2_objective.smoothed_curve(np.arange(10.0), window=4)
     np.testing.assert_array_equal(steps, np.arange(4, 11))
     np.testing.assert_allclose(means, np.arange(1.5, 8.0))
 
@@ -201,7 +199,7 @@ def test_smoothed_curve_averages_windows():
 def test_the_blurred_schedule_inverts_its_log_snr():
     import torch
 
-    blurred = lesson_compute._blurred()
+    blurred = shared.blurred()
     t = torch.tensor([0.01, 0.3, 0.7, 0.99], dtype=torch.float64)
     np.testing.assert_allclose(blurred.t_of_log_snr(blurred.log_snr(t)), t, atol=1e-9)
 
@@ -235,7 +233,7 @@ def test_the_numbers_that_answer_a_prediction_wait_for_the_reveal(name, gated):
 
 
 def test_the_rule_of_thumb_is_stated_in_nfe():
-    rows = lesson_compute.rule_of_thumb("moons", "blurred", "uniform")
+    rows = l4_solvers.rule_of_thumb("moons", "blurred", "uniform")
     assert [(r["solver"], r["steps"], r["nfe"]) for r in rows] == [
         ("euler", 100, 100),
         ("rk4", 50, 200),
@@ -244,7 +242,7 @@ def test_the_rule_of_thumb_is_stated_in_nfe():
 
 
 def test_the_point_clouds_field_is_stiff_near_t1_not_fast():
-    s = lesson_compute.stiffness("moons", ts=(0.9, 0.99, 0.999))
+    s = l4_solvers.stiffness("moons", ts=(0.9, 0.99, 0.999))
     assert s.speed.max() < 3.0 and s.speed[-1] < 1.5 * s.speed[0], "the speed stays O(1)"
     # -div v / d -> 1 / (1 - t): the posterior has picked one point, and dv/dz = -I / (1 - t).
     np.testing.assert_allclose(s.stiffness[-1] * (1 - s.ts[-1]), 1.0, rtol=0.05)
@@ -252,8 +250,8 @@ def test_the_point_clouds_field_is_stiff_near_t1_not_fast():
 
 
 def test_one_euler_step_from_noise_lands_on_the_data_mean():
-    one, two, fifty = lesson_compute.few_steps_cases("moons", n=50)
-    mean = lesson_compute._data("moons").numpy().mean(0)
+    one, two, fifty = l4_solvers.few_steps_cases("moons", n=50)
+    mean = shared.lesson_data("moons").numpy().mean(0)
     # z + (1 - 0) v(z, 0) = E[z_1 | z_0 = z] = E[z_1] for every z (the last Euler step returns the posterior mean).
     np.testing.assert_allclose(one.points, np.broadcast_to(mean, one.points.shape), atol=1e-5)
     assert one.wrong and two.wrong and not fifty.wrong
@@ -272,7 +270,7 @@ def test_vp_lingers_near_noise_longest_and_never_starts_from_pure_noise():
 
 
 def test_the_exact_endpoint_map_does_not_depend_on_the_schedule():
-    facts = lesson_compute.schedule_facts("moons", n=60)
+    facts = l5_schedules.schedule_facts("moons", n=60)
     assert facts.endpoint_gap["cosine"] < 1e-4 and facts.endpoint_gap["polynomial"] < 1e-4
     assert facts.endpoint_gap["vp"] < 0.01, "VP differs only through alpha_0 ~ 0.0066"
     assert len(set(round(e, 3) for e in facts.euler_error.values())) > 1, "but the ODEs differ in difficulty"
@@ -285,8 +283,8 @@ def test_at_t0_the_exact_field_is_the_schedules_start_velocity(name):
     """v(z, 0) = d_alpha(0) E[z_1] + d_sigma(0) / sigma(0) z where alpha_0 = 0: on the linear path E[z_1] - z."""
     import fmcore
 
-    data = lesson_compute._data("moons").double()
-    z = lesson_compute.noise(20).double()
+    data = shared.lesson_data("moons").double()
+    z = shared.lesson_noise(20).double()
     s = fmcore.get_schedule(name)(torch.tensor(0.0, dtype=torch.float64))
     expected = s.d_alpha * data.mean(0) + s.d_sigma / s.sigma * z
     np.testing.assert_allclose(fmcore.exact_velocity(z, 0.0, data, name), expected, atol=1e-9)
@@ -305,7 +303,7 @@ def test_the_exercise_checks_a_typed_target_and_shows_the_text_only_as_code():
 
 
 def test_the_exact_field_memorises_and_the_network_generalises():
-    mem = lesson_compute.memorisation("moons", m=60, n=300, train_steps=600)
+    mem = l2_objective.memorisation("moons", m=60, n=300, train_steps=600)
     assert mem.within["exact"] == 1.0, "the minimiser of both losses reproduces the training points"
     assert mem.within["learned"] < 0.5 and mem.within["learned"] < mem.within["fresh"] + 0.15
 
@@ -313,8 +311,8 @@ def test_the_exact_field_memorises_and_the_network_generalises():
 def test_dpm_solvers_first_order_step_on_the_linear_path_is_an_euler_step():
     import fmcore
 
-    data = lesson_compute._data("moons").double()
-    z = lesson_compute.noise(30).double()
+    data = shared.lesson_data("moons").double()
+    z = shared.lesson_noise(30).double()
 
     def v(x, t):
         return fmcore.exact_velocity(x, t, data, "linear")
@@ -336,3 +334,13 @@ def test_every_wrong_self_check_answer_gets_a_hint_at_the_idea():
     ]
     assert not missing, "a wrong answer would get only the generic 'look at the figure again'"
     assert set(SELF_CHECKS) == {LESSONS[name][1] for name in LESSONS}
+
+
+def test_lesson_3_samples_every_model_by_its_reverse_sde_and_by_its_ode():
+    at = run_page("3_Flow_matching_vs_diffusion.py")
+    titles = " ".join(a["text"] for a in chart(at, "paths")["layout"]["annotations"])
+    for model in ("VP noise model", "VP velocity model", "Linear velocity model"):
+        assert f"{model}: reverse SDE" in titles
+    assert "VP noise model: PF-ODE" in titles and "Linear velocity model: ODE" in titles
+    prose = " ".join(m.value for m in at.markdown)
+    assert "fmcore.sample_sde" in prose and "one member of the family" in prose

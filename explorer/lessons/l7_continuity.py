@@ -19,7 +19,7 @@ import fmcore
 from explorer.compute import VIEW_BOX
 from fmcore.solvers import integrate
 
-from .compute import _blurred, _data, _exact_velocity, noise
+from .shared import blurred, exact_field, lesson_data, lesson_noise
 
 __all__ = ["DensityAlongPaths", "LikelihoodMaps", "density_along_paths", "likelihood_maps"]
 
@@ -49,8 +49,8 @@ class LikelihoodMaps:
 
 def likelihood_maps(preset: str, steps: int = 20, grid: int = 36) -> LikelihoodMaps:
     """The exact field's log-likelihood by the change of variables, against the closed form."""
-    data, schedule = _data(preset), _blurred()
-    velocity = _exact_velocity(data, schedule)
+    data, schedule = lesson_data(preset), blurred()
+    velocity = exact_field(data, schedule)
     axis = torch.linspace(-VIEW_BOX, VIEW_BOX, grid)
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")
     x = torch.stack([xx.ravel(), yy.ravel()], dim=1)
@@ -93,9 +93,9 @@ class DensityAlongPaths:
 
 def density_along_paths(preset: str, n: int = 6, steps: int = 200, seed: int = 4) -> DensityAlongPaths:
     """Particles from the noise to the data, and their log-density two ways (they must agree)."""
-    data, schedule = _data(preset), _blurred()
-    velocity = _exact_velocity(data, schedule)
-    trajectory = integrate(velocity, noise(n, seed).double(), "rk4", steps)
+    data, schedule = lesson_data(preset), blurred()
+    velocity = exact_field(data, schedule)
+    trajectory = integrate(velocity, lesson_noise(n, seed).double(), "rk4", steps)
     ts, zs = trajectory.ts.double(), trajectory.zs
     closed = torch.stack(
         [fmcore.exact_log_density(z, float(t), data.double(), schedule) for t, z in zip(ts, zs, strict=True)]

@@ -4,11 +4,12 @@ import streamlit as st
 
 from explorer import compute
 from explorer.lessons import figures as lesson_figures
-from explorer.lessons import figures_sampling, one_step
 from explorer.lessons import kit as lesson
+from explorer.lessons import l10_one_step as one_step
 from explorer.lessons.checks import SELF_CHECKS
-from explorer.lessons.compute import Panel
+from explorer.lessons.figures import sampling as figures_sampling
 from explorer.lessons.kit import Question
+from explorer.lessons.shared import Case
 
 MEANFLOW_PANELS = {("mean flow", 1), ("mean flow", 2), ("flow", 1), ("flow", 100)}
 
@@ -103,7 +104,7 @@ if revealed:
     lesson.chart(
         lesson_figures.panels_figure(
             [
-                Panel(
+                Case(
                     row.title,
                     row.points,
                     f"energy distance to data: {row.energy:.4f}",

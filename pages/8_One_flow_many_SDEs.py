@@ -4,9 +4,10 @@ import streamlit as st
 
 from explorer import compute
 from explorer.lessons import figures as lesson_figures
-from explorer.lessons import figures_sampling, sdes
 from explorer.lessons import kit as lesson
+from explorer.lessons import l8_sdes as sdes
 from explorer.lessons.checks import SELF_CHECKS
+from explorer.lessons.figures import sampling as figures_sampling
 from explorer.lessons.kit import Question
 
 sde_family = st.cache_data(show_spinner="Sampling the flow at four noise levels…")(sdes.sde_family)

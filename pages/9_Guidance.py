@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from explorer.lessons import figures_sampling
-from explorer.lessons import guidance as cfg
 from explorer.lessons import kit as lesson
+from explorer.lessons import l9_guidance as cfg
 from explorer.lessons.checks import SELF_CHECKS
+from explorer.lessons.figures import sampling as figures_sampling
 from explorer.lessons.kit import Question
 
 labelled_trainer = st.cache_resource(show_spinner="Training a labelled flow (1,500 steps)…")(

@@ -8,7 +8,9 @@ import torch
 
 import fmcore
 from explorer.compute import EXACT_BANDWIDTH
-from explorer.lessons import guidance, one_step, sdes
+from explorer.lessons import l8_sdes as sdes
+from explorer.lessons import l9_guidance as guidance
+from explorer.lessons import l10_one_step as one_step
 from fmcore import datasets
 from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
 
@@ -123,7 +125,7 @@ def test_the_last_euler_step_returns_the_posterior_mean():
     # weights of the blurred data: z_t = t z_1' + (1 - t) z_0 with z_1' = x_j + b xi, so given x_j
     # z_t ~ N(t x_j, s^2), s^2 = t^2 b^2 + (1 - t)^2, and E[z_1' | z_t, x_j] = x_j + (t b^2 / s^2)(z_t - t x_j).
     data = datasets.sample("moons", one_step.DATA_POINTS, seed=0)
-    z0 = one_step.noise(one_step.PARTICLES, 0)
+    z0 = one_step.lesson_noise(one_step.PARTICLES, 0)
     half = z0 + 0.5 * (data.mean(0) - z0)  # the first Euler step: v(z, 0) = E[z_1] - z
     variance = 0.25 + EXACT_BANDWIDTH**2 / 4
     weights = torch.softmax(-torch.cdist(half, 0.5 * data).square() / (2 * variance), dim=1)
@@ -143,7 +145,7 @@ def test_the_null_field_is_rougher_than_an_unlabelled_model_trained_as_long(per_
     plain = fmcore.Trainer(points, seed=0)
     plain.step(guidance.TRAIN_STEPS)
     z = fmcore.integrate(
-        plain.velocity, one_step.noise(guidance.SAMPLES, 3), guidance.SOLVER, guidance.SOLVER_STEPS
+        plain.velocity, one_step.lesson_noise(guidance.SAMPLES, 3), guidance.SOLVER, guidance.SOLVER_STEPS
     )
     unlabelled = float(guidance.off_support(z.z_end).float().mean())
     assert unlabelled < 0.5 * per_class[0][0].off_share

@@ -26,7 +26,7 @@ from explorer.compute import EXACT_BANDWIDTH
 from fmcore import datasets, metrics
 from fmcore.solvers import integrate
 
-from .compute import DATA_POINTS, Panel, noise, reference_sample
+from .shared import DATA_POINTS, Case, lesson_noise, reference_sample
 
 __all__ = [
     "EULER_STEPS",
@@ -83,7 +83,7 @@ def one_step(preset: str, seed: int = 0) -> OneStep:
     """v(z_0, 0) and u(z_0, 0, 1) of the exact field at ``PARTICLES`` noise points, and the step each takes."""
     data, velocity, schedule = _field(preset)
     fresh = torch.from_numpy(reference_sample(preset))
-    z0 = noise(PARTICLES, seed)
+    z0 = lesson_noise(PARTICLES, seed)
     euler = integrate(velocity, z0, "euler", 1, schedule=schedule)
     ode = integrate(velocity, z0, "rk4", ORACLE_STEPS, schedule=schedule)
     return OneStep(
@@ -99,19 +99,19 @@ def one_step(preset: str, seed: int = 0) -> OneStep:
     )
 
 
-def euler_cases(preset: str, seed: int = 0) -> list[Panel]:
+def euler_cases(preset: str, seed: int = 0) -> list[Case]:
     """Euler with each of ``EULER_STEPS`` steps on the exact field, from the same noise, measured.
 
     With K steps the last one returns E[z_1 | z_t] at t = 1 - 1/K: few steps give posterior means.
     """
     _, velocity, schedule = _field(preset)
     fresh = torch.from_numpy(reference_sample(preset))
-    z0 = noise(PARTICLES, seed)
+    z0 = lesson_noise(PARTICLES, seed)
     panels = []
     for steps in EULER_STEPS:
         end = integrate(velocity, z0, "euler", steps, schedule=schedule).z_end
         panels.append(
-            Panel(
+            Case(
                 f"Euler, {steps} step{'s' * (steps > 1)} = {steps} NFE",
                 end.numpy(),
                 f"energy distance to data: {metrics.energy_distance(end, fresh):.3f}",
@@ -178,7 +178,7 @@ class FewStepRace:
 def few_step_race(seed: int = 0) -> FewStepRace:
     """Both models from the same noise, measured against fresh data."""
     fresh = torch.from_numpy(reference_sample(MEANFLOW_PRESET))
-    z0 = noise(PARTICLES, seed + 5)
+    z0 = lesson_noise(PARTICLES, seed + 5)
     mean_flow, flow = trained("meanflow", seed), trained("flow", seed)
     rows = []
     for steps in MEANFLOW_STEPS:

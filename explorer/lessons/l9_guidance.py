@@ -26,7 +26,7 @@ import torch
 from fmcore import Trainer, datasets
 from fmcore.solvers import integrate
 
-from .compute import noise
+from .shared import lesson_noise
 
 __all__ = [
     "DATA",
@@ -133,7 +133,7 @@ def data_radius() -> float:
 
 def _sample(label: int, w: float, n: int, seed: int) -> tuple[torch.Tensor, int]:
     trajectory = integrate(
-        labelled_trainer().guided_velocity(label, guidance=w), noise(n, seed + 3), SOLVER, SOLVER_STEPS
+        labelled_trainer().guided_velocity(label, guidance=w), lesson_noise(n, seed + 3), SOLVER, SOLVER_STEPS
     )
     return trajectory.z_end, trajectory.nfe
 

@@ -13,11 +13,11 @@ import plotly.graph_objects as go
 
 from explorer.figures import theme
 
-from .compute import Panel
-from .figures import panels_figure
-from .guidance import GuidedSamples
-from .one_step import ARROWS, OneStep
-from .sdes import STEPS, SdeFamily
+from ..l8_sdes import STEPS, SdeFamily
+from ..l9_guidance import GuidedSamples
+from ..l10_one_step import ARROWS, OneStep
+from ..shared import Case
+from .panels import panels_figure
 
 __all__ = ["guidance_figure", "level_title", "one_step_figure", "sde_family_figure"]
 
@@ -42,7 +42,7 @@ def sde_family_figure(family: SdeFamily, background: np.ndarray, revealed: bool)
     half = STEPS // 2
     if not revealed:
         panels = [
-            Panel(
+            Case(
                 level_title(run.noise),
                 run.paths[half],
                 f"{len(run.paths[0])} paths, t = 0 → 0.5",
@@ -52,7 +52,7 @@ def sde_family_figure(family: SdeFamily, background: np.ndarray, revealed: bool)
         ]
         return panels_figure(panels, background=background, columns=len(panels), height=360, lim=LIM)
     top = [
-        Panel(
+        Case(
             f"{level_title(run.noise)} · t = 0.5",
             run.half,
             f"vs the ODE's cloud: {run.distance_half:.4f}",
@@ -60,7 +60,7 @@ def sde_family_figure(family: SdeFamily, background: np.ndarray, revealed: bool)
         for run in family.runs
     ]
     bottom = [
-        Panel(
+        Case(
             f"t = 1 · {run.steps} steps = {run.nfe} NFE",
             run.end,
             f"vs the ODE's cloud: {run.distance_end:.4f}",
@@ -87,7 +87,7 @@ def guidance_figure(
     chosen class's centroid). ``columns`` fixes the panel width (default: one column per panel); ``lim`` is the frames' half-width.
     """
     panels = [
-        Panel(
+        Case(
             f"w = {s.guidance:g}{s.meaning}",
             s.points[~s.off_support] if measured else s.points,
             s.note if measured else "",
@@ -149,9 +149,9 @@ def one_step_figure(step: OneStep, background: np.ndarray, revealed: bool) -> go
     z0 = step.z0[:ARROWS]
     length = "" if revealed else f", drawn at {PREVIEW_LENGTH:.0%} length"
 
-    def arrows(title: str, velocity: np.ndarray, note: str) -> Panel:
+    def arrows(title: str, velocity: np.ndarray, note: str) -> Case:
         tips = z0 + scale * velocity[:ARROWS]
-        return Panel(title, tips, note, paths=np.stack([z0, tips]))
+        return Case(title, tips, note, paths=np.stack([z0, tips]))
 
     panels = [
         arrows("Instantaneous: v(z₀, 0)", step.instantaneous, f"the tangent at t = 0{length}"),
@@ -159,13 +159,13 @@ def one_step_figure(step: OneStep, background: np.ndarray, revealed: bool) -> go
     ]
     if revealed:
         panels += [
-            Panel(
+            Case(
                 "One Euler step: z₀ + v(z₀, 0)",
                 step.euler,
                 f"every sample within {step.euler_spread:.0e} of the mean ☆",
                 wrong=True,
             ),
-            Panel("One step with u: z₀ + u(z₀, 0, 1)", step.ode, "the ODE's samples"),
+            Case("One step with u: z₀ + u(z₀, 0, 1)", step.ode, "the ODE's samples"),
         ]
     fig = panels_figure(panels, background=background, columns=len(panels), height=400, lim=LIM)
     _star(fig, step.data_mean, 1)

@@ -26,7 +26,7 @@ from fmcore import datasets, metrics
 from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
 from fmcore.solvers import time_grid
 
-from .compute import DATA_POINTS, Panel, noise
+from .shared import DATA_POINTS, Case, lesson_noise
 
 __all__ = ["NOISE_LEVELS", "SdeFamily", "SdeRun", "no_score_cases", "sde_family"]
 
@@ -90,11 +90,13 @@ class SdeFamily:
 def sde_family(preset: str, noise_levels: tuple[float, ...] = NOISE_LEVELS, seed: int = 0) -> SdeFamily:
     """Euler-Maruyama with ``STEPS`` steps at each noise level, from the same ``PARTICLES`` draws."""
     velocity, schedule = _field(preset)
-    z0 = noise(PARTICLES, seed)
+    z0 = lesson_noise(PARTICLES, seed)
     half = STEPS // 2
     ode = fmcore.sample_sde(velocity, z0, schedule, noise=0.0, steps=STEPS)
     others = [
-        fmcore.sample_sde(velocity, noise(PARTICLES, seed + 1 + k), schedule, noise=0.0, steps=STEPS).zs
+        fmcore.sample_sde(
+            velocity, lesson_noise(PARTICLES, seed + 1 + k), schedule, noise=0.0, steps=STEPS
+        ).zs
         for k in range(FLOOR_DRAWS)
     ]
     runs = []
@@ -146,10 +148,10 @@ def _without_score(velocity, z0: torch.Tensor, schedule, level: float, seed: int
     return z
 
 
-def no_score_cases(preset: str, seed: int = 0) -> list[Panel]:
+def no_score_cases(preset: str, seed: int = 0) -> list[Case]:
     """The ODE, the right SDE (noise 1) and the SDE without its score term, at t = 1, measured."""
     velocity, schedule = _field(preset)
-    z0 = noise(PARTICLES, seed)
+    z0 = lesson_noise(PARTICLES, seed)
     ode = fmcore.sample_sde(velocity, z0, schedule, noise=0.0, steps=STEPS).z_end
     right = fmcore.sample_sde(velocity, z0, schedule, noise=1.0, steps=STEPS, seed=seed + 100).z_end
     wrong = _without_score(velocity, z0, schedule, 1.0, seed + 100)
@@ -158,7 +160,7 @@ def no_score_cases(preset: str, seed: int = 0) -> list[Panel]:
         return f"energy distance to the ODE's cloud: {metrics.energy_distance(z, ode):.4f}"
 
     return [
-        Panel("ODE: dz = v dt", ode[:SHOWN_POINTS].numpy(), f"{STEPS} Euler steps = {STEPS} NFE"),
-        Panel("Right: v + (g²/2)·score, plus g dW", right[:SHOWN_POINTS].numpy(), note(right)),
-        Panel("Wrong: v only, plus g dW", wrong[:SHOWN_POINTS].numpy(), note(wrong), wrong=True),
+        Case("ODE: dz = v dt", ode[:SHOWN_POINTS].numpy(), f"{STEPS} Euler steps = {STEPS} NFE"),
+        Case("Right: v + (g²/2)·score, plus g dW", right[:SHOWN_POINTS].numpy(), note(right)),
+        Case("Wrong: v only, plus g dW", wrong[:SHOWN_POINTS].numpy(), note(wrong), wrong=True),
     ]

@@ -5,7 +5,9 @@
 
 The features of z (Tancik et al., 2020, "Fourier features let networks learn high frequency
 functions") let a small MLP bend its field on the scale of thin structures (rings 0.04 wide, 0.5
-apart, in unit-scale coordinates) that a plain MLP of z learns only slowly (spectral bias).
+apart, in unit-scale coordinates) that a plain MLP of z learns only slowly (spectral bias). The
+same bias is what makes the plain MLP generalise: with the features it also fits a small training
+set's own points sooner (memorises), which is why the Trainer leaves them off by default.
 
 A label-conditioned net (``n_classes`` > 0) also reads a one-hot label c in 0 .. n_classes, where
 c = n_classes is the null label ("no class": the unconditional field, learned by label dropout).

@@ -56,9 +56,11 @@ DEFAULTS: dict = {
     "hidden": 64,
     "depth": 3,
     "n_freqs": 4,
-    # Fourier octaves of z (models.py): thin presets learnt sooner; bench/train_speed.py --all-presets
-    # at 1 s of CPU, seed 0: circles 4.7 -> 0.6x floor, moons 1.3 -> -0.4x; rings' field error 0.31 -> 0.24
-    "z_freqs": 4,
+    # Fourier octaves of z (models.py), off: 4 halves the time to the floor on moons, rings and
+    # swissroll (bench/train_speed.py --all-presets) but memorises small sets (60 moons points: 33%
+    # of samples on a training point vs 10%, the memorisation lesson) and follows unlucky draws
+    # (smiley, median of seeds 0-2 at 5 s: 3.8x the floor vs 1.9x)
+    "z_freqs": 0,
     "activation": "silu",
     "ema": 0.99,  # EMA decay of the sampling weights; 0 samples with the raw weights
     "lr_schedule": "constant",  # or "cosine": lr -> lr * lr_final over lr_horizon steps, then constant

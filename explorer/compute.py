@@ -381,8 +381,14 @@ def single_path(source: Source, start: tuple[float, float], solver: str, steps: 
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def energy_distance(samples: np.ndarray, reference: np.ndarray) -> float:
-    """Energy distance between generated samples and independent data (0 = same distribution)."""
+def energy_distance(samples: np.ndarray, reference: np.ndarray) -> float | None:
+    """Energy distance between generated samples and independent data (0 = same distribution).
+
+    None when either holds fewer than 2 points (data of 2 or 3 points leaves a reference of 1):
+    the estimate needs pairs within each sample.
+    """
+    if min(len(samples), len(reference)) < 2:
+        return None
     return float(metrics.energy_distance(samples, reference))
 
 
@@ -392,11 +398,14 @@ def reference_for(dataset: Dataset, n: int) -> np.ndarray:
 
 
 @st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_HASH)
-def noise_floor(dataset: Dataset, n: int, splits: int = 4) -> float:
+def noise_floor(dataset: Dataset, n: int, splits: int = 4) -> float | None:
     """How far apart two independent data samples of n points typically measure: the best any
     sampler can show. Mean |energy distance| over a few random halvings of the reference (one
-    draw of an unbiased estimate can land anywhere near 0, even below it)."""
+    draw of an unbiased estimate can land anywhere near 0, even below it). None for data of
+    fewer than 4 points: halves of 1 point cannot be measured."""
     half = min(n, len(dataset.reference) // 2)
+    if half < 2:
+        return None
     rng = np.random.default_rng(0)
     values = []
     for _ in range(splits):

@@ -10,7 +10,8 @@ from .coupling import COUPLINGS
 from .exact import exact_log_density, exact_posterior_mean, exact_score, exact_velocity
 from .io import load
 from .likelihood import divergence, log_likelihood
-from .models import VelocityMLP
+from .meanflow import MeanFlowConfig, meanflow_loss, meanflow_target, sample_mean_flow
+from .models import AverageVelocityMLP, VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
 from .schedules import SCHEDULES, Blurred, Schedule, ScheduleValue, get_schedule
 from .sde import diffusion_coefficient, sample_sde
@@ -23,8 +24,10 @@ __all__ = [
     "SCHEDULES",
     "SOLVERS",
     "TIME_GRIDS",
+    "AverageVelocityMLP",
     "BatchTrainer",
     "Blurred",
+    "MeanFlowConfig",
     "PathSample",
     "Schedule",
     "ScheduleValue",
@@ -46,8 +49,11 @@ __all__ = [
     "integrate",
     "load",
     "log_likelihood",
+    "meanflow_loss",
+    "meanflow_target",
     "metrics",
     "nfe_for",
+    "sample_mean_flow",
     "sample_path",
     "sample_sde",
 ]

@@ -297,9 +297,10 @@ class BatchTrainer:
         return self._adopt(Trainer.from_state_dict(state, device=self.device))
 
     def _adopt(self, trainer: Trainer) -> int:
-        if trainer.labels is not None:
+        if trainer.labels is not None or trainer.objective != "flow":
             raise ValueError(
-                "BatchTrainer steps unconditional models only; train a labelled model with Trainer"
+                "BatchTrainer steps unconditional flow models only; train a labelled or mean-flow "
+                "model with Trainer"
             )
         key = _group_key(trainer)
         if key not in self._groups:

@@ -6,6 +6,11 @@
     python -m fmcore sample --model model.safetensors --noise 1.0 --steps 200 --n 2000 --out samples.csv
     python -m fmcore train --data 8gaussians --labels --seconds 10 --out c.safetensors
     python -m fmcore sample --model c.safetensors --label 3 --guidance 1.0 --n 1000 --out samples.csv
+    python -m fmcore train --data moons --objective meanflow --seconds 60 --out f.safetensors
+    python -m fmcore sample --model f.safetensors --steps 1 --n 2000 --out s.csv
+
+A mean-flow model (``--objective meanflow``) samples in ``--steps`` jumps of its average velocity,
+one NFE each (``fmcore.sample_mean_flow``); ``--solver`` and ``--grid`` are for flow models.
 
 A CSV data set is normalised for training (``datasets.from_points``); the normalisation travels in
 the model file and ``sample`` writes points back in the CSV's coordinates. Problems (a bad file, a
@@ -26,10 +31,11 @@ import torch
 from . import datasets
 from .coupling import COUPLINGS
 from .io import load
+from .meanflow import sample_mean_flow
 from .schedules import SCHEDULES
 from .sde import sample_sde
 from .solvers import SOLVERS, TIME_GRIDS, integrate
-from .trainer import DEFAULTS, TARGETS, Trainer
+from .trainer import DEFAULTS, OBJECTIVES, TARGETS, Trainer
 
 __all__ = ["main"]
 
@@ -41,44 +47,28 @@ class UsageError(ValueError):
     """A problem the user can fix: reported in one line, exit status 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _number(kind: type, lo: float, allow_lo: bool):
+    """An argparse type: a finite ``kind`` (int or float) above ``lo`` (or equal to it, if allowed)."""
+    what = "an integer" if kind is int else "a number"
+    bound = f">= {lo:g}" if allow_lo else f"> {lo:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (value >= lo if allow_lo else value > lo) or value == float("inf"):
+            finite = "a finite number " if kind is float else ""
+            raise argparse.ArgumentTypeError(f"must be {finite}{bound}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+_positive_int = _number(int, 1, allow_lo=True)
+_positive_float = _number(float, 0.0, allow_lo=False)
+_non_negative_int = _number(int, 0, allow_lo=True)
+_non_negative_float = _number(float, 0.0, allow_lo=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,9 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--steps", type=_positive_int, help="training steps")
     budget.add_argument("--seconds", type=_positive_float, help="training time in seconds")
     train.add_argument("--schedule", choices=list(SCHEDULES), default="linear")
-    train.add_argument("--target", choices=TARGETS, default="conditional")
+    train.add_argument(
+        "--objective", choices=OBJECTIVES, default="flow", help="a flow, or a few-step mean flow"
+    )
+    train.add_argument("--target", choices=TARGETS, help="default: the objective's (conditional for flow)")
     train.add_argument("--coupling", choices=list(COUPLINGS), default="independent")
-    train.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"])
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        help=f"learning rate (default: the objective's; {DEFAULTS['lr']:g} for flow)",
+    )
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
     train.add_argument("--hidden", type=_positive_int, default=DEFAULTS["hidden"])
     train.add_argument("--depth", type=_positive_int, default=DEFAULTS["depth"])
@@ -128,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sample.add_argument("--model", required=True, help="a .safetensors file written by 'train'")
-    sample.add_argument("--solver", choices=list(SOLVERS), default="rk4")
-    sample.add_argument("--steps", type=_positive_int, default=20, help="solver steps")
+    sample.add_argument("--solver", choices=list(SOLVERS), default="rk4", help="ODE solver (flow models)")
+    sample.add_argument(
+        "--steps", type=_positive_int, default=20, help="solver steps (mean-flow model: jumps, 1 NFE each)"
+    )
     sample.add_argument("--grid", choices=list(TIME_GRIDS), default="uniform", help="time grid")
     sample.add_argument(
         "--noise",
@@ -186,16 +185,17 @@ def train(args) -> None:
         schedule=args.schedule,
         target=args.target,
         coupling=args.coupling,
+        objective=args.objective,
         seed=args.seed,
-        lr=args.lr,
+        **({} if args.lr is None else {"lr": args.lr}),
         batch_size=args.batch_size,
         hidden=args.hidden,
         depth=args.depth,
     )
     classes = f", {trainer.n_classes} classes" if trainer.n_classes else ""
     print(
-        f"training on {len(data)} points ({args.data}{classes}), {args.schedule} schedule, {args.target} target, "
-        f"{args.coupling} coupling, device {trainer.device}"
+        f"training on {len(data)} points ({args.data}{classes}), {args.schedule} schedule, "
+        f"{trainer.objective} objective, {trainer.target} target, {args.coupling} coupling, device {trainer.device}"
     )
     last_print = time.perf_counter()
     while True:
@@ -222,16 +222,20 @@ def train(args) -> None:
 def sample(args) -> None:
     model = load(args.model)
     z0 = torch.randn(args.n, model.config.dim, generator=torch.Generator().manual_seed(args.seed))
-    velocity = model.guided_velocity(args.label, args.guidance)
-    if args.noise > 0:
+    if model.objective == "meanflow":
+        trajectory = sample_mean_flow(model, z0, args.steps)
+        method = f"{args.steps} mean-flow step{'s' if args.steps != 1 else ''}"
+    elif args.noise > 0:
         # seed + 1: the Brownian increments' stream must not repeat z0's draws.
+        velocity = model.guided_velocity(args.label, args.guidance)
         trajectory = sample_sde(
             velocity, z0, model.schedule, args.noise, args.steps, seed=args.seed + 1, grid=args.grid
         )
-        method = f"Euler-Maruyama (noise {args.noise:g})"
+        method = f"Euler-Maruyama (noise {args.noise:g}), {args.steps} steps ({args.grid} grid)"
     else:
+        velocity = model.guided_velocity(args.label, args.guidance)
         trajectory = integrate(velocity, z0, args.solver, args.steps, schedule=model.schedule, grid=args.grid)
-        method = args.solver
+        method = f"{args.solver}, {args.steps} steps ({args.grid} grid)"
     points = trajectory.zs[-1].double()
     normalisation = model.metadata.get("normalisation")
     if normalisation:
@@ -241,10 +245,7 @@ def sample(args) -> None:
     except OSError as error:
         raise UsageError(f"cannot write {args.out}: {error.strerror or error}") from None
     conditioned = "" if args.label is None else f" of class {args.label} (guidance w={args.guidance:g})"
-    print(
-        f"sampled {args.n} points{conditioned} with {method}, {args.steps} steps ({args.grid} grid): "
-        f"NFE {trajectory.nfe}; wrote {args.out}"
-    )
+    print(f"sampled {args.n} points{conditioned} with {method}: NFE {trajectory.nfe}; wrote {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .quoting import quote
+
 Draw = tuple[np.ndarray, np.ndarray | None]
 """(n, 2) points and their (n,) integer classes, or None for a preset without natural classes."""
 Generator = Callable[[int, np.random.Generator], Draw]
@@ -150,7 +152,11 @@ def _centre_and_scale(points: np.ndarray) -> tuple[np.ndarray, float]:
     # One scalar for both axes keeps the shape (a circle stays a circle); dividing by the RMS of
     # the per-axis standard deviations gives unit spread per axis on average.
     centre = points.mean(axis=0)
-    scale = float(np.sqrt(((points - centre) ** 2).mean()))
+    offsets = points - centre
+    scale = float(np.sqrt((offsets**2).mean()))
+    if scale < 1e-150:  # squares of a spread this small underflow: measure it in units of its largest offset
+        largest = float(np.abs(offsets).max())
+        scale = largest * float(np.sqrt(((offsets / largest) ** 2).mean())) if largest > 0 else 0.0
     return centre, scale
 
 
@@ -360,11 +366,11 @@ def parse_csv(text: str, labels: bool = False):
         header_allowed = False
         if len(fields) == 1:
             raise ValueError(
-                f"Line {number} has only one value ({line!r}); each line needs two numbers: x, y."
+                f"Line {number} has only one value ({quote(line)}); each line needs two numbers: x, y."
             )
         if len(fields) > 3:
             raise ValueError(
-                f"Line {number} has {len(fields)} values ({line!r}); expected two columns x, y "
+                f"Line {number} has {len(fields)} values ({quote(line)}); expected two columns x, y "
                 "or three: x, y, label."
             )
         if columns is not None and len(fields) != columns:
@@ -375,10 +381,10 @@ def parse_csv(text: str, labels: bool = False):
         columns = len(fields)
         for field, value in zip(fields[:2], values[:2], strict=True):
             if value is None:
-                shown = repr(field) if field else "an empty value"
+                shown = quote(field) if field else "an empty value"
                 raise ValueError(f"Line {number}: {shown} is not a number.")
             if not np.isfinite(value):
-                raise ValueError(f"Line {number}: {field!r} is not a finite number.")
+                raise ValueError(f"Line {number}: {quote(field)} is not a finite number.")
         rows.append(values[:2])
         if columns == 3:
             classes.append(_parse_label(fields[2], values[2], number))

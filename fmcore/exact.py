@@ -130,7 +130,7 @@ def _posterior_mean(z: torch.Tensor, s: ScheduleValue, data: torch.Tensor) -> to
         log_w = log_weights(rows)
         if log_w.dtype != z.dtype:
             peak = log_w.amax(1, keepdim=True)  # <= 0: log weights are -|z - alpha x|^2 / (2 sigma^2)
-            if float(peak.min()) < -FLOAT32_LOG_WEIGHT_RANGE:  # a query far from every alpha x_j
+            if float(peak.detach().min()) < -FLOAT32_LOG_WEIGHT_RANGE:  # a query far from every alpha x_j
                 log_w = log_w - peak  # not in place: z may need its gradient (divergence)
             log_w = log_w.to(z.dtype)
         weights = torch.softmax(log_w, dim=1)

@@ -21,10 +21,15 @@ What the output means (a velocity, a noise prediction, ...) is the trainer's bus
 only maps (n, d) points and a time to (n, d). Its size is chosen for live training on a laptop CPU:
 see ``ModelConfig`` and ``bench/train_speed.py``. ``FlowModel`` wraps a trained network with its
 schedule and parametrisation and answers ``velocity(z, t)`` for the solvers.
+
+``AverageVelocityMLP`` is the same MLP with a second time: the MeanFlow average velocity
+u_theta(z, r, t) over [r, t] (``fmcore.meanflow``), with features of t and of the interval t - r.
+At r = t it is the instantaneous velocity, so ``net(z, t)`` means the same for both classes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -36,7 +41,16 @@ from torch import nn
 from .paths import PARAMETRISATIONS, convert
 from .schedules import Schedule, get_schedule
 
-__all__ = ["ACTIVATIONS", "GUIDANCE", "MAX_CLASSES", "FlowModel", "ModelConfig", "VelocityMLP"]
+__all__ = [
+    "ACTIVATIONS",
+    "GUIDANCE",
+    "MAX_CLASSES",
+    "NETS",
+    "AverageVelocityMLP",
+    "FlowModel",
+    "ModelConfig",
+    "VelocityMLP",
+]
 
 GUIDANCE = "v_null + w (v_c - v_null); w=1 conditional, w=0 unconditional, null label = n_classes"
 """The classifier-free guidance convention, word for word as saved with a labelled model."""
@@ -120,6 +134,8 @@ class VelocityMLP(nn.Module):
         config: a ``ModelConfig`` (default: 3 hidden layers of 64, SiLU, 4 time frequencies, z raw).
     """
 
+    n_times = 1  # times embedded, each with 2 n_freqs features
+
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
@@ -131,7 +147,7 @@ class VelocityMLP(nn.Module):
         )
         width_in = (
             config.dim * (1 + 2 * config.z_freqs)
-            + 2 * config.n_freqs
+            + 2 * config.n_freqs * self.n_times
             + (config.n_classes + 1 if config.n_classes else 0)
         )
         layers: list[nn.Module] = []
@@ -165,10 +181,7 @@ class VelocityMLP(nn.Module):
     def forward(self, z: torch.Tensor, t, label=None) -> torch.Tensor:
         """Args: z (n, d); t a float, 0-d or (n,) tensor; label (conditional nets only) an int or
         (n,) int64 tensor, None for the null label. Returns (n, d)."""
-        t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
-        if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, z.shape[0])):
-            raise ValueError(f"t must be a scalar or have shape ({z.shape[0]},); got {tuple(t.shape)}")
-        inputs = [z, self.time_features(t, z.shape[0])]
+        inputs = [z, self.time_features(self._time(t, z), z.shape[0])]
         if self.config.z_freqs:
             inputs.append(self.space_features(z))
         if self.config.n_classes:
@@ -176,6 +189,64 @@ class VelocityMLP(nn.Module):
         elif label is not None:
             raise ValueError("this model is unconditional (n_classes=0): it takes no label")
         return self.net(torch.cat(inputs, dim=1))
+
+    @staticmethod
+    def _time(t, z: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
+        if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, z.shape[0])):
+            raise ValueError(f"t must be a scalar or have shape ({z.shape[0]},); got {tuple(t.shape)}")
+        return t
+
+
+class AverageVelocityMLP(VelocityMLP):
+    """MLP average velocity ``(z, t, r) -> (n, d)`` of MeanFlow, with Fourier features of t and t - r.
+
+    ``u(z, r, t)`` is the mean of the velocity over [r, t] along the path that passes through z at
+    time r, so that ``z_t = z_r + (t - r) u(z_r, r, t)``. With ``r`` omitted (r = t) it is the
+    instantaneous velocity v(z, t), which is how ``FlowModel`` and the ODE solvers read it.
+
+    Args:
+        config: a ``ModelConfig``, as for ``VelocityMLP`` (the first layer takes 4 n_freqs features).
+    """
+
+    n_times = 2
+
+    def __init__(self, config: ModelConfig | None = None):
+        if config is not None and config.n_classes:
+            raise ValueError("a mean-flow network is unconditional: it takes no labels (n_classes=0)")
+        super().__init__(config)
+
+    def forward(self, z: torch.Tensor, t, r=None) -> torch.Tensor:
+        """Args: z (n, d) states at time r; t, r floats, 0-d or (n,) tensors (r defaults to t).
+        Returns (n, d)."""
+        t = self._time(t, z)
+        interval = torch.zeros_like(t) if r is None else t - self._time(r, z)
+        n = z.shape[0]
+        inputs = [z, self.time_features(t, n), self.time_features(interval, n)]
+        if self.config.z_freqs:
+            inputs.append(self.space_features(z))
+        return self.net(torch.cat(inputs, dim=1))
+
+
+NETS: dict[str, type[VelocityMLP]] = {"flow": VelocityMLP, "meanflow": AverageVelocityMLP}
+"""The network of each training objective; the key is what model files record as ``objective``."""
+
+
+def _grad_only_through_inputs(predict):
+    """No autograd graph through the weights; one through ``z`` when the caller asks for it.
+
+    The solvers need no graph, but the log-likelihood differentiates v(z, t) with respect to z
+    (its divergence): under a plain ``torch.no_grad`` that raised "element 0 of tensors does not
+    require grad".
+    """
+
+    @functools.wraps(predict)
+    def wrapped(self, z, t, *args, **kwargs):
+        wants_grad = torch.is_grad_enabled() and isinstance(z, torch.Tensor) and z.requires_grad
+        with torch.set_grad_enabled(wants_grad):
+            return predict(self, z, t, *args, **kwargs)
+
+    return wrapped
 
 
 class FlowModel:
@@ -199,6 +270,8 @@ class FlowModel:
             raise ValueError(
                 f"unknown prediction {prediction!r}; choose one of {', '.join(PARAMETRISATIONS)}"
             )
+        if isinstance(net, AverageVelocityMLP) and prediction != "velocity":
+            raise ValueError(f"a mean-flow network predicts average velocities, not {prediction!r}")
         self.net, self.schedule, self.prediction = net, get_schedule(schedule), prediction
         self.metadata = dict(metadata or {})
 
@@ -215,7 +288,33 @@ class FlowModel:
         """Labels the field is conditioned on; 0 for an unconditional model."""
         return self.config.n_classes
 
+    @property
+    def objective(self) -> str:
+        """The ``NETS`` key of the network: "meanflow" for an average-velocity model, else "flow"."""
+        return next((name for name, cls in NETS.items() if type(self.net) is cls), "flow")
+
     @torch.no_grad()
+    def average_velocity(self, z, r, t) -> torch.Tensor:
+        """A mean-flow model's average velocity u(z, r, t) over [r, t], z (n, d) at time r.
+
+        Args:
+            z: (n, d) points.  r, t: floats, 0-d or (n,); clamped to [0, schedule.t_max].
+        Returns:
+            (n, d) float32 on the CPU.
+        Raises:
+            ValueError: the network is a flow model (it knows only the instantaneous velocity).
+        """
+        if self.objective != "meanflow":
+            raise ValueError("this is a flow model: it has no average velocity; sample it with integrate()")
+        device = self.device
+        z = torch.as_tensor(z).to(device=device, dtype=torch.float32)
+        r, t = (
+            torch.as_tensor(x, dtype=torch.float32).to(device).clamp(0.0, self.schedule.t_max) for x in (r, t)
+        )
+        self.net.eval()
+        return self.net(z, t, r=r).cpu()
+
+    @_grad_only_through_inputs
     def predict(self, z, t, kind: str = "velocity", label=None) -> torch.Tensor:
         """The field at (z, t) as ``kind`` (any of ``PARAMETRISATIONS``), converted from the net's output.
 
@@ -230,7 +329,7 @@ class FlowModel:
         z = torch.as_tensor(z).to(device=device, dtype=torch.float32)
         t = torch.as_tensor(t, dtype=torch.float32).to(device).clamp(0.0, self.schedule.t_max)
         self.net.eval()
-        out = self.net(z, t, label)
+        out = self.net(z, t, label) if self.n_classes else self.net(z, t)
         if kind != self.prediction:
             out = convert(out, z, t, self.schedule, self.prediction, kind)
         return out.cpu()

@@ -43,7 +43,7 @@ import torch
 
 from .paths import Velocity, convert
 from .schedules import Schedule, get_schedule
-from .solvers import SolverState, Trajectory, _Counted, euler, time_grid
+from .solvers import CountedVelocity, SolverState, Trajectory, check_start, euler, time_grid
 
 __all__ = ["MAX_STEP_VARIANCE", "diffusion_coefficient", "sample_sde"]
 
@@ -80,12 +80,7 @@ def _check(noise, steps, z0):
         raise ValueError(
             f"noise must be a finite number >= 0 (0 is the ODE, 1 reverse diffusion); got {noise!r}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not torch.is_tensor(z0) or not z0.is_floating_point() or z0.dim() != 2:
-        raise ValueError("z0 must be a floating point tensor of shape (n, d)")
-    if not bool(torch.isfinite(z0).all()):
-        raise ValueError("z0 contains NaN or infinite values")
+    check_start(steps, z0)
 
 
 @torch.no_grad()
@@ -118,7 +113,7 @@ def sample_sde(
     schedule = get_schedule(schedule)
     noise = float(noise)
     ts = time_grid(grid, int(steps), 0.0, 1.0, schedule).to(dtype=z0.dtype, device=z0.device)
-    counted = _Counted(velocity, schedule.t_max)
+    counted = CountedVelocity(velocity, schedule.t_max)
     generator = torch.Generator(device=z0.device).manual_seed(int(seed))
     state = SolverState(schedule=schedule)
     zs = [z0]

@@ -577,7 +577,7 @@ def time_grid(grid: str, steps: int, t0: float, t1: float, schedule=None) -> tor
 # The loop.
 
 
-class _Counted:
+class CountedVelocity:
     """Wraps the velocity: counts every call, and never evaluates past the schedule's ``t_max``."""
 
     def __init__(self, velocity: Velocity, t_max: float):
@@ -597,6 +597,20 @@ class _Counted:
                 "its outputs overflow there, so no solver can follow it. Check the model or the data."
             )
         return out
+
+
+def check_start(steps, z0: torch.Tensor) -> None:
+    """What every sampler checks first: ``steps`` an integer >= 1, ``z0`` a finite (n, d) float tensor.
+
+    Raises:
+        ValueError: saying which of the two is wrong.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if not torch.is_tensor(z0) or not z0.is_floating_point() or z0.dim() != 2:
+        raise ValueError("z0 must be a floating point tensor of shape (n, d)")
+    if not bool(torch.isfinite(z0).all()):
+        raise ValueError("z0 contains NaN or infinite values: the integration would only carry them along")
 
 
 def nfe_for(solver: str, steps: int) -> int | None:
@@ -645,12 +659,7 @@ def integrate(
         SolverError: the velocity returned NaN or inf, or dopri5 could not meet its tolerances.
     """
     info = _solver_info(solver)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not torch.is_tensor(z0) or not z0.is_floating_point():
-        raise ValueError("z0 must be a floating point tensor of shape (n, d)")
-    if not bool(torch.isfinite(z0).all()):
-        raise ValueError("z0 contains NaN or infinite values: the integration would only carry them along")
+    check_start(steps, z0)
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"need finite t0 != t1, got t0={t0}, t1={t1}")
@@ -664,7 +673,7 @@ def integrate(
         raise ValueError(f"times must lie in [0, 1] on a schedule's path, got t0={t0}, t1={t1}")
 
     ts = time_grid(grid, int(steps), t0, t1, schedule).to(dtype=z0.dtype, device=z0.device)
-    counted = _Counted(velocity, 1.0 if schedule is None else schedule.t_max)
+    counted = CountedVelocity(velocity, 1.0 if schedule is None else schedule.t_max)
     state = SolverState(schedule=schedule, rtol=rtol, atol=atol, t_end=float(ts[-1]))
     zs = [z0]
     with torch.set_grad_enabled(track_grad):

@@ -20,6 +20,10 @@ exponential moving average (EMA) of the weights, which ``velocity`` samples with
 (process-wide): the CLI, the benchmark and worker processes set it to 1, which is faster than 2 for
 this size.
 
+``objective="meanflow"`` trains an average velocity u(z, r, t) instead (``fmcore.meanflow``): each
+step draws pairs r <= t, forms z_r and the chosen target's velocity at (z_r, r), and regresses on
+the MeanFlow identity; ``history`` then holds the plain squared error of that regression.
+
 Divergence is caught every ``check_every`` steps: a non-finite loss, a loss above ``LOSS_LIMIT`` or
 ``EXPLOSION_FACTOR`` times the recent median, or a weight above ``WEIGHT_LIMIT`` stops training and
 restores the last healthy snapshot (taken at every healthy check).
@@ -39,12 +43,21 @@ import torch
 from .coupling import COUPLINGS
 from .exact import T_EXACT_MAX, exact_posterior_mean
 from .io import save as save_model
-from .models import MAX_CLASSES, FlowModel, ModelConfig, VelocityMLP
+from .meanflow import meanflow_loss, sample_times
+from .models import MAX_CLASSES, NETS, FlowModel, ModelConfig, VelocityMLP
 from .paths import from_endpoints
 from .schedules import SCHEDULES, Schedule, get_schedule
 
-__all__ = ["DEFAULTS", "TARGETS", "TrainStats", "Trainer", "pick_device"]
+__all__ = ["DEFAULTS", "OBJECTIVES", "OBJECTIVE_DEFAULTS", "TARGETS", "TrainStats", "Trainer", "pick_device"]
 
+OBJECTIVES = tuple(NETS)
+OBJECTIVE_DEFAULTS: dict[str, dict] = {
+    "flow": {"target": "conditional"},
+    # bench/meanflow.py: the batch's posterior velocity (Xu et al.'s stable target) is what makes the
+    # bootstrapped target learnable in a minute; a lower lr and a longer EMA steady the one-step map.
+    "meanflow": {"target": "marginal", "reference": "batch", "lr": 5e-3, "ema": 0.999},
+}
+"""Per objective: the default target and the options it changes from ``DEFAULTS``."""
 TARGETS = ("conditional", "marginal")
 PREDICTIONS = ("velocity", "noise")
 LR_SCHEDULES = ("constant", "cosine")
@@ -214,7 +227,8 @@ class Trainer:
     Args:
         data: (m, d) data z_1, already normalised (about unit scale, like the noise).
         schedule: a name in ``fmcore.SCHEDULES``; t is drawn uniformly in [0, schedule.t_max].
-        target: "conditional" or "marginal" (see the module docstring).
+        target: "conditional" or "marginal" (see the module docstring); None: the objective's
+            default in ``OBJECTIVE_DEFAULTS``.
         coupling: a key of ``fmcore.COUPLINGS`` ("independent", "ot").
         seed: fixes the initial weights and every draw; same seed, same losses (on the CPU).
         device: None picks cuda, then mps, then cpu.
@@ -224,8 +238,11 @@ class Trainer:
             the label-conditioned field v(z, t | c) and, on a ``label_dropout`` share of each batch,
             the null label's unconditional field (classifier-free guidance: ``guided_velocity``).
             Needs the conditional target and independent noise.
-        **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, z_freqs, activation, ema,
-            lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
+        objective: "flow" (a velocity v(z, t)) or "meanflow" (an average velocity u(z, r, t),
+            sampled in a few steps with ``fmcore.sample_mean_flow``; velocity prediction only). Its
+            defaults differ: see ``OBJECTIVE_DEFAULTS``.
+        **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, z_freqs, activation,
+            ema, lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
             label_dropout.
     Raises:
         ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
@@ -244,18 +261,27 @@ class Trainer:
         data,
         *,
         schedule: str = "linear",
-        target: str = "conditional",
+        target: str | None = None,
         coupling: str = "independent",
         seed: int = 0,
         device=None,
         noise=None,
         labels=None,
+        objective: str = "flow",
         **options,
     ):
         self.data = _as_points(data, "data")
         self.noise = None if noise is None else _as_points(noise, "noise")
         self.labels = None if labels is None else _as_labels(labels, self.data.shape[0])
         self.n_classes = 0 if self.labels is None else int(self.labels.max()) + 1
+        self.schedule: Schedule = get_schedule(_schedule_name(schedule))
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        defaults = dict(OBJECTIVE_DEFAULTS[objective])
+        default_target = defaults.pop("target")
+        if self.labels is not None and objective != "flow":
+            raise ValueError("labels train a flow model; the meanflow objective is unconditional")
+        target = default_target if target is None else target
         if self.labels is not None and (
             target != "conditional" or coupling != "independent" or noise is not None
         ):
@@ -263,7 +289,6 @@ class Trainer:
                 "labels train the conditional target with independent noise: each class's field must "
                 "start from N(0, I); drop target, coupling and noise"
             )
-        self.schedule: Schedule = get_schedule(_schedule_name(schedule))
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
         if coupling not in COUPLINGS:
@@ -279,13 +304,15 @@ class Trainer:
                 f"noise must pair with data row by row (shape {tuple(self.data.shape)}) and leaves "
                 f"no coupling to choose; got shape {tuple(self.noise.shape)}, coupling {coupling!r}"
             )
-        self.options = validate_options(options)
+        self.options = validate_options({**defaults, **options})
+        if objective == "meanflow" and self.options["prediction"] != "velocity":
+            raise ValueError("the meanflow objective learns average velocities: use prediction='velocity'")
         if self.options["prediction"] == "noise" and not float(self.schedule.alpha(torch.tensor(0.0))) > 0:
             raise ValueError(
                 f"noise prediction divides by alpha_t, which is 0 at t=0 on the {self.schedule.name} "
                 "schedule: use schedule='vp'"
             )
-        self.target, self.coupling, self.seed = target, coupling, int(seed)
+        self.target, self.coupling, self.seed, self.objective = target, coupling, int(seed), objective
         self.device = pick_device(device)
         self.data = self.data.to(self.device)
         self.noise = None if self.noise is None else self.noise.to(self.device)
@@ -317,6 +344,7 @@ class Trainer:
             "coupling": self.coupling,
             "seed": self.seed,
             "paired_noise": self.noise is not None,
+            "objective": self.objective,
             "options": dict(self.options),
         }
 
@@ -324,7 +352,7 @@ class Trainer:
         """Fresh weights from the seed, a new optimizer, step 0."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.model = VelocityMLP(self.model_config).to(self.device)
+            self.model = NETS[self.objective](self.model_config).to(self.device)
         self._ema = copy.deepcopy(self.model).requires_grad_(False) if self.options["ema"] > 0 else None
         self.step_count = 0
         self.elapsed = 0.0
@@ -359,8 +387,11 @@ class Trainer:
 
     def warm_start(self, other: Trainer):
         """Continue from ``other``'s weights (same architecture), with this trainer's fresh optimizer."""
-        if other.model_config != self.model_config:
-            raise ValueError(f"cannot warm start: {other.model_config} differs from {self.model_config}")
+        if (other.model_config, other.objective) != (self.model_config, self.objective):
+            raise ValueError(
+                f"cannot warm start: {other.objective} {other.model_config} differs from "
+                f"{self.objective} {self.model_config}"
+            )
         self.model.load_state_dict(other.model.state_dict())
         if self._ema is not None:
             self._ema.load_state_dict(other._sampling_net.state_dict())
@@ -418,9 +449,15 @@ class Trainer:
 
     def _train_step(self) -> torch.Tensor:
         t, z1, z0, y = self._draw(self.options["batch_size"], self._generator)
-        with torch.no_grad():
-            z_t, target = self._regression(t, z1, z0)
-        loss = (self.model(z_t, t, y) - target).square().sum(1).mean()
+        if self.objective == "meanflow":
+            r, t = sample_times(len(t), self._generator, self.schedule.t_max)
+            with torch.no_grad():
+                z_r, v = self._regression(r, z1, z0)
+            loss, reported = meanflow_loss(self.model, z_r, r, t, v)
+        else:
+            with torch.no_grad():
+                z_t, target = self._regression(t, z1, z0)
+            loss = reported = (self.model(z_t, t, y) - target).square().sum(1).mean()
         self.optimizer.param_groups[0]["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -431,7 +468,7 @@ class Trainer:
             with torch.no_grad():
                 torch._foreach_lerp_(list(self._ema.parameters()), list(self.model.parameters()), 1 - decay)
         self.step_count += 1
-        return loss.detach()
+        return reported.detach()
 
     # ---- the resumable loop -------------------------------------------------------------------
 
@@ -586,6 +623,7 @@ class Trainer:
             device=device,
             noise=state["noise"],
             labels=state.get("labels"),
+            objective=c.get("objective", "flow"),
             **c["options"],
         )
         trainer._restore({k: state[k] for k in ("model", "ema", "optimizer", "rng", "step")})
@@ -631,7 +669,7 @@ class Trainer:
         over the whole data set it is 0 exactly; with ``reference="batch"`` it is small but not 0.
         With labels the ideal network is the exact field of each row's own class (of all the data
         for the null label). NaN where the exact field is not the minimiser (OT coupling, fixed
-        noise pairs).
+        noise pairs) and for the meanflow objective (its floor would need the exact average velocity).
         """
         if self._loss_floor is None:
             self._loss_floor = self._estimate_floor()
@@ -639,7 +677,7 @@ class Trainer:
 
     @torch.no_grad()
     def _estimate_floor(self) -> float:
-        if self.coupling != "independent" or self.noise is not None:
+        if self.coupling != "independent" or self.noise is not None or self.objective == "meanflow":
             return math.nan
         if self.target == "marginal" and self.options["reference"] == "data":
             return 0.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import math
 import struct
 import zlib
@@ -24,6 +25,7 @@ import numpy as np
 import fmcore
 from fmcore import datasets
 from fmcore.coupling import COUPLINGS
+from fmcore.quoting import quote
 from fmcore.solvers import SOLVERS, TIME_GRIDS
 from fmcore.trainer import DEFAULTS as TRAINING_DEFAULTS
 from fmcore.trainer import TARGETS
@@ -57,6 +59,10 @@ URL_MAX_POINTS = 4000
 _POINTS_HEADER = struct.Struct("<BI4f")  # version, n, x_min, y_min, x_max, y_max
 _POINTS_VERSION = 1
 _LEVELS = 65535
+_MAX_DECODED_BYTES = _POINTS_HEADER.size + 4 * datasets.MAX_POINTS
+"""The most a genuine ``pts=`` decompresses to: the header and 4 bytes a point, at the point cap."""
+_MAX_ENCODED_CHARS = 4 * (_MAX_DECODED_BYTES // 3 + 64)
+"""zlib never makes data much larger, so no genuine ``pts=`` is longer than its raw size in base64."""
 
 
 def encode_points(points: np.ndarray) -> str:
@@ -84,10 +90,20 @@ def decode_points(text: str) -> np.ndarray:
     Raises:
         ValueError: in plain words, when the text is not an encoding of points.
     """
+    if len(text) > _MAX_ENCODED_CHARS:
+        raise ValueError(
+            f"the drawn points in the link are longer than {datasets.MAX_POINTS:,} points can be"
+        )
     try:
-        raw = zlib.decompress(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        # Bounded: a few kB of zlib can expand to gigabytes (a "zlib bomb").
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), _MAX_DECODED_BYTES)
     except (binascii.Error, zlib.error, ValueError):
         raise ValueError("the drawn points in the link are damaged (not valid base64/zlib data)") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"the drawn points in the link unpack to more than {datasets.MAX_POINTS:,} points")
+    if not inflater.eof:
+        raise ValueError("the drawn points in the link are cut short")
     if len(raw) < _POINTS_HEADER.size:
         raise ValueError("the drawn points in the link are cut short")
     version, n, *box = _POINTS_HEADER.unpack_from(raw)
@@ -171,10 +187,14 @@ class ViewState:
 
     @property
     def points_key(self) -> str:
-        """A short fingerprint of the custom points (for caches and figure identity)."""
+        """A fingerprint of the custom points (for caches shared by every session, and figure identity).
+
+        A cryptographic hash of the exact bytes: a link cannot forge points with the key of others'.
+        """
         if self.points is None:
             return ""
-        return f"{zlib.crc32(np.ascontiguousarray(self.points, dtype=np.float32).tobytes()):08x}-{len(self.points)}"
+        exact = np.ascontiguousarray(self.points, dtype=np.float32)
+        return f"{hashlib.blake2b(exact.tobytes(), digest_size=16).hexdigest()}-{len(self.points)}"
 
     def with_points(self, points: np.ndarray | None) -> ViewState:
         """The same view on the user's own points (or back to a preset when None)."""
@@ -221,12 +241,12 @@ class ViewState:
             if name == "pts":
                 continue
             if name not in known:
-                notices.append(f"Ignored the unknown link parameter “{name}”.")
+                notices.append(f"Ignored the unknown link parameter {quote(name)}.")
                 continue
             try:
                 values[name] = _PARSERS[name](text)
             except ValueError as error:
-                notices.append(f"Ignored {name}={text[:40]!r}: {error}.")
+                notices.append(f"Ignored {name}={quote(text, 40)}: {error}.")
         state = cls(**values)
         if state.data == CUSTOM:
             encoded = params.get("pts")

@@ -8,6 +8,10 @@ The points themselves live in ``st.session_state`` as a list of strokes (undo po
 never only in the widget: they survive reruns and page switches. After each stroke the pad is
 remounted empty with all points painted into its background, so what you see on the pad is exactly
 the data set.
+
+The pad's value comes from the browser and can be rewritten by anyone: every number in it is
+checked (finite, on the pad), paths of other shapes are skipped, a stroke gives at most
+``MAX_STROKE_POINTS`` points and the pad holds at most ``datasets.MAX_POINTS``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import streamlit as st
 from explorer.compute import VIEW_BOX
 from explorer.figures import theme
 from explorer.figures.export import scatter_image
+from fmcore import datasets
 
 __all__ = [
     "PAD_PX",
@@ -29,12 +34,19 @@ __all__ = [
     "polyline_from_path",
     "stroke_points",
     "strokes_from_json",
+    "take_strokes",
     "to_model",
 ]
 
 PAD_PX = 320
 POINTS_PER_PX = 0.45
 """Points per pixel of stroke length: a stroke across the pad gives ~150 points."""
+MAX_STROKE_POINTS = 4000
+"""A long scribble gives a few hundred points; a forged stroke millions of pixels long gives this many."""
+MAX_VERTICES = 20_000
+"""fabric.js samples a stroke every few pixels: a path with more vertices than this is not a drawing."""
+NOTICE_KEY = "fme_pad_notice"
+"""A sentence about the last stroke when it was not added (identical, or the pad is full)."""
 
 
 def to_model(pixels: np.ndarray, pad_px: int = PAD_PX) -> np.ndarray:
@@ -44,33 +56,48 @@ def to_model(pixels: np.ndarray, pad_px: int = PAD_PX) -> np.ndarray:
     return np.stack([pixels[:, 0] * scale - VIEW_BOX, VIEW_BOX - pixels[:, 1] * scale], axis=1)
 
 
-def polyline_from_path(path: list) -> np.ndarray:
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def polyline_from_path(path: list, pad_px: int = PAD_PX) -> np.ndarray:
     """The vertices of a fabric.js path (commands like ``["M", x, y]``, ``["Q", cx, cy, x, y]``).
 
-    Curves are represented by their end points (fabric's freedraw samples them densely).
+    Curves are represented by their end points (fabric's freedraw samples them densely). Anything
+    that is not such a path (not a list, too many vertices) gives no vertices; commands without two
+    finite numbers are skipped; vertices are clipped to the pad.
     """
+    if not isinstance(path, list) or len(path) > MAX_VERTICES:
+        return np.zeros((0, 2))
     vertices = []
-    for command in path or []:
-        numbers = [v for v in command[1:] if isinstance(v, int | float)]
+    for command in path:
+        numbers = [v for v in command[1:] if _finite(v)] if isinstance(command, list) else []
         if len(numbers) >= 2:
             vertices.append(numbers[-2:])
-    return np.asarray(vertices, dtype=np.float64).reshape(-1, 2)
+    return np.asarray(vertices, dtype=np.float64).reshape(-1, 2).clip(0.0, pad_px)
 
 
-def strokes_from_json(json_data: dict | None) -> list[np.ndarray]:
-    """Pixel polylines of every freedraw path and point on the canvas, in drawing order."""
+def strokes_from_json(json_data: dict | None, pad_px: int = PAD_PX) -> list[np.ndarray]:
+    """Pixel polylines of every freedraw path and point on the canvas, in drawing order.
+
+    Objects that are not a path or a dot with finite numbers on the pad are skipped.
+    """
+    objects = json_data.get("objects") if isinstance(json_data, dict) else None
     strokes = []
-    for obj in (json_data or {}).get("objects", []):
-        kind = str(obj.get("type", "")).lower()
+    for obj in objects if isinstance(objects, list) else []:
+        if not isinstance(obj, dict):
+            continue
+        kind = str(obj.get("type", ""))[:16].lower()
         if kind == "path":
-            line = polyline_from_path(obj.get("path"))
+            line = polyline_from_path(obj.get("path"), pad_px)
             if len(line):
                 strokes.append(line)
         elif kind == "circle":  # point mode: a dot at its centre
-            radius = float(obj.get("radius", 0))
-            strokes.append(
-                np.array([[obj.get("left", 0) + radius, obj.get("top", 0) + radius]], dtype=np.float64)
-            )
+            radius, left, top = (obj.get(name, 0) for name in ("radius", "left", "top"))
+            if all(_finite(v) for v in (radius, left, top)) and 0 <= radius <= pad_px:
+                centre = np.array([[left + radius, top + radius]], dtype=np.float64)
+                if ((centre >= 0) & (centre <= pad_px)).all():
+                    strokes.append(centre)
     return strokes
 
 
@@ -87,7 +114,8 @@ def stroke_points(line_px: np.ndarray, spread_px: float, seed: int, pad_px: int 
     segment = np.linalg.norm(np.diff(line_px, axis=0), axis=1) if len(line_px) > 1 else np.zeros(0)
     length = float(segment.sum())
     rng = np.random.default_rng(seed)
-    count = max(int(length * POINTS_PER_PX), 1 + int(spread_px))  # a dab still leaves a small cloud
+    # A dab still leaves a small cloud; a forged stroke millions of pixels long stops at the cap.
+    count = min(max(int(length * POINTS_PER_PX), 1 + int(spread_px)), MAX_STROKE_POINTS)
     if length > 0:
         along = np.concatenate([[0.0], np.cumsum(segment)])
         where = rng.uniform(0.0, length, count)
@@ -100,6 +128,45 @@ def stroke_points(line_px: np.ndarray, spread_px: float, seed: int, pad_px: int 
 
 
 SEEN_KEY = "fme_strokes_seen"
+TAKEN_KEY = "fme_strokes_taken"  # per pad key: how many of its objects were already taken
+
+
+def take_strokes(state, key: str, strokes: list[np.ndarray], spread_px: float, pad_px: int = PAD_PX) -> bool:
+    """Add the new strokes that the pad ``key`` reports to the session's drawing.
+
+    A pad that is being replaced can report its last stroke once more (remount, page switch): what
+    a key already reported is not taken again. A stroke whose exact pixel path is already on the pad,
+    or one that would take the pad past ``datasets.MAX_POINTS``, is not added, and
+    ``state[NOTICE_KEY]`` says so.
+
+    Args:
+        state: ``st.session_state`` (any mutable mapping).  strokes: pixel polylines, drawing order.
+    Returns:
+        Whether anything new was reported (the data may have changed).
+    """
+    taken = state.setdefault(TAKEN_KEY, {})
+    strokes, taken[key] = strokes[taken.get(key, 0) :], len(strokes)
+    if not strokes:
+        return False
+    current, seen = Drawing(state), state.setdefault(SEEN_KEY, set())
+    state.pop(NOTICE_KEY, None)
+    for line in strokes:  # usually one: the pad is remounted empty after every stroke
+        if line.tobytes() in seen:
+            state[NOTICE_KEY] = (
+                "That stroke is exactly one already drawn, so it was not added twice. Draw it again "
+                "slightly differently to add more points there."
+            )
+            continue
+        points = stroke_points(line, spread_px, seed=current.generation, pad_px=pad_px)
+        if current.count() + len(points) > datasets.MAX_POINTS:
+            state[NOTICE_KEY] = (
+                f"The pad holds at most {datasets.MAX_POINTS:,} points; that stroke was not added. "
+                "Undo or clear some strokes first."
+            )
+            break
+        seen.add(line.tobytes())
+        current.add(points)
+    return True
 
 
 class Drawing:
@@ -165,20 +232,8 @@ def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: i
         value = st.session_state.get(key)
         drawing_value = value.get("drawing") if hasattr(value, "get") else None
         raw = drawing_value.get("raw") if hasattr(drawing_value, "get") else None
-        strokes = strokes_from_json(raw)
-        if not strokes:
-            return
-        current = Drawing(st.session_state)
-        # A pad that is being replaced can report its last stroke once more (remount, page switch):
-        # a stroke is taken once, by its exact pixel path.
-        seen = st.session_state.setdefault(SEEN_KEY, set())
-        fresh = [line for line in strokes if line.tobytes() not in seen]
-        if not fresh:
-            return
-        for line in fresh:  # usually one: the pad is remounted empty after every stroke
-            seen.add(line.tobytes())
-            current.add(stroke_points(line, spread_px, seed=current.generation, pad_px=pad_px))
-        on_points(current.points())
+        if take_strokes(st.session_state, key, strokes_from_json(raw, pad_px), spread_px, pad_px):
+            on_points(Drawing(st.session_state).points())
 
     # Imported here: the component registers itself on import, which needs a running Streamlit.
     from streamlit_drawable_canvas import st_canvas

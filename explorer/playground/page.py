@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import math
 import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import torch
 import fmcore
 from explorer import compat, compute, figures, training
 from explorer.core.state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
+from explorer.core.text import plain, shorten
 from explorer.figures import export, theme
 from explorer.settings import configure_torch
 from fmcore import datasets
@@ -40,6 +43,12 @@ QUERY_KEY = "fme_last_query"
 MODEL_KEY = "fme_model"
 DATA_ERROR_KEY = "fme_data_error"
 MODEL_ERROR_KEY = "fme_model_error"
+LAST_FIGURE_KEY = "fme_last_figure"
+MAX_UPLOAD_MB = 2
+"""Largest CSV or model upload (``server.maxUploadSize`` in .streamlit/config.toml says the same):
+20,000 points of CSV are under 1 MB, and a model the Playground trains is tens of kB."""
+SOLVER_FAILURES = (RuntimeError, FloatingPointError, ZeroDivisionError, OverflowError, ValueError)
+"""What integrating a field can raise (an adaptive step that underflows, a model that overflows)."""
 PICK_KEY = "fme_pick"
 LIVE_FIGURES_KEY = "fme_live_figures"
 LIVE_KEY = "fme_live"  # the live fragment's own container
@@ -118,7 +127,9 @@ def _dataset(state: ViewState) -> tuple[compute.Dataset, ViewState]:
                 dataset = compute.load_dataset(CUSTOM, 0, points, _points_key(points))
                 return dataset, replace(state, points=points)
             except ValueError as error:
-                st.warning(f"Your points can't be used yet: {error} Showing the moons preset meanwhile.")
+                st.warning(
+                    plain(f"Your points can't be used yet: {error} Showing the moons preset meanwhile.")
+                )
         state = replace(state, data="moons", points=None)
     return compute.load_dataset(state.data, state.seed), replace(state, points=None)
 
@@ -137,6 +148,12 @@ def _use_points(points: np.ndarray | None) -> None:
 
 def _accept_points(raw: np.ndarray, source: str) -> None:
     """Validate user points (from a file or pasted text) and make them the data, or keep everything."""
+    if len(raw) > datasets.MAX_POINTS:
+        st.session_state[DATA_ERROR_KEY] = (
+            f"{source}: Too many points: {len(raw):,} given, the limit is {datasets.MAX_POINTS:,}. "
+            "Keep a subset of the rows. Nothing was changed."
+        )
+        return
     try:
         normalized = datasets.from_points(raw)
     except ValueError as error:
@@ -147,22 +164,52 @@ def _accept_points(raw: np.ndarray, source: str) -> None:
     st.session_state.pop(DATA_ERROR_KEY, None)
 
 
+def _too_large(upload) -> str | None:
+    """A sentence when an upload is over ``MAX_UPLOAD_MB`` (refused before it is read), else None."""
+    if upload.size <= MAX_UPLOAD_MB * 10**6:  # Streamlit's uploader counts MB of 10^6 bytes
+        return None
+    return (
+        f"{shorten(upload.name)} is {upload.size / 10**6:.1f} MB; uploads are at most {MAX_UPLOAD_MB} MB. "
+        "Nothing was changed."
+    )
+
+
+def _csv_text(data: bytes) -> str | None:
+    """The text of a CSV in UTF-8, UTF-16 (with its byte-order mark) or Latin-1; None for binary data."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # every byte is a Latin-1 character: spreadsheets' older exports
+
+
 def _on_upload() -> None:
     upload = st.session_state.get(_W("upload"))
     if upload is None:
         return
-    try:
-        text = upload.getvalue().decode("utf-8-sig")
-        points = datasets.parse_csv(text)
-    except UnicodeDecodeError:
+    name = shorten(upload.name)
+    refusal = _too_large(upload)
+    if refusal:
+        st.session_state[DATA_ERROR_KEY] = refusal
+        return
+    text = _csv_text(upload.getvalue())
+    if text is None:
         st.session_state[DATA_ERROR_KEY] = (
-            f"{upload.name}: this is not a text file. Upload a CSV of x,y rows."
+            f"{name}: this is not a text file. Upload a CSV of x,y rows (UTF-8, UTF-16 or Latin-1 text)."
         )
         return
+    try:
+        points = datasets.parse_csv(text)
     except ValueError as error:
-        st.session_state[DATA_ERROR_KEY] = f"{upload.name}: {error} Nothing was changed."
+        st.session_state[DATA_ERROR_KEY] = f"{name}: {error} Nothing was changed."
         return
-    _accept_points(points, upload.name)
+    _accept_points(points, name)
 
 
 def _on_paste() -> None:
@@ -178,12 +225,14 @@ def _on_paste() -> None:
 def _on_undo() -> None:
     pad = canvas.Drawing(st.session_state)
     pad.undo()
+    st.session_state.pop(canvas.NOTICE_KEY, None)
     _use_points(pad.points())
 
 
 def _on_clear() -> None:
     pad = canvas.Drawing(st.session_state)
     pad.clear()
+    st.session_state.pop(canvas.NOTICE_KEY, None)
     _use_points(None)
 
 
@@ -233,7 +282,7 @@ def data_panel(state: ViewState) -> None:
     """Presets (gallery + picker), the drawing pad, and CSV upload / paste."""
     error = st.session_state.pop(DATA_ERROR_KEY, None)
     if error:
-        st.error(error, icon=":material/error:")
+        st.error(plain(error), icon=":material/error:")
     pad = canvas.Drawing(st.session_state)
     # on_change="rerun" makes the tabs lazy: each tab's widgets (the gallery, the drawing pad with
     # fabric.js, the uploader) are built and sent only while it is open: off the first paint.
@@ -278,6 +327,9 @@ def _draw_tab(tab, pad: canvas.Drawing) -> None:
             help="How far points scatter around a stroke (pixels).",
         )
         canvas.drawing(spread, _use_points)
+        notice = st.session_state.get(canvas.NOTICE_KEY)
+        if notice:
+            st.warning(plain(notice), icon=":material/info:")
         count = pad.count()
         left, middle, right = st.columns([1.3, 1, 1], vertical_alignment="center")
         left.markdown(
@@ -322,14 +374,25 @@ def _upload_tab(tab) -> None:
 
 @dataclass
 class Model:
-    """What the page knows about the session's network: its version, and the settings it was trained with."""
+    """What the page knows about the session's network: its version, and the settings it was trained with.
+
+    ``token`` names the network in caches that every session shares (``st.cache_data``): a random
+    uuid4 made with each new network, never an address, which a later session's runner can reuse.
+    """
 
     generation: int = 0
     spec: tuple | None = None
+    token: str = ""
 
     @staticmethod
     def get() -> Model:
         return st.session_state.setdefault(MODEL_KEY, Model())
+
+    def renew(self, spec: tuple | None) -> None:
+        """A new network: the next generation, with a fresh ``token``."""
+        self.generation += 1
+        self.spec = spec
+        self.token = uuid.uuid4().hex
 
 
 def _spec(state: ViewState, dataset: compute.Dataset) -> tuple:
@@ -350,8 +413,7 @@ def _configure(runner, dataset: compute.Dataset, state: ViewState) -> bool:
     except ValueError as error:
         st.session_state[MODEL_ERROR_KEY] = f"Could not start training: {error}"
         return False
-    model.generation += 1
-    model.spec = _spec(state, dataset)
+    model.renew(_spec(state, dataset))
     return True
 
 
@@ -378,23 +440,28 @@ def _on_load_model() -> None:
     upload = st.session_state.get(_W("model_upload"))
     if upload is None:
         return
+    name = shorten(upload.name)
+    refusal = _too_large(upload)
+    if refusal:
+        st.session_state[MODEL_ERROR_KEY] = refusal.replace(
+            "Nothing was changed.", "Your current model is kept."
+        )
+        return
     runner = training.session_runner(st.session_state)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.safetensors"
         path.write_bytes(upload.getvalue())
         try:
-            runner.load(path)  # validated by fmcore.io: refuses anything but an fmcore model
+            # Validated by fmcore.io (anything but an fmcore model of 2-D data is refused); messages
+            # name the upload, not the server's temporary path.
+            runner.load(path, name=name)
         except (ValueError, OSError) as error:
-            st.session_state[MODEL_ERROR_KEY] = (
-                f"{upload.name} was not loaded: {error} Your current model is kept."
-            )
+            st.session_state[MODEL_ERROR_KEY] = f"{name} was not loaded: {error} Your current model is kept."
             return
-    model = Model.get()
-    model.generation += 1
-    model.spec = None
+    Model.get().renew(None)
     st.session_state[_W("field")] = "learned"
     st.session_state.pop(MODEL_ERROR_KEY, None)
-    st.toast(f"Loaded {upload.name}: the figure now shows its learned field.", icon=":material/check_circle:")
+    st.toast(plain(f"Loaded {name}: the figure now shows its learned field."), icon=":material/check_circle:")
 
 
 def _model_source(runner, state: ViewState) -> compute.Source | None:
@@ -403,7 +470,7 @@ def _model_source(runner, state: ViewState) -> compute.Source | None:
         return None
     model = Model.get()
     return compute.learned_source(
-        velocity, (id(runner), model.generation, runner.step), runner.schedule or "linear", state.schedule
+        velocity, (model.token, model.generation, runner.step), runner.schedule or "linear", state.schedule
     )
 
 
@@ -411,11 +478,13 @@ def _snapshot(runner, dataset: compute.Dataset, state: ViewState):
     """The network's current samples and its field at t = 0.5 (a few ms: cheap solver, few particles)."""
     velocity = runner.velocity
     z0 = torch.from_numpy(compute.noise(SNAPSHOT_PARTICLES, state.seed))
-    with torch.no_grad():
-        samples = integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear").zs[-1].numpy()
-        grid = torch.from_numpy(compute.arrow_grid())
-        field = velocity(grid, torch.tensor(SNAPSHOT_T)).numpy()
-    return figures.snapshot_figure(samples, dataset.shown, field, height=250)
+    try:
+        with torch.no_grad():
+            trajectory = integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear")
+            field = velocity(torch.from_numpy(compute.arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
+    except fmcore.SolverError:  # a network whose outputs overflow: the main figure says so
+        return None
+    return figures.snapshot_figure(trajectory.zs[-1].numpy(), dataset.shown, field, height=250)
 
 
 def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
@@ -426,7 +495,7 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
     error = st.session_state.pop(MODEL_ERROR_KEY, None)
     error_slot = st.empty()
     if error:
-        error_slot.error(error, icon=":material/error:")
+        error_slot.error(plain(error), icon=":material/error:")
     model = Model.get()
     stale = runner.configured and model.spec is not None and model.spec != _spec(state, dataset)
     if stale and runner.running:  # new data or settings while training: a fresh network, still running
@@ -480,9 +549,9 @@ def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
         # come back at every redraw, and one that moved up or down a place would be drawn anew.
         st.markdown(_stats_line(runner, every), unsafe_allow_html=True)
         if runner.message and runner.status != "ok":
-            st.warning(runner.message, icon=":material/warning:")
+            st.warning(plain(runner.message), icon=":material/warning:")
         elif runner.message:
-            st.caption(runner.message)
+            st.caption(plain(runner.message))
         else:
             st.empty()
         for figure, key in ((loss, "fme_loss"), (snapshot, "fme_snapshot")):
@@ -620,6 +689,13 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
     exact = compute.exact_source(dataset, state.schedule)
     learned = _model_source(runner, state)
     kind = state.field
+    safe = replace(state, field="exact", solver="rk4", steps=20, grid="uniform", compare=False, density=False)
+
+    def fallback():
+        if state == safe:
+            raise RuntimeError("the exact field's own figure failed")
+        return main_figure(safe, dataset, runner, height)
+
     if kind != "exact" and learned is None:
         st.info(
             "No trained network yet: showing the **exact** field. Press **Train** on the right, "
@@ -631,17 +707,25 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
     model_density = state.density and state.model_density and kind != "exact"
     density = None
     if state.density:
-        density = (
-            compute.model_density_frames(source)
-            if model_density
-            else compute.density_frames(dataset, state.schedule)
-        )
+        try:
+            density = (
+                compute.model_density_frames(source)
+                if model_density
+                else compute.density_frames(dataset, state.schedule)
+            )
+        except SOLVER_FAILURES as error:
+            return _solver_failed("The density's log-likelihood solve", state, error, fallback)
     settings = [(state.solver, state.steps, state.grid, "A" if state.compare else "")]
     if state.compare:
         settings.append((state.solver_b, state.steps_b, state.grid_b, "B"))
     panels, flows = [], []
     for solver, steps, grid, label in settings:
-        panel, flow, energy = _panel(source, exact, dataset, state, solver, steps, grid, label, kind, density)
+        try:
+            panel, flow, energy = _panel(
+                source, exact, dataset, state, solver, steps, grid, label, kind, density
+            )
+        except SOLVER_FAILURES as error:
+            return _solver_failed(f"{solver} with {steps} steps", state, error, fallback)
         panels.append(panel)
         flows.append((flow, energy))
         if not np.isfinite(flow.samples).all():
@@ -669,6 +753,12 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
     figure = _cached_figure(figure_key, panels)
     starts = compute.noise(state.n, state.seed)
     st.session_state[PICK_KEY] = {"curves": _particle_curves(figure), "starts": starts}
+    _show_figure(figure)
+    st.session_state[LAST_FIGURE_KEY] = (flows, figure, kind, source)
+    return flows, figure, kind, source
+
+
+def _show_figure(figure) -> None:
     st.plotly_chart(
         figure,
         key=CHART_KEY,
@@ -676,7 +766,23 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         selection_mode="points",
         config=dict(displayModeBar=False, scrollZoom=False),  # drag pans, double-click resets
     )
-    return flows, figure, kind, source
+
+
+def _solver_failed(what: str, state: ViewState, error: Exception, fallback: Callable[[], tuple]):
+    """A solve that raised (an overflowing model, an adaptive step that underflowed): say so in
+    plain words and keep showing the last figure (the exact field's, when there is none yet)."""
+    st.warning(
+        plain(
+            f"{what} could not integrate this field on the {state.schedule} path ({error}). "
+            "The figure shows the last one that worked: try another solver, other steps, or another model."
+        ),
+        icon=":material/warning:",
+    )
+    last = st.session_state.get(LAST_FIGURE_KEY)
+    if last is None:
+        return fallback()
+    _show_figure(last[1])
+    return last
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -736,14 +842,20 @@ def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> Non
     else:
         lines.append("Click a particle to follow it.")
     metric = " · ".join(
-        f"<b>{flow.solver}</b> {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · energy distance "
-        f"<b>{max(energy, 0.0):.4f}</b> · straightness {flow.straightness:.2f}"
+        f"<b>{flow.solver}</b> {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · "
+        + (f"energy distance <b>{max(energy, 0.0):.4f}</b> · " if energy is not None else "")
+        + f"straightness {flow.straightness:.2f}"
         for flow, energy in flows
+    )
+    spread = (
+        f"(two samples of the data differ by ≈ {floor:.4f})"
+        if floor is not None
+        else "(too few data points to measure an energy distance)"
     )
     st.markdown(
         f"<div class='fm-caption' data-testid='fm-caption'>{' '.join(lines)}<br>"
         f"<span data-testid='fm-metrics'>{metric}</span> "
-        f"<span class='label'>(two samples of the data differ by ≈ {floor:.4f})</span></div>",
+        f"<span class='label'>{spread}</span></div>",
         unsafe_allow_html=True,
     )
 
@@ -885,10 +997,12 @@ def main() -> None:
     )
     st.html(theme.CSS + (theme.CLASSROOM_CSS if state.classroom else ""))
     _seed(state, from_url)
-    for notice in notices:
-        st.toast(notice, icon=":material/link_off:")
+    for notice in notices[:3]:
+        st.toast(plain(notice), icon=":material/link_off:")
     if notices:
-        st.warning("Some link parameters were ignored: " + " ".join(notices), icon=":material/link_off:")
+        st.warning(
+            plain("Some link parameters were ignored: " + " ".join(notices)), icon=":material/link_off:"
+        )
 
     header()
     schedule_slot = nfe_slot = None

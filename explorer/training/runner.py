@@ -12,7 +12,7 @@
 Where the steps run (``FME_TRAINING``):
 
 * ``process`` (default under ``streamlit run``): each slice goes to a server-wide pool of worker
-  processes (``explorer.pool``). Sessions training in the server's threads fight over its GIL:
+  processes (``explorer.training.pool``). Sessions training in the server's threads fight over its GIL:
   with 5 sessions each got a few steps/s. The session's trainer state stays here, in the session.
 * ``inline`` (default elsewhere: tests, scripts, notebooks): the slice runs in the calling thread.
 
@@ -225,16 +225,23 @@ class TrainingRunner:
             if self.status in ("diverged", "error"):
                 self.status, self.message = "ok", ""
 
-    def load(self, path) -> None:
+    def load(self, path, name: str | None = None) -> None:
         """Show a model saved with ``save`` (validated by ``fmcore.io.load``), paused.
 
         A loaded model has weights but no optimizer or data: it can be drawn and saved again, and
         ``configure`` or ``reset`` go back to training.
 
+        Args:
+            path: the file.  name: what messages call it (an upload's own name), default the path.
         Raises:
-            ValueError: not a model file this app can read; the current model is kept.
+            ValueError: not a model file this app can read, or not of 2-D data (the Playground's
+                plane); the current model is kept.
         """
-        flow = model_io.load(path)
+        flow = model_io.load(path, name=name)
+        if flow.config.dim != 2:
+            raise ValueError(
+                f"{name or path} is a model of {flow.config.dim}-D data; the Playground draws 2-D flows only"
+            )
         self._swap_in(None, None, flow=flow, floor_key=None)
         self.message = "Showing a loaded model. Change a setting or press reset to train a new one."
 

@@ -40,3 +40,16 @@ def test_the_widget_default_warning_is_off(project_config):
     # compat.widget_default passes each widget's session value as its default as well; Streamlit
     # would log "default value but also set via Session State" at every run.
     assert project_config.get_option("global.disableWidgetStateDuplicationWarning") is True
+
+
+def test_the_server_does_not_watch_files(project_config):
+    # Watching the whole project (.venv included) wrote 58,132 "Inotify queue overflowed" lines
+    # in 75 minutes (issue 12); serving never reloads code.
+    assert project_config.get_option("server.fileWatcherType") == "none"
+
+
+def test_uploads_are_capped_at_what_the_playground_accepts(project_config):
+    from explorer.playground.page import MAX_UPLOAD_MB
+
+    # A 199 MB CSV under the 200 MB default peaked the server at 5 GB (issue 12).
+    assert project_config.get_option("server.maxUploadSize") == MAX_UPLOAD_MB <= 5

@@ -208,9 +208,11 @@ def test_a_state_from_an_unfused_adam_trains_alike():
     _assert_same_run(bank.trainer(slot), resumed)
 
 
-def test_a_labelled_model_is_refused_with_a_plain_message():
+def test_labelled_and_mean_flow_models_are_refused_with_a_plain_message():
     data, labels = datasets.sample("moons", 256, seed=0, labels=True)
     bank = BatchTrainer(device="cpu")
-    with pytest.raises(ValueError, match="unconditional models only"):
+    with pytest.raises(ValueError, match="unconditional flow models only"):
         bank.add(torch.as_tensor(data), labels=torch.as_tensor(labels))
+    with pytest.raises(ValueError, match="unconditional flow models only"):
+        bank.add(torch.as_tensor(data), objective="meanflow")
     assert bank.slots == []

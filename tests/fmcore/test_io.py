@@ -188,7 +188,71 @@ def test_a_labelled_model_keeps_its_classes_and_guidance_convention(tmp_path):
     metadata = {k: v for k, v in _header(path)[0]["__metadata__"].items() if k != "guidance"}
     unstated = tmp_path / "no_guidance.safetensors"
     save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, unstated, metadata=metadata)
-    with pytest.raises(ValueError, match="guidance convention is None"):
+    with pytest.raises(ValueError, match="guidance convention is not stated"):
         load(unstated)
     with pytest.raises(ValueError, match="n_classes must be from 0 to 256"):
         load(_rewrite(path, model=json.dumps({**json.loads(model.config.to_json()), "n_classes": 10**6})))
+
+
+# -- hostile files: every part bounded before it is used (issue 12) ----------------------------------
+
+
+@pytest.mark.parametrize("field", ["model", "metadata"])
+def test_deeply_nested_json_in_the_metadata_is_refused_in_plain_words(saved, field):
+    for depth in (17, 100_000):  # past the limit, and past Python's recursion limit
+        with pytest.raises(ValueError, match="nest"):
+            load(_rewrite(saved, **{field: "[" * depth + "]" * depth}))
+
+
+def test_a_deeply_nested_header_is_refused(tmp_path):
+    text = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "nested.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(ValueError, match="nest"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("length", "match"),
+    [(100_000, "at most 65,536 characters"), (2_000_000, "header is 2,0.* at most 262,144")],
+)
+def test_a_long_metadata_string_is_refused_and_never_quoted_whole(saved, length, match):
+    with pytest.raises(ValueError, match=match) as refused:
+        load(_rewrite(saved, schedule="x" * length))
+    assert len(str(refused.value)) < 400
+
+
+def test_an_unknown_schedule_is_quoted_at_most_80_characters(saved):
+    with pytest.raises(ValueError, match="unknown schedule 'yyyy") as refused:
+        load(_rewrite(saved, schedule="y" * 5_000))
+    assert "y" * 81 not in str(refused.value) and "…" in str(refused.value)
+
+
+def test_an_oversized_header_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big_header.safetensors"
+    text = b"{" + b" " * (300 * 2**10) + b"}"
+    path.write_bytes(struct.pack("<Q", len(text)) + text)
+    with pytest.raises(ValueError, match="header is 307,202 bytes"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [({"hidden": 4096, "depth": 40}, "shape|missing"), ({"hidden": 64, "depth": 4000}, "at most 64")],
+)
+def test_a_huge_config_in_a_tiny_file_is_refused_without_building_it(saved, config, match):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match=match):
+        load(_rewrite(saved, model=json.dumps(config)))
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 100 * 1024  # 4096 x 4096 x 40 float32 would be 2.7 GB
+
+
+def test_messages_can_name_the_file_as_the_person_knows_it(tmp_path):
+    path = tmp_path / "server-temp-1234.safetensors"
+    path.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match=r"^my model\.safetensors is not") as refused:
+        load(path, name="my model.safetensors")
+    assert "server-temp" not in str(refused.value) and str(tmp_path) not in str(refused.value)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fmcore import Trainer, datasets, exact_log_density, exact_velocity
-from fmcore.models import ModelConfig, VelocityMLP
+from fmcore.models import AverageVelocityMLP, ModelConfig, VelocityMLP
 from fmcore.trainer import DEFAULTS
 
 
@@ -70,3 +70,18 @@ def test_space_features_learn_thin_rings_faster():
         errors[z_freqs] = _weighted_error(trainer.velocity(grid, t), exact, weights)
     assert errors[4] < 0.9 * errors[0]
     assert Trainer(data).model_config.z_freqs == DEFAULTS["z_freqs"] == 0  # opt-in: they memorise more
+
+
+def test_the_mean_flow_net_reads_the_same_space_features():
+    net = AverageVelocityMLP(ModelConfig(z_freqs=2))
+    assert net.net[0].in_features == 2 + 2 * 2 * 2 + 2 * 4 * 2
+    z = torch.randn(6, 2)
+    inputs = torch.cat(
+        [
+            z,
+            net.time_features(torch.tensor(0.7), 6),
+            net.time_features(torch.tensor(0.7) - torch.tensor(0.5), 6),
+        ],
+        1,
+    )
+    assert torch.equal(net(z, 0.7, 0.5), net.net(torch.cat([inputs, net.space_features(z)], 1)))

@@ -97,7 +97,9 @@ class _Group:
         self.slots: list[_Slot] = []
         self._stacked = False
         self.activation = ACTIVATIONS[config.activation]()
-        self.freqs = VelocityMLP(config).freqs.to(device)
+        features = VelocityMLP(config).to(device)  # for its input features (buffers, no weights used)
+        self.freqs = features.freqs
+        self.space_features = features.space_features if config.z_freqs else None
 
     def add(self, slot: _Slot):
         self.slots.append(slot)
@@ -138,7 +140,10 @@ class _Group:
         times slower on CPU (MKL, torch 2.13); the maths is the same.
         """
         angles = t[..., None] * self.freqs
-        h = torch.cat([z, angles.sin(), angles.cos()], dim=-1).mT.contiguous()
+        inputs = [z, angles.sin(), angles.cos()]
+        if self.space_features is not None:
+            inputs.append(self.space_features(z))
+        h = torch.cat(inputs, dim=-1).mT.contiguous()
         *hidden, (weight, bias) = zip(self.weights[::2], self.weights[1::2], strict=True)
         for w, b in hidden:
             h = self.activation(torch.baddbmm(b[:, :, None], w, h))
@@ -246,7 +251,7 @@ class _Group:
 class BatchTrainer:
     """K independent ``Trainer`` runs stepped together, one batched step for all.
 
-    Slots whose networks differ in shape (data dimension, hidden, depth, n_freqs, activation) or
+    Slots whose networks differ in shape (data dimension, hidden, depth, n_freqs, z_freqs, activation) or
     in batch size cannot share stacked weights: they are put in separate groups internally, each
     stepped in its own batched pass. Everything else (schedule, target, coupling, prediction,
     reference, lr and its schedule, EMA, check_every, max_steps, the seed and the data, whose size

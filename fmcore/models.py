@@ -1,6 +1,13 @@
-"""The network that learns a field on 2-D data: an MLP of (z, Fourier features of t).
+"""The network that learns a field on 2-D data: an MLP of (z, Fourier features of z and of t).
 
-    v_theta(z, t) = MLP([z, sin(pi f_k t), cos(pi f_k t)]_{k=1..n_freqs}),   f_k = 2^(k-1)
+    v_theta(z, t) = MLP([z, sin(pi f_k t), cos(pi f_k t), sin(pi f_j z), cos(pi f_j z)]),
+    f_k = 2^(k-1),  k = 1..n_freqs,  j = 1..z_freqs (on each coordinate of z; 0 by default)
+
+The features of z (Tancik et al., 2020, "Fourier features let networks learn high frequency
+functions") let a small MLP bend its field on the scale of thin structures (rings 0.04 wide, 0.5
+apart, in unit-scale coordinates) that a plain MLP of z learns only slowly (spectral bias). The
+same bias is what makes the plain MLP generalise: with the features it also fits a small training
+set's own points sooner (memorises), which is why the Trainer leaves them off by default.
 
 A label-conditioned net (``n_classes`` > 0) also reads a one-hot label c in 0 .. n_classes, where
 c = n_classes is the null label ("no class": the unconditional field, learned by label dropout).
@@ -65,6 +72,8 @@ class ModelConfig:
     Attributes:
         dim: data dimension d.  hidden: width of each hidden layer.  depth: number of hidden layers.
         n_freqs: Fourier frequencies of t (2 * n_freqs features).  activation: a key of ``ACTIVATIONS``.
+        z_freqs: Fourier frequencies of each coordinate of z (2 * dim * z_freqs features); 0, the
+            default, is the net of files saved before the option existed.
         n_classes: labels the field is conditioned on (0 .. n_classes - 1, plus the null label
             n_classes); 0 = unconditional.
     """
@@ -75,14 +84,17 @@ class ModelConfig:
     n_freqs: int = 4
     activation: str = "silu"
     n_classes: int = 0
+    z_freqs: int = 0
 
     def __post_init__(self):
         for name in ("dim", "hidden", "depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
                 raise ValueError(f"model {name} must be an integer from 1 to 4096; got {value!r}")
-        if isinstance(self.n_freqs, bool) or not isinstance(self.n_freqs, int) or not 0 <= self.n_freqs <= 32:
-            raise ValueError(f"model n_freqs must be an integer from 0 to 32; got {self.n_freqs!r}")
+        for name in ("n_freqs", "z_freqs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 32:
+                raise ValueError(f"model {name} must be an integer from 0 to 32; got {value!r}")
         if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int):
             raise ValueError(f"model n_classes must be an integer; got {self.n_classes!r}")
         if not 0 <= self.n_classes <= MAX_CLASSES:
@@ -116,10 +128,10 @@ class ModelConfig:
 
 
 class VelocityMLP(nn.Module):
-    """MLP field ``(z, t) -> (n, d)`` with a Fourier time embedding.
+    """MLP field ``(z, t) -> (n, d)`` with Fourier embeddings of the time and (optionally) of z.
 
     Args:
-        config: a ``ModelConfig`` (default: 3 hidden layers of 64, SiLU, 4 frequencies).
+        config: a ``ModelConfig`` (default: 3 hidden layers of 64, SiLU, 4 time frequencies, z raw).
     """
 
     n_times = 1  # times embedded, each with 2 n_freqs features
@@ -130,8 +142,13 @@ class VelocityMLP(nn.Module):
         self.register_buffer(
             "freqs", math.pi * 2.0 ** torch.arange(config.n_freqs, dtype=torch.float32), persistent=False
         )
+        self.register_buffer(
+            "z_freqs", math.pi * 2.0 ** torch.arange(config.z_freqs, dtype=torch.float32), persistent=False
+        )
         width_in = (
-            config.dim + 2 * config.n_freqs * self.n_times + (config.n_classes + 1 if config.n_classes else 0)
+            config.dim * (1 + 2 * config.z_freqs)
+            + 2 * config.n_freqs * self.n_times
+            + (config.n_classes + 1 if config.n_classes else 0)
         )
         layers: list[nn.Module] = []
         for _ in range(config.depth):
@@ -145,6 +162,11 @@ class VelocityMLP(nn.Module):
         angles = t.reshape(-1, 1) * self.freqs
         features = torch.cat([angles.sin(), angles.cos()], dim=1)
         return features.expand(n, -1) if features.shape[0] == 1 else features
+
+    def space_features(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., 2 d z_freqs) features ``[sin(pi f_j z), cos(pi f_j z)]`` of (..., d) points."""
+        angles = (z[..., None] * self.z_freqs).flatten(-2)
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
     def label_features(self, label, n: int, device) -> torch.Tensor:
         """(n, n_classes + 1) one-hot rows of an int or (n,) label; None is the null label."""
@@ -160,6 +182,8 @@ class VelocityMLP(nn.Module):
         """Args: z (n, d); t a float, 0-d or (n,) tensor; label (conditional nets only) an int or
         (n,) int64 tensor, None for the null label. Returns (n, d)."""
         inputs = [z, self.time_features(self._time(t, z), z.shape[0])]
+        if self.config.z_freqs:
+            inputs.append(self.space_features(z))
         if self.config.n_classes:
             inputs.append(self.label_features(label, z.shape[0], z.device).to(z.dtype))
         elif label is not None:
@@ -198,7 +222,10 @@ class AverageVelocityMLP(VelocityMLP):
         t = self._time(t, z)
         interval = torch.zeros_like(t) if r is None else t - self._time(r, z)
         n = z.shape[0]
-        return self.net(torch.cat([z, self.time_features(t, n), self.time_features(interval, n)], dim=1))
+        inputs = [z, self.time_features(t, n), self.time_features(interval, n)]
+        if self.config.z_freqs:
+            inputs.append(self.space_features(z))
+        return self.net(torch.cat(inputs, dim=1))
 
 
 NETS: dict[str, type[VelocityMLP]] = {"flow": VelocityMLP, "meanflow": AverageVelocityMLP}

@@ -69,6 +69,11 @@ DEFAULTS: dict = {
     "hidden": 64,
     "depth": 3,
     "n_freqs": 4,
+    # Fourier octaves of z (models.py), off: 4 halves the time to the floor on moons, rings and
+    # swissroll (bench/train_speed.py --all-presets) but memorises small sets (60 moons points: 33%
+    # of samples on a training point vs 10%, the memorisation lesson) and follows unlucky draws
+    # (smiley, median of seeds 0-2 at 5 s: 3.8x the floor vs 1.9x)
+    "z_freqs": 0,
     "activation": "silu",
     "ema": 0.99,  # EMA decay of the sampling weights; 0 samples with the raw weights
     "lr_schedule": "constant",  # or "cosine": lr -> lr * lr_final over lr_horizon steps, then constant
@@ -140,7 +145,7 @@ def _check_option(name: str, value):
         need(_is_real(value) and math.isfinite(value) and value > 0, "a finite number > 0")
     elif name in ("batch_size", "hidden", "depth", "lr_horizon", "check_every"):
         need(_is_int(value) and 1 <= value <= 1_000_000, "an integer >= 1")
-    elif name == "n_freqs":
+    elif name in ("n_freqs", "z_freqs"):
         need(_is_int(value) and 0 <= value <= 32, "an integer from 0 to 32")
     elif name == "activation":
         ModelConfig(activation=value)
@@ -236,8 +241,8 @@ class Trainer:
         objective: "flow" (a velocity v(z, t)) or "meanflow" (an average velocity u(z, r, t),
             sampled in a few steps with ``fmcore.sample_mean_flow``; velocity prediction only). Its
             defaults differ: see ``OBJECTIVE_DEFAULTS``.
-        **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, activation, ema,
-            lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
+        **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, z_freqs, activation,
+            ema, lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
             label_dropout.
     Raises:
         ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
@@ -325,6 +330,7 @@ class Trainer:
             hidden=o["hidden"],
             depth=o["depth"],
             n_freqs=o["n_freqs"],
+            z_freqs=o["z_freqs"],
             activation=o["activation"],
             n_classes=self.n_classes,
         )

@@ -43,7 +43,7 @@ PRESET_OPTIONS = [
     {"ema": 0.9, "check_every": 7},
     {"lr": 5e-3, "max_steps": 45},
     {"hidden": 32, "depth": 2},
-    {"n_freqs": 2, "activation": "gelu"},
+    {"n_freqs": 2, "activation": "gelu", "z_freqs": 3},
     {},
 ]
 

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.figures import theme
 from explorer.lessons import compute as lesson_compute
 from explorer.lessons import figures as lesson_figures
@@ -10,6 +9,7 @@ from explorer.lessons import kit as lesson
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.compute import Panel
 from explorer.lessons.kit import Question
+from explorer.playground import cache
 
 crossing_paths = st.cache_data(show_spinner=False)(lesson_compute.crossing_paths)
 posterior = st.cache_data(show_spinner=False)(lesson_compute.posterior)
@@ -35,7 +35,7 @@ st.latex(
 )
 
 preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l2_data")
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 conditional, marginal = crossing_paths(preset)
 revealed = lesson.predict_then_see(
     Question(

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 import fmcore
-from explorer import compat, compute
+from explorer import compat
+from explorer.core import flows
 from explorer.core.state import FIELDS, MAX_PARTICLES, MAX_SEED, MAX_STEPS, MIN_PARTICLES, ViewState
 from fmcore.coupling import COUPLINGS
 from fmcore.solvers import SOLVERS, TIME_GRIDS
@@ -153,7 +154,7 @@ def _schedule_label(name: str) -> str:
 
 def nfe_caption(solver: str, steps: int, counted: int | None = None) -> str:
     """HTML line '20 steps · 80 NFE' for under the step slider."""
-    label = compute.steps_label(solver, steps, counted)
+    label = flows.steps_label(solver, steps, counted)
     per_step = SOLVERS[solver].nfe_per_step
     how = f"{per_step} network evaluation{'s' if per_step != 1 else ''} per step" if per_step else "counted"
     return f"<div class='fm-nfe' data-testid='fm-nfe'><b>{label}</b> <span>({how})</span></div>"

@@ -26,7 +26,9 @@ import streamlit as st
 import torch
 
 import fmcore
-from explorer import compat, compute, figures, training
+from explorer import compat, figures, training
+from explorer.core import fields, flows, quality
+from explorer.core.data import Dataset
 from explorer.core.state import CUSTOM, URL_MAX_POINTS, ViewState, as_shared
 from explorer.core.text import plain, shorten
 from explorer.figures import export, theme
@@ -34,7 +36,7 @@ from explorer.settings import configure_torch
 from fmcore import datasets
 from fmcore.solvers import integrate, nfe_for
 
-from . import canvas, controls
+from . import cache, canvas, controls
 
 __all__ = ["main"]
 
@@ -117,21 +119,21 @@ def _write_url(state: ViewState) -> None:
 # -- data ----------------------------------------------------------------------------------------
 
 
-def _dataset(state: ViewState) -> tuple[compute.Dataset, ViewState]:
+def _dataset(state: ViewState) -> tuple[Dataset, ViewState]:
     """The data of the view; user points that cannot describe a distribution fall back to moons."""
     if state.data == CUSTOM:
         points = canvas.Drawing(st.session_state).points()
         if points is not None:
             points = as_shared(points)
             try:
-                dataset = compute.load_dataset(CUSTOM, 0, points, _points_key(points))
+                dataset = cache.load_dataset(CUSTOM, 0, points, _points_key(points))
                 return dataset, replace(state, points=points)
             except ValueError as error:
                 st.warning(
                     plain(f"Your points can't be used yet: {error} Showing the moons preset meanwhile.")
                 )
         state = replace(state, data="moons", points=None)
-    return compute.load_dataset(state.data, state.seed), replace(state, points=None)
+    return cache.load_dataset(state.data, state.seed), replace(state, points=None)
 
 
 def _points_key(points: np.ndarray) -> str:
@@ -395,11 +397,11 @@ class Model:
         self.token = uuid.uuid4().hex
 
 
-def _spec(state: ViewState, dataset: compute.Dataset) -> tuple:
+def _spec(state: ViewState, dataset: Dataset) -> tuple:
     return (dataset.key, state.coupling, state.target, state.seed, state.lr)
 
 
-def _configure(runner, dataset: compute.Dataset, state: ViewState) -> bool:
+def _configure(runner, dataset: Dataset, state: ViewState) -> bool:
     model = Model.get()
     try:
         runner.configure(
@@ -417,7 +419,7 @@ def _configure(runner, dataset: compute.Dataset, state: ViewState) -> bool:
     return True
 
 
-def _on_train(dataset: compute.Dataset, state: ViewState) -> None:
+def _on_train(dataset: Dataset, state: ViewState) -> None:
     runner = training.session_runner(st.session_state)
     model = Model.get()
     if (not runner.configured or model.spec != _spec(state, dataset)) and not _configure(
@@ -431,7 +433,7 @@ def _on_pause() -> None:
     training.session_runner(st.session_state).pause()
 
 
-def _on_reset(dataset: compute.Dataset, state: ViewState) -> None:
+def _on_reset(dataset: Dataset, state: ViewState) -> None:
     _configure(training.session_runner(st.session_state), dataset, state)
 
 
@@ -464,30 +466,30 @@ def _on_load_model() -> None:
     st.toast(plain(f"Loaded {name}: the figure now shows its learned field."), icon=":material/check_circle:")
 
 
-def _model_source(runner, state: ViewState) -> compute.Source | None:
+def _model_source(runner, state: ViewState) -> flows.Source | None:
     velocity = runner.velocity
     if velocity is None:
         return None
     model = Model.get()
-    return compute.learned_source(
+    return flows.learned_source(
         velocity, (model.token, model.generation, runner.step), runner.schedule or "linear", state.schedule
     )
 
 
-def _snapshot(runner, dataset: compute.Dataset, state: ViewState):
+def _snapshot(runner, dataset: Dataset, state: ViewState):
     """The network's current samples and its field at t = 0.5 (a few ms: cheap solver, few particles)."""
     velocity = runner.velocity
-    z0 = torch.from_numpy(compute.noise(SNAPSHOT_PARTICLES, state.seed))
+    z0 = torch.from_numpy(cache.noise_particles(SNAPSHOT_PARTICLES, state.seed))
     try:
         with torch.no_grad():
             trajectory = integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear")
-            field = velocity(torch.from_numpy(compute.arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
+            field = velocity(torch.from_numpy(fields.arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
     except fmcore.SolverError:  # a network whose outputs overflow: the main figure says so
         return None
     return figures.snapshot_figure(trajectory.zs[-1].numpy(), dataset.shown, field, height=250)
 
 
-def training_panel(runner, dataset: compute.Dataset, state: ViewState) -> None:
+def training_panel(runner, dataset: Dataset, state: ViewState) -> None:
     """Train / pause / reset, then the live part: stats, loss curve and the network's samples."""
     # Every element below exists in every run (empty slots when unused), and the live fragment has
     # a container of its own: a fragment run, however many elements it draws, then never shifts,
@@ -610,7 +612,7 @@ def _retime(every: float | None, active: int) -> bool:
     )
 
 
-def _live_figures(runner, dataset: compute.Dataset, state: ViewState):
+def _live_figures(runner, dataset: Dataset, state: ViewState):
     """(loss figure or None, snapshot figure or None), rebuilt only when the network changed.
 
     A rerun of the live part with nothing new (no slice finished) then sends the same figures,
@@ -649,9 +651,9 @@ def _on_pick() -> None:
 
 
 def _panel(
-    source: compute.Source,
-    exact: compute.Source,
-    dataset: compute.Dataset,
+    source: flows.Source,
+    exact: flows.Source,
+    dataset: Dataset,
     state: ViewState,
     solver: str,
     steps: int,
@@ -659,12 +661,12 @@ def _panel(
     label: str,
     kind: str,
     density: np.ndarray | None,
-) -> tuple[figures.Panel, compute.Flow, float]:
-    flow = compute.flow(source, state.n, state.seed, solver, steps, grid)
-    field = compute.field_frames(source)
+) -> tuple[figures.Panel, flows.Flow, float]:
+    flow = cache.flow(source, state.n, state.seed, solver, steps, grid)
+    field = cache.field_frames(source)
     if kind == "difference":
-        field = field - compute.field_frames(exact)
-    energy = compute.energy_distance(flow.samples, compute.reference_for(dataset, state.n))
+        field = field - cache.field_frames(exact)
+    energy = cache.energy_distance(flow.samples, quality.reference_for(dataset, state.n))
     panel = figures.Panel(
         flow=flow,
         data=dataset.shown,
@@ -672,21 +674,21 @@ def _panel(
         field=field,
         field_kind=kind,
         density=density,
-        warp=compute.warp_frames(source, solver, steps, grid) if state.warp else None,
+        warp=cache.warp_frames(source, solver, steps, grid) if state.warp else None,
         show_paths=state.paths,
-        single=compute.single_path(source, state.follow, solver, steps, grid) if state.follow else None,
+        single=cache.single_path(source, state.follow, solver, steps, grid) if state.follow else None,
     )
     return panel, flow, energy
 
 
-def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int):
+def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
     """Compute and draw the animation.
 
     Returns:
-        ``(flows, figure, kind, source)``: [(Flow, energy distance)] per panel, the figure (for
+        ``(measured, figure, kind, source)``: [(Flow, energy distance)] per panel, the figure (for
         export), the field actually shown and its source.
     """
-    exact = compute.exact_source(dataset, state.schedule)
+    exact = flows.exact_source(dataset, state.schedule)
     learned = _model_source(runner, state)
     kind = state.field
     safe = replace(state, field="exact", solver="rk4", steps=20, grid="uniform", compare=False, density=False)
@@ -709,16 +711,16 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
     if state.density:
         try:
             density = (
-                compute.model_density_frames(source)
+                cache.model_density_frames(source)
                 if model_density
-                else compute.density_frames(dataset, state.schedule)
+                else cache.density_frames(dataset, state.schedule)
             )
         except SOLVER_FAILURES as error:
             return _solver_failed("The density's log-likelihood solve", state, error, fallback)
     settings = [(state.solver, state.steps, state.grid, "A" if state.compare else "")]
     if state.compare:
         settings.append((state.solver_b, state.steps_b, state.grid_b, "B"))
-    panels, flows = [], []
+    panels, measured = [], []
     for solver, steps, grid, label in settings:
         try:
             panel, flow, energy = _panel(
@@ -727,7 +729,7 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         except SOLVER_FAILURES as error:
             return _solver_failed(f"{solver} with {steps} steps", state, error, fallback)
         panels.append(panel)
-        flows.append((flow, energy))
+        measured.append((flow, energy))
         if not np.isfinite(flow.samples).all():
             st.warning(
                 f"{solver} with {steps} steps on the {state.schedule} path produced non-finite values "
@@ -751,11 +753,11 @@ def main_figure(state: ViewState, dataset: compute.Dataset, runner, height: int)
         height,
     )
     figure = _cached_figure(figure_key, panels)
-    starts = compute.noise(state.n, state.seed)
+    starts = cache.noise_particles(state.n, state.seed)
     st.session_state[PICK_KEY] = {"curves": _particle_curves(figure), "starts": starts}
     _show_figure(figure)
-    st.session_state[LAST_FIGURE_KEY] = (flows, figure, kind, source)
-    return flows, figure, kind, source
+    st.session_state[LAST_FIGURE_KEY] = (measured, figure, kind, source)
+    return measured, figure, kind, source
 
 
 def _show_figure(figure) -> None:
@@ -812,16 +814,16 @@ def header() -> None:
     )
 
 
-def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> None:
+def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
     arrows = {
         "exact": (
             "the <b>exact</b> marginal velocity v(z, t) of the data (closed form over "
-            f"{len(dataset.shown)} points, each blurred by {compute.EXACT_BANDWIDTH:g} so it stays finite at t = 1)"
+            f"{len(dataset.shown)} points, each blurred by {flows.EXACT_BANDWIDTH:g} so it stays finite at t = 1)"
         ),
         "learned": "the velocity the <b>network</b> learned",
         "difference": "the network's <b>error</b>, learned − exact (particles follow the network)",
     }[kind]
-    floor = compute.noise_floor(dataset, state.n)
+    floor = cache.noise_floor(dataset, state.n)
     lines = [
         f"<b>{state.n:,} particles</b> start as noise z₀ ~ N(0, I) at t = 0 (blue) and ride {arrows} "
         "until they reach the data (amber points) at t = 1. Press <b>▶</b> or drag the time slider.",
@@ -842,10 +844,10 @@ def caption(state: ViewState, kind: str, flows, dataset: compute.Dataset) -> Non
     else:
         lines.append("Click a particle to follow it.")
     metric = " · ".join(
-        f"<b>{flow.solver}</b> {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · "
+        f"<b>{flow.solver}</b> {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · "
         + (f"energy distance <b>{max(energy, 0.0):.4f}</b> · " if energy is not None else "")
         + f"straightness {flow.straightness:.2f}"
-        for flow, energy in flows
+        for flow, energy in measured
     )
     spread = (
         f"(two samples of the data differ by ≈ {floor:.4f})"
@@ -883,9 +885,9 @@ def follow_controls() -> None:
 
 
 def export_panel(
-    state: ViewState, flows, figure, dataset: compute.Dataset, source: compute.Source, runner
+    state: ViewState, measured, figure, dataset: Dataset, source: flows.Source, runner
 ) -> None:
-    flow = flows[0][0]
+    flow = measured[0][0]
     # on_change="rerun" makes it lazy: nothing inside is built or sent until it is opened, which keeps
     # its widgets (and the code highlighter) off the first paint.
     panel = st.expander("Share & export", icon=":material/ios_share:", key=_W("export"), on_change="rerun")
@@ -901,8 +903,8 @@ def export_panel(
             st.caption(
                 f"The link carries a {URL_MAX_POINTS:,}-point subsample of your {len(state.points):,} points."
             )
-        field = compute.field_frames(source)
-        title = f"{flow.solver} · {compute.steps_label(flow.solver, flow.steps, flow.nfe)} · {state.schedule}"
+        field = cache.field_frames(source)
+        title = f"{flow.solver} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {state.schedule}"
         frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=_W("png_t"))
         k = round(frame_t * (len(flow.times) - 1))
         cols = st.columns(4)
@@ -1040,11 +1042,11 @@ def main() -> None:
             state = replace(state, follow=follow_point_from_widgets())
         dataset, state = _dataset(state)
         height = 720 if state.classroom else (600 if state.compare else 630)
-        flows, figure, kind, source = main_figure(state, dataset, runner, height)
-        caption(state, kind, flows, dataset)
+        measured, figure, kind, source = main_figure(state, dataset, runner, height)
+        caption(state, kind, measured, dataset)
         if not state.classroom:
             follow_controls()
-            export_panel(state, flows, figure, dataset, source, runner)
+            export_panel(state, measured, figure, dataset, source, runner)
     train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
     with train_col:
         st.markdown("##### :material/model_training: Train a network")
@@ -1055,7 +1057,7 @@ def main() -> None:
             data_panel(state)
     if schedule_slot is not None:
         schedule_sketch(schedule_slot, state.schedule)
-        counted = flows[0][0].nfe
+        counted = measured[0][0].nfe
         if counted != nfe_for(state.solver, state.steps):  # adaptive: say what it actually took
             nfe_slot.markdown(
                 controls.nfe_caption(state.solver, state.steps, counted), unsafe_allow_html=True

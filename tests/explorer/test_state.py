@@ -135,7 +135,7 @@ def test_shared_points_are_a_fixed_point_of_the_link():
 
 
 def test_a_stroke_becomes_points_along_it_in_model_coordinates():
-    from explorer.compute import VIEW_BOX
+    from explorer.core.flows import VIEW_BOX
     from explorer.playground import canvas
 
     stroke = {
@@ -164,7 +164,7 @@ def test_the_brush_spread_scatters_points_and_is_reproducible():
 
 
 def test_pad_pixels_map_to_model_coordinates_with_y_up():
-    from explorer.compute import VIEW_BOX
+    from explorer.core.flows import VIEW_BOX
     from explorer.playground import canvas
 
     corners = canvas.to_model(np.array([[0, 0], [320, 320], [160, 160]]), pad_px=320)

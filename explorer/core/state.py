@@ -206,7 +206,8 @@ class ViewState:
         field: one of ``FIELDS``.  density, paths, warp: figure layers.  model_density: draw the
             network's p_t (log-likelihood) instead of the exact one, when there is a network.
         compare: second panel with ``solver_b``, ``steps_b``, ``grid_b``.
-        coupling, target, lr: how a new model is trained.  follow: the start (x, y) at t = 0 of
+        coupling, target, lr: how a new model is trained.  snapshot_n: particles in the live
+            snapshot of the network's samples.  follow: the start (x, y) at t = 0 of
             one particle whose path is drawn, or None.  classroom: figure only, large.
     """
 
@@ -230,6 +231,7 @@ class ViewState:
     coupling: str = setting("independent", choices=tuple(COUPLINGS))
     target: str = setting("conditional", choices=TARGETS)
     lr: float = setting(float(TRAINING_DEFAULTS["lr"]), lo=LR_RANGE[0], hi=LR_RANGE[1])
+    snapshot_n: int = setting(600, lo=100, hi=2000)
     follow: tuple[float, float] | None = setting(None, parse=_start_point, widget=False)
     classroom: bool = setting(False, widget=False)
 

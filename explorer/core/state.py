@@ -131,12 +131,16 @@ class Setting:
             when it does not fit).  widget: whether one widget keyed ``widget_key(name)`` holds it
             (the layer pills and the followed point are composite widgets).
         lazy: its widget sits in a panel built only while open: not drawn leaves the value as is.
+        lo, hi: the range of a number.  choices: the values a text setting may take.
     """
 
     url: str
     parse: Callable[[str], object]
     widget: bool
     lazy: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
 
 
 def setting(
@@ -176,7 +180,13 @@ def _schema(cls) -> dict[str, Setting]:
             f.default, spec["lo"], spec["hi"], spec["choices"], spec["what"] or f.name
         )
         out[f.name] = Setting(
-            url=spec["url"] or f.name, parse=parse, widget=spec["widget"], lazy=spec["lazy"]
+            url=spec["url"] or f.name,
+            parse=parse,
+            widget=spec["widget"],
+            lazy=spec["lazy"],
+            lo=spec["lo"],
+            hi=spec["hi"],
+            choices=spec["choices"],
         )
     return out
 

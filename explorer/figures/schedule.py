@@ -17,19 +17,12 @@ def schedule_figure(ts: np.ndarray, alpha: np.ndarray, sigma: np.ndarray, height
         dict(
             type="scatter",
             x=f32(ts),
-            y=f32(alpha),
+            y=f32(values),
             mode="lines",
-            line=dict(color=theme.DATA, width=2.5),
-            name="α_t",
-        ),
-        dict(
-            type="scatter",
-            x=f32(ts),
-            y=f32(sigma),
-            mode="lines",
-            line=dict(color=theme.NOISE, width=2.5),
-            name="σ_t",
-        ),
+            line=dict(color=color, width=2.5),
+            name=name,
+        )
+        for values, color, name in ((alpha, theme.DATA, "α_t"), (sigma, theme.NOISE, "σ_t"))
     ]
     layout = dict(
         height=height,

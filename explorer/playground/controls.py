@@ -17,6 +17,7 @@ from explorer.core.state import (
     LAYERS,
     MAX_SEED,
     MAX_STEPS,
+    SETTINGS,
     ViewState,
     widget_key,
     widget_values,
@@ -65,6 +66,19 @@ def _index(options, name: str) -> int:
     return options.index(held) if held in options else 0
 
 
+def _choice(label: str, options: tuple, name: str, format_func, help: str | None = None):
+    """A selectbox that holds the setting ``name``, started at its held value."""
+    return st.selectbox(
+        label, options, _index(options, name), format_func=format_func, key=widget_key(name), help=help
+    )
+
+
+def _number(label: str, name: str, step: int = 1, help: str | None = None):
+    """A slider over the range the setting ``name`` declares, started at its held value."""
+    spec = SETTINGS[name]
+    return st.slider(label, spec.lo, spec.hi, _held(name), step, key=widget_key(name), help=help)
+
+
 def seed_widgets(values: dict[str, object], overwrite: bool = True) -> None:
     """Put ``values`` (``widget_values(state)``, or some of them) into their widgets.
 
@@ -100,12 +114,11 @@ def nfe_caption(solver: str, steps: int, counted: int | None = None) -> str:
 def path_controls() -> None:
     """The schedule of the path z_t = alpha_t z_1 + sigma_t z_0 the view uses."""
     st.markdown("### Path")
-    st.selectbox(
+    _choice(
         "Schedule αₜ, σₜ",
         tuple(fmcore.SCHEDULES),
-        index=_index(tuple(fmcore.SCHEDULES), "schedule"),
-        format_func=_schedule_label,
-        key=widget_key("schedule"),
+        "schedule",
+        _schedule_label,
         help="z_t = α_t·z₁ + σ_t·z₀. Changing it re-expresses the same flow (fmcore.change_schedule): no retraining.",
     )
 
@@ -118,20 +131,8 @@ def sampler_controls() -> None:
 
 def _solver_grid_steps(label: str = "", suffix: str = "", help: str | None = None) -> tuple[str, str, int]:
     """The solver, time grid and steps widgets: the sampler's, or compare mode's second (" B", "_b")."""
-    solver = st.selectbox(
-        f"Solver{label}",
-        tuple(SOLVERS),
-        _index(tuple(SOLVERS), f"solver{suffix}"),
-        format_func=_solver_label,
-        key=widget_key(f"solver{suffix}"),
-    )
-    grid = st.selectbox(
-        f"Time grid{label}",
-        tuple(TIME_GRIDS),
-        _index(tuple(TIME_GRIDS), f"grid{suffix}"),
-        format_func=_grid_label,
-        key=widget_key(f"grid{suffix}"),
-    )
+    solver = _choice(f"Solver{label}", tuple(SOLVERS), f"solver{suffix}", _solver_label)
+    grid = _choice(f"Time grid{label}", tuple(TIME_GRIDS), f"grid{suffix}", _grid_label)
     steps = st.slider(
         f"Steps{label}",
         1,
@@ -170,34 +171,15 @@ def compare_controls() -> None:
 def training_controls() -> None:
     """How the next model is trained: coupling, regression target and learning rate."""
     st.markdown("### Training")
-    st.selectbox(
-        "Coupling",
-        tuple(COUPLINGS),
-        _index(tuple(COUPLINGS), "coupling"),
-        format_func=lambda c: COUPLING_LABELS.get(c, c),
-        key=widget_key("coupling"),
-    )
-    st.selectbox(
-        "Target",
-        TARGETS,
-        _index(tuple(TARGETS), "target"),
-        format_func=lambda t: TARGET_LABELS.get(t, t),
-        key=widget_key("target"),
-    )
+    _choice("Coupling", tuple(COUPLINGS), "coupling", lambda c: COUPLING_LABELS.get(c, c))
+    _choice("Target", tuple(TARGETS), "target", lambda t: TARGET_LABELS.get(t, t))
     current = _held("lr")
     rates = tuple(sorted({*LEARNING_RATES, float(current)}))
     st.select_slider(
         "Learning rate", rates, float(current), key=widget_key("lr"), format_func=lambda v: f"{v:g}"
     )
     st.caption("Changing data or these settings starts a fresh network.")
-    st.slider(
-        "Particles in the live snapshot",
-        100,
-        2000,
-        int(_held("snapshot_n")),
-        100,
-        key=widget_key("snapshot_n"),
-    )
+    _number("Particles in the live snapshot", "snapshot_n", step=100)
 
 
 def layer_controls() -> None:

@@ -68,45 +68,28 @@ def _downloads(flow, figure, dataset: Dataset, source: flows.Source, schedule: s
     title = f"{flow.solver} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {schedule}"
     frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=widget_key("png_t"))
     k = round(frame_t * (len(flow.times) - 1))
-    cols = st.columns(4)
-    cols[0].download_button(
-        "GIF",
-        lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title),
-        file_name="flow.gif",
-        mime="image/gif",
-        icon=":material/gif_box:",
-        on_click="ignore",
-        width="stretch",
-    )
-    cols[1].download_button(
-        "HTML",
-        lambda: export.html_bytes(figure),
-        file_name="flow.html",
-        mime="text/html",
-        icon=":material/html:",
-        on_click="ignore",
-        width="stretch",
-    )
-    cols[2].download_button(
-        "PNG",
-        lambda: export.png_bytes(
+
+    def png() -> bytes:  # rendered when clicked, like the GIF
+        return export.png_bytes(
             export.render_frame(flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800)
+        )
+
+    downloads = (
+        (
+            "GIF",
+            lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title),
+            "flow.gif",
+            "image/gif",
+            ":material/gif_box:",
         ),
-        file_name=f"flow_t{flow.times[k]:.2f}.png",
-        mime="image/png",
-        icon=":material/image:",
-        on_click="ignore",
-        width="stretch",
+        ("HTML", lambda: export.html_bytes(figure), "flow.html", "text/html", ":material/html:"),
+        ("PNG", png, f"flow_t{flow.times[k]:.2f}.png", "image/png", ":material/image:"),
+        ("Samples CSV", export.csv_bytes(flow.samples), "samples.csv", "text/csv", ":material/table:"),
     )
-    cols[3].download_button(
-        "Samples CSV",
-        export.csv_bytes(flow.samples),
-        file_name="samples.csv",
-        mime="text/csv",
-        icon=":material/table:",
-        on_click="ignore",
-        width="stretch",
-    )
+    for col, (label, data, file_name, mime, icon) in zip(st.columns(4), downloads, strict=True):
+        col.download_button(
+            label, data, file_name=file_name, mime=mime, icon=icon, on_click="ignore", width="stretch"
+        )
 
 
 def _model_bytes(runner) -> bytes:

@@ -114,7 +114,9 @@ def test_the_same_input_gives_the_same_figure():
 
 def test_density_heatmap_is_animated_and_forces_redraw():
     density = (
-        np.random.default_rng(0).random((F, densities.DENSITY_GRID, densities.DENSITY_GRID)).astype(np.float32)
+        np.random.default_rng(0)
+        .random((F, densities.DENSITY_GRID, densities.DENSITY_GRID))
+        .astype(np.float32)
     )
     fig = figures.flow_figure([panel(density=density)])
     assert fig.data[0].type == "heatmap"
@@ -234,9 +236,7 @@ def test_drawn_data_is_measured_against_all_its_strokes():
     """A prefix of the reference must not be one stroke: the points come stroke by stroke."""
     left = np.stack([np.linspace(-2, -1, 200), np.zeros(200)], 1)
     right = np.stack([np.linspace(1, 2, 200), np.zeros(200)], 1)
-    dataset = cache.load_dataset(
-        "custom", 0, np.concatenate([left, right]).astype(np.float32), "two-strokes"
-    )
+    dataset = cache.load_dataset("custom", 0, np.concatenate([left, right]).astype(np.float32), "two-strokes")
     prefix = quality.reference_for(dataset, 1000)
     assert (prefix[:, 0] < 0).mean() == pytest.approx(0.5, abs=0.15)
     source = flows.exact_source(dataset, "linear")

@@ -199,7 +199,7 @@ def micro(seconds: float, repeats: int = 1, session_counts=(1, 5)) -> dict:
 
 PRESETS = ("moons", "circles", "8gaussians", "checkerboard", "spirals")
 
-# The Playground's stable hooks (explorer/playground.py, explorer/controls.py). If one goes missing
+# The Playground's stable hooks (explorer/playground/: training_panel.py, controls.py). If one goes missing
 # the sessions fail with a message naming it, rather than hang.
 STATS = "[data-testid='fm-train-stats']"  # "step 1,234 · 456 steps/s · ... · training"
 NFE = "[data-testid='fm-nfe']"  # the caption under the "Steps" slider

@@ -31,7 +31,9 @@ import torch
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from bench.classroom import start_server
-from explorer import compute, figures
+from explorer import figures
+from explorer.core import fields, flows, quality
+from explorer.playground import cache
 from explorer.settings import configure_torch
 from fmcore import metrics
 from fmcore.trainer import Trainer
@@ -43,13 +45,13 @@ def new_figure(source, dataset, n, solver, steps) -> dict[str, float]:
     """One cold figure; returns the time of each stage in ms."""
     times = {}
     t = time.perf_counter()
-    flow = compute.compute_flow(source, compute.noise(n, 0), solver, steps, "uniform")
+    flow = flows.compute_flow(source, cache.noise_particles(n, 0), solver, steps, "uniform")
     times["integrate"] = time.perf_counter() - t
     t = time.perf_counter()
-    field = compute._on_times(source, compute.arrow_grid(), compute.frame_times())
+    field = fields.velocities_at(source, fields.arrow_grid(), flows.frame_times())
     times["field"] = time.perf_counter() - t
     t = time.perf_counter()
-    energy = metrics.energy_distance(flow.samples, compute.reference_for(dataset, n))
+    energy = metrics.energy_distance(flow.samples, quality.reference_for(dataset, n))
     times["metrics"] = time.perf_counter() - t
     t = time.perf_counter()
     panel = figures.Panel(
@@ -130,12 +132,12 @@ def main() -> None:
         return
     configure_torch()
 
-    dataset = compute.load_dataset("moons", 0)
+    dataset = cache.load_dataset("moons", 0)
     trainer = Trainer(torch.from_numpy(dataset.train), seed=0)
     trainer.step(args.train_steps)
-    learned = compute.learned_source(trainer.velocity, ("bench",), "linear", "linear")
-    learned_cosine = compute.learned_source(trainer.velocity, ("bench",), "linear", "cosine")
-    exact = compute.exact_source(dataset, "linear")
+    learned = flows.learned_source(trainer.velocity, ("bench",), "linear", "linear")
+    learned_cosine = flows.learned_source(trainer.velocity, ("bench",), "linear", "cosine")
+    exact = flows.exact_source(dataset, "linear")
 
     n, k = args.particles, args.steps
     cases = [
@@ -145,10 +147,10 @@ def main() -> None:
         (f"learned  euler {k} steps, schedule -> cosine", learned_cosine, "euler", k),
         (f"exact    euler {k} steps", exact, "euler", k),
         ("exact    rk4   20 steps (the default view)", exact, "rk4", 20),
-        (f"exact    dopri5 rtol 1e-3, {compute.N_FRAMES - 1} outputs", exact, "dopri5", compute.N_FRAMES - 1),
+        (f"exact    dopri5 rtol 1e-3, {flows.N_FRAMES - 1} outputs", exact, "dopri5", flows.N_FRAMES - 1),
     ]
     print(
-        f"{n} particles, {compute.N_FRAMES} frames, torch threads {torch.get_num_threads()}; budget {BUDGET_MS:.0f} ms; "
+        f"{n} particles, {flows.N_FRAMES} frames, torch threads {torch.get_num_threads()}; budget {BUDGET_MS:.0f} ms; "
         f"load average {Path('/proc/loadavg').read_text().split()[0]}"
     )
     header = f"{'case':46s} {'NFE':>5s} {'integrate':>9s} {'field':>7s} {'metric':>7s} {'build':>7s} {'json':>7s} {'total':>8s} {'ratio':>6s} {'best':>6s} {'MB':>5s}"

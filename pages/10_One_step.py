@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l10_one_step as one_step
@@ -10,6 +9,7 @@ from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.figures import sampling as figures_sampling
 from explorer.lessons.kit import Question
 from explorer.lessons.shared import Case
+from explorer.playground import cache
 
 MEANFLOW_PANELS = {("mean flow", 1), ("mean flow", 2), ("flow", 1), ("flow", 100)}
 
@@ -51,7 +51,7 @@ with left:
     preset = st.selectbox(
         "Data", ["moons", "8gaussians", "circles", "checkerboard", "spirals"], key="l10_data"
     )
-    dataset = compute.load_dataset(preset, seed=0)
+    dataset = cache.load_dataset(preset, seed=0)
     step = one_step_run(preset)
     revealed = lesson.predict_then_see(
         Question(
@@ -112,7 +112,7 @@ if revealed:
                 )
                 for row in chosen
             ],
-            background=compute.load_dataset(one_step.MEANFLOW_PRESET, seed=0).shown,
+            background=cache.load_dataset(one_step.MEANFLOW_PRESET, seed=0).shown,
             columns=len(chosen),
             height=360,
         ),

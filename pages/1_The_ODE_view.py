@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from explorer import compute, figures
+from explorer import figures
+from explorer.core import flows
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l1_ode_view as l1
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
+from explorer.playground import cache
 
 SOLVER, STEPS, PARTICLES = "euler", 100, 400
 time_direction_cases = st.cache_data(show_spinner="Integrating both ways…")(l1.time_direction_cases)
@@ -45,10 +47,10 @@ with left:
     )
     x0 = st.slider("Start point x", -3.0, 3.0, 1.5, 0.1, key="l1_x0")
     y0 = st.slider("Start point y", -3.0, 3.0, -1.2, 0.1, key="l1_y0")
-    dataset = compute.load_dataset(preset, seed=0)
-    source = compute.exact_source(dataset, "linear")
-    flow = compute.flow(source, PARTICLES, 0, SOLVER, STEPS, "uniform")
-    path = compute.single_path(source, (x0, y0), SOLVER, STEPS, "uniform")
+    dataset = cache.load_dataset(preset, seed=0)
+    source = flows.exact_source(dataset, "linear")
+    flow = cache.flow(source, PARTICLES, 0, SOLVER, STEPS, "uniform")
+    path = cache.single_path(source, (x0, y0), SOLVER, STEPS, "uniform")
     end = path.nodes[-1]
     lands = ("upper" if end[1] >= 0 else "lower") + " " + ("right" if end[0] >= 0 else "left")
     revealed = lesson.predict_then_see(
@@ -73,10 +75,10 @@ with left:
     )
     st.caption(
         f"The field is exact for the {len(dataset.shown)} data points, each blurred by a Gaussian of width "
-        f"{compute.EXACT_BANDWIDTH}, so that it stays finite at t = 1 (lesson 4 shows what happens without)."
+        f"{flows.EXACT_BANDWIDTH}, so that it stays finite at t = 1 (lesson 4 shows what happens without)."
     )
 with right:
-    field = compute.field_frames(source)
+    field = cache.field_frames(source)
     if revealed:
         panel = figures.Panel(flow, dataset.shown, field=field, single=path, title=figures.panel_title(flow))
         fig = figures.flow_figure([panel], height=600)

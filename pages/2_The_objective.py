@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.figures import theme
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
@@ -10,6 +9,7 @@ from explorer.lessons import l2_objective as l2
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 from explorer.lessons.shared import Case
+from explorer.playground import cache
 
 crossing_paths = st.cache_data(show_spinner=False)(l2.crossing_paths)
 posterior = st.cache_data(show_spinner=False)(l2.posterior)
@@ -31,7 +31,7 @@ st.latex(
 )
 
 preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l2_data")
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 conditional, marginal = crossing_paths(preset)
 revealed = lesson.predict_then_see(
     Question(

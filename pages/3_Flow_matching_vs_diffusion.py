@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.figures import theme
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
@@ -11,6 +10,7 @@ from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 from explorer.lessons.l3_fm_vs_diffusion import SAMPLERS
 from explorer.lessons.shared import SAMPLES, Case
+from explorer.playground import cache
 
 fm_vs_diffusion = st.cache_data(show_spinner="Training both models on this machine…")(l3.fm_vs_diffusion)
 parametrisation_pitfall = st.cache_data(show_spinner=False)(l3.parametrisation_pitfall)
@@ -82,7 +82,7 @@ train_steps = left.select_slider(
     "Training steps (each model)", [300, 600, 1200], value=600, key="l3_train_steps"
 )
 result = fm_vs_diffusion(preset, train_steps)
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 with right:
     lesson.chart(
         lesson_figures.panels_figure(

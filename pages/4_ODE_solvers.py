@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l4_solvers as l4
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 from explorer.lessons.shared import Case
+from explorer.playground import cache
 from fmcore.solvers import SOLVERS, TIME_GRIDS, time_grid
 
 solver_runs = st.cache_data(show_spinner="Running every solver…")(l4.solver_runs)
@@ -71,7 +71,7 @@ grid = controls[2].selectbox(
 steps = controls[3].slider("Steps", 1, 64, 8, key="l4_steps")
 st.caption(f"Field: {l4.FIELD_KINDS[field]}.")
 reference, runs = solver_runs(preset, field, steps, grid, ALL)
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 curves = error_curves(preset, field, grid, ALL)
 target = 0.01
 cheapest = min(curves, key=lambda c: l4.nfe_to_reach(c, target))

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import fmcore
-from explorer import compute, figures
+from explorer import figures
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l5_schedules as l5
@@ -11,6 +11,7 @@ from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.figures import TRAINING_STAGES
 from explorer.lessons.kit import Question
 from explorer.lessons.shared import Case
+from explorer.playground import cache
 
 one_batch = st.cache_data(show_spinner="Training a small network for the demo…")(l5.one_batch)
 schedule_facts = st.cache_data(show_spinner="Solving the exact field on every schedule…")(l5.schedule_facts)
@@ -39,7 +40,7 @@ st.markdown(
     "points (linear schedule); a real step does the same with 256 points, then updates the weights."
 )
 preset = st.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l5_data")
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 batch = one_batch(preset)
 
 

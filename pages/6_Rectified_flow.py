@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l6_rectified_flow as l6
@@ -10,6 +9,7 @@ from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 from explorer.lessons.l6_rectified_flow import EULER_STEPS
 from explorer.lessons.shared import SAMPLES, Case
+from explorer.playground import cache
 
 rectify = st.cache_data(show_spinner="Training, then reflowing, on this machine…")(l6.rectify)
 
@@ -35,7 +35,7 @@ euler_steps = left.select_slider(
     "Euler steps for the samples", list(EULER_STEPS), value=1, key="l6_euler_steps"
 )
 result = rectify(preset, reflow_steps=reflow_steps)
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 before, after = result.energy[euler_steps]
 
 

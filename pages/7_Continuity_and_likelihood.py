@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l7_continuity as l7
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.kit import Question
 from explorer.lessons.shared import Case
+from explorer.playground import cache
 
 likelihood_maps = st.cache_data(show_spinner="Solving backward for every grid point…")(l7.likelihood_maps)
 density_along_paths = st.cache_data(show_spinner=False)(l7.density_along_paths)
@@ -57,7 +57,7 @@ left, right = st.columns([1, 3], gap="large")
 preset = left.selectbox("Data", ["moons", "8gaussians", "circles", "checkerboard"], key="l7_data")
 steps = left.select_slider("RK4 steps of the backward solve", [2, 5, 10, 20], value=10, key="l7_steps")
 maps = likelihood_maps(preset, steps)
-dataset = compute.load_dataset(preset, seed=0)
+dataset = cache.load_dataset(preset, seed=0)
 left.markdown(
     f"{maps.steps} steps = **{maps.nfe} NFE** per point, plus the divergence (one backward pass per "
     f"dimension). Mean error against the closed form where the data is: **{maps.flow_error:.3f} nats**."

@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from explorer import compute
 from explorer.lessons import figures as lesson_figures
 from explorer.lessons import kit as lesson
 from explorer.lessons import l8_sdes as sdes
 from explorer.lessons.checks import SELF_CHECKS
 from explorer.lessons.figures import sampling as figures_sampling
 from explorer.lessons.kit import Question
+from explorer.playground import cache
 
 sde_family = st.cache_data(show_spinner="Sampling the flow at four noise levels…")(sdes.sde_family)
 no_score_cases = st.cache_data(show_spinner=False)(sdes.no_score_cases)
@@ -47,7 +47,7 @@ st.markdown(
 left, right = st.columns([1, 3.2], gap="large")
 with left:
     preset = st.selectbox("Data", ["8gaussians", "moons", "circles", "checkerboard"], key="l8_data")
-    dataset = compute.load_dataset(preset, seed=0)
+    dataset = cache.load_dataset(preset, seed=0)
     family = sde_family(preset)
     revealed = lesson.predict_then_see(
         Question(

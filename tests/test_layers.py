@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "fmcore": {"streamlit", "plotly", "explorer", "pages", "streamlit_app"},
     "explorer": {"pages", "streamlit_app"},
+    # The numbers and the view state: usable from a notebook or a script, without a server.
+    "explorer/core": {"streamlit", "plotly"},
 }
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from explorer.compute import ARROW_GRID, VIEW_BOX, arrow_grid
+from explorer.core.fields import ARROW_GRID, arrow_grid
+from explorer.core.flows import VIEW_BOX
 
 from . import theme
 
@@ -103,7 +104,7 @@ def render_frame(
 
     Args:
         particles: (n, 2) positions z_t.  t: the time shown.  data: (m, 2) faint target points.
-        field: (G, 2) velocities on ``compute.arrow_grid()``.  title: top-left text.  size: pixels.
+        field: (G, 2) velocities on ``fields.arrow_grid()``.  title: top-left text.  size: pixels.
         supersample: draw this many times larger, then downsample (1: crisp, for GIF frames).
     Returns:
         A ``size x size`` RGB image.

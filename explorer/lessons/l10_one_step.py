@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import fmcore
-from explorer.compute import EXACT_BANDWIDTH
+from explorer.core.flows import EXACT_BANDWIDTH
 from fmcore import datasets, metrics
 from fmcore.solvers import integrate
 

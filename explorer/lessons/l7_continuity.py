@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import fmcore
-from explorer.compute import VIEW_BOX
+from explorer.core.flows import VIEW_BOX
 from fmcore.solvers import integrate
 
 from .shared import blurred, exact_field, lesson_data, lesson_noise

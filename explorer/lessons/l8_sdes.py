@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import fmcore
-from explorer.compute import EXACT_BANDWIDTH
+from explorer.core.flows import EXACT_BANDWIDTH
 from fmcore import datasets, metrics
 from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
 from fmcore.solvers import time_grid

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
-from explorer.compute import VIEW_BOX
+from explorer.core.flows import VIEW_BOX
 from explorer.figures import theme
 from explorer.figures.export import scatter_image
 from fmcore import datasets

@@ -1,31 +1,36 @@
-"""The Playground's controls: each function draws a group of widgets and returns a frozen config.
+"""The Playground's controls: each function draws a group of widgets, keyed by their setting.
 
-Widgets are keyed; their values start from the ``ViewState`` (``seed_widgets``), so a shared link
-sets every control, and the page rebuilds the state from the returned configs on every run.
+The widget key is the state (Streamlit's Uber demo): each widget holds one ``ViewState`` setting
+under ``widget_key(name)``; ``seed_widgets`` puts a state's values there (the first run, a link)
+and ``state.from_widgets`` reads the view back, both derived from the settings' schema.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import streamlit as st
 
 import fmcore
-from explorer import compat, compute
-from explorer.core.state import FIELDS, MAX_PARTICLES, MAX_SEED, MAX_STEPS, MIN_PARTICLES, ViewState
+from explorer import compat
+from explorer.core import flows
+from explorer.core.state import (
+    FIELDS,
+    LAYERS,
+    MAX_SEED,
+    MAX_STEPS,
+    SETTINGS,
+    ViewState,
+    widget_key,
+    widget_values,
+)
 from fmcore.coupling import COUPLINGS
 from fmcore.solvers import SOLVERS, TIME_GRIDS
 from fmcore.trainer import TARGETS
 
 __all__ = [
     "LAYER_LABELS",
-    "CompareConfig",
-    "LayerConfig",
-    "ParticleConfig",
-    "PathConfig",
-    "SamplerConfig",
-    "TrainingConfig",
+    "PARTICLE_CHOICES",
     "compare_controls",
+    "follow_controls",
     "layer_controls",
     "nfe_caption",
     "particle_controls",
@@ -38,18 +43,11 @@ __all__ = [
 PARTICLE_CHOICES = (250, 500, 1000, 2000, 5000)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 FIELD_LABELS = {"exact": "Exact", "learned": "Learned", "difference": "Learned − exact"}
-LAYER_LABELS = {"paths": "Paths", "density": "Density", "warp": "Grid"}
+LAYER_LABELS = dict(zip(LAYERS, ("Paths", "Density", "Grid"), strict=True))
 COUPLING_LABELS = {"independent": "Independent (plain FM)", "ot": "Minibatch OT"}
 TARGET_LABELS = {"conditional": "Conditional velocity", "marginal": "Marginal velocity (exact, low variance)"}
 
-_PREFIX = "fme_w_"
-
-
-_DEFAULTS = ViewState()
-
-
-def _key(name: str) -> str:
-    return _PREFIX + name
+_DEFAULTS = widget_values(ViewState())
 
 
 def _held(name: str):
@@ -59,7 +57,7 @@ def _held(name: str):
     than the one that set its value takes the default. Left at Streamlit's own default, a page slow
     to draw (thirty students on one machine) sent back its sliders at their minimum.
     """
-    return compat.widget_default(_key(name), getattr(_DEFAULTS, name))
+    return compat.widget_default(widget_key(name), _DEFAULTS[name])
 
 
 def _index(options, name: str) -> int:
@@ -68,75 +66,29 @@ def _index(options, name: str) -> int:
     return options.index(held) if held in options else 0
 
 
-def _layer_names(state: ViewState) -> list[str]:
-    """The layers the state shows, as the layer pills' value."""
-    return [name for name in LAYER_LABELS if getattr(state, name)]
+def _choice(label: str, options: tuple, name: str, format_func, help: str | None = None):
+    """A selectbox that holds the setting ``name``, started at its held value."""
+    return st.selectbox(
+        label, options, _index(options, name), format_func=format_func, key=widget_key(name), help=help
+    )
 
 
-def seed_widgets(state: ViewState) -> None:
-    """Set every control to the state's value (on the first run, or after a link was opened)."""
-    values = {
-        "schedule": state.schedule,
-        "solver": state.solver,
-        "grid": state.grid,
-        "steps": state.steps,
-        "n": state.n,
-        "seed": state.seed,
-        "solver_b": state.solver_b,
-        "grid_b": state.grid_b,
-        "steps_b": state.steps_b,
-        "coupling": state.coupling,
-        "target": state.target,
-        "lr": state.lr,
-        "field": state.field,
-        "layers": _layer_names(state),
-        "compare": state.compare,
-        "model_density": state.model_density,
-    }
+def _number(label: str, name: str, step: int = 1, help: str | None = None):
+    """A slider over the range the setting ``name`` declares, started at its held value."""
+    spec = SETTINGS[name]
+    return st.slider(label, spec.lo, spec.hi, _held(name), step, key=widget_key(name), help=help)
+
+
+def seed_widgets(values: dict[str, object], overwrite: bool = True) -> None:
+    """Put ``values`` (``widget_values(state)``, or some of them) into their widgets.
+
+    ``overwrite=False`` sets only widgets that hold nothing yet.
+    """
     for name, value in values.items():
-        st.session_state[_key(name)] = value
-
-
-@dataclass(frozen=True)
-class PathConfig:
-    schedule: str
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    solver: str
-    grid: str
-    steps: int
-
-
-@dataclass(frozen=True)
-class ParticleConfig:
-    n: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    compare: bool
-    solver_b: str
-    grid_b: str
-    steps_b: int
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    coupling: str
-    target: str
-    lr: float
-
-
-@dataclass(frozen=True)
-class LayerConfig:
-    field: str
-    paths: bool
-    density: bool
-    warp: bool
-    model_density: bool
+        if overwrite:
+            st.session_state[widget_key(name)] = value
+        else:
+            st.session_state.setdefault(widget_key(name), value)
 
 
 def _solver_label(name: str) -> str:
@@ -153,115 +105,84 @@ def _schedule_label(name: str) -> str:
 
 def nfe_caption(solver: str, steps: int, counted: int | None = None) -> str:
     """HTML line '20 steps · 80 NFE' for under the step slider."""
-    label = compute.steps_label(solver, steps, counted)
+    label = flows.steps_label(solver, steps, counted)
     per_step = SOLVERS[solver].nfe_per_step
     how = f"{per_step} network evaluation{'s' if per_step != 1 else ''} per step" if per_step else "counted"
     return f"<div class='fm-nfe' data-testid='fm-nfe'><b>{label}</b> <span>({how})</span></div>"
 
 
-def path_controls() -> PathConfig:
+def path_controls() -> None:
     """The schedule of the path z_t = alpha_t z_1 + sigma_t z_0 the view uses."""
     st.markdown("### Path")
-    schedule = st.selectbox(
+    _choice(
         "Schedule αₜ, σₜ",
         tuple(fmcore.SCHEDULES),
-        index=_index(tuple(fmcore.SCHEDULES), "schedule"),
-        format_func=_schedule_label,
-        key=_key("schedule"),
+        "schedule",
+        _schedule_label,
         help="z_t = α_t·z₁ + σ_t·z₀. Changing it re-expresses the same flow (fmcore.change_schedule): no retraining.",
     )
-    return PathConfig(schedule)
 
 
-def sampler_controls() -> SamplerConfig:
+def sampler_controls() -> None:
     """Solver, time grid and steps; the page writes the NFE line under them (``nfe_caption``)."""
     st.markdown("### Sampler")
-    solver, grid, steps = _solver_grid_steps(help="Integration steps from t=0 to t=1.")
-    return SamplerConfig(solver, grid, int(steps))
+    _solver_grid_steps(help="Integration steps from t=0 to t=1.")
 
 
 def _solver_grid_steps(label: str = "", suffix: str = "", help: str | None = None) -> tuple[str, str, int]:
     """The solver, time grid and steps widgets: the sampler's, or compare mode's second (" B", "_b")."""
-    solver = st.selectbox(
-        f"Solver{label}",
-        tuple(SOLVERS),
-        _index(tuple(SOLVERS), f"solver{suffix}"),
-        format_func=_solver_label,
-        key=_key(f"solver{suffix}"),
-    )
-    grid = st.selectbox(
-        f"Time grid{label}",
-        tuple(TIME_GRIDS),
-        _index(tuple(TIME_GRIDS), f"grid{suffix}"),
-        format_func=_grid_label,
-        key=_key(f"grid{suffix}"),
-    )
+    solver = _choice(f"Solver{label}", tuple(SOLVERS), f"solver{suffix}", _solver_label)
+    grid = _choice(f"Time grid{label}", tuple(TIME_GRIDS), f"grid{suffix}", _grid_label)
     steps = st.slider(
-        f"Steps{label}", 1, MAX_STEPS, int(_held(f"steps{suffix}")), key=_key(f"steps{suffix}"), help=help
+        f"Steps{label}",
+        1,
+        MAX_STEPS,
+        int(_held(f"steps{suffix}")),
+        key=widget_key(f"steps{suffix}"),
+        help=help,
     )
     return solver, grid, int(steps)
 
 
-def particle_controls() -> ParticleConfig:
+def particle_controls() -> None:
     """How many particles, and the seed of their noise (and of the preset's sample)."""
     st.markdown("### Particles")
     current = _held("n")
     choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
-    n = st.select_slider("Particles", choices, int(current), key=_key("n"), format_func=lambda v: f"{v:,}")
-    seed = st.number_input(
+    st.select_slider("Particles", choices, int(current), key=widget_key("n"), format_func=lambda v: f"{v:,}")
+    st.number_input(
         "Seed",
         0,
         MAX_SEED,
         int(_held("seed")),
         step=1,
-        key=_key("seed"),
+        key=widget_key("seed"),
         help="Same seed, same noise particles and data sample.",
     )
-    return ParticleConfig(int(n), int(seed))
 
 
-def compare_controls() -> CompareConfig:
+def compare_controls() -> None:
     """Compare mode: a second panel with its own solver, grid and steps, on the same particles."""
-    compare = st.toggle("Compare with a second sampler", bool(_held("compare")), key=_key("compare"))
-    if not compare:
-        return CompareConfig(
-            False,
-            st.session_state.get(_key("solver_b"), "euler"),
-            st.session_state.get(_key("grid_b"), "uniform"),
-            int(st.session_state.get(_key("steps_b"), 4)),
-        )
-    solver, grid, steps = _solver_grid_steps(" B", "_b")
-    st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
-    return CompareConfig(True, solver, grid, int(steps))
+    if st.toggle("Compare with a second sampler", bool(_held("compare")), key=widget_key("compare")):
+        solver, _, steps = _solver_grid_steps(" B", "_b")
+        st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
 
 
-def training_controls() -> TrainingConfig:
+def training_controls() -> None:
     """How the next model is trained: coupling, regression target and learning rate."""
     st.markdown("### Training")
-    coupling = st.selectbox(
-        "Coupling",
-        tuple(COUPLINGS),
-        _index(tuple(COUPLINGS), "coupling"),
-        format_func=lambda c: COUPLING_LABELS.get(c, c),
-        key=_key("coupling"),
-    )
-    target = st.selectbox(
-        "Target",
-        TARGETS,
-        _index(tuple(TARGETS), "target"),
-        format_func=lambda t: TARGET_LABELS.get(t, t),
-        key=_key("target"),
-    )
+    _choice("Coupling", tuple(COUPLINGS), "coupling", lambda c: COUPLING_LABELS.get(c, c))
+    _choice("Target", tuple(TARGETS), "target", lambda t: TARGET_LABELS.get(t, t))
     current = _held("lr")
     rates = tuple(sorted({*LEARNING_RATES, float(current)}))
-    lr = st.select_slider(
-        "Learning rate", rates, float(current), key=_key("lr"), format_func=lambda v: f"{v:g}"
+    st.select_slider(
+        "Learning rate", rates, float(current), key=widget_key("lr"), format_func=lambda v: f"{v:g}"
     )
     st.caption("Changing data or these settings starts a fresh network.")
-    return TrainingConfig(coupling, target, float(lr))
+    _number("Particles in the live snapshot", "snapshot_n", step=100)
 
 
-def layer_controls() -> LayerConfig:
+def layer_controls() -> None:
     """What the figure shows: which field and which layers (the toolbar above the figure)."""
     field_col, layer_col = st.columns([1.25, 1], vertical_alignment="center", gap="small")
     with field_col:
@@ -270,35 +191,44 @@ def layer_controls() -> LayerConfig:
             FIELDS,
             default=_held("field"),
             format_func=FIELD_LABELS.get,
-            key=_key("field"),
+            key=widget_key("field"),
             label_visibility="collapsed",
         )
     with layer_col:
         layers = st.pills(
             "Layers",
             tuple(LAYER_LABELS),
-            default=st.session_state.get(_key("layers"), _layer_names(_DEFAULTS)),
+            default=st.session_state.get(widget_key("layers"), _DEFAULTS["layers"]),
             format_func=LAYER_LABELS.get,
             selection_mode="multi",
-            key=_key("layers"),
+            key=widget_key("layers"),
             label_visibility="collapsed",
         )
-    layers = set(layers or ())
-    model_density = st.session_state.get(_key("model_density"), False)
-    if "density" in layers and (field or "exact") != "exact":
-        model_density = st.toggle(
+    if "density" in (layers or ()) and (field or "exact") != "exact":
+        st.toggle(
             "Density of the network (log-likelihood, slower) instead of the exact pₜ",
             bool(_held("model_density")),
-            key=_key("model_density"),
+            key=widget_key("model_density"),
         )
-    return LayerConfig(
-        field=field or "exact",
-        paths="paths" in layers,
-        density="density" in layers,
-        warp="warp" in layers,
-        model_density=bool(model_density),
+
+
+def follow_controls() -> None:
+    """The followed particle's start point (read before the figure, by ``state.from_widgets``).
+
+    Lazy, like the other folded parts: its widgets exist only while it is open, and the view state
+    (which seeds them) remembers the point in between.
+    """
+    panel = st.expander(
+        "Follow one particle (the ODE view)",
+        icon=":material/timeline:",
+        key=widget_key("follow_panel"),
+        on_change="rerun",
     )
-
-
-def clamp_particles(n: int) -> int:
-    return min(MAX_PARTICLES, max(MIN_PARTICLES, int(n)))
+    if not panel.open:
+        return
+    with panel:
+        st.toggle("Show one particle's path", key=widget_key("follow_on"))
+        left, right = st.columns(2)
+        left.number_input("start x at t=0", -4.0, 4.0, step=0.1, key=widget_key("fx"), format="%.2f")
+        right.number_input("start y at t=0", -4.0, 4.0, step=0.1, key=widget_key("fy"), format="%.2f")
+        st.caption("Or click any particle in the figure.")

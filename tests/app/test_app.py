@@ -3,6 +3,7 @@
 AppTest runs a ``run_every`` fragment once per ``at.run()``, so "train some steps" is a few runs.
 """
 
+import base64
 import json
 import re
 
@@ -321,3 +322,21 @@ def test_live_figures_are_rebuilt_only_when_the_network_changed():
     at.run()
     new_key, (new_loss, _) = at.session_state["fme_live_figures"]
     assert new_key != key and new_loss is not loss
+
+
+def test_the_snapshot_particle_count_is_one_setting_for_the_link_the_slider_and_the_snapshot():
+    at = start({"snapshot_n": "1000"})
+    assert at.slider(key="fme_w_snapshot_n").value == 1000
+    at.button(key="fme_w_train").click().run()
+    at.run()  # one tick of the live fragment: a network to draw
+    assert not at.exception
+    assert any("1000 particles" in c.value for c in at.caption) and snapshot_samples(at) == 1000
+    at.slider(key="fme_w_snapshot_n").set_value(300).run()
+    assert at.query_params["snapshot_n"] == "300"
+    assert any("300 particles" in c.value for c in at.caption) and snapshot_samples(at) == 300
+
+
+def snapshot_samples(at: AppTest) -> int:
+    """How many samples the live snapshot draws (its last trace, sent as base64 float32)."""
+    (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"snapshot"' in c.proto.spec]
+    return len(base64.b64decode(spec["data"][-1]["x"]["bdata"])) // 4

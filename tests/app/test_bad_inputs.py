@@ -21,9 +21,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import compute
+from explorer.core import flows
 from explorer.core.state import ViewState, decode_points, encode_points
-from explorer.playground import canvas
+from explorer.playground import cache, canvas
 from explorer.training import session_runner
 from fmcore import datasets, io, metrics
 from fmcore.models import FlowModel, ModelConfig, VelocityMLP
@@ -309,9 +309,9 @@ def test_two_points_in_a_link_give_a_figure_not_a_traceback(app):
 
 
 def test_energy_distance_needs_two_points_a_side_and_says_so_with_none():
-    assert compute.energy_distance(np.zeros((5, 2), np.float32), np.zeros((1, 2), np.float32)) is None
+    assert cache.energy_distance(np.zeros((5, 2), np.float32), np.zeros((1, 2), np.float32)) is None
     a, b = np.eye(2, dtype=np.float32), np.array([[0, 0], [1, 1]], np.float32)
-    assert compute.energy_distance(a, b) == pytest.approx(float(metrics.energy_distance(a, b)))
+    assert cache.energy_distance(a, b) == pytest.approx(float(metrics.energy_distance(a, b)))
 
 
 @pytest.mark.parametrize("tiny", [1e-300, 1e-320])
@@ -473,9 +473,9 @@ def test_a_loaded_or_trained_models_velocity_has_a_divergence(tmp_path):
 
 def test_each_new_model_gets_its_own_random_cache_token(app, open_panel, tmp_path, monkeypatch):
     keys = []
-    original = compute.learned_source
+    original = flows.learned_source
     monkeypatch.setattr(
-        compute,
+        flows,
         "learned_source",
         lambda velocity, key, *rest: keys.append(key) or original(velocity, key, *rest),
     )

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import compute, figures
+from explorer import figures
+from explorer.core import fields, flows
 from explorer.figures import export
 from fmcore import datasets
 
-F = compute.N_FRAMES
+F = flows.N_FRAMES
 
 
 @pytest.fixture(scope="module")
 def flow():
     rng = np.random.default_rng(0)
-    times = compute.frame_times()
+    times = flows.frame_times()
     z0, z1 = rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) * 0.2 + [1.5, 0.0]
     particles = ((1 - times)[:, None, None] * z0 + times[:, None, None] * z1).astype(np.float32)
     return times, particles, z1.astype(np.float32)
@@ -25,7 +26,7 @@ def flow():
 
 def test_gif_is_an_animated_gif89a_with_one_frame_per_time(flow):
     times, particles, data = flow
-    field = np.ones((F, compute.ARROW_GRID**2, 2), dtype=np.float32)
+    field = np.ones((F, fields.ARROW_GRID**2, 2), dtype=np.float32)
     blob = export.gif_bytes(particles[::5], times[::5], data, field[::5], "test", size=160)
     assert blob[:6] == b"GIF89a"
     image = Image.open(io.BytesIO(blob))
@@ -50,7 +51,7 @@ def test_html_is_standalone_and_contains_the_animation(flow):
     times, particles, _ = flow
     rng = np.random.default_rng(1)
     nodes = np.linspace(0, 1, 5, dtype=np.float32)
-    flow_ = compute.Flow(
+    flow_ = flows.Flow(
         times, particles, nodes, particles[::12][:5, :20], particles[-1], 4, "euler", 4, "uniform", 0.1
     )
     fig = figures.flow_figure([figures.Panel(flow=flow_, data=rng.normal(size=(50, 2)).astype(np.float32))])

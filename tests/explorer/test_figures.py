@@ -4,25 +4,27 @@ import numpy as np
 import plotly.io as pio
 import pytest
 
-from explorer import compute, figures
+from explorer import figures
+from explorer.core import densities, fields, flows, quality
+from explorer.playground import cache
 
-F = compute.N_FRAMES
+F = flows.N_FRAMES
 
 
-def fake_flow(n=200, steps=10, solver="euler", seed=0) -> compute.Flow:
+def fake_flow(n=200, steps=10, solver="euler", seed=0) -> flows.Flow:
     rng = np.random.default_rng(seed)
     z0 = rng.normal(size=(n, 2)).astype(np.float32)
     z1 = rng.normal(size=(n, 2)).astype(np.float32) * 0.3 + 1.0
-    times = compute.frame_times()
+    times = flows.frame_times()
     particles = ((1 - times)[:, None, None] * z0 + times[:, None, None] * z1).astype(np.float32)
     nodes = np.linspace(0, 1, steps + 1, dtype=np.float32)
     paths = ((1 - nodes)[:, None, None] * z0[:20] + nodes[:, None, None] * z1[:20]).astype(np.float32)
-    return compute.Flow(times, particles, nodes, paths, z1, steps, solver, steps, "uniform", 0.0)
+    return flows.Flow(times, particles, nodes, paths, z1, steps, solver, steps, "uniform", 0.0)
 
 
 def panel(**overrides) -> figures.Panel:
     flow = overrides.pop("flow", fake_flow())
-    field = np.ones((F, compute.ARROW_GRID**2, 2), dtype=np.float32)
+    field = np.ones((F, fields.ARROW_GRID**2, 2), dtype=np.float32)
     data = np.random.default_rng(1).normal(size=(100, 2)).astype(np.float32)
     return figures.Panel(**{"flow": flow, "data": data, "title": "A", "field": field, **overrides})
 
@@ -30,7 +32,7 @@ def panel(**overrides) -> figures.Panel:
 def test_one_frame_per_time_with_a_slider_and_play_buttons():
     fig = figures.flow_figure([panel()])
     assert len(fig.frames) == F
-    assert [f.name for f in fig.frames] == [f"{t:.2f}" for t in compute.frame_times()]
+    assert [f.name for f in fig.frames] == [f"{t:.2f}" for t in flows.frame_times()]
     assert fig.frames[0].name == "0.00" and fig.frames[-1].name == "1.00"
     (slider,) = fig.layout.sliders
     assert len(slider.steps) == F and slider.currentvalue.prefix == "t = "
@@ -65,7 +67,7 @@ def test_arrows_are_one_line_trace_with_nan_gaps_and_arrowheads():
     arrows = next(t for t in fig.data if t.name == "velocity v(z, t)")
     assert arrows.mode == "lines"
     x, y = np.asarray(arrows.x, dtype=float), np.asarray(arrows.y, dtype=float)
-    g = compute.ARROW_GRID**2
+    g = fields.ARROW_GRID**2
     assert x.shape == (6 * g,) and np.isnan(x[5::6]).all() and np.isfinite(x[0::6]).all()
     # the constant field (1, 1): every shaft points up and to the right, all the same length
     dx, dy = x[1::6] - x[0::6], y[1::6] - y[0::6]
@@ -112,19 +114,21 @@ def test_the_same_input_gives_the_same_figure():
 
 def test_density_heatmap_is_animated_and_forces_redraw():
     density = (
-        np.random.default_rng(0).random((F, compute.DENSITY_GRID, compute.DENSITY_GRID)).astype(np.float32)
+        np.random.default_rng(0)
+        .random((F, densities.DENSITY_GRID, densities.DENSITY_GRID))
+        .astype(np.float32)
     )
     fig = figures.flow_figure([panel(density=density)])
     assert fig.data[0].type == "heatmap"
     assert 0 in fig.frames[0].traces and fig.frames[5].data[0].type == "heatmap"
     z = np.asarray(fig.frames[5].data[0].z)
-    assert z.shape == (compute.DENSITY_GRID, compute.DENSITY_GRID) and z.max() == pytest.approx(1.0)
+    assert z.shape == (densities.DENSITY_GRID, densities.DENSITY_GRID) and z.max() == pytest.approx(1.0)
     assert fig.layout.updatemenus[0].buttons[0].args[1]["frame"]["redraw"] is True
 
 
 def test_warp_and_followed_particle_layers():
     warp = np.zeros((F, 4, 5, 2), dtype=np.float32)
-    single = compute.SinglePath(
+    single = fields.SinglePath(
         start=np.zeros(2, np.float32),
         nodes=np.zeros((11, 2), np.float32),
         exact=np.zeros((101, 2), np.float32),
@@ -170,7 +174,7 @@ def test_loss_figure_has_the_floor_and_thins_long_curves():
 def test_snapshot_and_schedule_figures():
     rng = np.random.default_rng(0)
     snap = figures.snapshot_figure(
-        rng.normal(size=(50, 2)), rng.normal(size=(30, 2)), np.ones((compute.ARROW_GRID**2, 2))
+        rng.normal(size=(50, 2)), rng.normal(size=(30, 2)), np.ones((fields.ARROW_GRID**2, 2))
     )
     assert [t.type for t in snap.data] == ["scatter"] * 3 and snap.layout.yaxis.scaleanchor == "x"
     ts = np.linspace(0, 1, 11)
@@ -184,14 +188,14 @@ def test_snapshot_and_schedule_figures():
 
 
 def test_a_real_flow_from_the_exact_field_feeds_the_figure():
-    dataset = compute.load_dataset("8gaussians", 0)
-    source = compute.exact_source(dataset, "linear")
-    flow = compute.compute_flow(source, compute.noise(100, 0), "heun", 5, "uniform")
+    dataset = cache.load_dataset("8gaussians", 0)
+    source = flows.exact_source(dataset, "linear")
+    flow = flows.compute_flow(source, cache.noise_particles(100, 0), "heun", 5, "uniform")
     assert flow.nfe == 10 and flow.particles.shape == (F, 100, 2) and flow.paths.shape == (6, 100, 2)
-    np.testing.assert_allclose(flow.particles[0], compute.noise(100, 0), atol=1e-6)
+    np.testing.assert_allclose(flow.particles[0], cache.noise_particles(100, 0), atol=1e-6)
     np.testing.assert_allclose(flow.particles[-1], flow.samples, atol=1e-6)
     fig = figures.flow_figure(
-        [figures.Panel(flow=flow, data=dataset.shown, field=compute.field_frames(source))]
+        [figures.Panel(flow=flow, data=dataset.shown, field=cache.field_frames(source))]
     )
     assert len(fig.frames) == F
 
@@ -204,17 +208,17 @@ def test_the_flows_own_density_matches_the_closed_form():
 
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal([-1.5, 0.5], 0.3, (30, 2)), rng.normal([1.0, -0.5], 0.3, (30, 2))])
-    dataset = compute.load_dataset("custom", 0, points.astype(np.float32), "two-blobs")
-    source = compute.exact_source(dataset, "linear")
-    size, half = 12, float(compute.frame_times()[F // 2])
-    model = compute.model_density_frames(source, size=size, times=(0.0, half))
+    dataset = cache.load_dataset("custom", 0, points.astype(np.float32), "two-blobs")
+    source = flows.exact_source(dataset, "linear")
+    size, half = 12, float(flows.frame_times()[F // 2])
+    model = cache.model_density_frames(source, size=size, times=(0.0, half))
     assert model.shape == (2, size, size)
-    axis = compute.density_axis(size)
+    axis = densities.density_axis(size)
     x, y = np.meshgrid(axis, axis)
     grid = np.stack([x.ravel(), y.ravel()], 1)
     normal = np.exp(-0.5 * (grid**2).sum(1)) / (2 * np.pi)
     np.testing.assert_allclose(model[0].ravel(), normal, rtol=1e-5)  # t = 0: the noise N(0, I)
-    smoothed = fmcore.Blurred("linear", compute.EXACT_BANDWIDTH)
+    smoothed = fmcore.Blurred("linear", flows.EXACT_BANDWIDTH)
     exact = fmcore.exact_log_density(torch.from_numpy(grid), half, torch.from_numpy(dataset.shown), smoothed)
     exact = exact.exp().numpy()
     mass = exact > 0.05 * exact.max()  # where there is mass; Heun with 6 steps, so a few percent
@@ -222,21 +226,19 @@ def test_the_flows_own_density_matches_the_closed_form():
 
 
 def test_steps_and_nfe_are_named_precisely():
-    assert compute.steps_label("rk4", 20) == "20 steps · 80 NFE"
-    assert compute.steps_label("euler", 1) == "1 step · 1 NFE"
-    assert compute.steps_label("dopri5", 10) == "adaptive, 10 outputs · adaptive NFE"
-    assert compute.steps_label("dopri5", 10, 134) == "adaptive, 10 outputs · 134 NFE"
+    assert flows.steps_label("rk4", 20) == "20 steps · 80 NFE"
+    assert flows.steps_label("euler", 1) == "1 step · 1 NFE"
+    assert flows.steps_label("dopri5", 10) == "adaptive, 10 outputs · adaptive NFE"
+    assert flows.steps_label("dopri5", 10, 134) == "adaptive, 10 outputs · 134 NFE"
 
 
 def test_drawn_data_is_measured_against_all_its_strokes():
     """A prefix of the reference must not be one stroke: the points come stroke by stroke."""
     left = np.stack([np.linspace(-2, -1, 200), np.zeros(200)], 1)
     right = np.stack([np.linspace(1, 2, 200), np.zeros(200)], 1)
-    dataset = compute.load_dataset(
-        "custom", 0, np.concatenate([left, right]).astype(np.float32), "two-strokes"
-    )
-    prefix = compute.reference_for(dataset, 1000)
+    dataset = cache.load_dataset("custom", 0, np.concatenate([left, right]).astype(np.float32), "two-strokes")
+    prefix = quality.reference_for(dataset, 1000)
     assert (prefix[:, 0] < 0).mean() == pytest.approx(0.5, abs=0.15)
-    source = compute.exact_source(dataset, "linear")
-    flow = compute.flow(source, 400, 0, "euler", 20, "uniform")
-    assert compute.energy_distance(flow.samples, prefix) < 5 * compute.noise_floor(dataset, 400) + 0.01
+    source = flows.exact_source(dataset, "linear")
+    flow = cache.flow(source, 400, 0, "euler", 20, "uniform")
+    assert cache.energy_distance(flow.samples, prefix) < 5 * cache.noise_floor(dataset, 400) + 0.01

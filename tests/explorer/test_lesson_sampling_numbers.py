@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fmcore
-from explorer.compute import EXACT_BANDWIDTH
+from explorer.core.flows import EXACT_BANDWIDTH
 from explorer.lessons import l8_sdes as sdes
 from explorer.lessons import l9_guidance as guidance
 from explorer.lessons import l10_one_step as one_step

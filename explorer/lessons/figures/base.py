@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from explorer.compute import VIEW_BOX
+from explorer.core.flows import VIEW_BOX
 from explorer.figures import theme
 
 __all__ = ["SOLVER_COLORS", "f32", "hline", "log_ticks", "paths_xy", "square_view", "star", "style"]

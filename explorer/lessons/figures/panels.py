@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.compute import VIEW_BOX
+from explorer.core.flows import VIEW_BOX
 from explorer.figures import snapshot_figure, theme
 
 from ..shared import Case

@@ -1,0 +1,99 @@
+"""Share & export: the link, GIF/HTML/PNG/CSV downloads, and saving or loading the model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from explorer.core import flows
+from explorer.core.data import Dataset
+from explorer.core.points import URL_MAX_POINTS
+from explorer.core.state import ViewState, widget_key
+from explorer.figures import export
+
+from . import cache
+from .training_panel import on_load_model
+
+__all__ = ["export_panel"]
+
+
+def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: flows.Source, runner) -> None:
+    flow = measured[0][0]
+    # on_change="rerun" makes it lazy: nothing inside is built or sent until it is opened, which keeps
+    # its widgets (and the code highlighter) off the first paint.
+    panel = st.expander(
+        "Share & export", icon=":material/ios_share:", key=widget_key("export"), on_change="rerun"
+    )
+    if not panel.open:
+        return
+    with panel:
+        query = "&".join(f"{k}={v}" for k, v in state.to_query().items())
+        st.markdown(
+            "**Share**: the address bar holds this exact view; copy it. Add `classroom=1` for a projector."
+        )
+        st.code("?" + query if query else "(the default view)", language=None)
+        if state.points is not None and len(state.points) > URL_MAX_POINTS:
+            st.caption(
+                f"The link carries a {URL_MAX_POINTS:,}-point subsample of your {len(state.points):,} points."
+            )
+        _downloads(flow, figure, dataset, source, state.schedule)
+        st.caption(
+            "GIF and PNG render offline with Pillow; the HTML file embeds plotly.js and plays without a network."
+        )
+        st.markdown("**Model**")
+        left, right = st.columns([1, 2], vertical_alignment="bottom")
+        left.download_button(
+            "Save model",
+            lambda: _model_bytes(runner),
+            file_name="flow_model.safetensors",
+            mime="application/octet-stream",
+            icon=":material/download:",
+            on_click="ignore",
+            disabled=runner.velocity is None,
+            width="stretch",
+        )
+        right.file_uploader(
+            "Load a saved model (.safetensors)",
+            type=["safetensors"],
+            key=widget_key("model_upload"),
+            on_change=on_load_model,
+        )
+
+
+def _downloads(flow, figure, dataset: Dataset, source: flows.Source, schedule: str) -> None:
+    """GIF, HTML, PNG (of one frame) and the samples as CSV, each built only when clicked."""
+    field = cache.field_frames(source)
+    title = f"{flow.solver} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {schedule}"
+    frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=widget_key("png_t"))
+    k = round(frame_t * (len(flow.times) - 1))
+
+    def png() -> bytes:  # rendered when clicked, like the GIF
+        return export.png_bytes(
+            export.render_frame(flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800)
+        )
+
+    downloads = (
+        (
+            "GIF",
+            lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title),
+            "flow.gif",
+            "image/gif",
+            ":material/gif_box:",
+        ),
+        ("HTML", lambda: export.html_bytes(figure), "flow.html", "text/html", ":material/html:"),
+        ("PNG", png, f"flow_t{flow.times[k]:.2f}.png", "image/png", ":material/image:"),
+        ("Samples CSV", export.csv_bytes(flow.samples), "samples.csv", "text/csv", ":material/table:"),
+    )
+    for col, (label, data, file_name, mime, icon) in zip(st.columns(4), downloads, strict=True):
+        col.download_button(
+            label, data, file_name=file_name, mime=mime, icon=icon, on_click="ignore", width="stretch"
+        )
+
+
+def _model_bytes(runner) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.safetensors"
+        runner.save(path)
+        return path.read_bytes()

@@ -14,14 +14,24 @@ import time
 import streamlit as st
 
 from explorer.classroom import figures, links, push
-from explorer.classroom.tiles import SORTS, Tile, chip_texts, count_text, questions, status_line, tiles
+from explorer.classroom.tiles import (
+    SORTS,
+    Tile,
+    chip_texts,
+    count_text,
+    floor_ratio,
+    loss_text,
+    questions,
+    status_line,
+    tiles,
+)
 from explorer.core.text import plain
 from explorer.rooms import PushedSettings, RoomFull, RoomStore, UnknownRoom, open_store
 from explorer.settings import settings
 
 ROOM_KEY = "fme_class_room"  # session_state: (code, token) of the room this session teaches
 FOCUS_KEY = "fme_class_focus"  # session_state: the student id shown large, or None
-COLUMNS = 4  # tiles per row: 30 students are 8 rows
+COLUMNS = 5  # tiles per row: 30 students are 6 rows
 REFUSAL = "This dashboard opens only from its teacher link. Students: join with the link or code your teacher shows."
 CHART = {"displayModeBar": False, "staticPlot": False}
 
@@ -38,6 +48,7 @@ def store() -> RoomStore:
 
 
 def main() -> None:
+    st.set_page_config(page_title="Classroom", layout="wide")
     st.title("Classroom")
     credentials = _credentials()
     if credentials is None:
@@ -82,17 +93,17 @@ def _handout(code: str, token: str) -> None:
     """Join code, join link and QR for the projector; the private teacher link folded away."""
     base = links.base_url(st.context.url)
     join = links.join_link(base, code)
-    left, right = st.columns([3, 1], vertical_alignment="center")
-    with left:
-        st.markdown(f"### Join code: `{code}`")
-        st.caption("Students open this link (or scan the code), or type the code in the Playground:")
+    qr, words, private = st.columns([1, 3, 3], vertical_alignment="center")
+    qr.image(links.qr_png(join), width=150)
+    with words:
+        st.markdown(f"## Join code: `{code}`")
         st.code(join, language=None)
         st.code(code, language=None)
+    with private:
+        st.caption("Students scan the code or open the link (or type the code in the Playground).")
         with st.expander("Teacher link: private, keep it off the projector", icon=":material/key:"):
             st.caption("Opens this dashboard from any browser, as long as the room lives (12 h idle).")
             st.code(links.teacher_link(base, code, token), language=None)
-    with right:
-        st.image(links.qr_png(join), caption="Scan to join", width=220)
 
 
 def _controls(code: str, token: str) -> None:
@@ -169,10 +180,16 @@ def _name_and_chips(t: Tile) -> None:
         st.markdown(" ".join(f":violet-badge[{plain(c)}]" for c in chips))
 
 
+def _numbers(t: Tile) -> None:
+    """Loss against its floor as a bar (full at the floor), then step, quality and last seen."""
+    st.progress(floor_ratio(t), text=plain(loss_text(t)))
+    st.caption(plain(status_line(t)))
+
+
 def _tile(t: Tile) -> None:
     _name_and_chips(t)
     st.plotly_chart(figures.tile_figure(t), config=CHART, key=f"fme_class_fig_{t.student_id}")
-    st.caption(plain(status_line(t)))
+    _numbers(t)
     st.button(
         "Show large",
         key=f"fme_class_big_{t.student_id}",
@@ -192,7 +209,7 @@ def _large(t: Tile) -> None:
     )
     _name_and_chips(t)
     st.plotly_chart(figures.tile_figure(t, height=560), config=CHART, key="fme_class_fig_large")
-    st.caption(plain(status_line(t)))
+    _numbers(t)
 
 
 @st.fragment(run_every=2)

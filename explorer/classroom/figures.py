@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from explorer.classroom.tiles import Tile
 from explorer.figures import theme
 
-LIMIT = 3.5
-"""Half-width of a tile's square view: the presets live in about [-3, 3]^2."""
+LIMIT = 2.7
+"""Half-width of a tile's square view: the presets are scaled into about [-2.5, 2.5]^2."""
 
 
 def _frame(fig: go.Figure, height: int) -> go.Figure:
@@ -33,7 +33,7 @@ def _frame(fig: go.Figure, height: int) -> go.Figure:
     return fig
 
 
-def tile_figure(t: Tile, height: int = 190) -> go.Figure:
+def tile_figure(t: Tile, height: int = 180) -> go.Figure:
     """The student's current samples as amber dots on the dark square (empty before a report)."""
     size = 4 if height < 300 else 7
     marker = dict(color=theme.DATA, size=size, opacity=0.85, line=dict(width=0))

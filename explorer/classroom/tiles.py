@@ -91,9 +91,11 @@ def seen_text(seconds: float) -> str:
     return f"{int(seconds // 3600)} h ago"
 
 
-def number(x: float, digits: int = 3) -> str:
-    """A tile's number: 3 significant digits, "–" for NaN/inf (before the first report)."""
-    return f"{x:.{digits}g}" if math.isfinite(x) else "–"
+def number(x: float) -> str:
+    """A tile's number: 3 significant digits ("1.00", "0.0120", "1,234"), "–" for NaN/inf (no report yet)."""
+    if not math.isfinite(x):
+        return "–"
+    return f"{x:#.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
 def loss_text(t: Tile) -> str:
@@ -101,11 +103,18 @@ def loss_text(t: Tile) -> str:
     return f"loss {number(t.loss)} · floor {number(t.loss_floor)}"
 
 
+def floor_ratio(t: Tile) -> float:
+    """floor / loss in [0, 1]: 1 when the loss has reached its floor, 0 before a report."""
+    if not (math.isfinite(t.loss) and math.isfinite(t.loss_floor)) or t.loss <= 0:
+        return 0.0
+    return min(1.0, max(0.0, t.loss_floor / t.loss))
+
+
 def status_line(t: Tile) -> str:
-    """The tile's caption: step, loss against floor, quality and last seen, in one line."""
+    """The tile's caption: step, quality and last seen, in one line."""
     if not t.reported:
         return f"waiting for a first report · seen {seen_text(t.seen_s)}"
-    return f"step {t.step:,} · {loss_text(t)} · quality {number(t.quality)} · seen {seen_text(t.seen_s)}"
+    return f"step {t.step:,} · quality {number(t.quality)} · seen {seen_text(t.seen_s)}"
 
 
 def chip_texts(t: Tile) -> list[str]:

@@ -75,11 +75,14 @@ def test_a_tile_shows_the_report_and_when_the_student_was_seen():
         12.0,
         True,
     )
-    assert tiles.status_line(t) == "step 1,234 · loss 1.2 · floor 1 · quality 2.5 · seen 12 s ago"
+    assert tiles.status_line(t) == "step 1,234 · quality 2.50 · seen 12 s ago"
+    assert tiles.loss_text(t) == "loss 1.20 · floor 1.00"
+    assert tiles.floor_ratio(t) == pytest.approx(1.0 / 1.2)
     assert tiles.chip_texts(t) == ["data: moons", "solver: heun"]
     waiting = tiles.tile(seat("Bo"), now=100.0)
     assert not waiting.reported and math.isnan(waiting.loss) and waiting.points.shape == (0, 2)
     assert tiles.status_line(waiting) == "waiting for a first report · seen just now"
+    assert tiles.floor_ratio(waiting) == 0.0
 
 
 def test_tiles_sort_by_step_quality_and_name_with_the_unreported_last():
@@ -111,6 +114,14 @@ def test_tiles_sort_by_step_quality_and_name_with_the_unreported_last():
 )
 def test_seen_text(seconds, text):
     assert tiles.seen_text(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [(1.0, "1.00"), (0.012, "0.0120"), (45.678, "45.7"), (12345.6, "12,346"), (float("nan"), "–")],
+)
+def test_tile_numbers_keep_three_significant_digits(x, text):
+    assert tiles.number(x) == text
 
 
 def test_the_header_counts_students():

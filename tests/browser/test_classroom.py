@@ -23,9 +23,9 @@ XSS = "<img src=x onerror=alert(1)>"
 TILES = "[class*='st-key-fme_class_tile_']"
 CLASS = [  # name, preset, solver, training progress in [0, 1]
     ("Ada", "moons", "heun", 1.0),
-    ("Grace", "spirals", "rk4", 0.8),
-    ("Alan", "8gaussians", "euler", 0.55),
-    ("Emmy", "checkerboard", "midpoint", 0.3),
+    ("Grace", "spirals", "rk4", 0.95),
+    ("Alan", "8gaussians", "euler", 0.85),
+    ("Emmy", "checkerboard", "midpoint", 0.6),
     (XSS, "circles", "dopri5", 0.9),
 ]
 

@@ -217,3 +217,10 @@ def test_figures_draw_the_samples_and_escape_answers():
     bars = figures.poll_figure({"b": 1, XSS: 3, "a": 2})
     assert list(bars.data[0].y) == ["&lt;img src=x onerror=alert(1)&gt;", "a", "b"]  # most first
     assert list(bars.data[0].x) == [3, 2, 1]
+
+
+@pytest.mark.parametrize("module", ["links", "tiles", "push", "student", "figures"])
+def test_only_the_dashboard_imports_streamlit(module):
+    from tests.test_layers import ROOT, imported_roots
+
+    assert "streamlit" not in imported_roots(ROOT / "explorer" / "classroom" / f"{module}.py")

@@ -173,8 +173,8 @@ def _live(code: str, token: str) -> None:
                 _tile(t)
 
 
-def _name_and_chips(t: Tile) -> None:
-    st.markdown(f"**{plain(t.name)}**")
+def _name_and_chips(t: Tile, large: bool = False) -> None:
+    st.markdown(f"## {plain(t.name)}" if large else f"**{plain(t.name)}**")
     chips = chip_texts(t)
     if chips:
         st.markdown(" ".join(f":violet-badge[{plain(c)}]" for c in chips))
@@ -207,7 +207,7 @@ def _large(t: Tile) -> None:
         on_click=st.session_state.__setitem__,
         args=(FOCUS_KEY, None),
     )
-    _name_and_chips(t)
+    _name_and_chips(t, large=True)
     st.plotly_chart(figures.tile_figure(t, height=560), config=CHART, key="fme_class_fig_large")
     _numbers(t)
 

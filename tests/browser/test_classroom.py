@@ -110,6 +110,11 @@ def test_a_teacher_sees_each_students_run_and_students_cannot_open_the_dashboard
     page.set_viewport_size({"width": 1600, "height": 1000})
     page.wait_for_timeout(2500)
     shoot(page, "classroom-dashboard-large")
+    page.get_by_role("button", name=re.compile("Show large")).first.click()
+    page.get_by_role("button", name=re.compile("Back to the grid")).wait_for(timeout=20_000)
+    page.wait_for_timeout(1500)
+    assert page.locator(TILES).count() == 0 and "Ada" in page.inner_text("body")  # most steps: first
+    shoot(page, "classroom-one-run-large")
 
     # a student's own context: the link without the token, and with a guessed one, shows no data
     other = students[0].new_page()

@@ -18,6 +18,7 @@ from explorer.classroom import student
 from explorer.core.text import plain
 from explorer.rooms import open_store
 from explorer.settings import settings
+from tests.explorer.test_rooms import redis_url  # noqa: F401  (the real redis-server fixture)
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -213,3 +214,24 @@ def test_the_store_is_opened_once_per_process(data_dir):
     at = run()
     at.button[0].click().run()
     assert dashboard.store() is dashboard.store()
+
+
+def test_a_class_on_redis(redis_url, data_dir, monkeypatch):  # noqa: F811
+    """The same page on the Redis store (FME_ROOMS_URL), a real redis-server started by the fixture."""
+    monkeypatch.setenv("FME_ROOMS_URL", redis_url)
+    redis_db = open_store(redis_url)
+    redis_db.r.flushdb()
+    at, code, token = started()
+    for name in ("Ada", XSS, "Kurt"):
+        seat = student.join(redis_db, code, name)
+        redis_db.report(
+            code, seat.student_id, student.report_from(np.zeros((3, 2)), 5, 1, 1, 1, {"solver": "rk4"})
+        )
+    at = run({"room": code, "token": token})
+    assert at.get("subheader")[0].value == "3 students" and len(at.get("plotly_chart")) == 3
+    assert f"**{plain(XSS)}**" in texts(at)
+    at.selectbox(key="fme_class_push_solver").set_value("euler")
+    at.button(key="FormSubmitter:fme_class_push-Push settings").click().run()
+    assert student.pending_push(redis_db, code, 0).notice == "Your teacher changed solver euler."
+    assert not (tmp := data_dir / "rooms.db").exists(), f"{tmp} should not be made with Redis"
+    redis_db.close()

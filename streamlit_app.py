@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from explorer.classroom import dashboard
 from explorer.playground import page as playground
 
 # By the number, not the name: "10_One_step.py" sorts before "1_The_ODE_view.py" as a string.
@@ -12,4 +13,5 @@ lessons = [st.Page(str(path)) for path in files]
 pages = {"": [st.Page(playground.main, title="Playground", icon=":material/waves:", default=True)]}
 if lessons:
     pages["Lessons"] = lessons
+pages["Teach"] = [st.Page(dashboard.main, title="Classroom", icon=":material/school:", url_path="classroom")]
 st.navigation(pages).run()

@@ -1,0 +1,12 @@
+"""The classroom's UI side (issue 15): a teacher's dashboard, and the calls a student's Playground makes.
+
+- ``links``: the join link, the teacher link and the join QR code (streamlit-free).
+- ``tiles``: the numbers behind a dashboard tile, sorting, "N students" (streamlit-free).
+- ``push``: the choices a teacher can push, from fmcore's registries (streamlit-free).
+- ``student``: join, report, pick up pushed settings, answer a poll (streamlit-free; the
+  Playground calls these).
+- ``figures``: plotly figures of a tile and of a poll (pure).
+- ``dashboard``: the "Classroom" page (Streamlit).
+
+The store itself is ``explorer.rooms``.
+"""

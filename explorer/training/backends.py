@@ -299,6 +299,8 @@ class EngineBackend:
                 self._attached = False
                 with contextlib.suppress(EngineLost, SlotLost):  # gone already: the synced state is left
                     self._state = self.engine.call("remove", self.handle)
+                    # What the page draws from now on is the model the session holds.
+                    self._flow = Trainer.from_state_dict(self._state, device="cpu").flow
 
     def set_lr(self, lr: float) -> None:
         with self._lock:
@@ -351,4 +353,3 @@ class EngineBackend:
 def _plain(error: Exception) -> str:
     """A KeyError's message without the quotes ``str`` adds."""
     return str(error.args[0]) if error.args else type(error).__name__
-

@@ -58,6 +58,9 @@ SYNC_S = 2.0
 """A slot's full state travels back to its session at most this often (what a crash can lose)."""
 DROP_S = 10.0
 """A slot not polled for this long is dropped: its page is gone (pages poll every 3 s at most)."""
+MIN_STEPS = 8
+"""Fewest steps in one batched call. Each slot's trainer checks for divergence at the end of every
+call: a check after a single explosive step (lr 100) would keep its weights as the last good ones."""
 IDLE_WAIT_S = 0.2
 """How long the worker sleeps on its pipe when no slot is training."""
 START_TIMEOUT_S, CALL_TIMEOUT_S = 120.0, 60.0
@@ -226,7 +229,7 @@ class _Worker:
 
     def train(self) -> None:
         """One batched call of about ``STEP_CALL_S``: every training slot the same number of steps."""
-        n = max(1, int(self.rate * STEP_CALL_S)) if self.rate else 1
+        n = max(MIN_STEPS, int(self.rate * STEP_CALL_S)) if self.rate else MIN_STEPS
         started = time.perf_counter()
         stats = self.bank.step(n)
         self.rate = n / max(time.perf_counter() - started, 1e-9)

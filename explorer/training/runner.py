@@ -65,7 +65,7 @@ LOCK_WAIT_S = 0.05
 CURVE_POINTS = 2000
 """``history`` returns at most this many points (block means of the losses beyond that)."""
 NOTICE_S = 10.0
-"""How long a notice about the engine (a restored model) stays in ``message``."""
+"""How long a notice about the engine (a restored model) stays in ``message`` once training is back."""
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -318,7 +318,9 @@ class TrainingRunner:
                 result = model.advance(budget_s)
             except Restored as error:
                 step = model.synced_step
-                return self._notice(generation, f"{_sentence(error)} Your model was restored from step {step}.")
+                return self._notice(
+                    generation, f"{_sentence(error)} Your model was restored from step {step}."
+                )
             except EngineFull as error:
                 return self._refuse(generation, error)
             except Exception as error:
@@ -335,12 +337,16 @@ class TrainingRunner:
             stats, losses = result.stats, result.losses
             if self._last_result is not None and now - self._last_result < 5.0 and self.backend == "engine":
                 # What this session really got: steps since its last result, redraws included.
-                stats = dataclasses.replace(stats, steps_per_s=len(losses) / max(now - self._last_result, 1e-9))
+                stats = dataclasses.replace(
+                    stats, steps_per_s=len(losses) / max(now - self._last_result, 1e-9)
+                )
             self._last_result = now
             kept = stats.step - len(losses)
             self._losses = np.concatenate([self._losses[:kept], losses])
             self._trained = True
             self.stats, self.status = stats, stats.status
+            if self._notice_at == math.inf:
+                self._notice_at = now  # the notice counts from training's return
             if now - self._notice_at > NOTICE_S:
                 self.message = ""
             stopped = stats.status != "ok" and self._go("stop")
@@ -354,7 +360,7 @@ class TrainingRunner:
         with self._swap_lock:
             if generation != self._generation:
                 return None
-            self.message, self._notice_at = message, time.monotonic()
+            self.message, self._notice_at = message, math.inf
             self._last_result = None
             return _empty_stats(self.stats, message)
 
@@ -474,4 +480,3 @@ def _sentence(error) -> str:
     text = str(error).strip() or type(error).__name__
     text = text[0].upper() + text[1:]
     return text if text.endswith(".") else text + "."
-

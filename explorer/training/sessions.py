@@ -5,7 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-__all__ = ["ACTIVE_WINDOW_S", "REDRAWS_PER_S", "REDRAW_INTERVALS_S", "active_sessions", "note_tick", "redraw_interval"]
+__all__ = [
+    "ACTIVE_WINDOW_S",
+    "REDRAWS_PER_S",
+    "REDRAW_INTERVALS_S",
+    "active_sessions",
+    "note_tick",
+    "redraw_interval",
+]
 
 REDRAW_INTERVALS_S = (0.35, 0.7, 1.5, 3.0)
 """The live redraw periods a page may use: several a second alone, every 3 s in a big class."""

@@ -82,7 +82,9 @@ def read(environ: Mapping[str, str]) -> Settings:
     if training is not None:
         training = training.lower()
         if training not in TRAINING_BACKENDS:
-            raise ValueError(f"FME_TRAINING must be one of {', '.join(TRAINING_BACKENDS)}; got {training[:40]!r}")
+            raise ValueError(
+                f"FME_TRAINING must be one of {', '.join(TRAINING_BACKENDS)}; got {training[:40]!r}"
+            )
     return Settings(
         training=training,
         engine_slots=_whole(environ, "FME_ENGINE_SLOTS", 200, 1),

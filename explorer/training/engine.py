@@ -44,6 +44,7 @@ __all__ = [
     "Engine",
     "EngineFull",
     "EngineLost",
+    "EngineWorker",
     "FlowWeights",
     "Report",
     "SlotLost",
@@ -145,8 +146,12 @@ class _Entry:
     stats: TrainStats | None = None
 
 
-class _Worker:
-    """The bank and the handles of its slots; every method runs in the worker's one thread."""
+class EngineWorker:
+    """The engine's bank and the handles of its slots, as the worker process runs them (in one thread).
+    Usable in-process too (``bench/engine.py``, tests): ``op_*`` are the requests, ``train`` one
+    Usable in-process too (``bench/engine.py`'`, tests): ``op_*`` are the requests, ``train`` one
+    batched call, ``drop_stale`` the heartbeat check.
+    """
 
     def __init__(self, device, cap: int, drop_s: float, sync_s: float):
         self.bank = BatchTrainer(device=device)
@@ -255,7 +260,7 @@ def _serve(conn, parent: int, device, cap: int, drop_s: float, sync_s: float, ni
     torch.set_num_threads(1)  # one thread beats several for networks this small
     with contextlib.suppress(OSError, ValueError):
         os.nice(nice)  # a page's rerun comes before a training step when cores are short
-    worker = _Worker(device, cap, drop_s, sync_s)
+    worker = EngineWorker(device, cap, drop_s, sync_s)
     conn.send(("ready", os.getpid(), worker.device))
     while True:
         wait = 0.0 if worker.training else IDLE_WAIT_S

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from explorer.training import Engine, TrainingRunner
-from explorer.training.engine import EngineFull, SlotLost, _Worker, trimmed_state
+from explorer.training.engine import EngineFull, SlotLost, EngineWorker, trimmed_state
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
 
@@ -20,9 +20,9 @@ def state(seed=0, m=256, **options):
     return trimmed_state(Trainer(sample("moons", m, seed=seed), seed=seed, device="cpu", **options))
 
 
-def worker(cap=10, drop_s=10.0, sync_s=2.0) -> _Worker:
+def worker(cap=10, drop_s=10.0, sync_s=2.0) -> EngineWorker:
     """The engine's loop state, in this process: what the worker process runs, without the pipe."""
-    return _Worker("cpu", cap, drop_s, sync_s)
+    return EngineWorker("cpu", cap, drop_s, sync_s)
 
 
 def test_every_training_slot_advances_at_the_same_rate():

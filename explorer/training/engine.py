@@ -147,9 +147,9 @@ class _Entry:
 
 
 class EngineWorker:
-    """The engine's bank and the handles of its slots, as the worker process runs them (in one thread).
+    """The engine's bank and the handles of its slots, as the worker process runs them (one thread).
+
     Usable in-process too (``bench/engine.py``, tests): ``op_*`` are the requests, ``train`` one
-    Usable in-process too (``bench/engine.py`'`, tests): ``op_*`` are the requests, ``train`` one
     batched call, ``drop_stale`` the heartbeat check.
     """
 

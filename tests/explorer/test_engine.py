@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from explorer.training import Engine, TrainingRunner
-from explorer.training.engine import EngineFull, SlotLost, EngineWorker, trimmed_state
+from explorer.training.engine import EngineFull, EngineWorker, SlotLost, trimmed_state
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
 

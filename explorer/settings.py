@@ -39,6 +39,9 @@ class Settings:
         train_device: ``FME_TRAIN_DEVICE`` (e.g. "cpu" on a GPU node), or None: cuda, mps, cpu.
         train_nice: ``FME_TRAIN_NICE``, the niceness added to the training engine (default 10: a
             page's rerun comes before a training step when cores are short; 0 treats them alike).
+        ray_address: ``FME_RAY_ADDRESS``: the training engine runs as a Ray actor on that cluster
+            (``auto``, ``ray://host:10001``, or ``local`` for a Ray started in this process); None:
+            a local engine process.
         torch_threads: ``FME_TORCH_THREADS``, torch's intra-op threads in the app (default 1).
         rooms_url: ``FME_ROOMS_URL``, the classroom store (``sqlite:///path`` or
             ``redis://host:port/db``); None: SQLite under ``data_dir``.
@@ -49,6 +52,7 @@ class Settings:
     engine_slots: int = 200
     train_device: str | None = None
     train_nice: int = 10
+    ray_address: str | None = None
     torch_threads: int = 1
     rooms_url: str | None = None
     data_dir: Path = Path("data")
@@ -90,6 +94,7 @@ def read(environ: Mapping[str, str]) -> Settings:
         engine_slots=_whole(environ, "FME_ENGINE_SLOTS", 200, 1),
         train_device=_text(environ, "FME_TRAIN_DEVICE"),
         train_nice=_whole(environ, "FME_TRAIN_NICE", 10, -20),
+        ray_address=_text(environ, "FME_RAY_ADDRESS"),
         torch_threads=_whole(environ, "FME_TORCH_THREADS", 1, 1),
         rooms_url=_text(environ, "FME_ROOMS_URL"),
         data_dir=Path(_text(environ, "FME_DATA_DIR") or "data"),

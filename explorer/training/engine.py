@@ -51,6 +51,7 @@ __all__ = [
     "flow_from_weights",
     "get_engine",
     "trimmed_state",
+    "unwrap",
 ]
 
 STEP_CALL_S = 0.05
@@ -279,6 +280,14 @@ def _serve(conn, parent: int, device, cap: int, drop_s: float, sync_s: float, ni
 # -- the server side ------------------------------------------------------------------------------
 
 
+def unwrap(answer: tuple):
+    """``EngineWorker.handle``'s answer -> its value, or the error it reports, raised."""
+    if answer[0] == "ok":
+        return answer[1]
+    kind, message = answer[1], answer[2]
+    raise {"lost": SlotLost, "full": EngineFull}.get(kind, RuntimeError)(message)
+
+
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
     """A spawned worker that does not re-run the server's ``__main__``.
 
@@ -373,11 +382,7 @@ class Engine:
             except (BrokenPipeError, OSError):
                 self._lose()
                 raise EngineLost("the training engine stopped unexpectedly") from None
-            answer = self._receive(CALL_TIMEOUT_S)
-        if answer[0] == "ok":
-            return answer[1]
-        kind, message = answer[1], answer[2]
-        raise {"lost": SlotLost, "full": EngineFull}.get(kind, RuntimeError)(message)
+            return unwrap(self._receive(CALL_TIMEOUT_S))
 
     def shutdown(self) -> None:
         with self._lock:
@@ -391,10 +396,17 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def get_engine() -> Engine:
-    """The server's engine, created on first use (it keeps no user data beyond its slots)."""
+    """The server's engine, created on first use (it keeps no user data beyond its slots): a Ray
+    actor when ``FME_RAY_ADDRESS`` is set (``explorer.training.ray_engine``), else a local worker."""
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None:
-            _ENGINE = Engine()
+            address = settings().ray_address
+            if address:
+                from .ray_engine import RayEngine
+
+                _ENGINE = RayEngine(address)
+            else:
+                _ENGINE = Engine()
             atexit.register(_ENGINE.shutdown)
         return _ENGINE

@@ -26,7 +26,6 @@ the backend (a generation count), and a slice that finishes on the old one is dr
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 import threading
 import time
@@ -37,11 +36,13 @@ import torch
 
 from explorer.settings import TRAINING_BACKENDS, settings
 from fmcore import io as model_io
-from fmcore.trainer import Trainer, TrainStats
+from fmcore.trainer import TrainStats
 
 from .backends import EngineBackend, InlineBackend, LoadedBackend, Restored, Slice, TrainingBackend
 from .engine import Engine, EngineFull, get_engine
+from .messages import build_trainer, empty_stats, sentence, status_message
 from .sessions import ACTIVE_WINDOW_S, REDRAW_INTERVALS_S, REDRAWS_PER_S, note_tick, redraw_interval
+from .states import TRANSITIONS, Phase
 
 __all__ = [
     "ACTIVE_WINDOW_S",
@@ -68,30 +69,6 @@ NOTICE_S = 10.0
 """How long a notice about the engine (a restored model) stays in ``message`` once training is back."""
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Phase(enum.Enum):
-    EMPTY = "empty"  # nothing configured or loaded
-    PAUSED = "paused"  # a model that can train, not training
-    TRAINING = "training"  # ticks train
-    STOPPED = "stopped"  # training stopped itself (diverged, done, error): set_lr, reset or start
-    LOADED = "loaded"  # a model file: drawn and saved, not trained
-
-
-_ALL = tuple(Phase)
-TRANSITIONS: dict[str, dict[Phase, Phase]] = {
-    "configure": dict.fromkeys(_ALL, Phase.PAUSED),
-    "load": dict.fromkeys(_ALL, Phase.LOADED),
-    "reset": dict.fromkeys((Phase.PAUSED, Phase.TRAINING, Phase.STOPPED, Phase.LOADED), Phase.PAUSED),
-    "start": {Phase.PAUSED: Phase.TRAINING, Phase.STOPPED: Phase.TRAINING, Phase.TRAINING: Phase.TRAINING},
-    "pause": {Phase.TRAINING: Phase.PAUSED},
-    "set_lr": {Phase.PAUSED: Phase.PAUSED, Phase.TRAINING: Phase.TRAINING, Phase.STOPPED: Phase.PAUSED},
-    "stop": {Phase.TRAINING: Phase.STOPPED},  # a slice ended diverged, done or in error
-    "refuse": {Phase.TRAINING: Phase.PAUSED},  # the engine is full
-}
-"""event -> {phase it may happen in: the phase after}. An event in a phase not listed does nothing
-(``start`` before ``configure``, ``pause`` when paused); ``reset`` from a loaded model needs the
-configuration it had before."""
 
 
 def default_backend() -> str:
@@ -250,11 +227,11 @@ class TrainingRunner:
         engine = self.backend == "engine"
         # For the engine the trainer is built here only to check the settings and hold the first
         # state: the engine picks the device it trains on, so the server never starts a GPU context.
-        trainer = _trainer(data, {**spec, "device": "cpu"} if engine else spec)
+        trainer = build_trainer(data, {**spec, "device": "cpu"} if engine else spec)
         if engine and trainer.labels is None and trainer.objective == "flow":
             return EngineBackend(trainer, self._engine)
         if engine:
-            trainer = _trainer(data, spec)
+            trainer = build_trainer(data, spec)
         return InlineBackend(trainer)
 
     def _install(self, model: TrainingBackend, event: str) -> None:
@@ -319,7 +296,7 @@ class TrainingRunner:
             except Restored as error:
                 step = model.synced_step
                 return self._notice(
-                    generation, f"{_sentence(error)} Your model was restored from step {step}."
+                    generation, f"{sentence(error)} Your model was restored from step {step}."
                 )
             except EngineFull as error:
                 return self._refuse(generation, error)
@@ -351,7 +328,7 @@ class TrainingRunner:
                 self.message = ""
             stopped = stats.status != "ok" and self._go("stop")
             if stopped:
-                self.message = _status_message(stats)
+                self.message = status_message(stats)
         if stopped:
             model.suspend()
         return stats
@@ -362,7 +339,7 @@ class TrainingRunner:
                 return None
             self.message, self._notice_at = message, math.inf
             self._last_result = None
-            return _empty_stats(self.stats, message)
+            return empty_stats(self.stats, message)
 
     def _refuse(self, generation: int, error: Exception) -> TrainStats | None:
         with self._swap_lock:
@@ -370,10 +347,10 @@ class TrainingRunner:
                 return None
             self._go("refuse")
             self.message = (
-                f"{_sentence(error)} Training is paused: press Train again in a while, "
+                f"{sentence(error)} Training is paused: press Train again in a while, "
                 "or ask your teacher to add a server."
             )
-            return _empty_stats(self.stats, self.message)
+            return empty_stats(self.stats, self.message)
 
     def _fail(self, generation: int, error: Exception) -> TrainStats | None:
         with self._swap_lock:
@@ -381,8 +358,8 @@ class TrainingRunner:
                 return None
             self._go("stop")
             self.status = "error"
-            self.message = f"Training stopped: {_sentence(error)} Change a setting or press reset."
-            return dataclasses.replace(_empty_stats(self.stats, self.message), status="error")
+            self.message = f"Training stopped: {sentence(error)} Change a setting or press reset."
+            return dataclasses.replace(empty_stats(self.stats, self.message), status="error")
 
     # -- what the page draws ---------------------------------------------------------------------
 
@@ -443,40 +420,3 @@ class TrainingRunner:
         self.__dict__.update(state)
         self._slice_lock = threading.Lock()
         self._swap_lock = threading.Lock()
-
-
-def _trainer(data, spec: dict) -> Trainer:
-    """A new Trainer, with every refusal turned into a ValueError that a person can read."""
-    spec = dict(spec)
-    spec.setdefault("device", settings().train_device)
-    try:
-        return Trainer(data, **spec)
-    except ValueError:
-        raise
-    except TypeError as error:
-        raise ValueError(f"invalid training option: {error}") from None
-    except (KeyError, RuntimeError, OverflowError) as error:
-        raise ValueError(f"could not set up training: {_sentence(error)}") from None
-
-
-def _empty_stats(last: TrainStats | None, message: str) -> TrainStats:
-    """Stats for a tick that trained nothing, carrying ``message``."""
-    if last is not None:
-        return dataclasses.replace(last, loss=math.nan, steps_per_s=0.0, status="ok", message=message)
-    return TrainStats(
-        step=0, loss=math.nan, elapsed=0.0, steps_per_s=0.0, lr=math.nan, status="ok", message=message
-    )
-
-
-def _status_message(stats: TrainStats) -> str:
-    if stats.status == "diverged":
-        return f"{_sentence(stats.message or 'training diverged')} Training is paused: lower the learning rate or press reset."
-    if stats.status == "done":
-        return f"Finished: {stats.message or 'the step limit was reached'}."
-    return _sentence(stats.message or f"training stopped ({stats.status})")
-
-
-def _sentence(error) -> str:
-    text = str(error).strip() or type(error).__name__
-    text = text[0].upper() + text[1:]
-    return text if text.endswith(".") else text + "."

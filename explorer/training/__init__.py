@@ -6,13 +6,12 @@ from .runner import (
     BACKENDS,
     CURVE_POINTS,
     SESSION_KEY,
-    TRANSITIONS,
-    Phase,
     TrainingRunner,
     default_backend,
     session_runner,
 )
 from .sessions import ACTIVE_WINDOW_S, REDRAW_INTERVALS_S, REDRAWS_PER_S, active_sessions, redraw_interval
+from .states import TRANSITIONS, Phase
 
 __all__ = [
     "ACTIVE_WINDOW_S",

@@ -41,23 +41,10 @@ from fmcore.trainer import TrainStats
 from .backends import EngineBackend, InlineBackend, LoadedBackend, Restored, Slice, TrainingBackend
 from .engine import Engine, EngineFull, get_engine
 from .messages import build_trainer, empty_stats, sentence, status_message
-from .sessions import ACTIVE_WINDOW_S, REDRAW_INTERVALS_S, REDRAWS_PER_S, note_tick, redraw_interval
+from .sessions import note_tick
 from .states import TRANSITIONS, Phase
 
-__all__ = [
-    "ACTIVE_WINDOW_S",
-    "BACKENDS",
-    "CURVE_POINTS",
-    "REDRAWS_PER_S",
-    "REDRAW_INTERVALS_S",
-    "SESSION_KEY",
-    "TRANSITIONS",
-    "Phase",
-    "TrainingRunner",
-    "default_backend",
-    "redraw_interval",
-    "session_runner",
-]
+__all__ = ["BACKENDS", "CURVE_POINTS", "SESSION_KEY", "TrainingRunner", "default_backend", "session_runner"]
 
 SESSION_KEY = "fme_training_runner"
 BACKENDS = TRAINING_BACKENDS

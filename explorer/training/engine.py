@@ -357,9 +357,10 @@ class Engine:
         self._lose()
         raise EngineLost(f"the training engine did not answer within {timeout_s:.0f} s")
 
-    def _lose(self) -> None:
+    def _lose(self, restart: bool = True) -> None:
+        """Kill the worker (if still alive); with ``restart`` the next call counts as a restart."""
         process, self._process, self._conn = self._process, None, None
-        self.restarts += 1
+        self.restarts += restart
         if process is not None and process.is_alive():
             process.kill()
         if process is not None:
@@ -387,8 +388,7 @@ class Engine:
     def shutdown(self) -> None:
         with self._lock:
             if self._process is not None:
-                self._lose()
-                self.restarts -= 1  # stopping is no restart
+                self._lose(restart=False)
 
 
 _ENGINE: Engine | None = None

@@ -94,8 +94,9 @@ def test_tick_skips_while_another_thread_holds_the_slice(data):
     assert runner.tick(BUDGET) is not None
 
 
-def test_two_threads_ticking_one_runner_never_corrupt_it(data):
-    runner = session_runner({}, backend="inline")
+@pytest.mark.parametrize("backend", ["inline", "engine"])
+def test_two_threads_ticking_one_runner_never_corrupt_it(data, backend, engine):
+    runner = runner_for(backend, engine)
     runner.configure(data, seed=2)
     runner.start()
     seen, errors = [], []
@@ -104,6 +105,7 @@ def test_two_threads_ticking_one_runner_never_corrupt_it(data):
         try:
             for _ in range(15):
                 seen.append(runner.tick(0.02))
+                time.sleep(0.02)  # a page's redraw: the engine trains meanwhile
         except Exception as error:  # the test is that nothing is raised
             errors.append(error)
 

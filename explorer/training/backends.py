@@ -145,6 +145,14 @@ def _remember_floor(key: str, value: float) -> float:
     return float(value)
 
 
+def floor_of(trainer: Trainer, key: str | None = None) -> float:
+    """``trainer.loss_floor``, computed once per ``floor_key`` in this process."""
+    key = key or floor_key(trainer)
+    if key not in _FLOORS:
+        _remember_floor(key, trainer.loss_floor)
+    return _FLOORS[key]
+
+
 # -- the backends ----------------------------------------------------------------------------------
 
 
@@ -182,9 +190,7 @@ class InlineBackend:
 
     def loss_floor(self) -> float:
         """Computed here on first use (a Monte Carlo estimate of about a second)."""
-        if self._key not in _FLOORS:
-            _remember_floor(self._key, self.trainer.loss_floor)
-        return _FLOORS[self._key]
+        return floor_of(self.trainer, self._key)
 
 
 class LoadedBackend:
@@ -238,7 +244,8 @@ class EngineBackend:
         self._state = trimmed_state(trainer)
         self._schedule = trainer.schedule.name
         self._key = floor_key(trainer)
-        self._floor: Future | None = _FLOOR_THREAD.submit(lambda: trainer.loss_floor)
+        # One thread for all sessions: a class on one preset computes its floor once.
+        self._floor: Future | None = None if self._key in _FLOORS else _FLOOR_THREAD.submit(floor_of, trainer)
         self._flow = trainer.flow
         self._attached = False  # the engine has the slot
         self._active = False  # the runner is training it
@@ -336,7 +343,7 @@ class EngineBackend:
         if future is None or not future.done():
             return None
         self._floor = None
-        return _remember_floor(self._key, future.result())
+        return future.result()
 
     def __getstate__(self):
         # st.session_state may be pickled; a future cannot be (the floor is asked again if needed).

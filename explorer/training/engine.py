@@ -26,10 +26,8 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
 import os
-import sys
 import threading
 import time
-import types
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -289,25 +287,14 @@ def unwrap(answer: tuple):
 
 
 class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned worker that does not re-run the server's ``__main__``.
-
-    Spawn re-imports the parent's main module in the child; under ``streamlit run`` that is the
-    app script, so the worker would run the whole app. It needs only what ``_serve`` imports.
-    """
+    """A spawned worker that does not re-run the server's ``__main__`` (the app script under
+    ``streamlit run``): see ``explorer.compat.spawn_without_app_script``."""
 
     def start(self):
-        main = sys.modules.get("__main__")
-        stub = types.ModuleType("__main__")  # no __file__, no __spec__: nothing to re-import
-        with _START_LOCK:
-            sys.modules["__main__"] = stub
-            try:
-                super().start()
-            finally:
-                if sys.modules.get("__main__") is stub:  # a script run may have replaced it meanwhile
-                    sys.modules["__main__"] = main
+        from explorer.compat import spawn_without_app_script  # the server's import, not the worker's
 
-
-_START_LOCK = threading.Lock()
+        with spawn_without_app_script():
+            super().start()
 
 
 class Engine:

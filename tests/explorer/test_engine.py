@@ -161,3 +161,23 @@ def test_a_synced_state_resumes_the_same_training():
     grid = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
     ours = w.bank.trainer(w.entries["b"].slot).velocity(grid, torch.tensor(0.5))
     torch.testing.assert_close(ours, alone.velocity(grid, torch.tensor(0.5)), atol=1e-5, rtol=1e-4)
+
+
+def test_the_engine_does_not_rerun_the_servers_main_script(tmp_path):
+    """Under ``streamlit run`` the app script is ``__main__``: the engine must not run it again."""
+    marker = tmp_path / "ran-in-the-engine"
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "if __name__ != '__main__':  # multiprocessing's spawn imports the parent's main as __mp_main__\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('the app script ran again')\n"
+        "else:\n"
+        "    from explorer.training import Engine\n"
+        "    engine = Engine()\n"
+        "    print(engine.call('ping')[1], flush=True)\n"
+        "    engine.shutdown()\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "cpu", run.stderr
+    assert not marker.exists()

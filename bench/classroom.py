@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/classroom.py                   # 30 real browser sessions (Playwright)
     .venv/bin/python bench/classroom.py --sessions 5 --seconds 20
-    .venv/bin/python bench/classroom.py --micro           # runner only: inline vs process pool
+    .venv/bin/python bench/classroom.py --micro           # runner only: inline vs the training engine
     .venv/bin/python bench/classroom.py --floor           # 30 pages of a one-line app: the browsers' cost
 
 ``--micro`` needs no server or browser. It runs 1 and 5 "sessions" (threads calling
 ``runner.tick`` in a loop, as the Playground's fragment does) next to a thread that keeps
 JSON-serialising a large figure dict (what a Streamlit server does while it redraws), once with
-training in the server's threads (``inline``) and once in the worker pool (``process``), and
+training in the server's threads (``inline``) and once in the training engine (``engine``), and
 prints training steps/s per session and the drawing thread's rate.
 
 The default mode starts the real server (``streamlit run streamlit_app.py``) on a free port and
@@ -68,7 +68,7 @@ def _figure_dict(points: int = 1000, frames: int = 50) -> dict:
 VARIANTS = {
     "inline": ("inline", None),
     "inline-si": ("inline", 0.0005),  # inline with a 0.5 ms GIL switch interval (default 5 ms)
-    "process": ("process", None),
+    "engine": ("engine", None),
 }
 
 
@@ -82,7 +82,7 @@ def _micro_run(variant: str, sessions: int, seconds: float, data, draw: bool = T
         runner.start()
     deadline = time.monotonic() + 120
     while any(r.step == 0 for r in runners) and time.monotonic() < deadline:
-        for runner in runners:  # warm-up: pool start-up and first-call costs, outside the clock
+        for runner in runners:  # warm-up: engine start-up and first-call costs, outside the clock
             runner.tick(0.1)
     stop = threading.Event()
     start_steps = [runner.step for runner in runners]
@@ -148,15 +148,15 @@ def _alone(seconds: float, data) -> tuple[float, float]:
 def micro(seconds: float, repeats: int = 1, session_counts=(1, 5)) -> dict:
     import torch
 
-    from explorer.training.pool import get_pool
+    from explorer.training import get_engine
     from fmcore.datasets import sample
 
-    # Same footing for every variant: one torch thread, as each worker process uses.
+    # Same footing for every variant: one torch thread, as the engine uses.
     torch.set_num_threads(1)
     data = sample("moons", 2000, seed=0)
-    get_pool().warm()
+    get_engine().warm()
     print(
-        f"micro: {seconds:.0f} s per run x {repeats}, pool of {get_pool().size} worker(s), "
+        f"micro: {seconds:.0f} s per run x {repeats}, one training engine, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
     )
     runs: dict[tuple[str, int], list[dict]] = {}
@@ -188,8 +188,8 @@ def micro(seconds: float, repeats: int = 1, session_counts=(1, 5)) -> dict:
     for sessions in session_counts:
         inline = max(results["inline", sessions]["per_session"], 1e-9)
         print(
-            f"{sessions} session(s): process / inline steps/s per session "
-            f"{results['process', sessions]['per_session'] / inline:.1f}x, "
+            f"{sessions} session(s): engine / inline steps/s per session "
+            f"{results['engine', sessions]['per_session'] / inline:.1f}x, "
             f"inline-si / inline {results['inline-si', sessions]['per_session'] / inline:.1f}x"
         )
     return results
@@ -647,13 +647,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--micro", action="store_true", help="runner only, inline vs process pool")
+    parser.add_argument("--micro", action="store_true", help="runner only, inline vs the training engine")
     parser.add_argument(
         "--floor", action="store_true", help="as many pages of a one-line app: the browsers' own cost"
     )
     parser.add_argument("--sessions", type=int, default=30, help="browser sessions (default 30)")
     parser.add_argument("--seconds", type=float, default=None, help="training time per session or run")
-    parser.add_argument("--backend", choices=("process", "inline"), help="FME_TRAINING for the server")
+    parser.add_argument("--backend", choices=("engine", "inline"), help="FME_TRAINING for the server")
     parser.add_argument("--url", help="drive an already running server (e.g. nginx from deploy/scale_out.sh)")
     parser.add_argument("--changes", type=int, default=3, help="slider changes per session (default 3)")
     parser.add_argument("--stagger", type=float, default=0.2, help="seconds between session starts")

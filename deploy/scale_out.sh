@@ -10,8 +10,8 @@
 #   -a  app script (default streamlit_app.py)
 #   -l  address nginx listens on (default 127.0.0.1; 0.0.0.0 for a classroom)
 #
-# Each replica gets FME_TRAIN_WORKERS training processes so that, all together, the replicas
-# use the machine's cores minus one (set FME_TRAIN_WORKERS yourself to override).
+# Each replica starts one training engine (a process stepping all its sessions' models in one
+# batched step); with FME_ENGINE_SLOTS set, each engine trains at most that many at once.
 # nginx comes from Debian: installed with apt-get when missing (needs root).
 set -euo pipefail
 
@@ -60,8 +60,6 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-cpus=$(nproc)
-workers=${FME_TRAIN_WORKERS:-$(( (cpus - 1) / replicas > 0 ? (cpus - 1) / replicas : 1 ))}
 # One secret for all replicas, so a cookie signed by one replica is valid on another.
 secret=${FME_COOKIE_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 
@@ -71,7 +69,7 @@ supervise() {
     local replica_port=$1 child=""
     trap '[[ -n $child ]] && { kill "$child" 2>/dev/null; wait "$child"; }; exit 0' TERM INT
     while true; do
-        FME_TRAIN_WORKERS=$workers FME_TRAINING=${FME_TRAINING:-process} STREAMLIT_SERVER_COOKIE_SECRET=$secret \
+        FME_TRAINING=${FME_TRAINING:-engine} STREAMLIT_SERVER_COOKIE_SECRET=$secret \
             "$streamlit" run "$app" --server.address 127.0.0.1 --server.port "$replica_port" \
             --server.headless true --browser.gatherUsageStats false \
             >>"$prefix/replica-$replica_port.log" 2>&1 &
@@ -117,7 +115,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 upstreams=$(seq -s, "$base_port" $((base_port + replicas - 1)))
-echo "scale_out: ready: http://$address:$port -> 127.0.0.1:{$upstreams} ($workers training workers each; logs in $prefix)"
+echo "scale_out: ready: http://$address:$port -> 127.0.0.1:{$upstreams} (one training engine each; logs in $prefix)"
 wait "${pids[-1]}" || true
 echo "scale_out: nginx exited; stopping the replicas" >&2
 exit 1

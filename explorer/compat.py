@@ -10,11 +10,22 @@ Versions: Streamlit 1.67.0 (``requirements.txt`` pins it), Python 3.11.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
+import types
 from dataclasses import dataclass
 
 import streamlit as st
 
-__all__ = ["WORKAROUNDS", "Workaround", "history_navigation", "leave_pages_directory_mode", "widget_default"]
+__all__ = [
+    "WORKAROUNDS",
+    "Workaround",
+    "history_navigation",
+    "leave_pages_directory_mode",
+    "spawn_without_app_script",
+    "widget_default",
+]
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,16 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "streamlit 1.67.0",
         "tests/app/test_app.py::test_each_control_offers_its_session_value_as_its_default",
         "The frontend keeps a widget's session value when it first draws it from a later run.",
+    ),
+    Workaround(
+        "compat.spawn_without_app_script",
+        "Under streamlit run the app script is __main__, and multiprocessing's spawn re-runs a "
+        "parent's __main__ in the child: the training engine's worker would run the whole app "
+        "(seconds of start-up and hundreds of MB) before it trains a step.",
+        "streamlit 1.67.0",
+        "tests/explorer/test_engine.py::test_the_engine_does_not_rerun_the_servers_main_script",
+        "Streamlit stops installing the app script as __main__, or multiprocessing offers a spawn "
+        "that skips the parent's main module.",
     ),
     Workaround(
         "config runner.postScriptGC = false",
@@ -120,3 +141,24 @@ def widget_default(key: str, fallback):
     later run at its value instead of Streamlit's own default.
     """
     return st.session_state.get(key, fallback)
+
+
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def spawn_without_app_script():
+    """Within this block, a ``multiprocessing`` spawn does not re-run this process's ``__main__``.
+
+    The child needs only what its target imports; ``__main__`` is swapped for an empty module
+    (no ``__file__``, no ``__spec__``: nothing to re-import) while the child starts.
+    """
+    main = sys.modules.get("__main__")
+    stub = types.ModuleType("__main__")
+    with _SPAWN_LOCK:
+        sys.modules["__main__"] = stub
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is stub:  # a script run may have replaced it meanwhile
+                sys.modules["__main__"] = main

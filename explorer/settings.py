@@ -1,7 +1,7 @@
 """Every ``FME_*`` environment variable, read once into one frozen dataclass.
 
     from explorer.settings import settings
-    settings().training          # "inline", "process" or None (the runner's own choice)
+    settings().training          # "inline", "engine" or None (the runner's own choice)
 
 ``settings()`` reads the process environment the first time it is called and keeps the result;
 ``read(environ)`` parses any mapping (tests pass their own). A malformed value is a ``ValueError``
@@ -24,7 +24,7 @@ from pathlib import Path
 
 __all__ = ["TRAINING_BACKENDS", "Settings", "configure_torch", "read", "settings"]
 
-TRAINING_BACKENDS = ("inline", "process")
+TRAINING_BACKENDS = ("inline", "engine")
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,15 @@ class Settings:
 
     Attributes:
         training: ``FME_TRAINING``, where training steps run (one of ``TRAINING_BACKENDS``), or
-            None: ``process`` inside a Streamlit server, ``inline`` elsewhere (tests, notebooks).
-        train_workers: ``FME_TRAIN_WORKERS``, training worker processes per server; None: one per
-            core but one.
+            None: ``engine`` inside a Streamlit server, ``inline`` elsewhere (tests, notebooks).
+        engine_slots: ``FME_ENGINE_SLOTS``, the most models one training engine trains at once
+            (default 200); a session beyond it is told so and stays paused.
         train_device: ``FME_TRAIN_DEVICE`` (e.g. "cpu" on a GPU node), or None: cuda, mps, cpu.
-        train_nice: ``FME_TRAIN_NICE``, the niceness added to training workers (default 10: a
+        train_nice: ``FME_TRAIN_NICE``, the niceness added to the training engine (default 10: a
             page's rerun comes before a training step when cores are short; 0 treats them alike).
+        ray_address: ``FME_RAY_ADDRESS``: the training engine runs as a Ray actor on that cluster
+            (``auto``, ``ray://host:10001``, or ``local`` for a Ray started in this process); None:
+            a local engine process.
         torch_threads: ``FME_TORCH_THREADS``, torch's intra-op threads in the app (default 1).
         rooms_url: ``FME_ROOMS_URL``, the classroom store (``sqlite:///path`` or
             ``redis://host:port/db``); None: SQLite under ``data_dir``.
@@ -46,9 +49,10 @@ class Settings:
     """
 
     training: str | None = None
-    train_workers: int | None = None
+    engine_slots: int = 200
     train_device: str | None = None
     train_nice: int = 10
+    ray_address: str | None = None
     torch_threads: int = 1
     rooms_url: str | None = None
     data_dir: Path = Path("data")
@@ -82,12 +86,15 @@ def read(environ: Mapping[str, str]) -> Settings:
     if training is not None:
         training = training.lower()
         if training not in TRAINING_BACKENDS:
-            raise ValueError(f"FME_TRAINING must be one of {', '.join(TRAINING_BACKENDS)}; got {training[:40]!r}")
+            raise ValueError(
+                f"FME_TRAINING must be one of {', '.join(TRAINING_BACKENDS)}; got {training[:40]!r}"
+            )
     return Settings(
         training=training,
-        train_workers=_whole(environ, "FME_TRAIN_WORKERS", None, 1),
+        engine_slots=_whole(environ, "FME_ENGINE_SLOTS", 200, 1),
         train_device=_text(environ, "FME_TRAIN_DEVICE"),
         train_nice=_whole(environ, "FME_TRAIN_NICE", 10, -20),
+        ray_address=_text(environ, "FME_RAY_ADDRESS"),
         torch_threads=_whole(environ, "FME_TORCH_THREADS", 1, 1),
         rooms_url=_text(environ, "FME_ROOMS_URL"),
         data_dir=Path(_text(environ, "FME_DATA_DIR") or "data"),

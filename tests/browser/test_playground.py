@@ -2,6 +2,7 @@
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -130,6 +131,7 @@ def test_training_grows_the_loss_curve(app, page):
     page.wait_for_function(f"() => document.querySelector('{LOSS}') && {last_step} > {first}", timeout=20_000)
     text = stat(page, "fm-train-stats")
     assert re.search(r"step [\d,]+", text) and "steps/s" in text and "cpu" in text
+    assert _engine_children(app.process.pid), "under streamlit run, training runs in the engine process"
     # Every 50 ms for 3 s (several redraws): the network's samples never vanish while redrawn.
     lowest = page.evaluate(
         """async () => {
@@ -173,3 +175,10 @@ def test_classroom_mode_shows_only_the_figure(app, page):
     assert page.locator("section[data-testid='stSidebar']").is_hidden()
     assert page.locator(FLOW).bounding_box()["height"] >= 700
     shoot(page, "playground-classroom")
+
+
+def _engine_children(server: int) -> list[int]:
+    """The server's spawned children running the training engine (``explorer.training.engine``)."""
+    tasks = Path(f"/proc/{server}/task")
+    children = [int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()]
+    return [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]

@@ -17,18 +17,20 @@ def test_an_empty_environment_gives_the_defaults():
 def test_every_variable_is_read():
     env = {
         "FME_TRAINING": " Inline ",
-        "FME_TRAIN_WORKERS": "3",
+        "FME_ENGINE_SLOTS": "3",
         "FME_TRAIN_DEVICE": "cpu",
         "FME_TRAIN_NICE": "0",
+        "FME_RAY_ADDRESS": "ray://head:10001",
         "FME_TORCH_THREADS": "2",
         "FME_ROOMS_URL": "redis://127.0.0.1:6379/0",
         "FME_DATA_DIR": "/tmp/fme",
     }
     assert read(env) == Settings(
         training="inline",
-        train_workers=3,
+        engine_slots=3,
         train_device="cpu",
         train_nice=0,
+        ray_address="ray://head:10001",
         torch_threads=2,
         rooms_url="redis://127.0.0.1:6379/0",
         data_dir=Path("/tmp/fme"),
@@ -38,9 +40,9 @@ def test_every_variable_is_read():
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("FME_TRAINING", "gpu", "FME_TRAINING must be one of inline, process"),
-        ("FME_TRAIN_WORKERS", "two", "FME_TRAIN_WORKERS must be a whole number"),
-        ("FME_TRAIN_WORKERS", "0", "FME_TRAIN_WORKERS must be at least 1"),
+        ("FME_TRAINING", "gpu", "FME_TRAINING must be one of inline, engine"),
+        ("FME_ENGINE_SLOTS", "two", "FME_ENGINE_SLOTS must be a whole number"),
+        ("FME_ENGINE_SLOTS", "0", "FME_ENGINE_SLOTS must be at least 1"),
         ("FME_TORCH_THREADS", "1.5", "FME_TORCH_THREADS must be a whole number"),
         ("FME_TORCH_THREADS", "0", "FME_TORCH_THREADS must be at least 1"),
     ],

@@ -1,0 +1,399 @@
+"""The training engine: one spawned worker process per server, stepping every session's model at once.
+
+The worker holds one ``fmcore.BatchTrainer``; a session holds only a handle (a uuid4 hex string)
+and the last state the engine synced back to it. Every slot in the bank advances in the same
+batched step, so every training session gets the same step rate, and the per-op cost of a small
+network is paid once for the class rather than once per session.
+
+    engine = get_engine()                      # the server's engine, started on first use
+    device = engine.call("add", handle, state, lr)   # a Trainer.state_dict(); returns the device
+    report = engine.call("poll", handle)       # new losses, the sampling weights, now and then the state
+    state = engine.call("remove", handle)      # the slot's last state (pausing)
+
+Requests go over one pipe, one at a time (a lock), and are answered between two batched steps
+(each sized to ``STEP_CALL_S``). A ``poll`` is also the slot's heartbeat: a slot not polled for
+``drop_s`` seconds (its page is gone) is dropped. A slot's state comes back with a poll every
+``sync_s`` seconds, so when the worker dies a session restores its model from that state,
+losing at most ``sync_s`` of training. The worker exits when its server does (the pipe closes,
+or its parent pid changes).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.context
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from explorer.settings import settings
+from fmcore.batch import BatchTrainer
+from fmcore.models import FlowModel, ModelConfig, VelocityMLP
+from fmcore.trainer import Trainer, TrainStats
+
+__all__ = [
+    "Engine",
+    "EngineFull",
+    "EngineLost",
+    "EngineWorker",
+    "FlowWeights",
+    "Report",
+    "SlotLost",
+    "flow_from_weights",
+    "get_engine",
+    "trimmed_state",
+    "unwrap",
+]
+
+STEP_CALL_S = 0.05
+"""Wall time the worker aims for in one ``BatchTrainer.step(n)``: requests wait at most about this."""
+SYNC_S = 2.0
+"""A slot's full state travels back to its session at most this often (what a crash can lose)."""
+DROP_S = 10.0
+"""A slot not polled for this long is dropped: its page is gone (pages poll every 3 s at most)."""
+MIN_STEPS = 8
+"""Fewest steps in one batched call. Each slot's trainer checks for divergence at the end of every
+call: a check after a single explosive step (lr 100) would keep its weights as the last good ones."""
+IDLE_WAIT_S = 0.2
+"""How long the worker sleeps on its pipe when no slot is training."""
+START_TIMEOUT_S, CALL_TIMEOUT_S = 120.0, 60.0
+"""A worker not ready after START_TIMEOUT_S (it imports torch), or a request not answered after
+CALL_TIMEOUT_S, counts as lost: it is killed and the next call starts another."""
+HISTORY_TAIL = 1000
+"""Losses kept in a synced state. The trainer reads only the recent ones (its divergence check
+uses a median of the last 500); the whole curve stays in the session."""
+ORPHAN_CHECK_S = 1.0
+"""How often the worker checks that the server that started it is still alive."""
+
+
+class EngineLost(RuntimeError):
+    """The engine process died or stopped answering; the next call starts a new one."""
+
+
+class EngineFull(RuntimeError):
+    """The engine already trains its cap of slots (``FME_ENGINE_SLOTS``)."""
+
+
+class SlotLost(KeyError):
+    """The engine has no slot with this handle (dropped after ``drop_s``, or a new engine)."""
+
+
+@dataclass(frozen=True)
+class FlowWeights:
+    """The sampling network as plain arrays: a few kB, cheap to rebuild in the server."""
+
+    config: ModelConfig
+    schedule: str
+    prediction: str
+    weights: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, trainer: Trainer) -> FlowWeights:
+        flow = trainer.flow
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in flow.net.state_dict().items()}
+        return cls(flow.config, flow.schedule.name, flow.prediction, weights)
+
+
+def flow_from_weights(w: FlowWeights) -> FlowModel:
+    net = VelocityMLP(w.config)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in w.weights.items()})
+    return FlowModel(net.requires_grad_(False), w.schedule, w.prediction)
+
+
+def trimmed_state(trainer: Trainer) -> dict:
+    """``trainer.state_dict()`` with only the recent losses (``HISTORY_TAIL``)."""
+    state = trainer.state_dict()
+    state["history"] = state["history"][-HISTORY_TAIL:].clone()
+    return state
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a poll returns for one slot.
+
+    Attributes:
+        stats: the slot's last ``TrainStats`` with ``loss`` the mean of ``losses``; None before its
+            first batched step.  losses: (k,) float32, the losses of the steps since the last poll.
+        flow: the sampling weights (None when no step was taken since the last poll).
+        state: the slot's ``trimmed_state`` every ``sync_s`` seconds, else None.
+        device: where the engine trains.
+    """
+
+    stats: TrainStats | None
+    losses: np.ndarray
+    flow: FlowWeights | None
+    state: dict | None
+    device: str
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    slot: int
+    seen: float  # time of its last poll
+    synced: float  # time its state was last sent
+    reported: int  # step up to which its losses were sent
+    stats: TrainStats | None = None
+
+
+class EngineWorker:
+    """The engine's bank and the handles of its slots, as the worker process runs them (one thread).
+
+    Usable in-process too (``bench/engine.py``, tests): ``op_*`` are the requests, ``train`` one
+    batched call, ``drop_stale`` the heartbeat check.
+    """
+
+    def __init__(self, device, cap: int, drop_s: float, sync_s: float):
+        self.bank = BatchTrainer(device=device)
+        self.device = str(self.bank.device)
+        self.cap, self.drop_s, self.sync_s = cap, drop_s, sync_s
+        self.entries: dict[str, _Entry] = {}
+        self.rate: float | None = None  # batched steps per second, to size the next call
+
+    def handle(self, op: str, *args):
+        """One request -> ("ok", value) or ("error", kind, message); nothing a request does kills the loop."""
+        try:
+            return ("ok", getattr(self, "op_" + op)(*args))
+        except SlotLost as error:
+            return ("error", "lost", str(error.args[0]))
+        except EngineFull as error:
+            return ("error", "full", str(error))
+        except Exception as error:
+            return ("error", "failed", f"{type(error).__name__}: {error}")
+
+    def _entry(self, handle: str) -> _Entry:
+        entry = self.entries.get(handle)
+        if entry is None:
+            raise SlotLost(f"the engine has no model {handle[:8]}")
+        entry.seen = time.monotonic()
+        return entry
+
+    def op_ping(self) -> tuple[int, str, int]:
+        return os.getpid(), self.device, len(self.entries)
+
+    def op_add(self, handle: str, state: dict, lr: float | None = None) -> str:
+        if handle in self.entries:
+            self.op_remove(handle)
+        if len(self.entries) >= self.cap:
+            raise EngineFull(f"{self.cap} models are already training on this server")
+        slot = self.bank.add_state(state)
+        if lr is not None:
+            self.bank.set_lr(slot, lr)
+        now = time.monotonic()
+        self.entries[handle] = _Entry(slot, now, now, self.bank.trainer(slot).step_count)
+        return self.device
+
+    def op_remove(self, handle: str) -> dict:
+        entry = self._entry(handle)
+        state = trimmed_state(self.bank.trainer(entry.slot))
+        self.bank.remove(entry.slot)
+        del self.entries[handle]
+        return state
+
+    def op_set_lr(self, handle: str, lr: float) -> None:
+        self.bank.set_lr(self._entry(handle).slot, lr)
+
+    def op_state(self, handle: str) -> dict:
+        return trimmed_state(self.bank.trainer(self._entry(handle).slot))
+
+    def op_poll(self, handle: str) -> Report:
+        entry = self._entry(handle)
+        trainer = self.bank.trainer(entry.slot)
+        step = trainer.step_count
+        new = max(0, step - min(entry.reported, step))  # a divergence restores an earlier step
+        history = trainer.history
+        losses = np.asarray(history[len(history) - new :] if new else [], dtype=np.float32)
+        entry.reported = step
+        stats = entry.stats
+        if stats is not None:
+            stats = replace(stats, loss=float(losses.mean()) if new else float("nan"))
+        state = None
+        if entry.seen - entry.synced >= self.sync_s:
+            state, entry.synced = trimmed_state(trainer), entry.seen
+        flow = FlowWeights.of(trainer) if new or stats is None else None
+        return Report(stats, losses, flow, state, self.device)
+
+    @property
+    def training(self) -> bool:
+        return any(self.bank.trainer(e.slot).status == "ok" for e in self.entries.values())
+
+    def drop_stale(self) -> None:
+        now = time.monotonic()
+        for handle in [h for h, e in self.entries.items() if now - e.seen > self.drop_s]:
+            self.bank.remove(self.entries.pop(handle).slot)
+
+    def train(self) -> None:
+        """One batched call of about ``STEP_CALL_S``: every training slot the same number of steps."""
+        n = max(MIN_STEPS, int(self.rate * STEP_CALL_S)) if self.rate else MIN_STEPS
+        started = time.perf_counter()
+        stats = self.bank.step(n)
+        self.rate = n / max(time.perf_counter() - started, 1e-9)
+        for entry in self.entries.values():
+            entry.stats = stats.get(entry.slot, entry.stats)
+
+
+def _exit_when_orphaned(parent: int, every_s: float = ORPHAN_CHECK_S) -> None:
+    """Exit this process soon after ``parent`` (its parent's pid, taken before it could die) is gone.
+
+    A worker blocked writing a large reply into a pipe nobody reads would never see EPIPE (seen
+    as workers that outlived their server); only this thread notices, and it ends the process.
+    """
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _serve(conn, parent: int, device, cap: int, drop_s: float, sync_s: float, nice: int) -> None:
+    """The worker's main loop: answer every waiting request, drop stale slots, take one batched step."""
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="fme-orphan-check", daemon=True).start()
+    torch.set_num_threads(1)  # one thread beats several for networks this small
+    with contextlib.suppress(OSError, ValueError):
+        os.nice(nice)  # a page's rerun comes before a training step when cores are short
+    worker = EngineWorker(device, cap, drop_s, sync_s)
+    conn.send(("ready", os.getpid(), worker.device))
+    while True:
+        wait = 0.0 if worker.training else IDLE_WAIT_S
+        while conn.poll(wait):
+            try:
+                request = conn.recv()
+            except EOFError:
+                return  # the server closed its end: it is gone
+            conn.send(worker.handle(*request))
+            wait = 0.0
+        worker.drop_stale()
+        if worker.training:
+            worker.train()
+
+
+# -- the server side ------------------------------------------------------------------------------
+
+
+def unwrap(answer: tuple):
+    """``EngineWorker.handle``'s answer -> its value, or the error it reports, raised."""
+    if answer[0] == "ok":
+        return answer[1]
+    kind, message = answer[1], answer[2]
+    raise {"lost": SlotLost, "full": EngineFull}.get(kind, RuntimeError)(message)
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker that does not re-run the server's ``__main__`` (the app script under
+    ``streamlit run``): see ``explorer.compat.spawn_without_app_script``."""
+
+    def start(self):
+        from explorer.compat import spawn_without_app_script  # the server's import, not the worker's
+
+        with spawn_without_app_script():
+            super().start()
+
+
+class Engine:
+    """The server's handle on one engine worker, started lazily and again after it dies.
+
+    Args:
+        slots: cap on slots (default ``FME_ENGINE_SLOTS``).  drop_s, sync_s: as ``DROP_S``, ``SYNC_S``.
+        device: where to train (default ``FME_TRAIN_DEVICE``, else cuda > mps > cpu).
+    """
+
+    def __init__(self, slots: int | None = None, drop_s: float = DROP_S, sync_s: float = SYNC_S, device=None):
+        self.slots = slots or settings().engine_slots
+        self.drop_s, self.sync_s = drop_s, sync_s
+        self.device_request = device if device is not None else settings().train_device
+        self.device: str | None = None  # known once the worker is ready
+        self.pid: int | None = None
+        self.restarts = 0
+        self._process: _WorkerProcess | None = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Start the worker now (it imports torch: seconds) rather than on a first request."""
+        with self._lock:
+            if self._process is None:
+                self._spawn()
+
+    def _spawn(self) -> None:
+        ours, theirs = multiprocessing.Pipe()
+        args = (theirs, os.getpid(), self.device_request, self.slots, self.drop_s, self.sync_s)
+        process = _WorkerProcess(target=_serve, args=(*args, settings().train_nice), daemon=True)
+        process.start()
+        theirs.close()  # so that the worker's death reads as EOF here
+        self._process, self._conn, self.pid, self.device = process, ours, None, None
+
+    def _ready(self) -> None:
+        if self.pid is None:
+            _, self.pid, self.device = self._receive(START_TIMEOUT_S)
+
+    def _receive(self, timeout_s: float):
+        try:
+            if self._conn.poll(timeout_s):
+                return self._conn.recv()
+        except (EOFError, OSError):
+            self._lose()
+            raise EngineLost("the training engine stopped unexpectedly") from None
+        self._lose()
+        raise EngineLost(f"the training engine did not answer within {timeout_s:.0f} s")
+
+    def _lose(self, restart: bool = True) -> None:
+        """Kill the worker (if still alive); with ``restart`` the next call counts as a restart."""
+        process, self._process, self._conn = self._process, None, None
+        self.restarts += restart
+        if process is not None and process.is_alive():
+            process.kill()
+        if process is not None:
+            process.join(timeout=5)
+
+    def call(self, op: str, *args):
+        """Send one request and wait for its answer.
+
+        Raises:
+            EngineLost: the worker died or hung; it is started again on the next call.
+            EngineFull: ``add`` beyond the cap.  SlotLost: no slot with this handle.
+            RuntimeError: the request failed in the worker (e.g. a state it could not read).
+        """
+        with self._lock:
+            if self._process is None:
+                self._spawn()
+            self._ready()
+            try:
+                self._conn.send((op, *args))
+            except (BrokenPipeError, OSError):
+                self._lose()
+                raise EngineLost("the training engine stopped unexpectedly") from None
+            return unwrap(self._receive(CALL_TIMEOUT_S))
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._process is not None:
+                self._lose(restart=False)
+
+
+_ENGINE: Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The server's engine, created on first use (it keeps no user data beyond its slots): a Ray
+    actor when ``FME_RAY_ADDRESS`` is set (``explorer.training.ray_engine``), else a local worker."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            address = settings().ray_address
+            if address:
+                from .ray_engine import RayEngine
+
+                _ENGINE = RayEngine(address)
+            else:
+                _ENGINE = Engine()
+            atexit.register(_ENGINE.shutdown)
+        return _ENGINE

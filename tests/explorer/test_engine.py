@@ -1,0 +1,183 @@
+"""The training engine: fair batched steps, heartbeats, the cap, syncing, and dying with its server."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer.training import Engine, TrainingRunner
+from explorer.training.engine import EngineFull, EngineWorker, SlotLost, trimmed_state
+from fmcore.datasets import sample
+from fmcore.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def state(seed=0, m=256, **options):
+    return trimmed_state(Trainer(sample("moons", m, seed=seed), seed=seed, device="cpu", **options))
+
+
+def worker(cap=10, drop_s=10.0, sync_s=2.0) -> EngineWorker:
+    """The engine's loop state, in this process: what the worker process runs, without the pipe."""
+    return EngineWorker("cpu", cap, drop_s, sync_s)
+
+
+def test_every_training_slot_advances_at_the_same_rate():
+    w = worker()
+    for k, m in enumerate((64, 300, 1000)):  # data sets of different sizes
+        w.op_add(f"s{k}", state(seed=k, m=m))
+    for _ in range(3):
+        w.train()
+    steps = [w.op_poll(f"s{k}").stats.step for k in range(3)]
+    assert steps[0] == steps[1] == steps[2] >= 3 * 8
+    w.op_add("late", state(seed=9))
+    w.train()
+    late = w.op_poll("late").stats.step
+    assert w.op_poll("s0").stats.step - steps[0] == late, "a newcomer gets the same steps per call"
+
+
+def test_a_poll_brings_every_new_loss_once_and_the_state_every_sync_interval():
+    w = worker(sync_s=0.3)
+    w.op_add("a", state())
+    w.train()
+    first = w.op_poll("a")
+    assert len(first.losses) == first.stats.step and first.flow is not None and first.state is None
+    w.train()
+    second = w.op_poll("a")
+    assert len(second.losses) == second.stats.step - first.stats.step > 0
+    assert second.stats.loss == pytest.approx(float(second.losses.mean()))
+    time.sleep(0.35)
+    synced = w.op_poll("a")
+    assert synced.state is not None and int(synced.state["step"]) == synced.stats.step
+    assert len(synced.losses) == 0 and synced.flow is None, "nothing new: no weights travel"
+    resumed = Trainer.from_state_dict(synced.state)
+    assert resumed.step_count == synced.stats.step
+
+
+def test_a_slot_whose_page_stopped_polling_is_dropped():
+    w = worker(drop_s=0.2)
+    w.op_add("gone", state(seed=1))
+    w.op_add("here", state(seed=2))
+    time.sleep(0.15)
+    w.op_poll("here")
+    time.sleep(0.1)
+    w.drop_stale()
+    assert set(w.entries) == {"here"} and len(w.bank) == 1
+    with pytest.raises(SlotLost):
+        w.op_poll("gone")
+
+
+def test_the_cap_refuses_a_slot_beyond_it_with_a_plain_message():
+    w = worker(cap=2)
+    w.op_add("a", state())
+    w.op_add("b", state())
+    with pytest.raises(EngineFull, match="2 models are already training"):
+        w.op_add("c", state())
+    w.op_add("a", state(seed=3))  # the same handle again replaces its slot
+    assert w.handle("add", "c", state()) == ("error", "full", "2 models are already training on this server")
+    w.op_remove("b")
+    w.op_add("c", state())
+    assert set(w.entries) == {"a", "c"}
+
+
+def test_a_request_the_worker_cannot_serve_is_an_answer_not_a_crash():
+    w = worker()
+    kind = w.handle("add", "x", {"format": "nonsense"})
+    assert kind[:2] == ("error", "failed") and "Trainer state" in kind[2]
+    assert w.handle("poll", "nobody")[:2] == ("error", "lost")
+
+
+def test_through_the_process_a_full_engine_pauses_the_session_with_a_message():
+    engine = Engine(slots=1, drop_s=30.0)
+    try:
+        data = sample("moons", 256, seed=0)
+        first, second = TrainingRunner("engine", engine=engine), TrainingRunner("engine", engine=engine)
+        for runner in (first, second):
+            runner.configure(data, seed=0)
+            runner.start()
+        deadline = time.monotonic() + 60
+        while first.step == 0 and time.monotonic() < deadline:
+            first.tick(0.1)
+        assert first.step > 0 and first.device == "cpu"
+        second.tick(0.1)
+        assert not second.running and "1 models are already training" in second.message
+        assert "press Train again" in second.message
+        first.pause()  # frees the slot
+        second.start()
+        deadline = time.monotonic() + 30
+        while second.step == 0 and time.monotonic() < deadline:
+            second.tick(0.1)
+        assert second.step > 0 and second.running
+    finally:
+        engine.shutdown()
+
+
+def test_the_engine_exits_when_its_server_is_killed():
+    server = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from explorer.training import Engine\n"
+        "engine = Engine()\n"
+        "engine.call('ping')\n"
+        "print(engine.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the engine outlived its server"
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (exited, not yet reaped by its new parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_synced_state_resumes_the_same_training():
+    w = worker()
+    w.op_add("a", state(seed=4))
+    for _ in range(2):
+        w.train()
+    saved = w.op_state("a")
+    w.op_remove("a")
+    w.op_add("b", saved)
+    w.train()
+    alone = Trainer.from_state_dict(saved)
+    alone.step(w.op_poll("b").stats.step - alone.step_count)
+    grid = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    ours = w.bank.trainer(w.entries["b"].slot).velocity(grid, torch.tensor(0.5))
+    torch.testing.assert_close(ours, alone.velocity(grid, torch.tensor(0.5)), atol=1e-5, rtol=1e-4)
+
+
+def test_the_engine_does_not_rerun_the_servers_main_script(tmp_path):
+    """Under ``streamlit run`` the app script is ``__main__``: the engine must not run it again."""
+    marker = tmp_path / "ran-in-the-engine"
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "if __name__ != '__main__':  # multiprocessing's spawn imports the parent's main as __mp_main__\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('the app script ran again')\n"
+        "else:\n"
+        "    from explorer.training import Engine\n"
+        "    engine = Engine()\n"
+        "    print(engine.call('ping')[1], flush=True)\n"
+        "    engine.shutdown()\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "cpu", run.stderr
+    assert not marker.exists()

@@ -10,7 +10,7 @@ APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 def start(query: dict | None = None) -> AppTest:
     """A new session of the Playground with ``query`` as its URL parameters, after its first run.
 
-    Set ``FME_TRAINING=inline`` first (a monkeypatch): AppTest has no worker pool.
+    Set ``FME_TRAINING=inline`` first (a monkeypatch): AppTest trains in its own thread, no engine process.
     """
     at = AppTest.from_file(APP, default_timeout=180)
     for name, value in (query or {}).items():

@@ -17,7 +17,7 @@ from tests.app.apptest import start
 
 @pytest.fixture(autouse=True)
 def inline_training(monkeypatch):
-    monkeypatch.setenv("FME_TRAINING", "inline")  # no worker pool in tests
+    monkeypatch.setenv("FME_TRAINING", "inline")  # no engine process in tests
 
 
 def flow_spec(at: AppTest) -> dict:

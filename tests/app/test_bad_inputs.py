@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def app(monkeypatch):
-    monkeypatch.setenv("FME_TRAINING", "inline")  # no worker pool under AppTest
+    monkeypatch.setenv("FME_TRAINING", "inline")  # no engine process under AppTest
     return start
 
 
@@ -180,7 +180,7 @@ def test_switching_pages_during_training_keeps_the_model_and_comes_back_training
     from playwright.sync_api import sync_playwright
 
     classroom = _bench_module()
-    server, url = classroom.start_server(None)  # the real server, training in its worker pool
+    server, url = classroom.start_server(None)  # the real server, training in its engine process
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(

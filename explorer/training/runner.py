@@ -29,6 +29,7 @@ import dataclasses
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, MutableMapping
 
 import numpy as np
@@ -103,6 +104,7 @@ class TrainingRunner:
         if backend not in BACKENDS:
             raise ValueError(f"unknown training backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend = backend
+        self.id = uuid.uuid4().hex  # this runner's name in the server-wide activity count
         self.phase = Phase.EMPTY
         self.stats: TrainStats | None = None
         self.status = "idle"

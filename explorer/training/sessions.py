@@ -22,14 +22,14 @@ of the longest redraw periods, so a page redrawing every 3 s is never missed bet
 REDRAWS_PER_S = 10.0
 """Live redraws per second the server aims to stay under, all training sessions together."""
 
-_TICKS: dict[int, float] = {}  # id(runner) -> time of its last tick while running
+_TICKS: dict[str, float] = {}  # runner.id (a uuid4) -> time of its last tick while running
 _TICKS_LOCK = threading.Lock()
 
 
 def note_tick(runner) -> None:
     """Record that ``runner`` ticked while training, now."""
     with _TICKS_LOCK:
-        _TICKS[id(runner)] = time.monotonic()
+        _TICKS[runner.id] = time.monotonic()
 
 
 def active_sessions(window_s: float = ACTIVE_WINDOW_S) -> int:

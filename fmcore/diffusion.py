@@ -14,7 +14,8 @@ written in t is
 and dropping the noise while halving the score term gives the probability-flow ODE
 ``dz/dt = 1/2 beta z + 1/2 beta score``, which is exactly the velocity ``d_alpha E[z_1|z] +
 d_sigma E[z_0|z]`` of the path (``fmcore.paths.convert`` from "noise" to "velocity").
-``sample_sde`` runs Euler-Maruyama on the first; ``sample_ode`` hands the second to
+``sample_reverse_vp`` runs Euler-Maruyama on the first (the general family, any flow, any noise
+scale, is ``fmcore.sample_sde``); ``sample_ode`` hands the second to
 ``fmcore.integrate``. Both accept any model trained on ``vp`` (a velocity model too: the score is
 converted from whatever the network predicts).
 """
@@ -30,7 +31,7 @@ from .schedules import VariancePreserving
 from .solvers import Trajectory, integrate
 from .trainer import Trainer
 
-__all__ = ["diffusion_trainer", "sample_ode", "sample_sde"]
+__all__ = ["diffusion_trainer", "sample_ode", "sample_reverse_vp"]
 
 
 def diffusion_trainer(data, **kwargs) -> Trainer:
@@ -57,7 +58,7 @@ def _noise(z0, n: int, d: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_sde(model, n: int = 1000, steps: int = 100, seed: int = 0, z0=None) -> Trajectory:
+def sample_reverse_vp(model, n: int = 1000, steps: int = 100, seed: int = 0, z0=None) -> Trajectory:
     """Sample with the reverse VP SDE by Euler-Maruyama, t from 0 to the schedule's t_max.
 
     Args:
@@ -94,7 +95,7 @@ def sample_ode(
 ) -> Trajectory:
     """Sample with the probability-flow ODE: ``fmcore.integrate`` on the model's velocity.
 
-    Args as ``sample_sde``, plus ``solver`` (a ``SOLVERS`` key) and any ``integrate`` option.
+    Args as ``sample_reverse_vp``, plus ``solver`` (a ``SOLVERS`` key) and any ``integrate`` option.
     """
     flow = _flow(model)
     z = _noise(z0, n, flow.config.dim, seed)

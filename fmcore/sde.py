@@ -92,6 +92,7 @@ def sample_sde(
     steps: int = 100,
     seed: int = 0,
     grid: str = "uniform",
+    score_drift: bool = True,
 ) -> Trajectory:
     """Sample ``dz = [v + (g_t^2/2) score] dt + g_t dW``, g_t = noise sqrt(beta_t), by Euler-Maruyama.
 
@@ -104,6 +105,8 @@ def sample_sde(
         z0: (n, d) noise at t = 0.  schedule: the path the field belongs to (object or name).
         noise: the scale of g_t, >= 0: 0 the ODE, 1 the reverse diffusion SDE of the schedule.
         steps: K >= 1 steps (K NFE).  seed: fixes the Brownian increments.  grid: a ``TIME_GRIDS`` key.
+        score_drift: False drops the ``(g_t^2/2) score`` term, leaving ``dz = v dt + g_t dW``: the
+            wrong sampler (its marginals are not p_t), kept for teaching; same grid, g_t and noise.
     Returns:
         ``Trajectory`` with ts (K+1,), zs (K+1, n, d), the counted NFE, solver "euler-maruyama".
     Raises:
@@ -127,7 +130,7 @@ def sample_sde(
         g2 = noise**2 * float(diffusion_coefficient(schedule, t_eval.double()))
         variance = min(g2 * float(h), MAX_STEP_VARIANCE)  # g_t^2 h after the cap
         v = counted(z, t)
-        drift = v + (0.5 * variance / float(h)) * _score(v, z, t_eval, schedule)
+        drift = v + (0.5 * variance / float(h)) * _score(v, z, t_eval, schedule) if score_drift else v
         xi = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
         zs.append(z + h * drift + variance**0.5 * xi)
     return Trajectory(ts=ts, zs=torch.stack(zs), nfe=counted.calls, solver="euler-maruyama", steps=int(steps))

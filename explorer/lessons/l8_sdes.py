@@ -14,17 +14,13 @@ between panels is the sampler, never the model. Pure functions of their argument
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 import fmcore
 from explorer.core.flows import EXACT_BANDWIDTH
 from fmcore import datasets, metrics
-from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
-from fmcore.solvers import time_grid
 
 from .shared import DATA_POINTS, Case, lesson_noise
 
@@ -127,34 +123,15 @@ def sde_family(preset: str, noise_levels: tuple[float, ...] = NOISE_LEVELS, seed
     )
 
 
-@torch.no_grad()
-def _without_score(velocity, z0: torch.Tensor, schedule, level: float, seed: int) -> torch.Tensor:
-    """The wrong sampler: ``dz = v dt + g_t dW``, the noise of ``sample_sde`` without its score drift.
-
-    Same grid, same g_t, same variance cap and noiseless last step as ``fmcore.sample_sde``, so the
-    only difference from the right SDE is the missing (g_t^2 / 2) grad log p_t term.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    ts = time_grid("uniform", STEPS, 0.0, 1.0, schedule)
-    z = z0
-    for k, (t, t_next) in enumerate(itertools.pairwise(ts)):
-        h = float(t_next - t)
-        z = z + h * velocity(z, t)
-        if k < STEPS - 1:
-            variance = min(
-                level**2 * float(diffusion_coefficient(schedule, t.double())) * h, MAX_STEP_VARIANCE
-            )
-            z = z + variance**0.5 * torch.randn(z.shape, generator=generator)
-    return z
-
-
 def no_score_cases(preset: str, seed: int = 0) -> list[Case]:
     """The ODE, the right SDE (noise 1) and the SDE without its score term, at t = 1, measured."""
     velocity, schedule = _field(preset)
     z0 = lesson_noise(PARTICLES, seed)
     ode = fmcore.sample_sde(velocity, z0, schedule, noise=0.0, steps=STEPS).z_end
     right = fmcore.sample_sde(velocity, z0, schedule, noise=1.0, steps=STEPS, seed=seed + 100).z_end
-    wrong = _without_score(velocity, z0, schedule, 1.0, seed + 100)
+    wrong = fmcore.sample_sde(
+        velocity, z0, schedule, noise=1.0, steps=STEPS, seed=seed + 100, score_drift=False
+    ).z_end
 
     def note(z):
         return f"energy distance to the ODE's cloud: {metrics.energy_distance(z, ode):.4f}"

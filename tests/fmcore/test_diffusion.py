@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fmcore import Trainer, datasets
-from fmcore.diffusion import diffusion_trainer, sample_ode, sample_sde
+from fmcore.diffusion import diffusion_trainer, sample_ode, sample_reverse_vp
 from fmcore.metrics import energy_distance
 from fmcore.schedules import SCHEDULES
 
@@ -37,7 +37,7 @@ def test_probability_flow_drift_is_the_path_velocity(trained):
 def test_sde_and_ode_samples_are_near_the_data(trained):
     fresh = datasets.sample("moons", 1000, seed=7)
     noise = energy_distance(torch.randn(1000, 2, generator=torch.Generator().manual_seed(1)), fresh)
-    sde = sample_sde(trained, 1000, steps=100, seed=1)
+    sde = sample_reverse_vp(trained, 1000, steps=100, seed=1)
     ode = sample_ode(trained, 1000, solver="rk4", steps=20, seed=1)
     assert sde.zs.shape == (101, 1000, 2) and sde.nfe == 100 and torch.isfinite(sde.zs).all()
     assert ode.nfe == 80 and ode.ts[-1] == 1.0
@@ -49,11 +49,11 @@ def test_sde_and_ode_samples_are_near_the_data(trained):
 
 def test_sde_is_stochastic_and_seeded(trained):
     z0 = torch.randn(200, 2)
-    a, b, c = (sample_sde(trained, steps=10, seed=s, z0=z0).zs[-1] for s in (1, 1, 2))
+    a, b, c = (sample_reverse_vp(trained, steps=10, seed=s, z0=z0).zs[-1] for s in (1, 1, 2))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_sde_needs_the_vp_path():
     linear = Trainer(datasets.sample("moons", 32), schedule="linear")
     with pytest.raises(ValueError, match="VP"):
-        sample_sde(linear, 10, steps=5)
+        sample_reverse_vp(linear, 10, steps=5)

@@ -124,3 +124,18 @@ def test_seeded_and_finite_on_every_schedule(data):
 def test_bad_arguments_are_refused(data, kwargs, message):
     with pytest.raises(ValueError, match=message):
         sample_sde(exact(data), _noise(10, seed=0), "linear", **kwargs)
+
+
+def test_without_the_score_drift_the_first_step_differs_by_the_closed_form(data):
+    """At t = 0 (alpha = 0) the score is exactly -z/sigma^2 = -z0 and beta is infinite, so the capped
+    variance is MAX_STEP_VARIANCE: the right and the wrong sampler, on the same Brownian increments,
+    differ after one step by (variance/2) * score = -(MAX_STEP_VARIANCE/2) z0."""
+    z0 = _noise(500, seed=4)
+    right, wrong = (
+        sample_sde(exact(data), z0, SCHEDULE, noise=1.0, steps=10, seed=7, score_drift=drift).zs
+        for drift in (True, False)
+    )
+    torch.testing.assert_close(right[1] - wrong[1], -0.5 * MAX_STEP_VARIANCE * z0, rtol=0, atol=1e-5)
+    # Without its score term the noise is never taken back: the cloud ends wider than the ODE's.
+    ode = sample_sde(exact(data), z0, SCHEDULE, noise=0.0, steps=10).zs[-1]
+    assert wrong[-1].var() > 1.1 * ode.var() and abs(right[-1].var() / ode.var() - 1) < 0.1

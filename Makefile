@@ -28,9 +28,12 @@ browser: system
 run: setup
 	$(PY) -m explorer.serve --server.port $(PORT)
 
+# Two pytest workers (pytest-xdist): the suite is half waiting on servers and browsers, and CI has
+# two cores. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: setup system
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

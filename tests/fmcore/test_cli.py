@@ -116,19 +116,18 @@ def test_sample_with_noise_runs_the_sde_and_noise_zero_is_euler(tmp_path, capsys
     assert abs(np.sqrt((sde**2).mean()) - np.sqrt((euler**2).mean())) < 0.1
 
 
-def test_labelled_training_then_guided_sampling_of_one_class(tmp_path):
+def test_labelled_training_then_guided_sampling_of_one_class(tmp_path, capsys):
+    """The issue's two lines, in process (the subprocess path is covered end to end above)."""
     model = tmp_path / "c.safetensors"
-    trained = run_cli("train", "--data", "8gaussians", "--labels", "--seconds", "2", "--out", str(model))
-    assert trained.returncode == 0, trained.stderr
-    assert "8 classes" in trained.stdout and load(model).n_classes == 8
+    assert main(["train", "--data", "8gaussians", "--labels", "--seconds", "2", "--out", str(model)]) == 0
+    assert "8 classes" in capsys.readouterr().out and load(model).n_classes == 8
     points, labels = datasets.sample("8gaussians", 2000, seed=0, labels=True)
     centroids = np.stack([points[labels == k].mean(0).numpy() for k in range(8)])
     for label in ("3", "6"):
         samples = tmp_path / f"s{label}.csv"
-        args = ("--label", label, "--guidance", "1.0", "--n", "1000", "--out", str(samples))
-        sampled = run_cli("sample", "--model", str(model), *args)
-        assert sampled.returncode == 0, sampled.stderr
-        assert f"of class {label} (guidance w=1)" in sampled.stdout
+        args = ["--label", label, "--guidance", "1.0", "--n", "1000", "--out", str(samples)]
+        assert main(["sample", "--model", str(model), *args]) == 0
+        assert f"of class {label} (guidance w=1)" in capsys.readouterr().out
         out = np.loadtxt(samples, delimiter=",", skiprows=1)
         nearest = np.linalg.norm(out[:, None] - centroids[None], axis=-1).argmin(1)
         assert out.shape == (1000, 2) and (nearest == int(label)).mean() >= 0.9
@@ -169,30 +168,16 @@ def test_labels_from_a_csv_and_the_refusals(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-def test_a_mean_flow_trains_and_samples_in_k_steps(tmp_path):
+def test_a_mean_flow_trains_and_samples_in_k_steps(tmp_path, capsys):
     model, samples = tmp_path / "f.safetensors", tmp_path / "s.csv"
-    trained = run_cli(
-        "train",
-        "--data",
-        "moons",
-        "--n",
-        "300",
-        "--objective",
-        "meanflow",
-        "--seconds",
-        "2",
-        "--out",
-        str(model),
-    )
-    assert trained.returncode == 0, trained.stderr
-    assert "meanflow objective, marginal target" in trained.stdout
+    train = ["train", "--data", "moons", "--n", "300", "--objective", "meanflow", "--seconds", "2"]
+    assert main([*train, "--out", str(model)]) == 0
+    assert "meanflow objective, marginal target" in capsys.readouterr().out
     assert load(model).objective == "meanflow"
     for steps in (1, 2, 4):
-        sampled = run_cli(
-            "sample", "--model", str(model), "--steps", str(steps), "--n", "40", "--out", str(samples)
-        )
-        assert sampled.returncode == 0, sampled.stderr
-        assert f"{steps} mean-flow step{'s' if steps != 1 else ''}: NFE {steps};" in sampled.stdout
+        sample = ["sample", "--model", str(model), "--steps", str(steps), "--n", "40"]
+        assert main([*sample, "--out", str(samples)]) == 0
+        assert f"{steps} mean-flow step{'s' if steps != 1 else ''}: NFE {steps};" in capsys.readouterr().out
         points = np.loadtxt(samples, delimiter=",", skiprows=1)
         # Trained for 2 s, the jumps already land on the data's scale (unit variance), not far off.
         assert points.shape == (40, 2) and np.isfinite(points).all() and np.abs(points).max() < 5

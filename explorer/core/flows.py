@@ -35,6 +35,7 @@ __all__ = [
     "MEAN_FLOW",
     "N_FRAMES",
     "SHOWN_PATHS",
+    "SHOWN_SDE_PATHS",
     "VIEW_BOX",
     "Flow",
     "Source",
@@ -57,6 +58,8 @@ N_FRAMES = 51
 """Frames of the animation, t = 0, 0.02, ..., 1: smooth playback (NOTES: 100 doubles the payload)."""
 SHOWN_PATHS = 120
 """Particles whose whole path is drawn when paths are on."""
+SHOWN_SDE_PATHS = 30
+"""As many for the SDE: its jagged paths cross everywhere, and 120 of them hide one another."""
 EXACT_BANDWIDTH = 0.08
 """Blur of the data behind the exact field, in unit-spread coordinates (presets' own noise is ~0.05-0.1)."""
 EULER_MARUYAMA = "euler-maruyama"
@@ -213,7 +216,7 @@ def compute_flow(
         times=times,
         particles=interpolate(ts, zs, times.astype(np.float64)),
         nodes=ts.astype(np.float32),
-        paths=zs[:, :SHOWN_PATHS].astype(np.float32),
+        paths=zs[:, : SHOWN_SDE_PATHS if solver == EULER_MARUYAMA else SHOWN_PATHS].astype(np.float32),
         samples=zs[-1].astype(np.float32),
         nfe=int(trajectory.nfe),
         solver=solver,

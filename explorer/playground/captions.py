@@ -43,7 +43,9 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
     ]
     lines.extend(_sampler_lines(measured[0][0]))
     if state.paths:
-        lines.append("Faint lines trace 120 particles; their dots are the solver's steps.")
+        lines.append(
+            f"Faint lines trace {measured[0][0].paths.shape[1]} particles; their dots are the solver's steps."
+        )
     if state.density and state.model_density and kind != "exact":
         lines.append(
             "Shading: the <b>network's</b> density pₜ, by the change of variables from N(0, I) "

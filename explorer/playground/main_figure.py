@@ -34,7 +34,7 @@ def _model_source(runner, state: ViewState) -> flows.Source | None:
         (model.token, model.generation, runner.step),
         runner.schedule or "linear",
         state.schedule,
-        average=runner.average_velocity,
+        runner.average_velocity,  # None for a flow model
     )
 
 

@@ -92,3 +92,12 @@ def test_a_mean_flow_trains_and_draws_its_jumps_at_the_nfe_the_slider_says():
     at.segmented_control(key="fme_w_field").set_value("exact").run()
     at.segmented_control(key="fme_w_sampler").set_value("sde").run()
     assert "Euler-Maruyama SDE" in titles(at)  # the exact field keeps the ODE | SDE sampler
+
+
+def test_the_hidden_noise_slider_keeps_its_value_until_the_sde_comes_back():
+    at = start({"sampler": "sde", "noise": "0.5"})
+    at.segmented_control(key="fme_w_sampler").set_value("ode").run()
+    at.run()
+    assert at.query_params["noise"] == "0.5"
+    at.segmented_control(key="fme_w_sampler").set_value("sde").run()
+    assert at.select_slider(key="fme_w_noise").value == 0.5 and "noise 0.5" in titles(at)

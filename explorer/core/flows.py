@@ -16,6 +16,7 @@ network's jumps z_t = z_r + (t - r) u(z_r, r, t) on a uniform grid, one NFE a ju
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from fmcore.schedules import get_schedule
 from fmcore.solvers import SOLVERS, Trajectory, integrate, nfe_for
 
 from .data import Dataset
+from .state import ViewState
 
 __all__ = [
     "EULER_MARUYAMA",
@@ -147,8 +149,9 @@ class Flow:
         nodes: (K+1,) the solver's grid.  paths: (K+1, p, 2) the first p particles at the nodes.
         samples: (n, 2) where the particles end (t = 1).  nfe: counted velocity evaluations.
         solver, steps, grid: the settings (solver may be ``EULER_MARUYAMA`` or ``MEAN_FLOW``).
-        straightness: Liu et al.'s S of the paths (0 = straight).  noise: the SDE's scale of g_t
-        (0 for every other sampler).
+        straightness: Liu et al.'s S of the paths (0 = straight); NaN for the SDE, whose Brownian
+            paths have none (it grows without bound with the steps).  noise: the SDE's scale of
+            g_t (0 for every other sampler).
     """
 
     times: np.ndarray = field(repr=False)
@@ -222,13 +225,15 @@ def compute_flow(
         solver=solver,
         steps=int(steps),
         grid=grid,
-        straightness=float(metrics.straightness(trajectory.zs, trajectory.ts.double())),
+        straightness=math.nan
+        if solver == EULER_MARUYAMA
+        else float(metrics.straightness(trajectory.zs, trajectory.ts.double())),
         noise=float(noise) if solver == EULER_MARUYAMA else 0.0,
     )
 
 
-def main_sampler(state, source: Source) -> tuple[str, int, str, float]:
-    """``(solver, steps, grid, noise)`` of the main panel for a ``ViewState`` on ``source``.
+def main_sampler(state: ViewState, source: Source) -> tuple[str, int, str, float]:
+    """``(solver, steps, grid, noise)`` of the main panel for the view ``state`` on ``source``.
 
     A mean-flow network jumps ``state.nfe`` times on a uniform grid, whatever the sampler; else
     ``sampler="sde"`` is Euler-Maruyama on the state's grid and steps (the solver is the ODE's).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 import torch
 
@@ -62,7 +64,7 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
     metric = " · ".join(
         f"<b>{flows.sampler_label(flow.solver, flow.noise)}</b> {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · "
         + (f"energy distance <b>{max(energy, 0.0):.4f}</b> · " if energy is not None else "")
-        + f"straightness {flow.straightness:.2f}"
+        + (f"straightness {flow.straightness:.2f}" if math.isfinite(flow.straightness) else "Brownian paths")
         for flow, energy in measured
     )
     spread = (

@@ -1,9 +1,12 @@
 """The Playground's SDE view in a real browser: jagged paths, and a picture fit for a class."""
 
+import re
+import time
+
 import pytest
 
 from .conftest import assert_no_exception, open_app, shoot
-from .test_playground import FLOW, frame_shown, stat, wait_for_flow
+from .test_playground import FLOW, LOSS, frame_shown, stat, wait_for_flow
 
 pytestmark = pytest.mark.browser
 
@@ -30,3 +33,22 @@ def test_the_sde_view_draws_jagged_paths_and_says_its_steps_and_nfe(app, page):
         timeout=10_000,
     )
     shoot(page, "playground-sde-t1")
+
+
+def test_a_mean_flow_trains_in_the_page_and_draws_its_jumps(app, page):
+    open_app(page, app.url("/?objective=meanflow&nfe=2&field=learned"))
+    wait_for_flow(page)
+    page.get_by_role("button", name=re.compile("Train")).click()
+    page.wait_for_selector(LOSS, state="attached", timeout=30_000)
+    time.sleep(8)  # a few seconds of training; the pause redraws the page with the network's figure
+    page.get_by_role("button", name=re.compile("Pause")).click()
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{FLOW} .annotation-text')]"
+        ".some(a => a.textContent.includes('mean flow'))",
+        timeout=30_000,
+    )
+    assert_no_exception(page)
+    title = page.locator(f"{FLOW} .annotation-text").first.text_content()
+    assert "mean flow" in title and "2 steps · 2 NFE" in title
+    assert "2 steps · 2 NFE" in stat(page, "fm-nfe")
+    shoot(page, "playground-mean-flow")

@@ -101,3 +101,33 @@ def test_the_hidden_noise_slider_keeps_its_value_until_the_sde_comes_back():
     assert at.query_params["noise"] == "0.5"
     at.segmented_control(key="fme_w_sampler").set_value("sde").run()
     assert at.select_slider(key="fme_w_noise").value == 0.5 and "noise 0.5" in titles(at)
+
+
+def test_the_sde_samples_a_learned_flow_too():
+    at = start()
+    at.button(key="fme_w_train").click().run()
+    at.run()
+    at.button(key="fme_w_pause").click().run()
+    at.segmented_control(key="fme_w_field").set_value("learned").run()
+    ode = particles_at_end(flow_spec(at))
+    at.segmented_control(key="fme_w_sampler").set_value("sde").run()
+    assert not at.exception
+    assert "Euler-Maruyama SDE, noise 1" in titles(at) and "network" in html(at, "fm-caption")
+    assert particles_at_end(flow_spec(at)) != ode
+
+
+def test_a_saved_mean_flow_loads_in_the_export_panel_and_draws_its_jumps(open_panel, tmp_path):
+    from fmcore import Trainer, datasets
+
+    trainer = Trainer(datasets.sample("moons", 256, seed=0), objective="meanflow", seed=0)
+    trainer.step(5)
+    trainer.save(tmp_path / "mean.safetensors")
+    at = open_panel(start({"nfe": "3"}), "export")
+    upload = (tmp_path / "mean.safetensors").read_bytes()
+    at.file_uploader(key="fme_w_model_upload").upload(
+        "mean.safetensors", upload, "application/octet-stream"
+    ).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.segmented_control(key="fme_w_field").value == "learned"
+    assert at.slider(key="fme_w_nfe").value == 3  # shown for the loaded mean flow, the link's value
+    assert "mean flow" in titles(at) and html(at, "fm-nfe").startswith("3 steps · 3 NFE")

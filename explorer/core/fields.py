@@ -82,10 +82,15 @@ class SinglePath:
     particle: np.ndarray
 
 
-def single_path(source: Source, start: tuple[float, float], solver: str, steps: int, grid: str) -> SinglePath:
-    """The trajectory of one particle that starts at ``start`` (noise space, t = 0)."""
+def single_path(
+    source: Source, start: tuple[float, float], solver: str, steps: int, grid: str, noise: float = 0.0
+) -> SinglePath:
+    """The trajectory of one particle that starts at ``start`` (noise space, t = 0).
+
+    With ``EULER_MARUYAMA`` its nodes are one SDE path (Brownian seed 0) against the ODE's path.
+    """
     z0 = np.asarray([start], dtype=np.float32)
-    coarse = compute_flow(source, z0, solver, steps, grid)
+    coarse = compute_flow(source, z0, solver, steps, grid, noise)
     fine = integrate_source(source, z0, "rk4", 100, "uniform")
     return SinglePath(
         start=z0[0],

@@ -22,7 +22,7 @@ from fmcore.coupling import COUPLINGS
 from fmcore.quoting import quote
 from fmcore.solvers import SOLVERS, TIME_GRIDS
 from fmcore.trainer import DEFAULTS as TRAINING_DEFAULTS
-from fmcore.trainer import TARGETS
+from fmcore.trainer import OBJECTIVES, TARGETS
 
 from .points import URL_MAX_POINTS, as_shared, decode_points, encode_points
 
@@ -30,9 +30,13 @@ __all__ = [
     "CUSTOM",
     "FIELDS",
     "LAYERS",
+    "MAX_MEAN_FLOW_NFE",
+    "MAX_NOISE",
     "MAX_PARTICLES",
     "MAX_STEPS",
     "MIN_PARTICLES",
+    "OBJECTIVES",
+    "SAMPLERS",
     "SETTINGS",
     "TARGETS",
     "URL_MAX_POINTS",
@@ -56,6 +60,12 @@ MAX_STEPS = 200
 MAX_SEED = 2**31 - 1
 LR_RANGE = (1e-5, 0.1)
 FOLLOW_LIMIT = 4.0
+SAMPLERS = ("ode", "sde")
+"""How the particles move: the ODE dz = v dt, or an SDE with the same marginals (Euler-Maruyama)."""
+MAX_NOISE = 2.0
+"""Largest scale of the SDE's g_t = noise sqrt(beta_t) the slider offers (1 = reverse diffusion)."""
+MAX_MEAN_FLOW_NFE = 8
+"""A mean flow is a few-step sampler: its jumps (one NFE each) go up to this many."""
 
 
 def _format(value) -> str:
@@ -219,6 +229,10 @@ class ViewState:
         coupling, target, lr: how a new model is trained.  snapshot_n: particles in the live
             snapshot of the network's samples.  follow: the start (x, y) at t = 0 of
             one particle whose path is drawn, or None.  classroom: figure only, large.
+        sampler: one of ``SAMPLERS``; "sde" runs Euler-Maruyama on the grid and steps (the solver
+            is for the ODE).  noise: the SDE's scale of g_t (0 the ODE, 1 reverse diffusion).
+        objective: what a new network learns, a key of ``fmcore.trainer.OBJECTIVES`` ("flow" v(z, t)
+            or "meanflow" u(z, r, t)).  nfe: the jumps (one NFE each) a mean-flow network samples in.
     """
 
     data: str = setting("moons", choices=(*datasets.NAMES, CUSTOM), lazy=True)
@@ -244,6 +258,11 @@ class ViewState:
     snapshot_n: int = setting(600, lo=100, hi=2000)
     follow: tuple[float, float] | None = setting(None, parse=_start_point, widget=False)
     classroom: bool = setting(False, widget=False)
+    # Sampling by an SDE with the flow's marginals (fmcore.sample_sde), and few-step mean flows.
+    sampler: str = setting("ode", choices=SAMPLERS)
+    noise: float = setting(1.0, lo=0.0, hi=MAX_NOISE, lazy=True)
+    objective: str = setting("flow", choices=OBJECTIVES, what="model")
+    nfe: int = setting(1, lo=1, hi=MAX_MEAN_FLOW_NFE, what="mean-flow NFE", lazy=True)
 
     # ``points`` is an array: compare it by value so that equal views are equal.
     def __eq__(self, other) -> bool:

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from explorer.core.densities import density_axis
 from explorer.core.fields import SinglePath, arrow_grid
-from explorer.core.flows import Flow, steps_label
+from explorer.core.flows import Flow, sampler_label, steps_label
 
 from . import theme
 from .animation import animation_controls
@@ -294,7 +294,11 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
 def panel_title(flow: Flow, label: str = "", energy: float | None = None, two_lines: bool = False) -> str:
     """'A · rk4 · 20 steps · 80 NFE · energy distance to data 0.0040' (the measure on a second line)."""
     head = " · ".join(
-        [*([label] if label else []), f"<b>{flow.solver}</b>", steps_label(flow.solver, flow.steps, flow.nfe)]
+        [
+            *([label] if label else []),
+            f"<b>{sampler_label(flow.solver, flow.noise)}</b>",
+            steps_label(flow.solver, flow.steps, flow.nfe),
+        ]
     )
     if energy is None:
         return head

@@ -55,9 +55,12 @@ noise_particles = st.cache_data(max_entries=16, show_spinner=False)(data.noise_p
 
 
 @st.cache_data(max_entries=48, show_spinner=False, hash_funcs=_HASH)
-def flow(source: Source, n: int, seed: int, solver: str, steps: int, grid: str) -> Flow:
-    """``flows.compute_flow`` of n particles from ``noise_particles(n, seed)``, cached by the source's key."""
-    return flows.compute_flow(source, noise_particles(n, seed), solver, steps, grid)
+def flow(source: Source, n: int, seed: int, solver: str, steps: int, grid: str, noise: float = 0.0) -> Flow:
+    """``flows.compute_flow`` of n particles from ``noise_particles(n, seed)``, cached by the source's key.
+
+    An SDE's Brownian increments come from ``seed`` too: one figure per view, however often drawn.
+    """
+    return flows.compute_flow(source, noise_particles(n, seed), solver, steps, grid, noise, seed)
 
 
 field_frames = st.cache_data(max_entries=48, show_spinner=False, hash_funcs=_HASH)(fields.field_frames)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 import torch
 
@@ -41,8 +43,11 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
         f"<b>{state.n:,} particles</b> start as noise z₀ ~ N(0, I) at t = 0 (blue) and ride {arrows} "
         "until they reach the data (amber points) at t = 1. Press <b>▶</b> or drag the time slider.",
     ]
+    lines.extend(_sampler_lines(measured[0][0]))
     if state.paths:
-        lines.append("Faint lines trace 120 particles; their dots are the solver's steps.")
+        lines.append(
+            f"Faint lines trace {measured[0][0].paths.shape[1]} particles; their dots are the solver's steps."
+        )
     if state.density and state.model_density and kind != "exact":
         lines.append(
             "Shading: the <b>network's</b> density pₜ, by the change of variables from N(0, I) "
@@ -57,9 +62,9 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
     else:
         lines.append("Click a particle to follow it.")
     metric = " · ".join(
-        f"<b>{flow.solver}</b> {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · "
+        f"<b>{flows.sampler_label(flow.solver, flow.noise)}</b> {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · "
         + (f"energy distance <b>{max(energy, 0.0):.4f}</b> · " if energy is not None else "")
-        + f"straightness {flow.straightness:.2f}"
+        + (f"straightness {flow.straightness:.2f}" if math.isfinite(flow.straightness) else "Brownian paths")
         for flow, energy in measured
     )
     spread = (
@@ -73,6 +78,24 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
         f"<span class='label'>{spread}</span></div>",
         unsafe_allow_html=True,
     )
+
+
+def _sampler_lines(flow: flows.Flow) -> list[str]:
+    """What the SDE or the mean flow does differently from the ODE, when the main panel uses one."""
+    if flow.solver == flows.EULER_MARUYAMA:
+        return [
+            "They follow an <b>SDE</b> with the same marginals pₜ: dz = [v + (g²/2)·∇log pₜ] dt + g dW, "
+            f"g = {flow.noise:g}·√βₜ (1 = reverse diffusion), the score taken from v, by Euler-Maruyama "
+            f"on the time grid: {flow.steps} steps, one NFE each. Jagged paths, the ODE's cloud at every t."
+        ]
+    if flow.solver == flows.MEAN_FLOW:
+        jumps = f"{flow.steps} jump{'s' if flow.steps != 1 else ''}"
+        return [
+            "A <b>mean-flow</b> network moves them by z_t = z_r + (t − r)·u(z_r, r, t): "
+            f"{jumps} on a uniform grid, one NFE each (frames in between lie on the straight jump), on "
+            "the path it was trained on. Its arrows are u(z, t, t), the instantaneous velocity."
+        ]
+    return []
 
 
 def schedule_sketch(slot, schedule: str) -> None:

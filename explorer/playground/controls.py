@@ -15,8 +15,11 @@ from explorer.core import flows
 from explorer.core.state import (
     FIELDS,
     LAYERS,
+    MAX_NOISE,
     MAX_SEED,
     MAX_STEPS,
+    OBJECTIVES,
+    SAMPLERS,
     SETTINGS,
     ViewState,
     widget_key,
@@ -24,7 +27,7 @@ from explorer.core.state import (
 )
 from fmcore.coupling import COUPLINGS
 from fmcore.solvers import SOLVERS, TIME_GRIDS
-from fmcore.trainer import TARGETS
+from fmcore.trainer import OBJECTIVE_DEFAULTS, TARGETS
 
 __all__ = [
     "LAYER_LABELS",
@@ -32,6 +35,7 @@ __all__ = [
     "compare_controls",
     "follow_controls",
     "layer_controls",
+    "mean_flow_controls",
     "nfe_caption",
     "particle_controls",
     "path_controls",
@@ -46,6 +50,9 @@ FIELD_LABELS = {"exact": "Exact", "learned": "Learned", "difference": "Learned �
 LAYER_LABELS = dict(zip(LAYERS, ("Paths", "Density", "Grid"), strict=True))
 COUPLING_LABELS = {"independent": "Independent (plain FM)", "ot": "Minibatch OT"}
 TARGET_LABELS = {"conditional": "Conditional velocity", "marginal": "Marginal velocity (exact, low variance)"}
+SAMPLER_LABELS = {"ode": "ODE", "sde": "SDE"}
+NOISE_LEVELS = tuple(round(0.1 * k, 1) for k in range(round(MAX_NOISE * 10) + 1))
+OBJECTIVE_LABELS = {"flow": "Flow v(z, t)", "meanflow": "Mean flow u(z, r, t), few steps"}
 
 _DEFAULTS = widget_values(ViewState())
 
@@ -66,10 +73,18 @@ def _index(options, name: str) -> int:
     return options.index(held) if held in options else 0
 
 
-def _choice(label: str, options: tuple, name: str, format_func, help: str | None = None):
+def _choice(
+    label: str, options: tuple, name: str, format_func, help: str | None = None, disabled: bool = False
+):
     """A selectbox that holds the setting ``name``, started at its held value."""
     return st.selectbox(
-        label, options, _index(options, name), format_func=format_func, key=widget_key(name), help=help
+        label,
+        options,
+        _index(options, name),
+        format_func=format_func,
+        key=widget_key(name),
+        help=help,
+        disabled=disabled,
     )
 
 
@@ -106,8 +121,10 @@ def _schedule_label(name: str) -> str:
 def nfe_caption(solver: str, steps: int, counted: int | None = None) -> str:
     """HTML line '20 steps · 80 NFE' for under the step slider."""
     label = flows.steps_label(solver, steps, counted)
-    per_step = SOLVERS[solver].nfe_per_step
+    per_step = flows.nfe_per_step(solver)
     how = f"{per_step} network evaluation{'s' if per_step != 1 else ''} per step" if per_step else "counted"
+    if solver not in SOLVERS:
+        how = f"{flows.sampler_label(solver)}: {how}"
     return f"<div class='fm-nfe' data-testid='fm-nfe'><b>{label}</b> <span>({how})</span></div>"
 
 
@@ -126,12 +143,55 @@ def path_controls() -> None:
 def sampler_controls() -> None:
     """Solver, time grid and steps; the page writes the NFE line under them (``nfe_caption``)."""
     st.markdown("### Sampler")
-    _solver_grid_steps(help="Integration steps from t=0 to t=1.")
+    sde = _stochastic_controls()
+    _solver_grid_steps(help="Integration steps from t=0 to t=1.", ode_only=sde)
 
 
-def _solver_grid_steps(label: str = "", suffix: str = "", help: str | None = None) -> tuple[str, str, int]:
-    """The solver, time grid and steps widgets: the sampler's, or compare mode's second (" B", "_b")."""
-    solver = _choice(f"Solver{label}", tuple(SOLVERS), f"solver{suffix}", _solver_label)
+def _stochastic_controls() -> bool:
+    """The ODE | SDE switch and, for the SDE, its noise level; returns whether the SDE is on."""
+    sampler = st.segmented_control(
+        "Sampler",
+        SAMPLERS,
+        default=_held("sampler"),
+        format_func=SAMPLER_LABELS.get,
+        key=widget_key("sampler"),
+        help="The SDE dz = [v + (g²/2)·∇log pₜ] dt + g dW has the flow's marginals pₜ for every g; "
+        "its score comes from the velocity itself.",
+    )
+    if sampler != "sde":
+        return False
+    current = float(_held("noise"))
+    st.select_slider(
+        "Noise (scale of gₜ)",
+        tuple(sorted({*NOISE_LEVELS, current})),
+        current,
+        key=widget_key("noise"),
+        format_func=lambda v: f"{v:g}",
+        help="gₜ = noise·√βₜ: 0 is the ODE (Euler), 1 the schedule's reverse diffusion SDE.",
+    )
+    st.caption(
+        "The SDE runs Euler-Maruyama on the time grid and steps below, one NFE a step: the solver is the ODE's."
+    )
+    return True
+
+
+def mean_flow_controls() -> None:
+    """The jumps a mean-flow network samples in (one NFE each), for the learned field."""
+    _number("Mean-flow steps (NFE)", "nfe")
+    st.caption(
+        "A mean-flow network jumps z_t = z_r + (t − r)·u(z_r, r, t) on a uniform grid, one NFE a jump; "
+        "the exact field keeps the sampler above."
+    )
+
+
+def _solver_grid_steps(
+    label: str = "", suffix: str = "", help: str | None = None, ode_only: bool = False
+) -> tuple[str, str, int]:
+    """The solver, time grid and steps widgets: the sampler's, or compare mode's second (" B", "_b").
+
+    ``ode_only``: the SDE is on, and the solver (not the grid and steps) stands unused.
+    """
+    solver = _choice(f"Solver{label}", tuple(SOLVERS), f"solver{suffix}", _solver_label, disabled=ode_only)
     grid = _choice(f"Time grid{label}", tuple(TIME_GRIDS), f"grid{suffix}", _grid_label)
     steps = st.slider(
         f"Steps{label}",
@@ -171,13 +231,24 @@ def compare_controls() -> None:
 def training_controls() -> None:
     """How the next model is trained: coupling, regression target and learning rate."""
     st.markdown("### Training")
-    _choice("Coupling", tuple(COUPLINGS), "coupling", lambda c: COUPLING_LABELS.get(c, c))
-    _choice("Target", tuple(TARGETS), "target", lambda t: TARGET_LABELS.get(t, t))
+    mean_flow = _choice("Model", OBJECTIVES, "objective", OBJECTIVE_LABELS.get) == "meanflow"
+    _choice("Coupling", tuple(COUPLINGS), "coupling", lambda c: COUPLING_LABELS.get(c, c), disabled=mean_flow)
+    _choice("Target", tuple(TARGETS), "target", lambda t: TARGET_LABELS.get(t, t), disabled=mean_flow)
     current = _held("lr")
     rates = tuple(sorted({*LEARNING_RATES, float(current)}))
     st.select_slider(
-        "Learning rate", rates, float(current), key=widget_key("lr"), format_func=lambda v: f"{v:g}"
+        "Learning rate",
+        rates,
+        float(current),
+        key=widget_key("lr"),
+        format_func=lambda v: f"{v:g}",
+        disabled=mean_flow,
     )
+    if mean_flow:
+        st.caption(
+            "A mean flow (MeanFlow, Geng et al. 2025) trains with its own tuned settings: independent "
+            f"noise, the batch's posterior velocity as target, learning rate {OBJECTIVE_DEFAULTS['meanflow']['lr']:g}."
+        )
     st.caption("Changing data or these settings starts a fresh network.")
     _number("Particles in the live snapshot", "snapshot_n", step=100)
 

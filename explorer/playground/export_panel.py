@@ -65,7 +65,7 @@ def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: f
 def _downloads(flow, figure, dataset: Dataset, source: flows.Source, schedule: str) -> None:
     """GIF, HTML, PNG (of one frame) and the samples as CSV, each built only when clicked."""
     field = cache.field_frames(source)
-    title = f"{flow.solver} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {schedule}"
+    title = f"{flows.sampler_label(flow.solver, flow.noise)} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {schedule}"
     frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=widget_key("png_t"))
     k = round(frame_t * (len(flow.times) - 1))
 

@@ -29,11 +29,15 @@ SNAPSHOT_T = 0.5
 
 def _snapshot(runner, dataset: Dataset, state: ViewState):
     """The network's current samples and its field at t = 0.5 (a few ms: cheap solver, few particles)."""
-    velocity = runner.velocity
+    velocity, average = runner.velocity, runner.average_velocity
     z0 = torch.from_numpy(cache.noise_particles(state.snapshot_n, state.seed))
     try:
         with torch.no_grad():
-            trajectory = integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear")
+            trajectory = (
+                integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear")
+                if average is None
+                else fmcore.sample_mean_flow(average, z0, state.nfe)
+            )
             field = velocity(torch.from_numpy(arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
     except fmcore.SolverError:  # a network whose outputs overflow: the main figure says so
         return None
@@ -66,7 +70,7 @@ def live_part(runner, dataset: Dataset, state: ViewState) -> None:
                 st.empty()
         if snapshot is not None:
             st.caption(
-                f"The network now: its samples (violet, {state.snapshot_n} particles, midpoint 8 steps) "
+                f"The network now: its samples (violet, {state.snapshot_n} particles, {_snapshot_sampler(runner, state)}) "
                 f"and its field at t = {SNAPSHOT_T}. Trained on the {runner.schedule} path."
             )
         else:
@@ -80,6 +84,13 @@ def live_part(runner, dataset: Dataset, state: ViewState) -> None:
 
     with st.container(key=LIVE_KEY):
         live()
+
+
+def _snapshot_sampler(runner, state: ViewState) -> str:
+    """How the snapshot sampled: 'midpoint 8 steps = 16 NFE', or a mean flow's 'mean flow, 2 steps = 2 NFE'."""
+    if runner.average_velocity is None:
+        return "midpoint 8 steps = 16 NFE"
+    return f"mean flow, {state.nfe} step{'s' if state.nfe != 1 else ''} = {state.nfe} NFE"
 
 
 def _stats_line(runner, every: float | None) -> str:
@@ -123,7 +134,16 @@ def _live_figures(runner, dataset: Dataset, state: ViewState):
     """
     steps, losses = runner.history
     floor = runner.loss_floor
-    key = (Model.get().generation, runner.step, len(steps), floor, dataset.key, state.seed, state.snapshot_n)
+    key = (
+        Model.get().generation,
+        runner.step,
+        len(steps),
+        floor,
+        dataset.key,
+        state.seed,
+        state.snapshot_n,
+        state.nfe,
+    )
     cached = st.session_state.get(LIVE_FIGURES_KEY)
     if cached is not None and cached[0] == key:
         return cached[1]

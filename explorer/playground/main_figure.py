@@ -30,7 +30,11 @@ def _model_source(runner, state: ViewState) -> flows.Source | None:
         return None
     model = Model.get()
     return flows.learned_source(
-        velocity, (model.token, model.generation, runner.step), runner.schedule or "linear", state.schedule
+        velocity,
+        (model.token, model.generation, runner.step),
+        runner.schedule or "linear",
+        state.schedule,
+        runner.average_velocity,  # None for a flow model
     )
 
 
@@ -62,11 +66,12 @@ def _panel(
     solver: str,
     steps: int,
     grid: str,
+    noise: float,
     label: str,
     kind: str,
     density: np.ndarray | None,
 ) -> tuple[figures.Panel, flows.Flow, float]:
-    flow = cache.flow(source, state.n, state.seed, solver, steps, grid)
+    flow = cache.flow(source, state.n, state.seed, solver, steps, grid, noise)
     field = cache.field_frames(source)
     if kind == "difference":
         field = field - cache.field_frames(exact)
@@ -78,9 +83,11 @@ def _panel(
         field=field,
         field_kind=kind,
         density=density,
+        # The grid is bent by the noiseless map (an SDE's noise would tear it); a followed particle
+        # takes the sampler's own path.
         warp=cache.warp_frames(source, solver, steps, grid) if state.warp else None,
         show_paths=state.paths,
-        single=cache.single_path(source, state.follow, solver, steps, grid) if state.follow else None,
+        single=cache.single_path(source, state.follow, solver, steps, grid, noise) if state.follow else None,
     )
     return panel, flow, energy
 
@@ -95,7 +102,16 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
     exact = flows.exact_source(dataset, state.schedule)
     learned = _model_source(runner, state)
     kind = state.field
-    safe = replace(state, field="exact", solver="rk4", steps=20, grid="uniform", compare=False, density=False)
+    safe = replace(
+        state,
+        field="exact",
+        sampler="ode",
+        solver="rk4",
+        steps=20,
+        grid="uniform",
+        compare=False,
+        density=False,
+    )
 
     def fallback():
         if state == safe:
@@ -109,6 +125,13 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
             icon=":material/info:",
         )
         kind = "exact"
+    if kind == "difference" and learned.average is not None:
+        st.info(
+            "A mean-flow network learns **average** velocities u(z, r, t) and jumps between times, so its "
+            "error against the exact field has no frame-by-frame picture: showing the **learned** field.",
+            icon=":material/info:",
+        )
+        kind = "learned"
     source = exact if kind == "exact" else learned
     model_density = state.density and state.model_density and kind != "exact"
     density = None
@@ -121,22 +144,25 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
             )
         except SOLVER_FAILURES as error:
             return _solver_failed("The density's log-likelihood solve", state, error, fallback)
-    settings = [(state.solver, state.steps, state.grid, "A" if state.compare else "")]
+    settings = [(*flows.main_sampler(state, source), "A" if state.compare else "")]
     if state.compare:
-        settings.append((state.solver_b, state.steps_b, state.grid_b, "B"))
+        settings.append((state.solver_b, state.steps_b, state.grid_b, 0.0, "B"))
     panels, measured = [], []
-    for solver, steps, grid, label in settings:
+    for solver, steps, grid, noise, label in settings:
         try:
             panel, flow, energy = _panel(
-                source, exact, dataset, state, solver, steps, grid, label, kind, density
+                source, exact, dataset, state, solver, steps, grid, noise, label, kind, density
             )
         except SOLVER_FAILURES as error:
-            return _solver_failed(f"{solver} with {steps} steps", state, error, fallback)
+            return _solver_failed(
+                f"{flows.sampler_label(solver, noise)} with {steps} steps", state, error, fallback
+            )
         panels.append(panel)
         measured.append((flow, energy))
         if not np.isfinite(flow.samples).all():
             st.warning(
-                f"{solver} with {steps} steps on the {state.schedule} path produced non-finite values "
+                f"{flows.sampler_label(solver, noise)} with {steps} steps on the {source.schedule} path "
+                "produced non-finite values "
                 "(a step divided by zero or blew up); those particles are not drawn. Try another solver, "
                 "more steps or another time grid.",
                 icon=":material/warning:",

@@ -12,7 +12,7 @@ from explorer.core.state import ViewState
 
 from .keys import MODEL_KEY
 
-__all__ = ["Model", "training_spec"]
+__all__ = ["Model", "training_options", "training_spec"]
 
 
 @dataclass
@@ -39,4 +39,15 @@ class Model:
 
 
 def training_spec(state: ViewState, dataset: Dataset) -> tuple:
-    return (dataset.key, state.coupling, state.target, state.seed, state.lr)
+    return (dataset.key, state.coupling, state.target, state.seed, state.lr, state.objective)
+
+
+def training_options(state: ViewState) -> dict:
+    """What ``TrainingRunner.configure`` is given besides the data, schedule and seed.
+
+    A mean flow keeps its objective's tuned target, coupling and learning rate
+    (``fmcore.trainer.OBJECTIVE_DEFAULTS``); the runner trains it inline (the engine steps flows only).
+    """
+    if state.objective == "meanflow":
+        return dict(objective="meanflow", target=None)
+    return dict(target=state.target, coupling=state.coupling, lr=state.lr)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import training
+from explorer.core import flows
 from explorer.core.state import ViewState, from_widgets
 from explorer.core.text import plain
 from explorer.figures import theme
 from explorer.settings import configure_torch
-from fmcore.solvers import nfe_for
 
 from . import captions, controls, url
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
@@ -51,19 +51,29 @@ def _start(state: ViewState, notices: list[str], from_url: bool) -> None:
         )
 
 
-def _sidebar(state: ViewState):
+def _sidebar(state: ViewState, runner):
     """The sidebar's controls; returns the view read from them and the schedule and NFE slots."""
     with st.sidebar:
         controls.path_controls()
         schedule_slot = st.empty()
         controls.sampler_controls()
         nfe_slot = st.empty()
+        if (
+            from_widgets(state, st.session_state).objective == "meanflow"
+            or runner.average_velocity is not None
+        ):
+            controls.mean_flow_controls()
         controls.particle_controls()
         controls.compare_controls()
         controls.training_controls()
     state = from_widgets(state, st.session_state)
-    nfe_slot.markdown(controls.nfe_caption(state.solver, state.steps), unsafe_allow_html=True)
+    nfe_slot.markdown(controls.nfe_caption(_ode_or_sde(state), state.steps), unsafe_allow_html=True)
     return state, schedule_slot, nfe_slot
+
+
+def _ode_or_sde(state: ViewState) -> str:
+    """The main panel's solver, before the figure says whether a mean flow took its place."""
+    return flows.EULER_MARUYAMA if state.sampler == "sde" else state.solver
 
 
 def _columns(state: ViewState):
@@ -82,9 +92,9 @@ def main() -> None:
     _start(state, notices, from_url)
     captions.header()
     schedule_slot = nfe_slot = None
-    if not state.classroom:
-        state, schedule_slot, nfe_slot = _sidebar(state)
     runner = training.session_runner(st.session_state)
+    if not state.classroom:
+        state, schedule_slot, nfe_slot = _sidebar(state, runner)
     figure_col, side_col = _columns(state)
     with figure_col:
         if not state.classroom:
@@ -107,9 +117,8 @@ def main() -> None:
             data_panel(state)
     if schedule_slot is not None:
         captions.schedule_sketch(schedule_slot, state.schedule)
-        counted = measured[0][0].nfe
-        if counted != nfe_for(state.solver, state.steps):  # adaptive: say what it actually took
-            nfe_slot.markdown(
-                controls.nfe_caption(state.solver, state.steps, counted), unsafe_allow_html=True
-            )
+        flow, previewed = measured[0][0], _ode_or_sde(state)
+        # adaptive, or a mean flow's jumps: say what it actually took
+        if (flow.solver, flow.nfe) != (previewed, flows.steps_nfe(previewed, state.steps)):
+            nfe_slot.markdown(controls.nfe_caption(flow.solver, flow.steps, flow.nfe), unsafe_allow_html=True)
     url.write_url(state)

@@ -16,7 +16,7 @@ from explorer.core.text import plain, shorten
 from . import live
 from .data_panel import too_large
 from .keys import MODEL_ERROR_KEY
-from .model import Model, training_spec
+from .model import Model, training_options, training_spec
 
 __all__ = ["on_load_model", "training_panel"]
 
@@ -27,10 +27,8 @@ def _configure(runner, dataset: Dataset, state: ViewState) -> bool:
         runner.configure(
             torch.from_numpy(dataset.train),
             schedule=state.schedule,
-            target=state.target,
-            coupling=state.coupling,
             seed=state.seed,
-            lr=state.lr,
+            **training_options(state),
         )
     except ValueError as error:
         st.session_state[MODEL_ERROR_KEY] = f"Could not start training: {error}"

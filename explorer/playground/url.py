@@ -33,8 +33,9 @@ def load_state() -> tuple[ViewState, list[str], bool]:
     return state, notices, True
 
 
-_KEPT = ("data", "follow_on", "fx", "fy")
-"""Widgets that keep their value when the controls are seeded again without a link."""
+_KEPT = ("data", "follow_on", "fx", "fy", "noise", "nfe")
+"""Widgets that keep their value when the controls are seeded again without a link (the noise and
+NFE sliders are drawn only for the SDE and a mean flow: Streamlit forgets them while hidden)."""
 
 
 def seed(state: ViewState, everything: bool) -> None:
@@ -50,6 +51,7 @@ def seed(state: ViewState, everything: bool) -> None:
         controls.seed_widgets({name: value for name, value in values.items() if name not in _KEPT})
     fx, fy = state.follow or FOLLOW_DEFAULT
     kept = {"data": state.data, "follow_on": state.follow is not None, "fx": float(fx), "fy": float(fy)}
+    kept.update(noise=state.noise, nfe=state.nfe)
     controls.seed_widgets(kept, overwrite=False)
 
 

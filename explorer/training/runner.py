@@ -363,6 +363,15 @@ class TrainingRunner:
         return None if model is None else model.velocity
 
     @property
+    def average_velocity(self) -> Callable | None:
+        """``u(z, r, t)`` of the latest good model when it is a mean flow (``fmcore.sample_mean_flow``);
+        None for a flow model, and until a slice has run or a model was loaded."""
+        with self._swap_lock:
+            model = self._model if self._trained else None
+        flow = None if model is None else model.flow
+        return flow.average_velocity if flow is not None and flow.objective == "meanflow" else None
+
+    @property
     def history(self) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, losses)`` for the loss curve: every step up to ``CURVE_POINTS`` of them, then
         block means, each at the block's last step."""

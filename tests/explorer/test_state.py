@@ -242,3 +242,23 @@ def test_a_widget_not_drawn_gives_its_default_except_the_lazy_data_pills():
     back = from_widgets(state, {})
     assert back.data == "spirals"  # the gallery lives in a tab built only while open
     assert (back.compare, back.model_density, back.follow, back.paths) == (False, False, None, True)
+
+
+def test_the_sampler_and_the_model_travel_through_the_link_and_their_hidden_sliders_keep_their_values():
+    state = ViewState(sampler="sde", noise=0.3, objective="meanflow", nfe=4)
+    query = state.to_query()
+    assert query == {"sampler": "sde", "noise": "0.3", "objective": "meanflow", "nfe": "4"}
+    assert ViewState.from_query(query) == (state, [])
+    # the noise slider is drawn only for the SDE, the NFE slider only for a mean flow: while hidden,
+    # the view keeps what the link or the last slider said
+    assert (from_widgets(state, {}).noise, from_widgets(state, {}).nfe) == (0.3, 4)
+    assert from_widgets(state, {}).sampler == "ode"  # the switch itself is always drawn
+    for name, text in (
+        ("sampler", "xyz"),
+        ("noise", "99"),
+        ("noise", "-0.1"),
+        ("nfe", "0"),
+        ("objective", "gan"),
+    ):
+        back, notices = ViewState.from_query({name: text})
+        assert back == ViewState() and len(notices) == 1 and name in notices[0]

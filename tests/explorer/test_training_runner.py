@@ -395,3 +395,25 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+def test_a_mean_flow_trains_inline_beside_the_engine_and_keeps_its_jumps_when_saved(data, engine, tmp_path):
+    runner = runner_for("engine", engine)
+    runner.configure(data, seed=0, objective="meanflow", target=None)
+    assert type(runner._model).__name__ == "InlineBackend"  # the engine's batch steps flows only
+    assert runner.average_velocity is None  # nothing trained yet
+    runner.start()
+    assert runner.tick(BUDGET).step > 0
+    z, r, t = GRID, torch.tensor(0.0), torch.tensor(1.0)
+    jump = runner.average_velocity(z, r, t)
+    assert jump.shape == GRID.shape and torch.isfinite(jump).all()
+    runner.pause()
+    runner.save(tmp_path / "mean.safetensors")
+    loaded = session_runner({}, backend="inline")
+    loaded.load(tmp_path / "mean.safetensors")
+    torch.testing.assert_close(loaded.average_velocity(z, r, t), runner.average_velocity(z, r, t))
+    flow = session_runner({}, backend="inline")
+    flow.configure(data, seed=0)
+    flow.start()
+    ticks(flow, 1)
+    assert flow.velocity is not None and flow.average_velocity is None

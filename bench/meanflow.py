@@ -57,7 +57,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)  # process-wide; faster than 2 threads for models this size
     clock = CLOCKS[args.clock]
-    floor = noise_floor(4)
+    floor = noise_floor()
     print(
         f"moons, {N} points, 1 torch thread, {args.seconds:g} {args.clock}-seconds of training each, "
         f"seeds 0..{args.seeds - 1}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"

@@ -91,6 +91,93 @@ def test_energy_distance_is_symmetric_and_vanishes_for_identical_samples():
     assert metrics.energy_distance(a, a) == pytest.approx(-2 * total / (1000**2 * 999), rel=1e-9)
 
 
+NORMAL_DISTANCE_VARIANCE = 4 / math.pi * (1 + math.pi / 3 - math.sqrt(3))
+"""dVar^2 of N(0, 1): E|X - X'|^2 + (E|X - X'|)^2 - 2 E|X - X'| |X - X''| = 2 + 4 / pi - 2 (2 / pi)
+(sqrt(3) / 2 + pi / 12) (Szekely, Rizzo & Bakirov, 2007, with X - X', X - X'' correlated 1/2)."""
+
+
+def brute_force_distance_variance(x: np.ndarray) -> float:
+    r = len(x)
+    a = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    centred = a - a.sum(0)[None] / (r - 2) - a.sum(1)[:, None] / (r - 2) + a.sum() / ((r - 1) * (r - 2))
+    np.fill_diagonal(centred, 0.0)
+    return (centred**2).sum() / (r * (r - 3))
+
+
+def test_distance_variance_is_the_u_centred_statistic_for_any_chunking(monkeypatch):
+    x = np.random.default_rng(0).normal(size=(29, 2))
+    expected = brute_force_distance_variance(x)
+    monkeypatch.setattr(metrics, "_PAIRS_PER_CHUNK", 7)
+    assert metrics.distance_variance(x) == pytest.approx(expected, rel=1e-12)
+    # A distance, so the variance of its centred part scales with the square of the units.
+    assert metrics.distance_variance(3 * x) == pytest.approx(9 * expected, rel=1e-12)
+
+
+def test_distance_variance_is_unbiased_for_the_normal_closed_form():
+    generator = torch.Generator().manual_seed(1)
+    estimates = np.array(
+        [
+            metrics.distance_variance(torch.randn(40, 1, generator=generator, dtype=torch.float64))
+            for _ in range(400)
+        ]
+    )
+    # Unbiased even at 40 points (the plain V-statistic would be about 10% low here).
+    assert estimates.mean() == pytest.approx(NORMAL_DISTANCE_VARIANCE, abs=4 * estimates.std() / 20)
+
+
+def rms_with_tolerance(values: np.ndarray) -> tuple[float, float]:
+    """sqrt(mean(values^2)) and 4 standard errors of it, by the delta method on the mean square."""
+    squares = values**2
+    mean_square = squares.mean()
+    return math.sqrt(mean_square), 4 * squares.std() / math.sqrt(len(values)) / (2 * math.sqrt(mean_square))
+
+
+def test_energy_distance_floor_is_the_rms_between_two_samples_of_one_distribution():
+    n, m, pairs = 30, 50, 4000
+    generator = torch.Generator().manual_seed(2)
+    values = np.array(
+        [
+            metrics.energy_distance(
+                torch.randn(n, 1, generator=generator, dtype=torch.float64),
+                torch.randn(m, 1, generator=generator, dtype=torch.float64),
+            )
+            for _ in range(pairs)
+        ]
+    )
+    closed_form = math.sqrt(NORMAL_DISTANCE_VARIANCE * (2 / (n * (n - 1)) + 2 / (m * (m - 1)) + 4 / (n * m)))
+    rms, tolerance = rms_with_tolerance(values)
+    assert rms == pytest.approx(closed_form, abs=tolerance)
+    assert abs(values.mean()) < 4 * values.std() / math.sqrt(pairs)  # unbiased: mean 0 under P = Q
+    reference = torch.randn(20_000, 1, generator=generator, dtype=torch.float64)
+    assert metrics.energy_distance_floor(reference, n, m) == pytest.approx(closed_form, rel=0.05)
+
+
+def test_fresh_preset_data_scores_one_floor_in_root_mean_square():
+    """The yardstick of bench/train_speed.py: data against fresh data of one preset gives 1.0."""
+    n, m, pairs = 200, 300, 600
+    values = np.array(
+        [
+            metrics.energy_distance(
+                datasets.sample("rings", n, seed=k), datasets.sample("rings", m, seed=10_000 + k)
+            )
+            for k in range(pairs)
+        ]
+    )
+    floor = metrics.energy_distance_floor(datasets.sample("rings", 5000, seed=99), n, m)
+    rms, tolerance = rms_with_tolerance(values / floor)
+    assert rms == pytest.approx(1.0, abs=tolerance)
+    assert tolerance < 0.2
+
+
+def test_energy_distance_floor_refuses_too_few_points():
+    with pytest.raises(ValueError, match="at least 4 points"):
+        metrics.energy_distance_floor(torch.zeros(3, 2), 10)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        metrics.energy_distance_floor(torch.randn(10, 2), 1)
+    with pytest.raises(ValueError, match="m must be an integer"):
+        metrics.energy_distance_floor(torch.randn(10, 2), 10, 2.5)
+
+
 def gaussian_kernel_mean(shift, variance, bandwidths):
     """E k(X, Y) for 1-D X - Y ~ N(shift, variance) and k the mean of Gaussian kernels."""
     return np.mean(

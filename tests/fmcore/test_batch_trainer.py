@@ -22,7 +22,7 @@ ATOL = 1e-4
 
 
 def _weights(trainer: Trainer) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in (*trainer.model.parameters(), *trainer._sampling_net.parameters())]
+    return [p.detach().clone() for p in (*trainer.model.parameters(), *trainer.sampling_net.parameters())]
 
 
 def _assert_same_run(a: Trainer, b: Trainer, atol: float = ATOL):

@@ -645,7 +645,10 @@ class Trainer:
             self._generator.manual_seed(self.seed + step)
 
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly, as plain picklable values (tensors on the CPU)."""
+        """Everything needed to resume exactly, as plain picklable values (tensors on the CPU).
+
+        The last healthy snapshot is not in it: outside ``step`` (and between a ``BatchTrainer``'s
+        calls) a trainer always sits at its last check, so the snapshot is this state itself."""
         return {
             "format": STATE_FORMAT,
             "config": self.config,
@@ -661,7 +664,6 @@ class Trainer:
             "history": torch.tensor(self.history, dtype=torch.float64),
             "status": self.status,
             "message": self.message,
-            "snapshot": copy.deepcopy(self._snapshot),
             "loss_floor": self._loss_floor,
         }
 
@@ -686,7 +688,7 @@ class Trainer:
         trainer._restore({k: state[k] for k in ("model", "ema", "optimizer", "rng", "step")})
         trainer.history = [float(x) for x in state["history"].tolist()]
         trainer.elapsed, trainer.status, trainer.message = state["elapsed"], state["status"], state["message"]
-        trainer._snapshot = copy.deepcopy(state["snapshot"])
+        trainer._snapshot = trainer._take_snapshot()
         trainer._loss_floor = state["loss_floor"]
         return trainer
 

@@ -192,6 +192,19 @@ def test_the_gpu_bench_says_plainly_when_there_is_no_cuda(monkeypatch):
         gpu.main()
 
 
+def test_the_gpu_bench_runs_its_sweep_on_the_cpu_as_a_smoke_check(monkeypatch, capsys):
+    argv = ["bench/gpu.py", "--device", "cpu", "--slots", "1", "3", "30", "--max-slots", "3"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--seconds", "0.01"])
+    gpu.main()
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index("| K slots | steps/s per slot | ms per step | model-steps/s | GPU MiB |")
+    rows = [line.strip("|").split("|") for line in lines[header + 2 :] if line.startswith("|")]
+    assert [int(r[0]) for r in rows] == [1, 3], "--max-slots leaves out K = 30"
+    for k, per_slot, ms, total, memory in ((int(r[0]), *map(float, r[1:4]), r[4].strip()) for r in rows):
+        assert per_slot > 0 and ms == pytest.approx(1e3 / per_slot, rel=0.01)
+        assert total == pytest.approx(k * per_slot, rel=0.01, abs=1) and memory == "-"
+
+
 def test_a_state_from_an_unfused_adam_trains_alike():
     # A state saved on mps carries fused=False in its optimizer settings, which the bank then uses.
     trainer = Trainer(_moons(5), seed=5)

@@ -163,8 +163,15 @@ def to_wire(value):
 
 
 def from_wire(value):
-    """``to_wire``'s inverse: the states' arrays as tensors again."""
-    return _map_state(value, lambda x: torch.from_numpy(x) if isinstance(x, np.ndarray) else x)
+    """``to_wire``'s inverse: the states' arrays as tensors again (copied where read-only, as Ray
+    hands out arrays from its object store)."""
+
+    def tensor(x):
+        if not isinstance(x, np.ndarray):
+            return x
+        return torch.from_numpy(x if x.flags.writeable else x.copy())
+
+    return _map_state(value, tensor)
 
 
 # -- the worker process ---------------------------------------------------------------------------

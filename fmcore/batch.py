@@ -88,8 +88,9 @@ class _Group:
         self.space_features = features.space_features if config.z_freqs else None
         self.shapes = [p.shape for p in features.parameters()]
         # Slots per forward and backward pass: on a CPU, passes of a few slots keep each layer's
-        # activations in cache (bench/engine.py: ~10% faster at 30 slots than one pass); elsewhere
-        # one pass for all, since each pass costs its kernel launches.
+        # activations in cache (30 slots, one thread: 5 to 15% faster than one pass in most runs
+        # here, within the noise in some); elsewhere one pass for all, since each pass costs its
+        # kernel launches.
         self.rows_per_pass = ROWS_PER_CPU_PASS if device.type == "cpu" else None
         self.sizes = [p.numel() for p in features.parameters()]
 

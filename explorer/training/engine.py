@@ -105,7 +105,9 @@ class FlowWeights:
 
 def flow_from_weights(w: FlowWeights) -> FlowModel:
     net = VelocityMLP(w.config)
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in w.weights.items()})
+    net.load_state_dict(
+        {k: torch.tensor(v) for k, v in w.weights.items()}
+    )  # a copy: Ray's arrays are read-only
     return FlowModel(net.requires_grad_(False), w.schedule, w.prediction)
 
 

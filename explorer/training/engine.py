@@ -105,9 +105,8 @@ class FlowWeights:
 
 def flow_from_weights(w: FlowWeights) -> FlowModel:
     net = VelocityMLP(w.config)
-    net.load_state_dict(
-        {k: torch.tensor(v) for k, v in w.weights.items()}
-    )  # a copy: Ray's arrays are read-only
+    # torch.tensor copies: arrays that came through Ray are read-only.
+    net.load_state_dict({k: torch.tensor(v) for k, v in w.weights.items()})
     return FlowModel(net.requires_grad_(False), w.schedule, w.prediction)
 
 

@@ -8,6 +8,8 @@ turns with each engine, so that a change in machine load hits all alike), and th
 * ``Trainers in turn``: the old way, one Trainer per session stepped in turn in one process (what
   the per-slice pool's worker did; without its pickling, so this is its best case);
 * ``BatchTrainer``: ``fmcore.BatchTrainer`` alone;
+* ``vmap (torch.func)``: the other library route (``vmap_models``), without the per-slot lr,
+  step counts and divergence checks, for comparison;
 * ``app engine``: the app's ``EngineWorker`` (the loop of ``explorer.training.engine``'s process)
   with its batched calls, and every session polled after each CHUNK steps, the reply pickled as it
   travels (pages poll every 0.35 to 3 s, far less often: this is its worst case).
@@ -27,6 +29,7 @@ its own columns.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import pickle
@@ -121,11 +124,52 @@ def app_engine(k: int, device: torch.device) -> Engine:
     return Engine(advance, lambda: [worker.bank.trainer(e.slot).velocity for e in worker.entries.values()])
 
 
+def vmap_models(k: int, device: torch.device) -> Engine:
+    """The other library route: the ``k`` Trainers' networks stacked by ``torch.func``
+    (``stack_module_state``, ``functional_call``, ``vmap`` of ``grad``), one foreach Adam over the
+    stacked parameters and a foreach-lerp EMA, each slot's batch drawn by its Trainer. No
+    divergence checks, one lr and step count for all: its best case. Speed only (not in
+    ``--converge``: it lists no sampling fields)."""
+    every = trainers(k, device)
+    params, buffers = torch.func.stack_module_state([t.model for t in every])
+    net = copy.deepcopy(every[0].model).to("meta")
+    ema = [p.detach().clone() for p in params.values()]
+    optimizer = torch.optim.Adam(params.values(), lr=every[0].lr, foreach=True)
+
+    def loss(p, b, z_t, t, target):
+        return (torch.func.functional_call(net, (p, b), (z_t, t)) - target).square().sum(1).mean()
+
+    grads = torch.func.vmap(torch.func.grad(loss))
+
+    def step():
+        draws = [t.draw() for t in every]
+        t, z1, z0 = (torch.stack(x) for x in zip(*((b.t, b.z_1, b.z_0) for b in draws), strict=True))
+        with torch.no_grad():
+            z_t, target = every[0].regression(t.reshape(-1), z1.flatten(0, 1), z0.flatten(0, 1))
+        for p, g in zip(
+            params.values(),
+            grads(params, buffers, z_t.view_as(z1), t, target.view_as(z1)).values(),
+            strict=True,
+        ):
+            p.grad = g
+        optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, list(params.values()), 1 - every[0].options["ema"])
+
+    def advance():
+        for _ in range(CHUNK):
+            step()
+        return CHUNK
+
+    return Engine(advance, lambda: [])
+
+
 REFERENCE = "Trainer alone"
 ENGINES: dict[str, Callable[[int, torch.device], Engine]] = {
     "Trainers in turn": trainers_in_turn,
     "BatchTrainer": batch_trainer,
     "app engine": app_engine,
+    "vmap (torch.func)": vmap_models,
 }
 """Each engine: (K slots, device) -> its ``Engine``."""
 

@@ -1,25 +1,25 @@
 """Many independent flow matching problems trained in one batched step: ``BatchTrainer``.
 
 Each slot is a full ``Trainer`` (its own data, schedule, target, coupling, seed, options, generator,
-EMA, optimizer state, history and divergence checks); what the bank adds is that the networks of
-all slots with the same architecture are stepped together. Their weights live as rows of stacked
-tensors, ``W_l`` of shape (K, out, in) and ``b_l`` of shape (K, out), and one forward pass is a
-``torch.baddbmm`` per layer, on features h_l of shape (K, width, B):
+EMA, optimizer state, history and divergence checks), stepped through the Trainer's public
+stepping API (``budget``, ``draw``, ``regression``, ``ema_decay``, ``check``, ``finish``); what
+the bank adds is that the networks of all slots with the same architecture are stepped together.
+A slot's P parameters are row k of one flat tensor ``theta`` (K, P); the layers are views of it,
+``W_l`` (K, out, in) and ``b_l`` (K, out), and one forward pass is a ``torch.baddbmm`` per layer,
+on features h_l of shape (K, width, B):
 
     h_{l+1}[k] = act(W_l[k] h_l[k] + b_l[k])        for every slot k at once
 
-Each slot's ``VelocityMLP`` parameters are views of its rows, so the slot's own ``Trainer`` (its
-sampling field, snapshots, ``state_dict``) sees the bank's weights without copies. The losses of
-the slots are summed before the backward pass; slot k's loss depends only on row k, so each row's
-gradient is exactly that slot's gradient. Adam is torch's fused kernel
-(``torch.optim.adam.adam``), called once for all slots that share a learning rate, on each slot's
-own optimizer state (so per-slot step counts and bias corrections stay right); the EMA is one
-``lerp_`` per layer with a per-slot weight.
+Each slot's ``VelocityMLP`` parameters, EMA and Adam state are views of its rows, so the slot's own
+``Trainer`` (its sampling field, snapshots, ``state_dict``) sees the bank's tensors without copies.
+The losses of the slots are summed before the backward pass; slot k's loss depends only on row k,
+so each row's gradient is exactly that slot's gradient. Adam (with each slot's lr and step count)
+and the EMA (each slot's decay) are then a few ops on (K, P) tensors, whatever K and the depth.
 
-The random draws are the Trainer's own (``Trainer._draw`` with the slot's generator), so a slot
-trains like a plain ``Trainer`` with the same options and seed (up to the float rounding of
-batched matrix products, which sum in another order), and bit for bit the same whatever else is in
-the bank.
+The random draws are the Trainer's own (``Trainer.draw`` from the slot's generator), so a slot
+trains like a plain ``Trainer`` with the same options and seed (up to float rounding: batched
+matrix products sum in another order, and Adam's update is written for rows), and the same (to
+1e-6) whatever else is in the bank.
 
 Speed (``bench/engine.py``, one CPU thread): the per-op overhead of a small MLP step is shared by
 all slots; what is left per slot is its share of the matrix products and its draws (a handful of
@@ -28,30 +28,25 @@ small ops). The conditional target is computed in one call for all slots sharing
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from torch.optim.adam import adam
 
 from .models import ACTIVATIONS, ModelConfig, VelocityMLP
 from .trainer import Trainer, TrainStats, pick_device
 
 __all__ = ["BatchTrainer"]
 
-_ADAM_SETTINGS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+ROWS_PER_CPU_PASS = 16
 
 
 def _adam_state(optimizer: torch.optim.Adam, p: torch.Tensor) -> dict:
     """The Adam state of parameter ``p``, created as ``torch.optim.Adam`` creates it on its first
-    step (a 0-d float32 step count, on the parameter's device when fused, and zero moments)."""
+    step (a 0-d float32 step count and zero moments)."""
     state = optimizer.state[p]
     if not state:
-        group = optimizer.param_groups[0]
-        on_device = group["fused"] or group["capturable"]
-        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     return state
@@ -71,26 +66,17 @@ class _Slot:
     taken: int = 0  # steps taken in this call
     chunk: list[float] = field(default_factory=list)  # losses since its last check
     losses: list[float] = field(default_factory=list)  # losses kept in this call
-    grads: list[torch.Tensor] = field(default_factory=list)  # its rows of the group's gradients
-    _adam: tuple | None = None
-
-    def __post_init__(self):
-        self.params = list(self.trainer.model.parameters())
-
-    def adam_state(self) -> tuple[list, list, list]:
-        """(exp_avgs, exp_avg_sqs, steps) of the slot's Adam, cached until ``forget_adam``."""
-        if self._adam is None:
-            states = [_adam_state(self.trainer.optimizer, p) for p in self.params]
-            self._adam = tuple([s[key] for s in states] for key in ("exp_avg", "exp_avg_sq", "step"))
-        return self._adam
-
-    def forget_adam(self):
-        """After ``Trainer._restore``: its ``optimizer.load_state_dict`` made new state tensors."""
-        self._adam = None
 
 
 class _Group:
-    """Slots with one architecture and batch size, their weights stacked along a first K axis."""
+    """Slots with one architecture and batch size, every per-slot tensor a row of one flat one.
+
+    A slot's P parameters (the ``VelocityMLP``'s, in order) are row k of ``theta`` (K, P); its EMA,
+    Adam moments and Adam step counts are rows of ``ema``, ``exp_avg``, ``exp_avg_sq`` (K, P) and
+    ``steps`` (K, L) (one count per parameter tensor, as torch keeps them). The layers' weights are
+    views of ``theta``, so an update (Adam, EMA, the divergence check's largest weight) is a few
+    ops on (K, P) whatever the depth, and each Trainer's own tensors are views of its rows.
+    """
 
     def __init__(self, config: ModelConfig, batch_size: int, device: torch.device):
         self.config, self.batch_size, self.device = config, batch_size, device
@@ -100,6 +86,13 @@ class _Group:
         features = VelocityMLP(config).to(device)  # for its input features (buffers, no weights used)
         self.freqs = features.freqs
         self.space_features = features.space_features if config.z_freqs else None
+        self.shapes = [p.shape for p in features.parameters()]
+        # Slots per forward and backward pass: on a CPU, passes of a few slots keep each layer's
+        # activations in cache (30 slots, one thread: 5 to 15% faster than one pass in most runs
+        # here, within the noise in some); elsewhere one pass for all, since each pass costs its
+        # kernel launches.
+        self.rows_per_pass = ROWS_PER_CPU_PASS if device.type == "cpu" else None
+        self.sizes = [p.numel() for p in features.parameters()]
 
     def add(self, slot: _Slot):
         self.slots.append(slot)
@@ -109,30 +102,51 @@ class _Group:
         self.slots.remove(slot)
         self._stacked = False
 
+    def unstack(self):
+        """After a ``Trainer.check`` restored a slot: its ``optimizer.load_state_dict`` made new
+        state tensors, which the next step gathers again."""
+        self._stacked = False
+
+    def _flat(self, rows: list[list[torch.Tensor]]) -> torch.Tensor:
+        """(K, P): each slot's tensors, flattened and concatenated in parameter order."""
+        return torch.stack([torch.cat([x.detach().reshape(-1) for x in row]) for row in rows])
+
+    def _point(self, tensors: list[torch.Tensor], flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of one (P,) row of ``flat``, one per parameter, shaped as ``tensors``."""
+        return [x.view(shape) for x, shape in zip(flat.split(self.sizes), self.shapes, strict=True)]
+
     def stack(self):
-        """(Re)build the stacked weights, EMA and gradients and point every slot's parameters at its
-        row, once after any number of adds and removes (until then each Trainer's own tensors or
-        its rows of the previous stack stay valid, so reading a slot never needs this)."""
+        """(Re)build the flat rows and point every slot's parameters, EMA and Adam state at them,
+        once after any number of adds, removes and restores (until then each Trainer's own tensors
+        or its rows of the previous stack stay valid, so reading a slot never needs this)."""
         if self._stacked:
             return
         self._stacked = True
-        models = [s.params for s in self.slots]
-        emas = [list(s.trainer._sampling_net.parameters()) for s in self.slots]
-        self.weights = [
-            torch.stack([p.detach() for p in layer]).requires_grad_() for layer in zip(*models, strict=True)
-        ]
-        self.ema = [torch.stack([p.detach() for p in layer]) for layer in zip(*emas, strict=True)]
-        self.grads = [torch.zeros_like(w) for w in self.weights]
-        for k, slot in enumerate(self.slots):
-            for p, weight in zip(models[k], self.weights, strict=True):
-                p.data = weight.detach()[k]
-            slot.grads = [grad[k] for grad in self.grads]
-            if slot.trainer._ema is not None:
-                for p, ema in zip(slot.trainer._ema.parameters(), self.ema, strict=True):
-                    p.data = ema[k]
+        trainers = [s.trainer for s in self.slots]
+        params = [list(tr.model.parameters()) for tr in trainers]
+        states = [[_adam_state(tr.optimizer, p) for p in ps] for tr, ps in zip(trainers, params, strict=True)]
+        self.theta = self._flat(params)
+        self.ema = self._flat([list(tr.sampling_net.parameters()) for tr in trainers])
+        self.exp_avg, self.exp_avg_sq = (
+            self._flat([[s[key] for s in ss] for ss in states]) for key in ("exp_avg", "exp_avg_sq")
+        )
+        self.steps = torch.stack([torch.stack([s["step"] for s in ss]) for ss in states]).to(torch.float32)
+        self.ema_on = torch.tensor([tr.ema_net is not None for tr in trainers], device=self.device)
+        theta = self.theta
+        for k, (tr, ps, ss) in enumerate(zip(trainers, params, states, strict=True)):
+            for p, view in zip(ps, self._point(ps, theta[k]), strict=True):
+                p.data = view
+            if tr.ema_net is not None:
+                ema = list(tr.ema_net.parameters())
+                for p, view in zip(ema, self._point(ema, self.ema[k]), strict=True):
+                    p.data = view
+            for i, (s, m, v) in enumerate(
+                zip(ss, self._point(ps, self.exp_avg[k]), self._point(ps, self.exp_avg_sq[k]), strict=True)
+            ):
+                s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, self.steps[k, i]
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The K networks at once: z (K, B, d), t (K, B) -> (K, B, d).
+    def forward(self, theta: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The networks of rows ``theta`` (k, P) at once: z (k, B, d), t (k, B) -> (k, B, d).
 
         Features run along the middle axis, ``h (K, width, B)``, and each layer is
         ``h <- act(b + W h)``: with d = 2 inputs and outputs, the batch-major layout's (B, 2)
@@ -144,25 +158,33 @@ class _Group:
         if self.space_features is not None:
             inputs.append(self.space_features(z))
         h = torch.cat(inputs, dim=-1).mT.contiguous()
-        *hidden, (weight, bias) = zip(self.weights[::2], self.weights[1::2], strict=True)
+        k = len(theta)
+        layers = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
+        *hidden, (weight, bias) = zip(layers[::2], layers[1::2], strict=True)
         for w, b in hidden:
             h = self.activation(torch.baddbmm(b[:, :, None], w, h))
         return torch.baddbmm(bias[:, :, None], weight, h).mT
 
-    def train_step(self) -> torch.Tensor:
-        """One step of every slot with steps left (the others' rows stay as they are): (K,) losses."""
-        live = [s.todo > 0 for s in self.slots]
+    def train_step(self, live: list[bool]) -> torch.Tensor:
+        """One step of the slots flagged ``live``; the others' rows stay exactly as they are: (K,) losses."""
+        self.stack()
         t, z_t, target = self._regression(live)
-        losses = (self.forward(z_t, t) - target).square().sum(2).mean(1)
-        for buffer, grad in zip(self.grads, torch.autograd.grad(losses.sum(), self.weights), strict=True):
-            buffer.copy_(grad)
-        self._adam(live)
-        self._ema_update(live)
+        mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)[:, None]
+        losses, grad = torch.empty(len(live), device=self.device), torch.empty_like(self.theta)
+        k = len(live)
+        for i in range(0, k, self.rows_per_pass or k):
+            j = min(i + (self.rows_per_pass or k), k)
+            theta = self.theta[i:j].detach().requires_grad_()  # a leaf viewing rows i..j-1
+            loss = (self.forward(theta, z_t[i:j], t[i:j]) - target[i:j]).square().sum(2).mean(1)
+            (grad[i:j],) = torch.autograd.grad((loss * mask[i:j, 0]).sum(), theta)  # 0: a slot not stepped
+            losses[i:j] = loss.detach()
+        self._adam(grad, mask)
+        self._ema_update(mask)
         for slot, active in zip(self.slots, live, strict=True):
             if active:
                 slot.trainer.step_count += 1
                 slot.todo, slot.taken = slot.todo - 1, slot.taken + 1
-        return losses.detach()
+        return losses
 
     def _regression(self, live: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each live slot's batch, drawn by its Trainer from its generator, and its regression pair:
@@ -176,76 +198,59 @@ class _Group:
         draws, rows = [], {}
         for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
             tr = slot.trainer
-            draws.append(tr._draw(n, tr._generator)[:3] if active else (zeros[:, 0], zeros, zeros))
             if active:
+                batch = tr.draw()
+                draws.append((batch.t, batch.z_1, batch.z_0))
                 key = (tr.schedule.name, tr.options["prediction"]) if tr.target == "conditional" else k
                 rows.setdefault(key, []).append(k)
+            else:
+                draws.append((zeros[:, 0], zeros, zeros))
         t, z1, z0 = (torch.stack(x) for x in zip(*draws, strict=True))
         with torch.no_grad():
             if [len(ks) for ks in rows.values()] == [len(self.slots)]:  # the usual case: one call for all
-                pair = self.slots[0].trainer._regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))
+                pair = self.slots[0].trainer.regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))
                 return (t, *(x.view(len(self.slots), n, d) for x in pair))
             z_t, target = torch.zeros_like(z1), torch.zeros_like(z1)
             for ks in rows.values():
                 index = torch.tensor(ks, device=self.device)
-                pair = self.slots[ks[0]].trainer._regression(
+                pair = self.slots[ks[0]].trainer.regression(
                     t[index].reshape(-1), z1[index].reshape(-1, d), z0[index].reshape(-1, d)
                 )
                 z_t[index], target[index] = (x.view(len(ks), n, d) for x in pair)
         return t, z_t, target
 
     @torch.no_grad()  # as Optimizer.step: the update is no part of the graph
-    def _adam(self, live: list[bool]):
-        """torch's fused/foreach Adam, one call per set of identical settings (usually one lr)."""
-        buckets: dict[tuple, list[_Slot]] = {}
-        for slot, active in zip(self.slots, live, strict=True):
-            if active:
-                tr = slot.trainer
-                group = tr.optimizer.param_groups[0]
-                group["lr"] = tr.lr
-                buckets.setdefault(tuple(group[k] for k in _ADAM_SETTINGS), []).append(slot)
-        for slots in buckets.values():
-            group = slots[0].trainer.optimizer.param_groups[0]
-            params = [p for slot in slots for p in slot.params]
-            exp_avgs, exp_avg_sqs, steps = (
-                [x for slot in slots for x in slot.adam_state()[i]] for i in range(3)
-            )
-            adam(
-                params,
-                [g for slot in slots for g in slot.grads],
-                exp_avgs,
-                exp_avg_sqs,
-                [],
-                steps,
-                foreach=None if group["fused"] else True,
-                fused=group["fused"],
-                amsgrad=group["amsgrad"],
-                beta1=group["betas"][0],
-                beta2=group["betas"][1],
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=group["maximize"],
-                decoupled_weight_decay=group["decoupled_weight_decay"],
-            )
+    def _adam(self, grad: torch.Tensor, mask: torch.Tensor):
+        """torch's Adam (``torch.optim.Adam`` as the Trainer makes it: no weight decay, no amsgrad)
+        on every row at once, each with its own lr and step count, so its own bias corrections;
+        rows with ``mask`` (K, 1) 0 keep their weights, moments and counts exactly.
 
-    def _ema_update(self, live: list[bool]):
-        """ema <- lerp(ema, weights, 1 - decay) row by row; weight 0 (no change) for slots not
+        Not torch's kernel itself: its fused and foreach Adam take one lr and one step count per
+        tensor, and a row per slot needs one per row. The maths is ``_single_tensor_adam``'s."""
+        group = self.slots[0].trainer.optimizer.param_groups[0]
+        (beta1, beta2), eps = group["betas"], group["eps"]
+        self.steps += mask
+        step = self.steps[:, :1].double()
+        lr = torch.tensor([[s.trainer.lr] for s in self.slots], dtype=torch.float64, device=self.device)
+        on = mask.bool()  # a row never stepped has step 0: its bias corrections are 0, not used
+        step_size = torch.where(on, lr / (1 - beta1**step), 0.0).to(grad.dtype)
+        bias2_sqrt = torch.where(on, (1 - beta2**step).sqrt(), 1.0).to(grad.dtype)
+        self.exp_avg.lerp_(grad, (1 - beta1) * mask)
+        self.exp_avg_sq.mul_(1 - (1 - beta2) * mask).addcmul_(grad, grad * ((1 - beta2) * mask))
+        denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(eps)
+        self.theta.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
+
+    @torch.no_grad()
+    def _ema_update(self, mask: torch.Tensor):
+        """ema <- lerp(ema, theta, 1 - decay) row by row; weight 0 (no change) for slots not
         stepped or without an EMA (whose EMA row is an unused copy of the weights)."""
-        weights = []
-        for slot, active in zip(self.slots, live, strict=True):
-            tr = slot.trainer
-            if active and tr._ema is not None:
-                # The Trainer's warm-up, (t+1)/(t+10): early on the average must not remember the init.
-                weights.append(1 - min(tr.options["ema"], (1 + tr.step_count) / (10 + tr.step_count)))
-            else:
-                weights.append(0.0)
-        if not any(weights):
-            return
-        w = torch.tensor(weights, dtype=torch.float32, device=self.device)
-        with torch.no_grad():
-            for ema, weight in zip(self.ema, self.weights, strict=True):
-                ema.lerp_(weight.detach(), w.view(-1, *[1] * (ema.dim() - 1)))
+        decay = torch.tensor([[s.trainer.ema_decay] for s in self.slots], device=self.device)
+        weight = (1 - decay) * self.ema_on[:, None]
+        self.ema.lerp_(self.theta, weight * mask)
+
+    def weight_max(self) -> list[float]:
+        """Each slot's largest absolute weight, for its divergence check."""
+        return self.theta.abs().amax(1).tolist()
 
 
 class BatchTrainer:
@@ -350,19 +355,16 @@ class BatchTrainer:
             {slot id: the slot's ``TrainStats`` for this call}.
         """
         for s in self._slots.values():
-            s.todo, s.taken, s.chunk, s.losses = s.trainer._budget(n), 0, [], []
+            s.todo, s.taken, s.chunk, s.losses = s.trainer.budget(n), 0, [], []
         start = time.perf_counter()
         for group in self._groups.values():
             self._run(group)
         seconds = time.perf_counter() - start
-        stats = {}
-        for slot_id, s in self._slots.items():
-            tr, done = s.trainer, len(s.losses)
-            if s.taken:
-                tr.elapsed += seconds
-            tr._mark_done()
-            loss = float(np.mean(s.losses)) if s.losses else math.nan
-            stats[slot_id] = tr._stats(loss, done / max(seconds, 1e-9) if done else 0.0)
+        stats = {
+            slot_id: s.trainer.finish(s.losses, seconds if s.taken else 0.0)
+            for slot_id, s in self._slots.items()
+        }
+        for s in self._slots.values():
             s.todo = 0
         return stats
 
@@ -374,10 +376,10 @@ class BatchTrainer:
         pending: list[tuple[torch.Tensor, list[bool]]] = []
         while any(s.todo > 0 for s in group.slots):
             live = [s.todo > 0 for s in group.slots]
-            pending.append((group.train_step(), live))
+            pending.append((group.train_step(live), live))
             due = [
-                s
-                for s, a in zip(group.slots, live, strict=True)
+                (k, s)
+                for k, (s, a) in enumerate(zip(group.slots, live, strict=True))
                 if a and (s.todo == 0 or s.taken % s.trainer.options["check_every"] == 0)
             ]
             if not due:
@@ -388,10 +390,11 @@ class BatchTrainer:
                     if a:
                         s.chunk.append(x)
             pending = []
-            for s in due:
+            weight_max = group.weight_max()
+            for k, s in due:
                 chunk, s.chunk = s.chunk, []
-                if s.trainer._end_chunk(chunk):
+                if s.trainer.check(chunk, weight_max[k]):
                     s.losses.extend(chunk)
                 else:
                     s.todo = 0
-                    s.forget_adam()
+                    group.unstack()

@@ -48,7 +48,16 @@ from .models import MAX_CLASSES, NETS, FlowModel, ModelConfig, VelocityMLP
 from .paths import from_endpoints
 from .schedules import SCHEDULES, Schedule, get_schedule
 
-__all__ = ["DEFAULTS", "OBJECTIVES", "OBJECTIVE_DEFAULTS", "TARGETS", "TrainStats", "Trainer", "pick_device"]
+__all__ = [
+    "DEFAULTS",
+    "OBJECTIVES",
+    "OBJECTIVE_DEFAULTS",
+    "TARGETS",
+    "Batch",
+    "TrainStats",
+    "Trainer",
+    "pick_device",
+]
 
 OBJECTIVES = tuple(NETS)
 OBJECTIVE_DEFAULTS: dict[str, dict] = {
@@ -113,6 +122,21 @@ class TrainStats:
     lr: float
     status: str
     message: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step's draw (``Trainer.draw``), the coupling applied.
+
+    Attributes:
+        t: (n,) times in [0, t_max].  z_1: (n, d) data rows.  z_0: (n, d) noise paired with them.
+        labels: (n,) int64 classes (the null label ``n_classes`` on the dropped share), or None.
+    """
+
+    t: torch.Tensor
+    z_1: torch.Tensor
+    z_0: torch.Tensor
+    labels: torch.Tensor | None
 
 
 def pick_device(device=None) -> torch.device:
@@ -253,7 +277,12 @@ class Trainer:
             (``losses_since(step)`` slices it, also when a shipped state kept only its tail).
         step_count, elapsed (training seconds), status ("ok" | "diverged" | "done"), message,
         device, options (the validated options), model (the trained net; ``flow`` samples with
-        the EMA copy).
+        the EMA copy, ``sampling_net``), optimizer (its ``torch.optim.Adam``).
+
+    Stepping from outside (``fmcore.BatchTrainer`` steps many trainers' networks at once): ``step(n)``
+    is ``budget(n)``, then per step ``draw`` -> ``regression`` -> an Adam step on the loss -> the
+    EMA moved by ``ema_decay`` -> ``step_count += 1``, a ``check`` of the losses every
+    ``check_every`` steps and at the last one, and ``finish``.
     """
 
     def __init__(
@@ -364,8 +393,20 @@ class Trainer:
         self._snapshot = self._take_snapshot()
 
     @property
-    def _sampling_net(self) -> VelocityMLP:
+    def sampling_net(self) -> VelocityMLP:
+        """The network ``flow`` samples with: the EMA copy (``ema_net``) when ``ema`` > 0, else ``model``."""
         return self._ema if self._ema is not None else self.model
+
+    @property
+    def ema_net(self) -> VelocityMLP | None:
+        """The exponential moving average of ``model``'s weights (None when ``ema`` is 0)."""
+        return self._ema
+
+    @property
+    def ema_decay(self) -> float:
+        """The decay of the EMA update after the next step: ``ema``, warmed up as (t+1)/(t+10) so
+        that early on the average does not remember the random init."""
+        return min(self.options["ema"], (1 + self.step_count) / (10 + self.step_count))
 
     @property
     def lr(self) -> float:
@@ -394,7 +435,7 @@ class Trainer:
             )
         self.model.load_state_dict(other.model.state_dict())
         if self._ema is not None:
-            self._ema.load_state_dict(other._sampling_net.state_dict())
+            self._ema.load_state_dict(other.sampling_net.state_dict())
         self._snapshot = self._take_snapshot()
 
     def reset(self, **options):
@@ -405,9 +446,12 @@ class Trainer:
 
     # ---- one step -----------------------------------------------------------------------------
 
-    def _draw(self, n: int, generator: torch.Generator):
-        """A batch: (t (n,), z_1 (n, d), z_0 (n, d), labels (n,) or None) with the coupling applied;
-        a ``label_dropout`` share of the labels replaced by the null label."""
+    def draw(self, n: int | None = None, generator: torch.Generator | None = None) -> Batch:
+        """One step's ``Batch`` of ``n`` (default ``batch_size``) rows from ``generator`` (default
+        this trainer's own, whose state snapshots and ``state_dict`` keep); a ``label_dropout`` share
+        of the labels replaced by the null label."""
+        n = self.options["batch_size"] if n is None else n
+        generator = self._generator if generator is None else generator
         m, d = self.data.shape
         rows = torch.randint(m, (n,), generator=generator, device=self.device)
         z1 = self.data[rows]
@@ -417,9 +461,9 @@ class Trainer:
             z0 = COUPLINGS[self.coupling](torch.randn(n, d, generator=generator, device=self.device), z1)
         t = torch.rand(n, generator=generator, device=self.device) * self.schedule.t_max
         if self.labels is None:
-            return t, z1, z0, None
+            return Batch(t, z1, z0, None)
         dropped = torch.rand(n, generator=generator, device=self.device) < self.options["label_dropout"]
-        return t, z1, z0, torch.where(dropped, self.n_classes, self.labels[rows])
+        return Batch(t, z1, z0, torch.where(dropped, self.n_classes, self.labels[rows]))
 
     def _exact_endpoints(self, z_t, t, s, reference):
         """Posterior means (E[z_1 | z_t], E[z_0 | z_t]) over the reference data set."""
@@ -438,8 +482,13 @@ class Trainer:
                 )
         return z1, z0
 
-    def _regression(self, t, z1, z0):
-        """(z_t, target) for a batch, in the network's parametrisation."""
+    def regression(
+        self, t: torch.Tensor, z1: torch.Tensor, z0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The regression pair of a batch: t (n,), z1, z0 (n, d) -> (z_t, target), each (n, d), the
+        target in the network's parametrisation (``prediction``). The conditional target is
+        pointwise, so rows of several batches may be passed at once; the marginal one reads the
+        trainer's data (or, with ``reference="batch"``, these rows)."""
         s = self.schedule(t)
         z_t = s.alpha[:, None] * z1 + s.sigma[:, None] * z0
         if self.target == "marginal":
@@ -448,25 +497,26 @@ class Trainer:
         return z_t, from_endpoints(z1, z0, self.options["prediction"], s)
 
     def _train_step(self) -> torch.Tensor:
-        t, z1, z0, y = self._draw(self.options["batch_size"], self._generator)
+        batch = self.draw()
+        t, z1, z0, y = batch.t, batch.z_1, batch.z_0, batch.labels
         if self.objective == "meanflow":
             r, t = sample_times(len(t), self._generator, self.schedule.t_max)
             with torch.no_grad():
-                z_r, v = self._regression(r, z1, z0)
+                z_r, v = self.regression(r, z1, z0)
             loss, reported = meanflow_loss(self.model, z_r, r, t, v)
         else:
             with torch.no_grad():
-                z_t, target = self._regression(t, z1, z0)
+                z_t, target = self.regression(t, z1, z0)
             loss = reported = (self.model(z_t, t, y) - target).square().sum(1).mean()
         self.optimizer.param_groups[0]["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self._ema is not None:
-            # Warm-up (t+1)/(t+10): early on the average must not remember the random init.
-            decay = min(self.options["ema"], (1 + self.step_count) / (10 + self.step_count))
             with torch.no_grad():
-                torch._foreach_lerp_(list(self._ema.parameters()), list(self.model.parameters()), 1 - decay)
+                torch._foreach_lerp_(
+                    list(self._ema.parameters()), list(self.model.parameters()), 1 - self.ema_decay
+                )
         self.step_count += 1
         return reported.detach()
 
@@ -477,24 +527,20 @@ class Trainer:
 
         Does nothing while the status is "diverged" (see ``set_lr``, ``reset``) or "done".
         """
-        n = self._budget(n)
+        n = self.budget(n)
         if n == 0:
-            return self._stats(math.nan, 0.0)
+            return self.finish([], 0.0)
         self.model.train()
-        start, done, losses = time.perf_counter(), 0, []
-        while done < n:
-            k = min(self.options["check_every"], n - done)
+        start, losses = time.perf_counter(), []
+        while len(losses) < n:
+            k = min(self.options["check_every"], n - len(losses))
             chunk = torch.stack([self._train_step() for _ in range(k)]).tolist()
-            if not self._end_chunk(chunk):
+            if not self.check(chunk):
                 break
             losses.extend(chunk)
-            done += k
-        seconds = time.perf_counter() - start
-        self.elapsed += seconds
-        self._mark_done()
-        return self._stats(float(np.mean(losses)) if losses else math.nan, done / max(seconds, 1e-9))
+        return self.finish(losses, time.perf_counter() - start)
 
-    def _budget(self, n: int) -> int:
+    def budget(self, n: int) -> int:
         """How many of ``n`` requested steps this call may take (0 unless the status is "ok")."""
         if not _is_int(n) or n < 0:
             raise ValueError(f"n must be an integer >= 0; got {n!r}")
@@ -508,9 +554,19 @@ class Trainer:
         if self.status == "ok" and max_steps is not None and self.step_count >= max_steps:
             self.status, self.message = "done", f"reached max_steps={max_steps}"
 
-    def _end_chunk(self, chunk: list[float]) -> bool:
-        """Check a chunk of per-step losses: keep it and snapshot (True), or restore (False)."""
-        problem = self._diagnose(chunk)
+    def finish(self, losses: list[float], seconds: float) -> TrainStats:
+        """End a call that kept ``losses`` (the checked ones) after ``seconds`` of training (0 when it
+        took no step): count the time, mark "done" at ``max_steps``, and report."""
+        self.elapsed += seconds
+        self._mark_done()
+        mean = float(np.mean(losses)) if losses else math.nan
+        return self._stats(mean, len(losses) / max(seconds, 1e-9) if losses else 0.0)
+
+    def check(self, chunk: list[float], weight_max: float | None = None) -> bool:
+        """Check the per-step losses taken since the last check (and the weights after them; their
+        largest absolute value may be passed as ``weight_max``): keep them in ``history`` and
+        snapshot (True), or restore the last snapshot and report the divergence (False)."""
+        problem = self._diagnose(chunk, weight_max)
         if problem:
             self._diverged(chunk, problem)
             return False
@@ -535,7 +591,7 @@ class Trainer:
             message=self.message,
         )
 
-    def _diagnose(self, chunk: list[float]) -> str:
+    def _diagnose(self, chunk: list[float], weight_max: float | None = None) -> str:
         """Why this chunk of losses (and the weights after it) count as diverged; "" if healthy."""
         if not all(math.isfinite(x) for x in chunk):
             return "loss is not finite"
@@ -546,8 +602,9 @@ class Trainer:
             median = float(np.median(self.history[-MEDIAN_WINDOW:]))
             if worst > EXPLOSION_FACTOR * median:
                 return f"loss {EXPLOSION_FACTOR:.0e} times its recent median ({median:.3g})"
-        weights = torch.stack([p.detach().abs().max() for p in self.model.parameters()]).max()
-        if not float(weights) <= WEIGHT_LIMIT:
+        if weight_max is None:
+            weight_max = float(torch.stack([p.detach().abs().max() for p in self.model.parameters()]).max())
+        if not weight_max <= WEIGHT_LIMIT:
             return f"a weight grew beyond {WEIGHT_LIMIT:.0e}"
         return ""
 
@@ -588,7 +645,10 @@ class Trainer:
             self._generator.manual_seed(self.seed + step)
 
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly, as plain picklable values (tensors on the CPU)."""
+        """Everything needed to resume exactly, as plain picklable values (tensors on the CPU).
+
+        The last healthy snapshot is not in it: outside ``step`` (and between a ``BatchTrainer``'s
+        calls) a trainer always sits at its last check, so the snapshot is this state itself."""
         return {
             "format": STATE_FORMAT,
             "config": self.config,
@@ -604,7 +664,6 @@ class Trainer:
             "history": torch.tensor(self.history, dtype=torch.float64),
             "status": self.status,
             "message": self.message,
-            "snapshot": copy.deepcopy(self._snapshot),
             "loss_floor": self._loss_floor,
         }
 
@@ -629,7 +688,7 @@ class Trainer:
         trainer._restore({k: state[k] for k in ("model", "ema", "optimizer", "rng", "step")})
         trainer.history = [float(x) for x in state["history"].tolist()]
         trainer.elapsed, trainer.status, trainer.message = state["elapsed"], state["status"], state["message"]
-        trainer._snapshot = copy.deepcopy(state["snapshot"])
+        trainer._snapshot = trainer._take_snapshot()
         trainer._loss_floor = state["loss_floor"]
         return trainer
 
@@ -639,7 +698,7 @@ class Trainer:
     def flow(self) -> FlowModel:
         """The learned field as a ``FlowModel`` (EMA weights when ``ema`` > 0); shares the weights."""
         return FlowModel(
-            self._sampling_net,
+            self.sampling_net,
             self.schedule,
             self.options["prediction"],
             metadata={"trainer": self.config, "step": self.step_count},
@@ -684,8 +743,9 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(FLOOR_SEED)
         total, count, batch = 0.0, 0, self.options["batch_size"]
         while count < FLOOR_SAMPLES:
-            t, z1, z0, y = self._draw(batch, generator)
-            z_t, target = self._regression(t, z1, z0)
+            draw = self.draw(batch, generator)
+            t, y = draw.t, draw.labels
+            z_t, target = self.regression(t, draw.z_1, draw.z_0)
             s = self.schedule(t)
             ideal = from_endpoints(*self._ideal_endpoints(z_t, t, s, y), self.options["prediction"], s)
             total += float((target - ideal).square().sum(1).sum())

@@ -36,7 +36,7 @@ import torch
 from explorer.settings import settings
 from fmcore.batch import BatchTrainer
 from fmcore.models import FlowModel, ModelConfig, VelocityMLP
-from fmcore.trainer import Trainer, TrainStats
+from fmcore.trainer import STATE_FORMAT, Trainer, TrainStats
 
 __all__ = [
     "Engine",
@@ -47,7 +47,9 @@ __all__ = [
     "Report",
     "SlotLost",
     "flow_from_weights",
+    "from_wire",
     "get_engine",
+    "to_wire",
     "trimmed_state",
     "unwrap",
 ]
@@ -103,7 +105,8 @@ class FlowWeights:
 
 def flow_from_weights(w: FlowWeights) -> FlowModel:
     net = VelocityMLP(w.config)
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in w.weights.items()})
+    # torch.tensor copies: arrays that came through Ray are read-only.
+    net.load_state_dict({k: torch.tensor(v) for k, v in w.weights.items()})
     return FlowModel(net.requires_grad_(False), w.schedule, w.prediction)
 
 
@@ -133,6 +136,45 @@ class Report:
     device: str
 
 
+def _map_state(value, convert):
+    """``value`` with ``convert`` applied to every array in each Trainer state it is or holds (a
+    state, or a ``Report`` with one); anything else as it is."""
+    if isinstance(value, Report) and value.state is not None:
+        return replace(value, state=_map_state(value.state, convert))
+    if isinstance(value, dict) and value.get("format") == STATE_FORMAT:
+        return _map_arrays(value, convert)
+    return value
+
+
+def _map_arrays(value, convert):
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return convert(value)
+    if isinstance(value, dict):
+        return {k: _map_arrays(v, convert) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_map_arrays(v, convert) for v in value)
+    return value
+
+
+def to_wire(value):
+    """A request's argument or an answer as it crosses to or from the engine: its Trainer states'
+    tensors as numpy arrays. torch pickles each tensor through ``torch.save``; a state of ~40
+    tensors then takes ~10x longer to pickle and unpickle (3.4 ms and 5.8 ms here) than its arrays."""
+    return _map_state(value, lambda x: x.numpy() if isinstance(x, torch.Tensor) else x)
+
+
+def from_wire(value):
+    """``to_wire``'s inverse: the states' arrays as tensors again (copied where read-only, as Ray
+    hands out arrays from its object store)."""
+
+    def tensor(x):
+        if not isinstance(x, np.ndarray):
+            return x
+        return torch.from_numpy(x if x.flags.writeable else x.copy())
+
+    return _map_state(value, tensor)
+
+
 # -- the worker process ---------------------------------------------------------------------------
 
 
@@ -160,9 +202,10 @@ class EngineWorker:
         self.rate: float | None = None  # batched steps per second, to size the next call
 
     def handle(self, op: str, *args):
-        """One request -> ("ok", value) or ("error", kind, message); nothing a request does kills the loop."""
+        """One request as it came over the wire -> ("ok", value) or ("error", kind, message), the
+        value ready for the wire (``to_wire``); nothing a request does kills the loop."""
         try:
-            return ("ok", getattr(self, "op_" + op)(*args))
+            return ("ok", to_wire(getattr(self, "op_" + op)(*map(from_wire, args))))
         except SlotLost as error:
             return ("error", "lost", str(error.args[0]))
         except EngineFull as error:
@@ -279,9 +322,10 @@ def _serve(conn, parent: int, device, cap: int, drop_s: float, sync_s: float, ni
 
 
 def unwrap(answer: tuple):
-    """``EngineWorker.handle``'s answer -> its value, or the error it reports, raised."""
+    """``EngineWorker.handle``'s answer -> its value (off the wire: ``from_wire``), or the error it
+    reports, raised."""
     if answer[0] == "ok":
-        return answer[1]
+        return from_wire(answer[1])
     kind, message = answer[1], answer[2]
     raise {"lost": SlotLost, "full": EngineFull}.get(kind, RuntimeError)(message)
 
@@ -366,7 +410,7 @@ class Engine:
                 self._spawn()
             self._ready()
             try:
-                self._conn.send((op, *args))
+                self._conn.send((op, *map(to_wire, args)))
             except (BrokenPipeError, OSError):
                 self._lose()
                 raise EngineLost("the training engine stopped unexpectedly") from None

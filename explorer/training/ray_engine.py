@@ -22,7 +22,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from explorer.settings import settings
 
-from .engine import CALL_TIMEOUT_S, DROP_S, IDLE_WAIT_S, SYNC_S, EngineLost, EngineWorker, unwrap
+from .engine import CALL_TIMEOUT_S, DROP_S, IDLE_WAIT_S, SYNC_S, EngineLost, EngineWorker, to_wire, unwrap
 
 __all__ = ["ACTOR_NAME", "NAMESPACE", "RayEngine", "connect"]
 
@@ -110,7 +110,7 @@ class RayEngine:
     def call(self, op: str, *args):
         """As ``Engine.call``. A dead actor reads as ``EngineLost`` (Ray restarts it meanwhile)."""
         try:
-            answer = ray.get(self._handle().call.remote(op, *args), timeout=CALL_TIMEOUT_S)
+            answer = ray.get(self._handle().call.remote(op, *map(to_wire, args)), timeout=CALL_TIMEOUT_S)
         except (RayActorError, GetTimeoutError) as error:
             self.restarts += 1
             raise EngineLost(

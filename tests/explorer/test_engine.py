@@ -1,5 +1,6 @@
 """The training engine: fair batched steps, heartbeats, the cap, syncing, and dying with its server."""
 
+import pickle
 import subprocess
 import sys
 import time
@@ -9,7 +10,15 @@ import pytest
 import torch
 
 from explorer.training import Engine, TrainingRunner
-from explorer.training.engine import EngineFull, EngineWorker, SlotLost, trimmed_state
+from explorer.training.engine import (
+    EngineFull,
+    EngineWorker,
+    SlotLost,
+    from_wire,
+    to_wire,
+    trimmed_state,
+    unwrap,
+)
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
 
@@ -55,6 +64,36 @@ def test_a_poll_brings_every_new_loss_once_and_the_state_every_sync_interval():
     assert len(synced.losses) == 0 and synced.flow is None, "nothing new: no weights travel"
     resumed = Trainer.from_state_dict(synced.state)
     assert resumed.step_count == synced.stats.step
+
+
+def test_states_cross_the_wire_as_arrays_and_resume_exactly():
+    w = worker(sync_s=0.0)
+    w.op_add("a", state(seed=4, m=300, lr_schedule="cosine"))
+    w.train()
+    answer = pickle.loads(pickle.dumps(w.handle("poll", "a")))  # as the pipe carries it
+    wired = answer[1].state
+
+    def tensors(value):
+        if isinstance(value, dict):
+            return [x for v in value.values() for x in tensors(v)]
+        if isinstance(value, list | tuple):
+            return [x for v in value for x in tensors(v)]
+        return [value] if isinstance(value, torch.Tensor) else []
+
+    assert wired is not None and tensors(wired) == [], "torch pickles tensors ~10x slower than arrays"
+    report = unwrap(answer)
+    assert report.losses.dtype == "float32" and report.flow is not None  # the rest is left as it is
+    direct = w.op_state("a")
+    a, b = (Trainer.from_state_dict(s) for s in (report.state, direct))
+    a.step(20)
+    b.step(20)
+    assert a.history == b.history and a.step_count == b.step_count
+    torch.testing.assert_close(
+        a.velocity(torch.zeros(3, 2), 0.5), b.velocity(torch.zeros(3, 2), 0.5), rtol=0, atol=0
+    )
+    assert from_wire(to_wire("cpu")) == "cpu"
+    back = w.handle("add", "b", to_wire(direct))  # and the other way
+    assert back == ("ok", "cpu") and w.bank.trainer(w.entries["b"].slot).step_count == direct["step"]
 
 
 def test_a_slot_whose_page_stopped_polling_is_dropped():

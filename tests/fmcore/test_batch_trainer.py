@@ -22,7 +22,7 @@ ATOL = 1e-4
 
 
 def _weights(trainer: Trainer) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in (*trainer.model.parameters(), *trainer._sampling_net.parameters())]
+    return [p.detach().clone() for p in (*trainer.model.parameters(), *trainer.sampling_net.parameters())]
 
 
 def _assert_same_run(a: Trainer, b: Trainer, atol: float = ATOL):
@@ -190,6 +190,19 @@ def test_the_gpu_bench_says_plainly_when_there_is_no_cuda(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["bench/gpu.py"])
     with pytest.raises(SystemExit, match=r"needs a cuda GPU .* --device cpu"):
         gpu.main()
+
+
+def test_the_gpu_bench_runs_its_sweep_on_the_cpu_as_a_smoke_check(monkeypatch, capsys):
+    argv = ["bench/gpu.py", "--device", "cpu", "--slots", "1", "3", "30", "--max-slots", "3"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--seconds", "0.01"])
+    gpu.main()
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index("| K slots | steps/s per slot | ms per step | model-steps/s | GPU MiB |")
+    rows = [line.strip("|").split("|") for line in lines[header + 2 :] if line.startswith("|")]
+    assert [int(r[0]) for r in rows] == [1, 3], "--max-slots leaves out K = 30"
+    for k, per_slot, ms, total, memory in ((int(r[0]), *map(float, r[1:4]), r[4].strip()) for r in rows):
+        assert per_slot > 0 and ms == pytest.approx(1e3 / per_slot, rel=0.01)
+        assert total == pytest.approx(k * per_slot, rel=0.01, abs=1) and memory == "-"
 
 
 def test_a_state_from_an_unfused_adam_trains_alike():

@@ -128,6 +128,25 @@ def test_divergence_is_caught_and_the_last_good_weights_restored(moons):
     assert (trainer.step_count, trainer.history, trainer.status) == (0, [], "ok")
 
 
+def test_a_resumed_trainer_that_diverges_restores_the_state_it_resumed_from(moons):
+    # A state carries no separate snapshot: outside step() a trainer sits at its last check.
+    trainer = Trainer(moons, seed=0)
+    trainer.step(60)
+    state = pickle.loads(pickle.dumps(trainer.state_dict()))
+    assert "snapshot" not in state
+    resumed = Trainer.from_state_dict(state)
+    grid = torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    good = resumed.velocity(grid, 0.3)
+    resumed.set_lr(100.0)
+    stats = resumed.step(100)
+    assert stats.status == "diverged" and stats.step == 60 and "from step 60" in stats.message
+    assert torch.equal(resumed.velocity(grid, 0.3), good)
+    resumed.set_lr(1e-2)
+    trainer.step(40)
+    resumed.step(40)
+    torch.testing.assert_close(resumed.velocity(grid, 0.3), trainer.velocity(grid, 0.3), rtol=0, atol=0)
+
+
 def test_divergence_from_the_first_step(moons):
     trainer = Trainer(moons, seed=0, lr=100.0)
     initial = trainer.velocity(moons, 0.5)

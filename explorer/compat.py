@@ -16,6 +16,7 @@ import threading
 import types
 from dataclasses import dataclass
 
+import plotly.graph_objects as go
 import streamlit as st
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "history_navigation",
     "leave_pages_directory_mode",
     "spawn_without_app_script",
+    "unvalidated_figure",
     "widget_default",
 ]
 
@@ -86,6 +88,17 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "that skips the parent's main module.",
     ),
     Workaround(
+        "compat.unvalidated_figure",
+        "go.Figure(spec) validates every property of every frame: for the Playground's 51-frame "
+        "flow figure that took 15-20 ms (best of 5) and 3x that under load, more than the plotly "
+        "JSON; st.plotly_chart then serialises without validating again. Plotly's only switch is "
+        "the private _validate=False.",
+        "streamlit 1.67.0 with plotly 7.1.0",
+        "tests/explorer/test_figures.py::test_an_unvalidated_flow_figure_is_valid_and_sends_the_same_json",
+        "plotly offers a public way to skip validation, or validating a frame costs well under a "
+        "millisecond (re-measure with bench/ui_latency.py --baseline).",
+    ),
+    Workaround(
         "config runner.postScriptGC = false",
         "gc.collect() after every script run, fragment runs included, held the GIL 0.1 s each time: "
         "38 % of the server's samples with ten sessions training; control changes 6.3 s p50 (1.4 s without).",
@@ -125,6 +138,11 @@ def leave_pages_directory_mode() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def unvalidated_figure(spec: dict) -> go.Figure:
+    """``go.Figure(spec)`` without plotly's per-property validation; the tests validate our specs."""
+    return go.Figure(spec, _validate=False)
 
 
 def history_navigation() -> bool:

@@ -242,3 +242,27 @@ def test_drawn_data_is_measured_against_all_its_strokes():
     source = flows.exact_source(dataset, "linear")
     flow = cache.flow(source, 400, 0, "euler", 20, "uniform")
     assert cache.energy_distance(flow.samples, prefix) < 5 * cache.noise_floor(dataset, 400) + 0.01
+
+
+def test_an_unvalidated_flow_figure_is_valid_and_sends_the_same_json():
+    # compat.unvalidated_figure skips plotly's validation on every draw: the specs are checked here,
+    # with every layer on, by validating them and comparing what st.plotly_chart would send.
+    import json
+
+    import plotly.graph_objects as go
+
+    rng = np.random.default_rng(2)
+    single = fields.SinglePath(
+        start=np.zeros(2, np.float32),
+        nodes=rng.normal(size=(11, 2)).astype(np.float32),
+        exact=rng.normal(size=(101, 2)).astype(np.float32),
+        particle=rng.normal(size=(F, 2)).astype(np.float32),
+    )
+    layers = dict(
+        density=rng.random((F, 24, 24)).astype(np.float32),
+        warp=rng.normal(size=(F, 4, 5, 2)).astype(np.float32),
+        single=single,
+    )
+    fig = figures.flow_figure([panel(**layers), panel(title="B", field_kind="difference")])
+    validated = go.Figure(fig.to_dict())  # raises on any property plotly does not know
+    assert json.loads(pio.to_json(fig, validate=False)) == json.loads(pio.to_json(validated, validate=False))

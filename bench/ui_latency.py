@@ -5,8 +5,12 @@ the particles, evaluate the field on the arrow grid at every frame time, measure
 the animated figure and serialise it the way ``st.plotly_chart`` does. Printed per case as the
 median of a few repeats, in ms, and as a ratio to the budget.
 
-    .venv/bin/python bench/ui_latency.py [--repeats 3] [--particles 1000] [--steps 100]
+    .venv/bin/python bench/ui_latency.py [--repeats 5] [--particles 1000] [--steps 100] [--baseline]
     .venv/bin/python bench/ui_latency.py --browser     # first paint in headless Chromium, as a ratio
+
+``--baseline`` also times every case as it was before the float32 logits and the unvalidated
+figure (``exact.FLOAT32_LOGIT_ERROR`` below 0, ``compat.ready_figure`` validating), each
+repeat right after the current one, so both see the same load.
 
 ``--browser`` serves the Playground and a page with one small plotly chart side by side and times,
 in fresh tabs of headless Chromium, navigation -> first drawn chart (the framework's floor is the
@@ -16,6 +20,7 @@ one-chart page: JS bundles, plotly.js). Target: the Playground's animated figure
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import statistics
 import sys
@@ -25,16 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import plotly.graph_objects as go
 import plotly.io as pio
 import streamlit.logger
 import torch
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from bench.classroom import start_server
-from explorer import figures
+from explorer import compat, figures
 from explorer.core import fields, flows, quality
 from explorer.playground import cache
 from explorer.settings import configure_torch
+from fmcore import exact as exact_module
 from fmcore import metrics
 from fmcore.trainer import Trainer
 
@@ -67,6 +74,17 @@ def new_figure(source, dataset, n, solver, steps) -> dict[str, float]:
     times["MB"] = len(spec) / 1e6
     times["NFE"] = flow.nfe  # counted, also for the adaptive dopri5
     return times
+
+
+@contextlib.contextmanager
+def as_before():
+    """The float64 log weights everywhere and plotly's validation of every figure, as before."""
+    saved = exact_module.FLOAT32_LOGIT_ERROR, compat.ready_figure
+    exact_module.FLOAT32_LOGIT_ERROR, compat.ready_figure = -1.0, go.Figure
+    try:
+        yield
+    finally:
+        exact_module.FLOAT32_LOGIT_ERROR, compat.ready_figure = saved
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +136,16 @@ def browser_main(repeats: int) -> None:
             process.terminate()
 
 
+def print_row(name: str, runs: list[dict[str, float]]) -> None:
+    med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    best = min(run["total"] for run in runs)
+    print(
+        f"{name:46s} {med['NFE']:5.0f} {med['integrate']:9.0f} {med['field']:7.0f} {med['metrics']:7.0f} "
+        f"{med['build']:7.0f} {med['serialise']:7.0f} {med['total']:8.0f} {med['total'] / BUDGET_MS:6.2f} "
+        f"{best / BUDGET_MS:6.2f} {med['MB']:5.2f}"
+    )
+
+
 def main() -> None:
     streamlit.logger.set_log_level(logging.ERROR)  # st.cache_data says "no runtime" outside a server
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,6 +153,7 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--baseline", action="store_true", help="also time each case as before, paired")
     parser.add_argument("--browser", action="store_true", help="time the first paint in headless Chromium")
     args = parser.parse_args()
     if args.browser:
@@ -156,15 +185,15 @@ def main() -> None:
     header = f"{'case':46s} {'NFE':>5s} {'integrate':>9s} {'field':>7s} {'metric':>7s} {'build':>7s} {'json':>7s} {'total':>8s} {'ratio':>6s} {'best':>6s} {'MB':>5s}"
     print(header)
     for name, source, solver, steps in cases:
-        runs = [new_figure(source, dataset, n, solver, steps) for _ in range(args.repeats)]
-        med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-        best = min(run["total"] for run in runs)
-        nfe = f"{med['NFE']:.0f}"
-        print(
-            f"{name:46s} {nfe:>5s} {med['integrate']:9.0f} {med['field']:7.0f} {med['metrics']:7.0f} "
-            f"{med['build']:7.0f} {med['serialise']:7.0f} {med['total']:8.0f} {med['total'] / BUDGET_MS:6.2f} "
-            f"{best / BUDGET_MS:6.2f} {med['MB']:5.2f}"
-        )
+        runs, before = [], []
+        for _ in range(args.repeats):
+            runs.append(new_figure(source, dataset, n, solver, steps))
+            if args.baseline:
+                with as_before():
+                    before.append(new_figure(source, dataset, n, solver, steps))
+        print_row(name, runs)
+        if before:
+            print_row("  before", before)
     print(
         f"ratio = median total / {BUDGET_MS:.0f} ms budget (<= 1 meets it); best = the fastest of {args.repeats} "
         "cold runs, least disturbed by other processes. Stage times are medians, in ms. "

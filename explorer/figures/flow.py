@@ -289,7 +289,7 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
         hoverdistance=8,
         uirevision="flow",
     )
-    return compat.unvalidated_figure(dict(data=out.traces, layout=layout, frames=frames))
+    return compat.ready_figure(dict(data=out.traces, layout=layout, frames=frames))
 
 
 def panel_title(flow: Flow, label: str = "", energy: float | None = None, two_lines: bool = False) -> str:

@@ -192,7 +192,7 @@ def test_float32_logits_are_used_where_their_bound_holds_and_keep_the_divergence
         2 * s.alpha * z.norm(dim=1).max() * data.norm(dim=1).max() + (s.alpha * data.norm(dim=1).max()) ** 2
     )
     assert taken == bool(10 * 2.0**-24 * size / (2 * s.sigma**2) <= exact_module.FLOAT32_LOGIT_ERROR)
-    assert taken or t >= 0.8  # only the last times of a view need float64
+    assert taken or t >= 0.95  # only the last times of a view (and bare points) need float64
 
     def v32(points, time):
         return exact_velocity(points, time, data, path)

@@ -10,12 +10,15 @@ Versions: Streamlit 1.67.0 (``requirements.txt`` pins it), Python 3.11.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import sys
 import threading
 import types
 from dataclasses import dataclass
 
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "Workaround",
     "history_navigation",
     "leave_pages_directory_mode",
+    "ready_figure",
     "spawn_without_app_script",
     "widget_default",
 ]
@@ -86,6 +90,19 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "that skips the parent's main module.",
     ),
     Workaround(
+        "compat.ready_figure",
+        "go.Figure(spec) validates every property of every frame, and every st.plotly_chart call "
+        "(each rerun, the figure cached or not) converts each numpy array to binary through "
+        "plotly's copy_to_readonly_numpy_array, which asks narwhals and pandas about its type first. "
+        "For the Playground's 51-frame flow figure (~400 arrays) that was ~20 ms CPU to build and "
+        "~20 ms to send, 3x that under load. Plotly's only switch is the private _validate=False; "
+        "the arrays go in already as plotly.js typed-array specs, which plotly passes through.",
+        "streamlit 1.67.0 with plotly 7.1.0",
+        "tests/explorer/test_figures.py::test_a_ready_flow_figure_is_valid_and_sends_the_same_json",
+        "plotly offers a public way to skip validation and converts arrays without the type checks "
+        "(re-measure with bench/ui_latency.py --baseline).",
+    ),
+    Workaround(
         "config runner.postScriptGC = false",
         "gc.collect() after every script run, fragment runs included, held the GIL 0.1 s each time: "
         "38 % of the server's samples with ten sessions training; control changes 6.3 s p50 (1.4 s without).",
@@ -125,6 +142,29 @@ def leave_pages_directory_mode() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def ready_figure(spec: dict) -> go.Figure:
+    """``go.Figure(spec)`` as ``st.plotly_chart`` sends it, without plotly's per-property validation,
+    and with the float32 arrays already binary; the tests validate our specs and compare the JSON.
+
+    ``spec`` is changed in place (its arrays replaced) and kept by the figure.
+    """
+    return go.Figure(_typed_arrays(spec), _validate=False)
+
+
+def _typed_arrays(value):
+    """``value`` with each non-empty float32 array (inside dicts and lists) as a plotly.js typed-array
+    spec ``{"dtype": "f4", "bdata": base64, "shape": "r, c"}``: what plotly's to_dict writes."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.size:
+        spec = {"dtype": "f4", "bdata": base64.b64encode(np.ascontiguousarray(value)).decode("ascii")}
+        return spec | ({"shape": str(value.shape)[1:-1]} if value.ndim > 1 else {})
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _typed_arrays(item)
+    elif isinstance(value, list):
+        value[:] = [_typed_arrays(item) for item in value]
+    return value
 
 
 def history_navigation() -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
+from explorer import compat
 from explorer.core.densities import density_axis
 from explorer.core.fields import SinglePath, arrow_grid
 from explorer.core.flows import Flow, sampler_label, steps_label
@@ -288,7 +289,7 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
         hoverdistance=8,
         uirevision="flow",
     )
-    return go.Figure(dict(data=out.traces, layout=layout, frames=frames))
+    return compat.ready_figure(dict(data=out.traces, layout=layout, frames=frames))
 
 
 def panel_title(flow: Flow, label: str = "", energy: float | None = None, two_lines: bool = False) -> str:

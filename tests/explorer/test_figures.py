@@ -1,14 +1,25 @@
 """Figure builders are pure: numbers in, a plotly animation out, the same figure for the same input."""
 
+import base64
+
 import numpy as np
 import plotly.io as pio
 import pytest
 
-from explorer import figures
+from explorer import compat, figures
 from explorer.core import densities, fields, flows, quality
 from explorer.playground import cache
 
 F = flows.N_FRAMES
+
+
+def values(array) -> np.ndarray:
+    """A figure's array: plotly.js typed-array specs (what compat.ready_figure stores) decoded."""
+    if isinstance(array, dict) and "bdata" in array:
+        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+        shape = array.get("shape")
+        return flat.reshape([int(k) for k in shape.split(",")]) if shape else flat
+    return np.asarray(array)
 
 
 def fake_flow(n=200, steps=10, solver="euler", seed=0) -> flows.Flow:
@@ -56,7 +67,7 @@ def test_only_the_moving_traces_are_in_the_frames():
     # the particles move: frame k holds the flow's particles at time k, and change colour noise -> data
     flow = fake_flow()
     particles = fig.frames[-1].data[list(fig.frames[-1].traces).index(names.index("particles z_t"))]
-    np.testing.assert_allclose(np.asarray(particles.x), flow.particles[-1, :, 0], rtol=1e-6)
+    np.testing.assert_allclose(values(particles.x), flow.particles[-1, :, 0], rtol=1e-6)
     first = fig.frames[0].data[1].marker.color
     last = fig.frames[-1].data[1].marker.color
     assert first != last
@@ -66,7 +77,7 @@ def test_arrows_are_one_line_trace_with_nan_gaps_and_arrowheads():
     fig = figures.flow_figure([panel()])
     arrows = next(t for t in fig.data if t.name == "velocity v(z, t)")
     assert arrows.mode == "lines"
-    x, y = np.asarray(arrows.x, dtype=float), np.asarray(arrows.y, dtype=float)
+    x, y = values(arrows.x).astype(float), values(arrows.y).astype(float)
     g = fields.ARROW_GRID**2
     assert x.shape == (6 * g,) and np.isnan(x[5::6]).all() and np.isfinite(x[0::6]).all()
     # the constant field (1, 1): every shaft points up and to the right, all the same length
@@ -99,7 +110,7 @@ def test_solver_steps_show_as_dots_only_for_few_steps():
 def test_arrays_go_out_as_float32_binary():
     fig = figures.flow_figure([panel()])
     particles = fig.frames[10].data[1]
-    assert np.asarray(particles.x).dtype == np.float32
+    assert values(particles.x).dtype == np.float32
     text = pio.to_json(fig, validate=False)
     assert '"dtype":"f4"' in text and '"bdata"' in text
 
@@ -121,7 +132,7 @@ def test_density_heatmap_is_animated_and_forces_redraw():
     fig = figures.flow_figure([panel(density=density)])
     assert fig.data[0].type == "heatmap"
     assert 0 in fig.frames[0].traces and fig.frames[5].data[0].type == "heatmap"
-    z = np.asarray(fig.frames[5].data[0].z)
+    z = values(fig.frames[5].data[0].z)
     assert z.shape == (densities.DENSITY_GRID, densities.DENSITY_GRID) and z.max() == pytest.approx(1.0)
     assert fig.layout.updatemenus[0].buttons[0].args[1]["frame"]["redraw"] is True
 
@@ -139,9 +150,9 @@ def test_warp_and_followed_particle_layers():
     assert "warped grid" in names and "followed particle" in names and "paths (solver steps)" not in names
     follow = names.index("followed particle")
     last = fig.frames[-1]
-    assert np.asarray(last.data[list(last.traces).index(follow)].x)[0] == pytest.approx(1.0)
+    assert values(last.data[list(last.traces).index(follow)].x)[0] == pytest.approx(1.0)
     warp_trace = last.data[list(last.traces).index(names.index("warped grid"))]
-    assert np.isnan(np.asarray(warp_trace.x, dtype=float)).sum() == 4  # one gap after each line
+    assert np.isnan(values(warp_trace.x)).sum() == 4  # one gap after each line
 
 
 def test_compare_mode_puts_two_square_panels_on_one_slider():
@@ -242,3 +253,32 @@ def test_drawn_data_is_measured_against_all_its_strokes():
     source = flows.exact_source(dataset, "linear")
     flow = cache.flow(source, 400, 0, "euler", 20, "uniform")
     assert cache.energy_distance(flow.samples, prefix) < 5 * cache.noise_floor(dataset, 400) + 0.01
+
+
+def test_a_ready_flow_figure_is_valid_and_sends_the_same_json():
+    # compat.ready_figure skips plotly's validation and array conversion on every draw: the specs
+    # are checked here, with every layer on, by validating them and comparing what
+    # st.plotly_chart sends (a figure built from plain numpy arrays, validated, as before).
+    import json
+
+    import plotly.graph_objects as go
+
+    rng = np.random.default_rng(2)
+    single = fields.SinglePath(
+        start=np.zeros(2, np.float32),
+        nodes=rng.normal(size=(11, 2)).astype(np.float32),
+        exact=rng.normal(size=(101, 2)).astype(np.float32),
+        particle=rng.normal(size=(F, 2)).astype(np.float32),
+    )
+    layers = dict(
+        density=rng.random((F, 24, 24)).astype(np.float32),
+        warp=rng.normal(size=(F, 4, 5, 2)).astype(np.float32),
+        single=single,
+    )
+    panels = [panel(**layers), panel(title="B", field_kind="difference")]
+    fig = figures.flow_figure(panels)
+    go.Figure(fig.to_dict())  # raises on any property plotly does not know
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compat, "ready_figure", go.Figure)  # plotly's own validation and conversion
+        plain = figures.flow_figure(panels)
+    assert json.loads(pio.to_json(fig, validate=False)) == json.loads(pio.to_json(plain, validate=False))

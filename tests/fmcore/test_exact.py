@@ -162,10 +162,50 @@ def test_float32_path_agrees_with_float64_within_its_bound(t, schedule):
     fast = exact_posterior_mean(z, t32, data, path)
     exact = exact_posterior_mean(z.double(), t32, data.double(), path)
     u, m = 2.0**-24, len(data)
-    # FLOAT32_LOG_WEIGHT_RANGE's bound on the weights (2 * 208 u in total variation, doubled for the
-    # schedule's own float32 rounding of alpha and sigma) times the data's radius about its centre,
-    # plus float32's sums of m positive terms (the softmax's and the weighted sum's, each within
-    # m u relative; measured 2.4e-4 here at t = 0.3, as before the float64 log weights) and the result.
+    # The weights' bound in total variation: FLOAT32_LOGIT_ERROR's (twice it) where the logits are
+    # made in float32, else FLOAT32_LOG_WEIGHT_RANGE's (2 * 208 u, doubled for the schedule's own
+    # float32 rounding of alpha and sigma); times the data's radius about its centre, plus float32's
+    # sums of m positive terms (the softmax's and the weighted sum's, each within m u relative;
+    # measured 2.4e-4 here at t = 0.3, as before the float64 log weights) and the result.
+    tv = max(2 * exact_module.FLOAT32_LOGIT_ERROR, 2 * 2 * 208 * u)
     radius = (data.double() - data.double().mean(0)).norm(dim=1).max()
-    bound = 2 * 2 * 208 * u * radius + (2 * m + 2) * u * data.double().abs().max()
+    bound = tv * radius + (2 * m + 2) * u * data.double().abs().max()
     assert (fast.double() - exact).abs().max() <= bound
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.6, 0.8, 0.95, 0.999])
+def test_float32_logits_are_used_where_their_bound_holds_and_keep_the_divergence(t):
+    # The Playground's case: 500 unit-spread points blurred by 0.08, queries over the view. Where
+    # (d + 8) u S stays within FLOAT32_LOGIT_ERROR the float32 logits run, and the velocity and its
+    # autograd divergence (the likelihood's) match float64: the velocity to the weights' bound times
+    # the data's diameter, scaled by the velocity's factor d_alpha - alpha d_sigma / sigma.
+    from fmcore import divergence
+
+    g = torch.Generator().manual_seed(5)
+    data = torch.randn(500, 2, generator=g) * torch.tensor([1.0, 0.5])
+    z = 2.0 * torch.randn(300, 2, generator=g)
+    path = Blurred("linear", 0.08)
+    t32 = float(torch.tensor(t, dtype=torch.float32))
+    s = path(torch.tensor(t32))
+    taken = exact_module._Float32Logits.make(z, s, data) is not None
+    size = (
+        2 * s.alpha * z.norm(dim=1).max() * data.norm(dim=1).max() + (s.alpha * data.norm(dim=1).max()) ** 2
+    )
+    assert taken == bool(10 * 2.0**-24 * size / (2 * s.sigma**2) <= exact_module.FLOAT32_LOGIT_ERROR)
+    assert taken or t >= 0.95  # only the last times of a view (and bare points) need float64
+
+    def v32(points, time):
+        return exact_velocity(points, time, data, path)
+
+    def v64(points, time):
+        return exact_velocity(points, time, data.double(), path)
+
+    factor = float(abs(s.d_alpha - s.alpha * s.d_sigma / s.sigma))
+    radius = float(data.norm(dim=1).max())
+    tv = max(2 * exact_module.FLOAT32_LOGIT_ERROR, 4 * 208 * 2.0**-24) + 2e-5  # + float32's sums over 500
+    got, want = v32(z, t32).double(), v64(z.double(), t32)
+    assert (got - want).abs().max() <= factor * tv * 2 * radius + 1e-4 * want.abs().max()
+    div32 = divergence(v32, z, torch.tensor(t32)).double()
+    div64 = divergence(v64, z.double(), torch.tensor(t32, dtype=F64))
+    # Autograd through the float32 logits: measured within 1e-5 of the largest divergence.
+    assert (div32 - div64).abs().max() <= 1e-4 * div64.abs().max().clamp_min(1.0)

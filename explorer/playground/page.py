@@ -9,6 +9,10 @@ Order of work in one run (what the browser sees first comes first):
 4. following a particle, share and export, the training panel and its live fragment, the data
    panel; the schedule sketch last.
 
+In a class (``/?room=CODE``, ``room``): the teacher's pushed settings are taken before step 1's
+widgets, the join form or badge sits under the header, and the room's start/pause is followed
+before the training panel.
+
 Inputs that change the data (preset, drawing, upload, paste) and the training buttons act in
 widget callbacks, which run before the script: the figure of the same run already shows them.
 """
@@ -24,7 +28,7 @@ from explorer.figures import theme
 from explorer.settings import configure_torch
 from fmcore.solvers import nfe_for
 
-from . import captions, controls, url
+from . import captions, controls, room, url
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
 from .main_figure import main_figure
@@ -79,8 +83,10 @@ def main() -> None:
     """The whole Playground page."""
     configure_torch()
     state, notices, from_url = url.load_state()
+    state = room.take_push(state)  # before the widgets: the teacher's settings become their values
     _start(state, notices, from_url)
     captions.header()
+    room.badge()
     schedule_slot = nfe_slot = None
     if not state.classroom:
         state, schedule_slot, nfe_slot = _sidebar(state)
@@ -98,6 +104,7 @@ def main() -> None:
             controls.follow_controls()
             export_panel(state, measured, figure, dataset, source, runner)
     train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
+    room.follow_training(runner, dataset, state)
     with train_col:
         st.markdown("##### :material/model_training: Train a network")
         training_panel(runner, dataset, state)
@@ -112,4 +119,4 @@ def main() -> None:
             nfe_slot.markdown(
                 controls.nfe_caption(state.solver, state.steps, counted), unsafe_allow_html=True
             )
-    url.write_url(state)
+    url.write_url(state, room.link_query())

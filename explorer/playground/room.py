@@ -144,8 +144,8 @@ def _badge(room: session.InRoom) -> None:
         current = session.current()
         if current is None:
             return
-        st.caption(
-            f":material/school: In class **{plain(current.code)}** as **{plain(current.name)}**: "
+        st.markdown(
+            f":violet-badge[:material/school: In class {plain(current.code)}] as **{plain(current.name)}**: "
             "your teacher sees this run."
         )
         try:

@@ -55,7 +55,7 @@ def joined(code: str, name: str = "") -> object:
 
 
 def badge(at) -> str:
-    return "\n".join(c.value for c in at.caption if "In class" in c.value)
+    return "\n".join(m.value for m in at.markdown if "In class" in m.value)
 
 
 def test_the_join_link_joins_once_with_a_name_and_shows_the_badge(db, room):

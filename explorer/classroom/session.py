@@ -22,6 +22,7 @@ from explorer.rooms import RoomFull, TooManyAttempts, UnknownRoom
 from explorer.rooms.model import clean_name
 
 __all__ = [
+    "ROOM_ERRORS",
     "SESSION_KEY",
     "InRoom",
     "answer",
@@ -37,6 +38,7 @@ __all__ = [
 SESSION_KEY = "fme_in_room"
 """``st.session_state`` key of this session's ``InRoom`` (absent: not in a room)."""
 ROOM_ERRORS = (UnknownRoom, RoomFull, TooManyAttempts, ValueError)
+"""What the store raises at a student: each becomes one plain sentence (``refusal``), never a crash."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
     .venv/bin/python bench/classroom.py --sessions 5 --seconds 20
     .venv/bin/python bench/classroom.py --micro           # runner only: inline vs the training engine
     .venv/bin/python bench/classroom.py --floor           # 30 pages of a one-line app: the browsers' cost
+    .venv/bin/python bench/classroom.py --room            # 30 students in a room: dashboard, pushes
 
 ``--micro`` needs no server or browser. It runs 1 and 5 "sessions" (threads calling
 ``runner.tick`` in a loop, as the Playground's fragment does) next to a thread that keeps
@@ -665,7 +666,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=180, help="seconds a page may take to answer")
     parser.add_argument("--repeats", type=int, default=1, help="--micro: interleaved repeats (medians)")
+    parser.add_argument("--room", action="store_true", help="a class in a room: bench/classroom_room.py")
+    parser.add_argument("--refreshes", type=int, default=10, help="--room: dashboard runs timed")
     args = parser.parse_args(argv)
+    if args.room:
+        from bench.classroom_room import room_bench
+
+        room_bench(args)
+        return 0
     if args.micro:
         micro(args.seconds or 8.0, args.repeats)
         return 0

@@ -3,19 +3,27 @@
 # sessions and websocket upgrades. Everything runs in the foreground as children of this
 # script; Ctrl-C (or SIGTERM) stops them all.
 #
-#   deploy/scale_out.sh [-n REPLICAS] [-p PORT] [-b BASE_PORT] [-a APP] [-l ADDRESS]
+#   deploy/scale_out.sh [--redis] [-n REPLICAS] [-p PORT] [-b BASE_PORT] [-a APP] [-l ADDRESS]
 #
 #   -n  replicas (default 2)         -p  port nginx listens on (default 8080)
 #   -b  first replica port (default 8601; replica i listens on BASE_PORT + i)
 #   -a  app script (default streamlit_app.py)
 #   -l  address nginx listens on (default 127.0.0.1; 0.0.0.0 for a classroom)
+#   --redis  the replicas share their classroom rooms through one Redis: FME_ROOMS_URL if set,
+#       else a redis-server started here on port BASE_PORT + REPLICAS (without it they share the SQLite
+#       file under data/, which serves replicas on one machine only)
 #
 # Each replica starts one training engine (a process stepping all its sessions' models in one
 # batched step); with FME_ENGINE_SLOTS set, each engine trains at most that many at once.
 # nginx comes from Debian: installed with apt-get when missing (needs root).
 set -euo pipefail
 
-replicas=2 port=8080 base_port=8601 app=streamlit_app.py address=127.0.0.1
+replicas=2 port=8080 base_port=8601 app=streamlit_app.py address=127.0.0.1 redis=0
+options=()
+for arg in "$@"; do
+    if [[ $arg == --redis ]]; then redis=1; else options+=("$arg"); fi
+done
+set -- "${options[@]+"${options[@]}"}"
 while getopts "n:p:b:a:l:h" opt; do
     case $opt in
         n) replicas=$OPTARG ;;
@@ -23,7 +31,7 @@ while getopts "n:p:b:a:l:h" opt; do
         b) base_port=$OPTARG ;;
         a) app=$OPTARG ;;
         l) address=$OPTARG ;;
-        *) sed -n '2,16p' "$0"; exit 2 ;;
+        *) sed -n '2,19p' "$0"; exit 2 ;;
     esac
 done
 for value in "$replicas" "$port" "$base_port"; do
@@ -59,6 +67,28 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# One Redis for the rooms of all replicas (--redis), started here unless FME_ROOMS_URL names one.
+if (( redis )) && [[ -z ${FME_ROOMS_URL:-} ]]; then
+    redis_server=$(command -v redis-server || true)
+    if [[ -z $redis_server ]]; then
+        echo "scale_out: redis-server not found; installing it with apt-get" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+            || { echo "scale_out: could not install redis-server; run 'apt-get install redis-server' as root" >&2; exit 1; }
+        redis_server=$(command -v redis-server)
+    fi
+    redis_port=$((base_port + replicas))
+    "$redis_server" --port "$redis_port" --bind 127.0.0.1 --dir "$prefix" --save "" --appendonly no \
+        >"$prefix/redis.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] && break
+        kill -0 "${pids[-1]}" 2>/dev/null || { echo "scale_out: redis-server exited:" >&2; cat "$prefix/redis.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    export FME_ROOMS_URL=redis://127.0.0.1:$redis_port/0
+fi
+rooms=${FME_ROOMS_URL:-"SQLite under ${FME_DATA_DIR:-data}/"}
 
 # One secret for all replicas, so a cookie signed by one replica is valid on another.
 secret=${FME_COOKIE_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
@@ -115,7 +145,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 upstreams=$(seq -s, "$base_port" $((base_port + replicas - 1)))
-echo "scale_out: ready: http://$address:$port -> 127.0.0.1:{$upstreams} (one training engine each; logs in $prefix)"
+echo "scale_out: ready: http://$address:$port -> 127.0.0.1:{$upstreams} (one training engine each; rooms in $rooms; logs in $prefix)"
 wait "${pids[-1]}" || true
 echo "scale_out: nginx exited; stopping the replicas" >&2
 exit 1

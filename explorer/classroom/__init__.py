@@ -7,6 +7,8 @@
   Playground calls these).
 - ``figures``: plotly figures of a tile and of a poll (pure).
 - ``dashboard``: the "Classroom" page (Streamlit).
+- ``session``: this browser session's seat in a room, kept in ``st.session_state`` (Streamlit):
+  the Playground (``explorer.playground.room``) and the lessons' polls use it.
 
 The store itself is ``explorer.rooms``.
 """

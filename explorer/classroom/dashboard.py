@@ -100,7 +100,9 @@ def _handout(code: str, token: str) -> None:
         st.code(join, language=None)
         st.code(code, language=None)
     with private:
-        st.caption("Students scan the code or open the link (or type the code in the Playground).")
+        st.caption(
+            "Students scan the QR code or open the link; the Playground then asks for a name (optional)."
+        )
         with st.expander("Teacher link: private, keep it off the projector", icon=":material/key:"):
             st.caption("Opens this dashboard from any browser, as long as the room lives (12 h idle).")
             st.code(links.teacher_link(base, code, token), language=None)

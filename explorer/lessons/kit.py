@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from explorer.classroom import session as classroom
 from explorer.core.state import ViewState
 
 __all__ = [
@@ -74,8 +75,11 @@ def grade(question: Question, choice: str) -> Feedback:
     return Feedback(False, f"Not quite. {hint}")
 
 
-def reveal(question: Question, guess: str) -> Feedback:
-    """Feedback once the answer is revealed: a wrong guess is told the answer (and its hint, if any)."""
+def reveal(question: Question, guess: str | None) -> Feedback:
+    """Feedback once the answer is revealed: a wrong guess is told the answer (and its hint, if any);
+    no guess (a teacher revealed it first) is told the answer."""
+    if guess is None:
+        return Feedback(False, f"The answer is “{question.answer}”. {question.why}")
     if guess == question.answer:
         return Feedback(True, f"Right. {question.why}")
     hint = question.hints.get(guess)
@@ -191,14 +195,22 @@ def predict_then_see(
     ``measure``, when given, is called only after "Reveal" and returns ``(answer, why)``: for
     answers that have to be measured (and cost seconds) rather than known in advance.
 
+    In a class (``explorer.classroom.session``), the guess goes to the room's poll instead, and
+    the answer shows when the teacher reveals the question to everyone.
+
     Returns:
-        True once the learner has revealed the answer for the current ``context``.
+        True once the answer is revealed (by the learner, or by the teacher to the class) for the
+        current ``context``.
     """
     guess_key, revealed_key, context_key = f"{key}__guess", f"{key}__revealed", f"{key}__context"
+    sent_key = f"{key}__sent"
     if st.session_state.get(context_key, context) != context:
-        st.session_state.pop(revealed_key, None)
-        st.session_state.pop(guess_key, None)
+        for stale in (revealed_key, guess_key, sent_key):
+            st.session_state.pop(stale, None)
     st.session_state[context_key] = context
+    in_room = classroom.current() is not None
+    if in_room and revealed_key not in st.session_state and classroom.revealed(question.prompt):
+        st.session_state[revealed_key] = st.session_state.get(guess_key) or TEACHER_REVEALED
     revealed = st.session_state.get(revealed_key)
 
     with st.container(border=True):
@@ -211,7 +223,9 @@ def predict_then_see(
             horizontal=True,
             disabled=revealed is not None,
         )
-        if revealed is None:
+        if revealed is None and in_room:
+            _answer_in_room(question, choice, sent_key)
+        elif revealed is None:
             if st.button("Reveal", key=f"{key}__reveal", type="primary", disabled=choice is None):
                 st.session_state[revealed_key] = revealed = choice
             elif choice is None:
@@ -220,12 +234,38 @@ def predict_then_see(
             if measure is not None:
                 answer, why = measure()
                 question = replace(question, answer=answer, why=why)
-            _feedback(reveal(question, revealed))
+            _feedback(reveal(question, None if revealed == TEACHER_REVEALED else revealed))
             if st.button("Predict again", key=f"{key}__again"):
-                st.session_state.pop(revealed_key, None)
-                st.session_state.pop(guess_key, None)
+                for stale in (revealed_key, guess_key, sent_key):
+                    st.session_state.pop(stale, None)
                 st.rerun()
     return revealed is not None
+
+
+TEACHER_REVEALED = "\x00teacher"
+"""What a question revealed by the teacher before this learner guessed keeps as its guess."""
+REVEAL_WATCH_S = 2.0
+
+
+def _answer_in_room(question: Question, choice: str | None, sent_key: str) -> None:
+    """In a class: send the guess to the room's poll (again when it changes) and wait for the
+    teacher's "Reveal to everyone", looked for every ``REVEAL_WATCH_S``."""
+    changed = choice is not None and st.session_state.get(sent_key) != choice
+    if changed and classroom.answer(question.prompt, choice):
+        st.session_state[sent_key] = choice
+
+    @st.fragment(run_every=REVEAL_WATCH_S)
+    def watch():
+        if classroom.revealed(question.prompt):
+            st.rerun()  # the full run reveals it
+        if choice is None:
+            st.caption(
+                "In class: pick your guess; it goes to your teacher, who reveals the answer to everyone."
+            )
+        else:
+            st.caption("In class: your guess is sent to your teacher. The answer shows when they reveal it.")
+
+    watch()
 
 
 def self_check(questions: Sequence[Question], key: str = "check") -> None:

@@ -16,7 +16,7 @@ from explorer.core.state import ViewState
 from explorer.core.text import plain
 from fmcore.solvers import integrate
 
-from . import cache
+from . import cache, room
 from .keys import LIVE_FIGURES_KEY, LIVE_KEY
 from .model import Model
 
@@ -28,7 +28,8 @@ SNAPSHOT_T = 0.5
 
 
 def _snapshot(runner, dataset: Dataset, state: ViewState):
-    """The network's current samples and its field at t = 0.5 (a few ms: cheap solver, few particles)."""
+    """(figure, (n, 2) samples) of the network's current samples and its field at t = 0.5, or
+    (None, None) when its outputs overflow (a few ms: cheap solver, few particles)."""
     velocity, average = runner.velocity, runner.average_velocity
     z0 = torch.from_numpy(cache.noise_particles(state.snapshot_n, state.seed))
     try:
@@ -40,8 +41,9 @@ def _snapshot(runner, dataset: Dataset, state: ViewState):
             )
             field = velocity(torch.from_numpy(arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
     except fmcore.SolverError:  # a network whose outputs overflow: the main figure says so
-        return None
-    return figures.snapshot_figure(trajectory.zs[-1].numpy(), dataset.shown, field, height=250)
+        return None, None
+    samples = trajectory.zs[-1].numpy()
+    return figures.snapshot_figure(samples, dataset.shown, field, height=250), samples
 
 
 def live_part(runner, dataset: Dataset, state: ViewState) -> None:
@@ -53,7 +55,10 @@ def live_part(runner, dataset: Dataset, state: ViewState) -> None:
         was_running = runner.running
         if was_running:
             runner.tick(budget_s=TICK_BUDGET_S)
-        loss, snapshot = _live_figures(runner, dataset, state)  # before drawing: no half-drawn redraw
+        loss, snapshot, samples = _live_figures(
+            runner, dataset, state
+        )  # before drawing: no half-drawn redraw
+        room.report(runner, dataset, state, samples)
         # One element per place, in every run: a chart written over an empty slot would vanish and
         # come back at every redraw, and one that moved up or down a place would be drawn anew.
         st.markdown(_stats_line(runner, every), unsafe_allow_html=True)
@@ -127,7 +132,8 @@ def _retime(every: float | None, active: int) -> bool:
 
 
 def _live_figures(runner, dataset: Dataset, state: ViewState):
-    """(loss figure or None, snapshot figure or None), rebuilt only when the network changed.
+    """(loss figure or None, snapshot figure or None, its (n, 2) samples or None), rebuilt only
+    when the network changed.
 
     A rerun of the live part with nothing new (no slice finished) then sends the same figures,
     which Streamlit does not re-send and the browser does not redraw.
@@ -148,6 +154,6 @@ def _live_figures(runner, dataset: Dataset, state: ViewState):
     if cached is not None and cached[0] == key:
         return cached[1]
     loss = figures.loss_figure(steps, losses, floor, height=170) if len(steps) else None
-    snapshot = _snapshot(runner, dataset, state) if runner.velocity is not None else None
-    st.session_state[LIVE_FIGURES_KEY] = (key, (loss, snapshot))
-    return loss, snapshot
+    snapshot, samples = _snapshot(runner, dataset, state) if runner.velocity is not None else (None, None)
+    st.session_state[LIVE_FIGURES_KEY] = (key, (loss, snapshot, samples))
+    return loss, snapshot, samples

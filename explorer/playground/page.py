@@ -9,6 +9,10 @@ Order of work in one run (what the browser sees first comes first):
 4. following a particle, share and export, the training panel and its live fragment, the data
    panel; the schedule sketch last.
 
+In a class (``/?room=CODE``, ``room``): the teacher's pushed settings are taken before step 1's
+widgets, the join form or badge sits under the header, and the room's start/pause is followed
+before the training panel.
+
 Inputs that change the data (preset, drawing, upload, paste) and the training buttons act in
 widget callbacks, which run before the script: the figure of the same run already shows them.
 """
@@ -24,7 +28,7 @@ from explorer.core.text import plain
 from explorer.figures import theme
 from explorer.settings import configure_torch
 
-from . import captions, controls, url
+from . import captions, controls, room, url
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
 from .main_figure import main_figure
@@ -89,8 +93,10 @@ def main() -> None:
     """The whole Playground page."""
     configure_torch()
     state, notices, from_url = url.load_state()
+    state = room.take_push(state)  # before the widgets: the teacher's settings become their values
     _start(state, notices, from_url)
     captions.header()
+    room.badge()
     schedule_slot = nfe_slot = None
     runner = training.session_runner(st.session_state)
     if not state.classroom:
@@ -108,6 +114,7 @@ def main() -> None:
             controls.follow_controls()
             export_panel(state, measured, figure, dataset, source, runner)
     train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
+    room.follow_training(runner, dataset, state)
     with train_col:
         st.markdown("##### :material/model_training: Train a network")
         training_panel(runner, dataset, state)
@@ -121,4 +128,4 @@ def main() -> None:
         # adaptive, or a mean flow's jumps: say what it actually took
         if (flow.solver, flow.nfe) != (previewed, flows.steps_nfe(previewed, state.steps)):
             nfe_slot.markdown(controls.nfe_caption(flow.solver, flow.steps, flow.nfe), unsafe_allow_html=True)
-    url.write_url(state)
+    url.write_url(state, room.link_query())

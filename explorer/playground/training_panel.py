@@ -18,7 +18,7 @@ from .data_panel import too_large
 from .keys import MODEL_ERROR_KEY
 from .model import Model, training_options, training_spec
 
-__all__ = ["on_load_model", "training_panel"]
+__all__ = ["on_load_model", "start_training", "training_panel"]
 
 
 def _configure(runner, dataset: Dataset, state: ViewState) -> bool:
@@ -37,14 +37,18 @@ def _configure(runner, dataset: Dataset, state: ViewState) -> bool:
     return True
 
 
-def _on_train(dataset: Dataset, state: ViewState) -> None:
-    runner = training.session_runner(st.session_state)
+def start_training(runner, dataset: Dataset, state: ViewState) -> None:
+    """Train: a fresh network when there is none or the data or settings changed, else go on."""
     model = Model.get()
     if (not runner.configured or model.spec != training_spec(state, dataset)) and not _configure(
         runner, dataset, state
     ):
         return
     runner.start()
+
+
+def _on_train(dataset: Dataset, state: ViewState) -> None:
+    start_training(training.session_runner(st.session_state), dataset, state)
 
 
 def _on_pause() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import streamlit as st
 
 from explorer import compat
@@ -10,11 +12,15 @@ from explorer.core.state import CUSTOM, FOLLOW_DEFAULT, ViewState, widget_key, w
 from . import canvas, controls
 from .keys import QUERY_KEY, STATE_KEY
 
-__all__ = ["current_query", "load_state", "seed", "write_url"]
+__all__ = ["LINK_ONLY", "current_query", "load_state", "seed", "write_url"]
+
+LINK_ONLY = ("room",)
+"""Query parameters that are not part of the view (the class to join: ``explorer.playground.room``)."""
 
 
 def current_query() -> dict[str, str]:
-    return {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118
+    """The view's query parameters in the address bar (``LINK_ONLY`` ones left out)."""
+    return {k: st.query_params.get(k) for k in st.query_params.keys() if k not in LINK_ONLY}  # noqa: SIM118
 
 
 def load_state() -> tuple[ViewState, list[str], bool]:
@@ -55,10 +61,14 @@ def seed(state: ViewState, everything: bool) -> None:
     controls.seed_widgets(kept, overwrite=False)
 
 
-def write_url(state: ViewState) -> None:
-    """Put the view in the address bar (only what differs from the defaults) and in the session."""
+def write_url(state: ViewState, extra: Mapping[str, str] | None = None) -> None:
+    """Put the view in the address bar (only what differs from the defaults) and in the session.
+
+    ``extra``: ``LINK_ONLY`` parameters to keep in the address too (e.g. ``{"room": CODE}``).
+    """
     query = state.to_query()
-    if query != current_query():
-        st.query_params.from_dict(query)
+    shown = {**query, **(extra or {})}
+    if shown != {k: st.query_params.get(k) for k in st.query_params.keys()}:  # noqa: SIM118
+        st.query_params.from_dict(shown)
     st.session_state[QUERY_KEY] = query
     st.session_state[STATE_KEY] = state

@@ -315,14 +315,14 @@ def test_live_figures_are_rebuilt_only_when_the_network_changed():
     at.button(key="fme_w_train").click().run()
     at.run()
     at.button(key="fme_w_pause").click().run()
-    key, (loss, snapshot) = at.session_state["fme_live_figures"]
-    assert loss is not None and snapshot is not None
+    key, (loss, snapshot, samples) = at.session_state["fme_live_figures"]
+    assert loss is not None and snapshot is not None and samples.shape == (600, 2)
     at.run()
-    again_key, (again_loss, again_snapshot) = at.session_state["fme_live_figures"]
+    again_key, (again_loss, again_snapshot, _) = at.session_state["fme_live_figures"]
     assert again_key == key and again_loss is loss and again_snapshot is snapshot  # paused: reused
     at.button(key="fme_w_train").click().run()  # resume: new steps, new figures
     at.run()
-    new_key, (new_loss, _) = at.session_state["fme_live_figures"]
+    new_key, (new_loss, _, _) = at.session_state["fme_live_figures"]
     assert new_key != key and new_loss is not loss
 
 

@@ -18,7 +18,6 @@ from explorer.classroom import student
 from explorer.core.text import plain
 from explorer.rooms import open_store
 from explorer.settings import settings
-from tests.explorer.test_rooms import redis_url  # noqa: F401  (the real redis-server fixture)
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -216,7 +215,7 @@ def test_the_store_is_opened_once_per_process(data_dir):
     assert dashboard.store() is dashboard.store()
 
 
-def test_a_class_on_redis(redis_url, data_dir, monkeypatch):  # noqa: F811
+def test_a_class_on_redis(redis_url, data_dir, monkeypatch):
     """The same page on the Redis store (FME_ROOMS_URL), a real redis-server started by the fixture."""
     monkeypatch.setenv("FME_ROOMS_URL", redis_url)
     redis_db = open_store(redis_url)

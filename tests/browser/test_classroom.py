@@ -53,11 +53,7 @@ def samples(preset: str, progress: float, seed: int) -> np.ndarray:
 def start_class(browser, server):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    # A fresh server's very first run, straight at /classroom, shows Streamlit's "Page not found"
-    # over the page (pages/ puts it in the legacy mode until st.navigation has run once): the
-    # teacher, like anyone, opens the app first.
-    open_app(page, server.url("/"))
-    open_app(page, server.url("/classroom"))
+    open_app(page, server.url("/classroom"))  # a fresh server's first page (compat: pages/classroom.py)
     page.get_by_role("button", name="Start a class").click()
     page.wait_for_selector("text=0 students", timeout=30_000)
     page.get_by_text("Teacher link: private").click()

@@ -62,13 +62,32 @@ def nginx_available() -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    yield from _cluster(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory, monkeypatch_module):
+    if not shutil.which("redis-server") and os.geteuid() != 0:
+        pytest.skip("redis-server is not installed and cannot be installed without root")
+    monkeypatch_module.delenv("FME_ROOMS_URL", raising=False)
+    yield from _cluster(tmp_path_factory, "--redis")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def _cluster(tmp_path_factory, *flags: str):
+    """Run scale_out.sh (two replicas of APP) until the test module is done; its ports and output."""
     if not nginx_available():
         pytest.skip("nginx is not installed and cannot be installed without root: apt-get install nginx")
     app = tmp_path_factory.mktemp("app") / "app.py"
     app.write_text(textwrap.dedent(APP))
-    port, *replicas = free_ports(3)
+    port, *replicas = free_ports(4)[:3]  # the fourth is --redis's (BASE_PORT + REPLICAS)
     process = subprocess.Popen(
-        [str(SCRIPT), "-n", "2", "-p", str(port), "-b", str(replicas[0]), "-a", str(app)],
+        [str(SCRIPT), *flags, "-n", "2", "-p", str(port), "-b", str(replicas[0]), "-a", str(app)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -92,7 +111,7 @@ def cluster(tmp_path_factory):
                 pytest.skip(f"nginx could not be installed: {output.strip()[-300:]}")
             pytest.fail(f"scale_out.sh did not get ready:\n{output}")
         time.sleep(0.2)
-    yield {"port": port, "replicas": replicas, "process": process}
+    yield {"port": port, "replicas": replicas, "process": process, "output": lines}
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(60)
     for p in (port, *replicas):
@@ -233,3 +252,30 @@ def test_clients_of_a_dead_replica_move_to_a_live_one_and_the_replica_restarts(c
             pass
         assert time.monotonic() < deadline, "the killed replica was not restarted"
         time.sleep(0.5)
+
+
+def _environment(port: int) -> dict[str, str]:
+    """The environment of the streamlit process serving ``--server.port port``."""
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if b"streamlit" in b" ".join(cmdline) and str(port).encode() in cmdline:
+                pairs = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+                return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+        except (OSError, ValueError):
+            continue
+    raise AssertionError(f"no streamlit process on port {port}")
+
+
+def test_with_redis_both_replicas_share_one_room_store(redis_cluster):
+    from explorer.rooms import open_store
+
+    ready = next(line for line in redis_cluster["output"] if "scale_out: ready" in line)
+    urls = {_environment(p).get("FME_ROOMS_URL") for p in redis_cluster["replicas"]}
+    assert len(urls) == 1 and None not in urls, urls
+    (url,) = urls
+    assert url.startswith("redis://127.0.0.1:") and url in ready
+    store = open_store(url)  # what one replica writes, the other reads: the same Redis
+    code, _ = store.create_room()
+    assert open_store(url).room(code).code == code
+    store.close()

@@ -9,8 +9,6 @@ import csv
 import io
 import json
 import re
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,39 +50,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is missing: run 'make test' or 'apt-get install redis-server'")
-    import redis
-
-    port, folder = free_port(), tmp_path_factory.mktemp("redis")
-    args = [exe, "--port", str(port), "--dir", str(folder), "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen([*args, "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError(f"redis-server did not answer PING on port {port}") from None
-            time.sleep(0.05)
-    client.close()
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -55,9 +55,8 @@ def live_part(runner, dataset: Dataset, state: ViewState) -> None:
         was_running = runner.running
         if was_running:
             runner.tick(budget_s=TICK_BUDGET_S)
-        loss, snapshot, samples = _live_figures(
-            runner, dataset, state
-        )  # before drawing: no half-drawn redraw
+        # before drawing: no half-drawn redraw
+        loss, snapshot, samples = _live_figures(runner, dataset, state)
         room.report(runner, dataset, state, samples)
         # One element per place, in every run: a chart written over an empty slot would vanish and
         # come back at every redraw, and one that moved up or down a place would be drawn anew.

@@ -24,12 +24,15 @@ from fmcore.solvers import SOLVERS, TIME_GRIDS
 from fmcore.trainer import DEFAULTS as TRAINING_DEFAULTS
 from fmcore.trainer import TARGETS
 
+from .data import MAX_CLASSES
 from .points import URL_MAX_POINTS, as_shared, decode_points, encode_points
 
 __all__ = [
+    "ALL_CLASSES",
     "CUSTOM",
     "FIELDS",
     "LAYERS",
+    "MAX_GUIDANCE",
     "MAX_PARTICLES",
     "MAX_STEPS",
     "MIN_PARTICLES",
@@ -56,6 +59,10 @@ MAX_STEPS = 200
 MAX_SEED = 2**31 - 1
 LR_RANGE = (1e-5, 0.1)
 FOLLOW_LIMIT = 4.0
+ALL_CLASSES = -1
+"""``class_label`` when no class is picked: the figure shows every class."""
+MAX_GUIDANCE = 5.0
+"""The guidance slider's top: past w ~ 3 most samples already leave the data (lesson 9)."""
 
 
 def _format(value) -> str:
@@ -219,6 +226,9 @@ class ViewState:
         coupling, target, lr: how a new model is trained.  snapshot_n: particles in the live
             snapshot of the network's samples.  follow: the start (x, y) at t = 0 of
             one particle whose path is drawn, or None.  classroom: figure only, large.
+        class_label: the class of labelled data the figure samples (0 .. MAX_CLASSES - 1), or
+            ``ALL_CLASSES``.  guidance: w of classifier-free guidance for the learned field of a
+            picked class, v_w = v(z,t|null) + w (v(z,t|c) - v(z,t|null)).
     """
 
     data: str = setting("moons", choices=(*datasets.NAMES, CUSTOM), lazy=True)
@@ -244,6 +254,9 @@ class ViewState:
     snapshot_n: int = setting(600, lo=100, hi=2000)
     follow: tuple[float, float] | None = setting(None, parse=_start_point, widget=False)
     classroom: bool = setting(False, widget=False)
+    # Labelled data: the class picker and the guidance weight (both apply when the data has classes).
+    class_label: int = setting(ALL_CLASSES, lo=ALL_CLASSES, hi=MAX_CLASSES - 1, what="class")
+    guidance: float = setting(1.0, lo=0.0, hi=MAX_GUIDANCE)
 
     # ``points`` is an array: compare it by value so that equal views are equal.
     def __eq__(self, other) -> bool:

@@ -12,7 +12,10 @@ from explorer.core.state import ViewState
 
 from .keys import MODEL_KEY
 
-__all__ = ["Model", "training_spec"]
+__all__ = ["LABEL_DROPOUT", "Model", "training_spec", "trains_labels"]
+
+LABEL_DROPOUT = 0.1
+"""Share of each batch trained on the null label: the unconditional field, for guidance."""
 
 
 @dataclass
@@ -40,3 +43,10 @@ class Model:
 
 def training_spec(state: ViewState, dataset: Dataset) -> tuple:
     return (dataset.key, state.coupling, state.target, state.seed, state.lr)
+
+
+def trains_labels(state: ViewState, dataset: Dataset) -> bool:
+    """Whether a new network is conditioned on the data's classes: labelled data, trained with the
+    conditional target and independent noise (``fmcore.Trainer`` conditions on labels only so, as
+    each class's field must start from N(0, I))."""
+    return dataset.classes > 0 and state.target == "conditional" and state.coupling == "independent"

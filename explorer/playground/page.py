@@ -25,6 +25,7 @@ from explorer.settings import configure_torch
 from fmcore.solvers import nfe_for
 
 from . import captions, controls, url
+from .classes import class_controls
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
 from .main_figure import main_figure
@@ -91,6 +92,8 @@ def main() -> None:
             controls.layer_controls()
             state = from_widgets(state, st.session_state)
         dataset, state = resolve_dataset(state)
+        if not state.classroom:
+            state = class_controls(state, dataset, runner)
         height = 720 if state.classroom else (600 if state.compare else 630)
         measured, figure, kind, source = main_figure(state, dataset, runner, height)
         captions.caption(state, kind, measured, dataset)

@@ -81,6 +81,10 @@ class TrainingBackend(Protocol):
     def schedule(self) -> str: ...
     @property
     def velocity(self) -> Velocity: ...
+    @property
+    def flow(self) -> FlowModel:
+        """The model it holds (what ``velocity`` evaluates), for ``guided_velocity`` of a labelled one."""
+
     def advance(self, budget_s: float) -> Slice | None:
         """Train about ``budget_s`` (inline) or collect what the engine did; None: nothing new."""
 
@@ -169,6 +173,7 @@ class InlineBackend:
     device = property(lambda self: str(self.trainer.device))
     schedule = property(lambda self: self.trainer.schedule.name)
     velocity = property(lambda self: self.trainer.velocity)
+    flow = property(lambda self: self.trainer.flow)
 
     def advance(self, budget_s: float) -> Slice:
         result = train_slice(self.trainer, budget_s, self._speed)
@@ -263,6 +268,7 @@ class EngineBackend:
 
     schedule = property(lambda self: self._schedule)
     velocity = property(lambda self: self._flow.velocity)
+    flow = property(lambda self: self._flow)
 
     @property
     def synced_step(self) -> int:

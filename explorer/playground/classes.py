@@ -19,6 +19,7 @@ import streamlit as st
 from explorer import compat
 from explorer.core.data import Dataset
 from explorer.core.state import ALL_CLASSES, MAX_GUIDANCE, ViewState, widget_key
+from explorer.core.text import plain
 from explorer.figures import theme
 
 from .model import trains_labels
@@ -60,8 +61,10 @@ def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
     classes = (ALL_CLASSES, *dataset.present)
     if state.class_label not in classes:
         st.warning(
-            f"Ignored class_label={state.class_label}: this data has the classes "
-            f"{', '.join(map(str, dataset.present))}. Showing all classes.",
+            plain(
+                f"Ignored class_label={state.class_label}: this data has the classes "
+                f"{', '.join(map(str, dataset.present))}. Showing all classes."
+            ),
             icon=":material/link_off:",
         )
         st.session_state[widget_key("class_label")] = ALL_CLASSES

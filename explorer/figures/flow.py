@@ -88,7 +88,7 @@ def _data_trace(data: np.ndarray, labels: np.ndarray | None = None, picked: int 
     if labels is None:
         color = theme.rgba(theme.DATA, 0.28)
     else:
-        alpha = np.where(labels == picked, 0.45, 0.1) if picked is not None else np.full(len(labels), 0.4)
+        alpha = np.where(labels == picked, 0.5, 0.18) if picked is not None else np.full(len(labels), 0.4)
         color = [
             theme.rgba(theme.class_color(k), a) for k, a in zip(labels.tolist(), alpha.tolist(), strict=True)
         ]

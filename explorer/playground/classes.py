@@ -27,7 +27,7 @@ from .model import trains_labels
 __all__ = ["CONVENTION", "class_controls", "picked_data"]
 
 CONVENTION = (
-    "Guidance: v_w = v(z,t|∅) + w (v(z,t|c) − v(z,t|∅)). w = 1 is the conditional field of class c, "
+    "v_w = v(z,t|∅) + w (v(z,t|c) − v(z,t|∅)): w = 1 is the conditional field of class c, "
     "w = 0 the unconditional one, w > 1 sharpens the class and can push samples off the data."
 )
 """The convention in words, as the page shows it (``fmcore.models.GUIDANCE`` in symbols)."""
@@ -42,7 +42,7 @@ def picked_data(dataset: Dataset, state: ViewState) -> Dataset:
 
 
 def _class_name(k: int) -> str:
-    return "all classes" if k == ALL_CLASSES else f"● {k}"
+    return "all" if k == ALL_CLASSES else f"● {k}"
 
 
 def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
@@ -53,9 +53,8 @@ def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
     """
     if not dataset.present:
         st.caption(
-            "No classes in this data: the class picker and guidance appear for labelled data (the moons, "
-            "circles, 8gaussians, checkerboard, spirals and pinwheel presets, a drawing in 2 to 4 brush "
-            "colours, or a CSV with a label column)."
+            "No classes in this data. Labelled data (a preset with classes, a drawing in 2 to 4 brush "
+            "colours, a CSV with a label column) gets a class picker and guidance w."
         )
         return state
     classes = (ALL_CLASSES, *dataset.present)
@@ -69,7 +68,7 @@ def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
         )
         st.session_state[widget_key("class_label")] = ALL_CLASSES
         state = replace(state, class_label=ALL_CLASSES)
-    picker, slider = st.columns([1.4, 1], vertical_alignment="bottom", gap="medium")
+    picker, slider = st.columns([2.3, 1], vertical_alignment="bottom", gap="small")
     with picker:
         st.html(_swatch_css(dataset.present))  # style only: each class in its colour
         st.pills(
@@ -79,6 +78,7 @@ def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
             format_func=_class_name,
             key=widget_key("class_label"),
             help="Sample one class of the labelled data, or all of them.",
+            label_visibility="collapsed",
         )
     slider.slider(
         "Guidance w",
@@ -96,8 +96,12 @@ def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
 
 def _swatch_css(present: tuple[int, ...]) -> str:
     """Colours the picker's options like their classes in the figure (``theme.class_color``)."""
-    scope = f".st-key-{widget_key('class_label')} button"
+    scope = f".st-key-{widget_key('class_label')} [role='radiogroup'] button"
     rules = [
+        f".st-key-{widget_key('class_label')} [role='radiogroup'] {{ flex-wrap: wrap; row-gap: 4px; }}",
+        f"{scope} {{ padding: 0 0.5rem; }}",
+    ]
+    rules += [
         f"{scope}:nth-of-type({i + 2}) p {{ color: {theme.class_color(k)}; font-weight: 700; }}"
         for i, k in enumerate(present)
     ]
@@ -105,23 +109,19 @@ def _swatch_css(present: tuple[int, ...]) -> str:
 
 
 def _what_is_shown(state: ViewState, dataset: Dataset, runner) -> str:
-    """One caption: which field the picked class gets, and the guidance convention in words."""
+    """One short caption: what the picked class gets, and (for a class) the guidance convention."""
     if not trains_labels(state, dataset):
-        trained = (
-            "Labels train only with the conditional target and independent coupling: a network trained "
-            "now is unconditional. "
-        )
+        trained = " Labels train only with the conditional target and independent coupling: the network is unconditional."
     elif runner.n_classes == 0 and runner.velocity is not None:
-        trained = "The current network was trained without labels: press Train for a label-conditioned one. "
+        trained = " The network was trained without labels: press Train for a label-conditioned one."
     else:
-        trained = "Training conditions the network on the classes (10% of each batch on the null label ∅). "
+        trained = ""
     if state.class_label == ALL_CLASSES:
-        shown = (
-            "All classes: the exact field of all the data, and the network's unconditional field v(z,t|∅). "
+        return (
+            "All classes: the exact field of all the data; the network's unconditional field v(z,t|∅). "
+            "Pick a class to sample it, with guidance w." + trained
         )
-    else:
-        shown = (
-            f"Class {state.class_label}: the exact view is the exact field of that class's points; the "
-            f"learned view samples v_w with w = {state.guidance:g}. "
-        )
-    return shown + trained + CONVENTION
+    return (
+        f"Class {state.class_label}: exact view, the exact field of its points; learned view, {CONVENTION}"
+        + trained
+    )

@@ -285,7 +285,7 @@ def _draw_tab(tab, pad: canvas.Drawing) -> None:
 
 def _brush_picker() -> int:
     """The brush colour (class) of the next strokes: one swatch per ``canvas.BRUSHES``."""
-    scope = ".st-key-fme_w_brush button"
+    scope = ".st-key-fme_w_brush [role='radiogroup'] button"
     st.html(  # style only: each option shows its colour
         "<style>"
         + "".join(

@@ -44,10 +44,10 @@ def share_nearest(points: np.ndarray, name: str, k: int) -> float:
 def test_a_labelled_preset_shows_the_class_picker_and_an_unlabelled_one_says_why_not():
     at = start({"data": "8gaussians"})
     picker = at.pills(key="fme_w_class_label")
-    assert list(picker.options) == ["all classes", *(f"● {k}" for k in range(8))]
+    assert list(picker.options) == ["all", *(f"● {k}" for k in range(8))]
     assert picker.value == ALL_CLASSES
-    assert at.slider(key="fme_w_guidance").disabled  # guidance needs a class
-    assert any("w = 1 is the conditional field" in c.value for c in at.caption)
+    guidance = at.slider(key="fme_w_guidance")
+    assert guidance.disabled and "w = 1 is the conditional field" in guidance.help  # it needs a class
 
     at.pills(key="fme_w_data").set_value("swissroll").run()
     assert not at.exception
@@ -62,6 +62,8 @@ def test_picking_a_class_and_training_moves_the_learned_samples_to_that_class():
     at.pills(key="fme_w_class_label").set_value(3).run()
     assert share_nearest(samples(at), "8gaussians", 3) >= 0.9  # the exact field of class 3's points
     assert not at.slider(key="fme_w_guidance").disabled
+    said = " ".join(c.value for c in at.caption)
+    assert "Class 3" in said and "w = 0 the unconditional one, w > 1 sharpens the class" in said
     at.button(key="fme_w_train").click().run()
     for _ in range(5):
         at.run()  # each run trains one slice of the live fragment
@@ -110,7 +112,7 @@ def test_a_csv_label_column_makes_classes_and_bad_labels_change_nothing(open_pan
     at.file_uploader(key="fme_w_upload").upload("three.csv", csv.encode(), "text/csv").run()
     assert not at.exception and not at.error
     assert at.query_params["data"] == "custom"
-    assert list(at.pills(key="fme_w_class_label").options) == ["all classes", "● 0", "● 1", "● 2"]
+    assert list(at.pills(key="fme_w_class_label").options) == ["all", "● 0", "● 1", "● 2"]
     before = samples(at)
 
     bad = csv + "\n1.0,2.0,1.5\n"

@@ -181,7 +181,7 @@ def test_the_figure_colours_data_by_class_and_fades_the_classes_not_picked():
         assert {c for c, own in zip(colours, dataset.shown_labels, strict=True) if own == k} == {expected}
     faded = data_colours(data_labels=dataset.shown_labels, picked=1)
     assert {c for c, own in zip(faded, dataset.shown_labels, strict=True) if own == 0} == {
-        theme.rgba(theme.class_color(0), 0.1)
+        theme.rgba(theme.class_color(0), 0.18)
     }
     assert len(theme.CLASS_COLORS) >= data.MAX_CLASSES and len(set(theme.CLASS_COLORS)) == len(
         theme.CLASS_COLORS

@@ -7,7 +7,7 @@ view samples the network's classifier-free guided field, fmcore's convention:
     v_w(z, t | c) = v(z, t | null) + w (v(z, t | c) - v(z, t | null)),
 
 w = 1 the conditional field, w = 0 the unconditional one, w > 1 past the class (sharper, and some
-samples leave the data). Unlabelled data hides both controls behind one caption.
+samples leave the data). Unlabelled data hides both controls.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from explorer.figures import theme
 
 from .model import trains_labels
 
-__all__ = ["CONVENTION", "class_controls", "picked_data"]
+__all__ = ["CONVENTION", "class_caption", "class_controls", "picked_data"]
 
 CONVENTION = (
     "v_w = v(z,t|∅) + w (v(z,t|c) − v(z,t|∅)): w = 1 is the conditional field of class c, "
@@ -45,17 +45,14 @@ def _class_name(k: int) -> str:
     return "all" if k == ALL_CLASSES else f"● {k}"
 
 
-def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
-    """The class picker and guidance slider for labelled data (a caption for unlabelled data).
+def class_controls(state: ViewState, dataset: Dataset) -> ViewState:
+    """One row above the figure for labelled data: the class picker and the guidance slider
+    (nothing for unlabelled data: the Data panel says which data has classes).
 
     A picked class the data does not have (a link, or other data since) goes back to all classes,
     with a notice. Returns the view with the class that is shown.
     """
     if not dataset.present:
-        st.caption(
-            "No classes in this data. Labelled data (a preset with classes, a drawing in 2 to 4 brush "
-            "colours, a CSV with a label column) gets a class picker and guidance w."
-        )
         return state
     classes = (ALL_CLASSES, *dataset.present)
     if state.class_label not in classes:
@@ -86,12 +83,19 @@ def class_controls(state: ViewState, dataset: Dataset, runner) -> ViewState:
         MAX_GUIDANCE,
         float(compat.widget_default(widget_key("guidance"), state.guidance)),
         0.1,
+        format="w = %.1f",
         key=widget_key("guidance"),
         disabled=state.class_label == ALL_CLASSES,
         help=CONVENTION,
+        label_visibility="collapsed",
     )
-    st.caption(_what_is_shown(state, dataset, runner))
     return state
+
+
+def class_caption(state: ViewState, dataset: Dataset, runner) -> None:
+    """Under the figure, for labelled data: what the picked class gets, and the guidance convention."""
+    if dataset.present:
+        st.caption(_what_is_shown(state, dataset, runner))
 
 
 def _swatch_css(present: tuple[int, ...]) -> str:

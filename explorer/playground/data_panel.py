@@ -233,7 +233,11 @@ def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
             on_change=_on_preset,
             label_visibility="collapsed",
         )
-        st.caption(datasets.DESCRIPTIONS.get(state.data, "Your own points (drawn or uploaded)."))
+        classes = datasets.CLASSES.get(state.data)
+        st.caption(
+            datasets.DESCRIPTIONS.get(state.data, "Your own points (drawn or uploaded).")
+            + (f" · {classes} classes: pick one above the figure." if classes else "")
+        )
 
 
 def _draw_tab(tab, pad: canvas.Drawing) -> None:

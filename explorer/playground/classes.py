@@ -53,7 +53,7 @@ def class_controls(state: ViewState, dataset: Dataset) -> ViewState:
     with a notice. Returns the view with the class that is shown.
     """
     if not dataset.present:
-        return state
+        return replace(state, class_label=ALL_CLASSES)
     classes = (ALL_CLASSES, *dataset.present)
     if state.class_label not in classes:
         st.warning(

@@ -302,7 +302,7 @@ def _brush_picker() -> int:
         "Brush colour (class)",
         tuple(range(canvas.BRUSHES)),
         default=0,
-        format_func=lambda k: f"● class {k}",
+        format_func=lambda k: f"● {k}",
         key=widget_key("brush"),
         help="Strokes in different colours are different classes; one colour is unlabelled data.",
     )

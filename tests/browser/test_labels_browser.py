@@ -35,7 +35,7 @@ def test_two_strokes_in_two_colours_are_two_classes(app, page):
     wait_for_app(page)
     assert "classes" not in stat(page, "fm-point-count")  # one colour: unlabelled
 
-    page.locator(".st-key-fme_w_brush button", has_text="class 1").click()
+    page.locator(".st-key-fme_w_brush [role='radiogroup'] button", has_text="● 1").click()
     wait_for_app(page)
     _stroke(
         page, page.locator(".st-key-fme_pad_1 canvas.upper-canvas"), [(0.2, 0.75), (0.5, 0.7), (0.8, 0.75)]

@@ -200,3 +200,33 @@ def test_the_class_and_guidance_settings_round_trip_through_the_link():
         "Ignored class_label='nine': not a whole number between -1 and 7.",
         "Ignored guidance='12': must be between 0 and 5.",
     ]
+
+
+def test_a_labelled_run_trains_inline_and_guides_only_the_classes_it_knows():
+    from explorer.training.runner import TrainingRunner
+
+    points, labels = datasets.sample("8gaussians", 800, seed=0, labels=True)
+    runner = TrainingRunner("inline")
+    runner.configure(points, seed=0, labels=labels, label_dropout=0.1)
+    runner.start()
+    runner.tick(budget_s=0.2)
+    assert runner.n_classes == 8
+    z = torch.randn(16, 2)
+    t = torch.tensor(0.5)
+    conditional, unconditional = runner.guided_velocity(3, 1.0)(z, t), runner.guided_velocity(3, 0.0)(z, t)
+    np.testing.assert_allclose(
+        unconditional, runner.velocity(z, t), atol=1e-6
+    )  # "all classes": the null label
+    guided = runner.guided_velocity(3, 2.5)(z, t)  # v_w = v_null + w (v_c - v_null), one doubled batch
+    np.testing.assert_allclose(guided, unconditional + 2.5 * (conditional - unconditional), atol=1e-5)
+    assert not torch.allclose(conditional, unconditional, atol=1e-3)
+    with pytest.raises(ValueError, match="from 0 to 7"):
+        runner.guided_velocity(8, 1.0)
+
+    plain = TrainingRunner("inline")
+    plain.configure(points, seed=0)
+    plain.start()
+    plain.tick(budget_s=0.05)
+    assert plain.n_classes == 0
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.guided_velocity(0, 1.0)

@@ -40,13 +40,13 @@ def resolve_dataset(state: ViewState) -> tuple[Dataset, ViewState]:
             points = as_shared(points)
             try:
                 dataset = cache.load_dataset(CUSTOM, 0, points, _points_key(points, labels), labels)
-                return dataset, replace(state, points=points)
+                return dataset, replace(state, points=points, point_labels=labels)
             except ValueError as error:
                 st.warning(
                     plain(f"Your points can't be used yet: {error} Showing the moons preset meanwhile.")
                 )
         state = replace(state, data="moons", points=None)
-    return cache.load_dataset(state.data, state.seed), replace(state, points=None)
+    return cache.load_dataset(state.data, state.seed), replace(state, points=None, point_labels=None)
 
 
 def _points_key(points: np.ndarray, labels: np.ndarray | None) -> str:

@@ -115,6 +115,14 @@ def test_a_csv_label_column_makes_classes_and_bad_labels_change_nothing(open_pan
     assert at.query_params["data"] == "custom"
     assert list(at.pills(key="fme_w_class_label").options) == ["all", "● 0", "● 1", "● 2"]
     before = samples(at)
+    at.pills(key="fme_w_class_label").set_value(2).run()
+    shared = dict(at.query_params)
+    assert "lab" in shared and shared["class_label"] == "2"
+    other = start(shared)  # the link alone: the same points, classes and picked class
+    assert list(other.pills(key="fme_w_class_label").options) == ["all", "● 0", "● 1", "● 2"]
+    np.testing.assert_array_equal(samples(other), samples(at))
+    at.pills(key="fme_w_class_label").set_value(ALL_CLASSES).run()
+    np.testing.assert_array_equal(samples(at), before)
 
     bad = csv + "\n1.0,2.0,1.5\n"
     at.file_uploader(key="fme_w_upload").upload("bad.csv", bad.encode(), "text/csv").run()

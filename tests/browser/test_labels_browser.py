@@ -36,6 +36,7 @@ def test_two_strokes_in_two_colours_are_two_classes(app, page):
     assert "classes" not in stat(page, "fm-point-count")  # one colour: unlabelled
 
     page.locator(".st-key-fme_w_brush [role='radiogroup'] button", has_text="● 1").click()
+    page.wait_for_timeout(500)  # the rerun that hands the pad its new colour starts after the click
     wait_for_app(page)
     _stroke(
         page, page.locator(".st-key-fme_pad_1 canvas.upper-canvas"), [(0.2, 0.75), (0.5, 0.7), (0.8, 0.75)]
@@ -47,15 +48,16 @@ def test_two_strokes_in_two_colours_are_two_classes(app, page):
     wait_for_flow(page)
     assert_no_exception(page)
     assert re.search(r"· 2 classes", stat(page, "fm-point-count"))
+    assert "pts=" in page.url and "lab=" in page.url  # the classes are in the share link too
     options = page.locator(".st-key-fme_w_class_label [role='radiogroup'] button").all_inner_texts()
     assert [o.strip() for o in options] == ["all", "● 0", "● 1"]
     shoot(page, "playground-drawn-classes")
 
     # Class 1 (the lower stroke, y down on the pad) is the exact field of its own points only.
     page.locator(".st-key-fme_w_class_label [role='radiogroup'] button", has_text="● 1").click()
+    page.wait_for_url(re.compile("class_label=1"), timeout=20_000)  # written at the end of the run
     wait_for_app(page)
     wait_for_flow(page)
-    assert "class_label=1" in page.url
     lowest = page.evaluate(
         """() => {
             const plot = document.querySelector('.st-key-fme_flow_chart .js-plotly-plot');

@@ -7,6 +7,7 @@ import torch
 
 from explorer import figures
 from explorer.core import data, flows
+from explorer.core.points import URL_MAX_POINTS, decode_labels, encode_labels
 from explorer.core.state import ALL_CLASSES, ViewState
 from explorer.figures import theme
 from explorer.playground import canvas
@@ -230,3 +231,26 @@ def test_a_labelled_run_trains_inline_and_guides_only_the_classes_it_knows():
     assert plain.n_classes == 0
     with pytest.raises(ValueError, match="unconditional"):
         plain.guided_velocity(0, 1.0)
+
+
+def test_drawn_classes_travel_in_the_link_with_their_points_and_a_damaged_lab_is_reported():
+    points, labels, _ = _clusters((1500, 1800, 1200))  # over URL_MAX_POINTS: the link keeps a subsample
+    state = ViewState().with_points(points, labels)
+    query = state.to_query()
+    assert set(query) == {"data", "pts", "lab"}
+    assert len(encode_labels(np.repeat([0, 1, 2, 3], 1000))) < 60  # strokes: runs of one class compress
+    again, notices = ViewState.from_query(query)
+    assert notices == [] and len(again.points) == URL_MAX_POINTS
+    # each class's points come back with their class: the clusters are 4 apart along x
+    for k in range(3):
+        assert np.abs(again.points[again.point_labels == k][:, 0] - 4.0 * k).max() < 0.5
+    unlabelled = ViewState().with_points(points)
+    assert "lab" not in unlabelled.to_query() and unlabelled != state
+
+    broken, notices = ViewState.from_query({**query, "lab": query["lab"][:-6]})
+    assert broken.point_labels is None and len(broken.points) == URL_MAX_POINTS
+    assert notices and "classes of the drawn points" in notices[0]
+    short = dict(query, lab=encode_labels(np.zeros(10, np.int64)))
+    assert "do not match its 4,000 points" in ViewState.from_query(short)[1][0]
+    with pytest.raises(ValueError, match="damaged"):
+        decode_labels("AAAA", 5)

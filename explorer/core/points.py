@@ -1,7 +1,8 @@
 """The link's codec for drawn points: ``pts=`` in a shared URL, bounded against hostile links.
 
 Drawn points travel quantised to 16 bits on their bounding box, zlib-compressed and
-base64url-encoded (about 2 bytes a point for a brush stroke). Decoding refuses, in plain words,
+base64url-encoded (about 2 bytes a point for a brush stroke); their classes (``lab=``) as one byte a
+point, zlib-compressed (a few bytes for a drawing: strokes are runs of one class). Decoding refuses, in plain words,
 anything longer, larger or other than what ``encode_points`` can write.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from fmcore import datasets
 
-__all__ = ["URL_MAX_POINTS", "as_shared", "decode_points", "encode_points"]
+__all__ = ["URL_MAX_POINTS", "as_shared", "decode_labels", "decode_points", "encode_labels", "encode_points"]
 
 URL_MAX_POINTS = 4000
 """A link carries at most this many drawn points (a uniform subsample beyond): ~10 kB of URL."""
@@ -94,3 +95,32 @@ def as_shared(points: np.ndarray) -> np.ndarray:
     """
     points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
     return decode_points(encode_points(points)) if 0 < len(points) <= URL_MAX_POINTS else points
+
+
+def encode_labels(labels: np.ndarray) -> str:
+    """(n,) classes in 0 .. 255 -> a URL-safe string (base64url of zlib'd bytes, no padding)."""
+    raw = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if raw.size and (raw.min() < 0 or raw.max() > 255):
+        raise ValueError("labels must lie in 0 .. 255 to travel in a link")
+    payload = zlib.compress(raw.astype(np.uint8).tobytes(), 9)
+    return base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=")
+
+
+def decode_labels(text: str, n: int) -> np.ndarray:
+    """The inverse of ``encode_labels`` for the n points they belong to.
+
+    Returns:
+        (n,) int64 classes.
+    Raises:
+        ValueError: in plain words, when the text is not n encoded classes.
+    """
+    if len(text) > 4 * (n // 3 + 64):  # never longer than the raw bytes in base64
+        raise ValueError("the point classes in the link are longer than the points they belong to")
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), n + 1)
+    except (binascii.Error, zlib.error, ValueError):
+        raise ValueError("the point classes in the link are damaged (not valid base64/zlib data)") from None
+    if len(raw) != n or inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError(f"the point classes in the link do not match its {n:,} points")
+    return np.frombuffer(raw, dtype=np.uint8).astype(np.int64)

@@ -5,11 +5,13 @@ drawn points), the path schedule, the solver and its steps, the particles and wh
 shows. ``from_query`` reads ``st.query_params`` (or any mapping of strings), ignores what it cannot
 use and says why; ``to_query`` writes only what differs from the defaults, so links stay short.
 
-Drawn points travel as ``pts=`` (``explorer.core.points``).
+Drawn points travel as ``pts=`` and their classes, when they have some, as ``lab=``
+(``explorer.core.points``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -24,12 +26,15 @@ from fmcore.solvers import SOLVERS, TIME_GRIDS
 from fmcore.trainer import DEFAULTS as TRAINING_DEFAULTS
 from fmcore.trainer import OBJECTIVES, TARGETS
 
-from .points import URL_MAX_POINTS, as_shared, decode_points, encode_points
+from .data import MAX_CLASSES
+from .points import URL_MAX_POINTS, as_shared, decode_labels, decode_points, encode_labels, encode_points
 
 __all__ = [
+    "ALL_CLASSES",
     "CUSTOM",
     "FIELDS",
     "LAYERS",
+    "MAX_GUIDANCE",
     "MAX_MEAN_FLOW_NFE",
     "MAX_NOISE",
     "MAX_PARTICLES",
@@ -66,6 +71,10 @@ MAX_NOISE = 2.0
 """Largest scale of the SDE's g_t = noise sqrt(beta_t) the slider offers (1 = reverse diffusion)."""
 MAX_MEAN_FLOW_NFE = 8
 """A mean flow is a few-step sampler: its jumps (one NFE each) go up to this many."""
+ALL_CLASSES = -1
+"""``class_label`` when no class is picked: the figure shows every class."""
+MAX_GUIDANCE = 5.0
+"""The guidance slider's top: past w ~ 3 most samples already leave the data (lesson 9)."""
 
 
 def _format(value) -> str:
@@ -215,12 +224,14 @@ def _parser(default, lo, hi, choices, what: str) -> Callable[[str], object]:
 class ViewState:
     """Everything a link reproduces. Frozen: change it with ``dataclasses.replace``.
 
-    Each field but ``points`` is a ``setting``: its type, range or choices and URL name live here,
-    and the link (``to_query``/``from_query``) and the widgets (``widget_values``) follow from them.
+    Each field but ``points`` and ``point_labels`` is a ``setting``: its type, range or choices and
+    URL name live here, and the link (``to_query``/``from_query``) and the widgets
+    (``widget_values``) follow from them.
 
     Attributes:
         data: a preset name (``datasets.NAMES``) or ``CUSTOM``.  points: (n, 2) float32 custom
-            points, in canvas coordinates; None for presets.
+            points, in canvas coordinates; None for presets.  point_labels: their (n,) int64
+            classes, or None (unlabelled, or a preset).
         schedule, solver, grid: keys of ``fmcore.SCHEDULES``, ``SOLVERS``, ``TIME_GRIDS``.
         steps: solver steps (1..MAX_STEPS).  n: particles.  seed: noise and data seed.
         field: one of ``FIELDS``.  density, paths, warp: figure layers.  model_density: draw the
@@ -233,6 +244,9 @@ class ViewState:
             is for the ODE).  noise: the SDE's scale of g_t (0 the ODE, 1 reverse diffusion).
         objective: what a new network learns, a key of ``fmcore.trainer.OBJECTIVES`` ("flow" v(z, t)
             or "meanflow" u(z, r, t)).  nfe: the jumps (one NFE each) a mean-flow network samples in.
+        class_label: the class of labelled data the figure samples (0 .. MAX_CLASSES - 1), or
+            ``ALL_CLASSES``.  guidance: w of classifier-free guidance for the learned field of a
+            picked class, v_w = v(z,t|null) + w (v(z,t|c) - v(z,t|null)).
     """
 
     data: str = setting("moons", choices=(*datasets.NAMES, CUSTOM), lazy=True)
@@ -263,18 +277,29 @@ class ViewState:
     noise: float = setting(1.0, lo=0.0, hi=MAX_NOISE, lazy=True)
     objective: str = setting("flow", choices=OBJECTIVES, what="model")
     nfe: int = setting(1, lo=1, hi=MAX_MEAN_FLOW_NFE, what="mean-flow NFE", lazy=True)
+    # Labelled data: the class picker and the guidance weight (both apply when the data has classes).
+    class_label: int = setting(ALL_CLASSES, lo=ALL_CLASSES, hi=MAX_CLASSES - 1, what="class")
+    guidance: float = setting(1.0, lo=0.0, hi=MAX_GUIDANCE)
 
-    # ``points`` is an array: compare it by value so that equal views are equal.
+    # The points' (n,) classes, or None: drawn or uploaded labelled data; set with ``with_points``.
+    # (``dataclasses.field``: the name ``field`` is the setting above within this class.)
+    point_labels: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    # ``points`` and ``point_labels`` are arrays: compare them by value so that equal views are equal.
     def __eq__(self, other) -> bool:
         if not isinstance(other, ViewState):
             return NotImplemented
         same_fields = all(
-            getattr(self, f.name) == getattr(other, f.name) for f in fields(self) if f.name != "points"
+            getattr(self, f.name) == getattr(other, f.name) for f in fields(self) if f.name not in _ARRAYS
         )
-        return same_fields and _same_points(self.points, other.points)
+        return (
+            same_fields
+            and _same_points(self.points, other.points)
+            and _same_points(self.point_labels, other.point_labels)
+        )
 
     def __hash__(self) -> int:
-        return hash(tuple(getattr(self, f.name) for f in fields(self) if f.name != "points"))
+        return hash(tuple(getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS))
 
     @property
     def points_key(self) -> str:
@@ -287,11 +312,16 @@ class ViewState:
         exact = np.ascontiguousarray(self.points, dtype=np.float32)
         return f"{hashlib.blake2b(exact.tobytes(), digest_size=16).hexdigest()}-{len(self.points)}"
 
-    def with_points(self, points: np.ndarray | None) -> ViewState:
-        """The same view on the user's own points (or back to a preset when None)."""
+    def with_points(self, points: np.ndarray | None, labels: np.ndarray | None = None) -> ViewState:
+        """The same view on the user's own points and their optional (n,) classes (or back to a
+        preset when None)."""
         if points is None or len(points) == 0:
-            return replace(self, points=None, data="moons" if self.data == CUSTOM else self.data)
-        return replace(self, points=np.asarray(points, dtype=np.float32).reshape(-1, 2), data=CUSTOM)
+            return replace(
+                self, points=None, point_labels=None, data="moons" if self.data == CUSTOM else self.data
+            )
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        labels = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(len(points))
+        return replace(self, points=points, point_labels=labels, data=CUSTOM)
 
     # -- the URL ---------------------------------------------------------------------------------
 
@@ -304,11 +334,12 @@ class ViewState:
             if value != getattr(default, name):
                 out[spec.url] = _format(value)
         if self.data == CUSTOM and self.points is not None:
-            points = self.points
-            if len(points) > URL_MAX_POINTS:
-                keep = np.random.default_rng(0).choice(len(points), URL_MAX_POINTS, replace=False)
-                points = points[np.sort(keep)]
-            out["pts"] = encode_points(points)
+            keep = np.arange(len(self.points))
+            if len(keep) > URL_MAX_POINTS:
+                keep = np.sort(np.random.default_rng(0).choice(len(keep), URL_MAX_POINTS, replace=False))
+            out["pts"] = encode_points(self.points[keep])
+            if self.point_labels is not None:
+                out["lab"] = encode_labels(self.point_labels[keep])
         return out
 
     @classmethod
@@ -326,7 +357,7 @@ class ViewState:
         for name, raw in params.items():
             text = raw[-1] if isinstance(raw, list | tuple) and raw else raw
             text = str(text)
-            if name == "pts":
+            if name in ("pts", "lab"):
                 continue
             if name not in by_url:
                 notices.append(f"Ignored the unknown link parameter {quote(name)}.")
@@ -348,8 +379,25 @@ class ViewState:
                     points = decode_points(str(encoded))
                 except ValueError as error:
                     notices.append(f"Could not read the drawn points ({error}); showing the moons preset.")
-            state = state.with_points(points) if points is not None else replace(state, data="moons")
+            labels = None if points is None else _link_labels(params.get("lab"), len(points), notices)
+            state = state.with_points(points, labels) if points is not None else replace(state, data="moons")
         return state, notices
+
+
+def _link_labels(encoded, n: int, notices: list[str]) -> np.ndarray | None:
+    """The classes of the link's n drawn points (``lab=``), or None, with a notice when unreadable."""
+    if isinstance(encoded, list | tuple):
+        encoded = encoded[-1] if encoded else None
+    if not encoded:
+        return None
+    try:
+        return decode_labels(str(encoded), n)
+    except ValueError as error:
+        notices.append(f"Could not read the classes of the drawn points ({error}); showing them unlabelled.")
+        return None
+
+
+_ARRAYS = ("points", "point_labels")
 
 
 def _same_points(a: np.ndarray | None, b: np.ndarray | None) -> bool:

@@ -201,12 +201,22 @@ def csv_bytes(points: np.ndarray, header: str = "x,y") -> bytes:
 
 
 def scatter_image(
-    points: np.ndarray, size: int, color: str = theme.DATA, box: float = VIEW_BOX, grid: bool = False
+    points: np.ndarray,
+    size: int,
+    color: str = theme.DATA,
+    box: float = VIEW_BOX,
+    grid: bool = False,
+    labels: np.ndarray | None = None,
 ) -> Image.Image:
-    """A small picture of a point cloud (thumbnails, the drawing pad's background)."""
+    """A small picture of a point cloud (thumbnails, the drawing pad's background); with (n,)
+    ``labels``, each class in its ``theme.class_color`` instead of ``color``."""
     canvas = _Canvas(size * SUPERSAMPLE, box=box, scale=SUPERSAMPLE)
     if grid:
         canvas.grid()
     radius = max(1.0, size / 160) * SUPERSAMPLE
-    canvas.dots(points, radius, (*theme.hex_to_rgb(color), 200))
+    if labels is None:
+        canvas.dots(points, radius, (*theme.hex_to_rgb(color), 200))
+    else:
+        for k in np.unique(labels):
+            canvas.dots(points[labels == k], radius, (*theme.hex_to_rgb(theme.class_color(k)), 200))
     return canvas.image.resize((size, size), Image.Resampling.LANCZOS)

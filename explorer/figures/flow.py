@@ -41,6 +41,8 @@ class Panel:
         field_kind: ``exact``, ``learned`` or ``difference`` (colours the arrows).
         density: (F, H, W) p_t on ``density_axis(H)`` or None.  warp: (F, L, R, 2) or None.
         show_paths: draw the solver paths of the first particles.  single: one followed particle.
+        data_labels: (m,) class of each data point (coloured by ``theme.class_color``) or None.
+        picked: the class being sampled (the others drawn fainter), or None.
     """
 
     flow: Flow
@@ -52,6 +54,8 @@ class Panel:
     warp: np.ndarray | None = None
     show_paths: bool = True
     single: SinglePath | None = None
+    data_labels: np.ndarray | None = None
+    picked: int | None = None
 
 
 _ARROW_COLOR = {"exact": theme.FIELD, "learned": theme.FIELD, "difference": theme.ERROR}
@@ -81,8 +85,15 @@ def _density_trace(density: np.ndarray) -> Animated:
     return trace, [dict(type="heatmap", z=frame) for frame in shown]
 
 
-def _data_trace(data: np.ndarray) -> Animated:
-    marker = dict(size=3, color=theme.rgba(theme.DATA, 0.28))
+def _data_trace(data: np.ndarray, labels: np.ndarray | None = None, picked: int | None = None) -> Animated:
+    if labels is None:
+        color = theme.rgba(theme.DATA, 0.28)
+    else:
+        alpha = np.where(labels == picked, 0.5, 0.18) if picked is not None else np.full(len(labels), 0.4)
+        color = [
+            theme.rgba(theme.class_color(k), a) for k, a in zip(labels.tolist(), alpha.tolist(), strict=True)
+        ]
+    marker = dict(size=3, color=color)
     trace = dict(type="scatter", x=f32(data[:, 0]), y=f32(data[:, 1]), mode="markers", marker=marker)
     return dict(trace, name="data z₁", hoverinfo="skip"), None
 
@@ -197,7 +208,7 @@ def _panel_layers(panel: Panel, n_frames: int) -> list[Animated]:
     layers = []
     if panel.density is not None:
         layers.append(_density_trace(panel.density))
-    layers.append(_data_trace(panel.data))
+    layers.append(_data_trace(panel.data, panel.data_labels, panel.picked))
     if panel.show_paths:
         layers.append(_paths_trace(panel.flow))
     if panel.warp is not None:

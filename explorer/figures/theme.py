@@ -29,6 +29,9 @@ FIELD = "#c9d1e6"
 """Arrows of the velocity field."""
 HIGHLIGHT = "#ffffff"
 WARP = "#6f7fa8"
+CLASS_COLORS = (DATA, EXACT, ERROR, "#9be36a", NOISE, MODEL, "#f5e663", "#ff9a5c")
+"""Class k of labelled data, k = 0 .. 7 (also the drawing pad's brush colours): the data's amber
+first, so one class looks like unlabelled data; then the palette's teal and pink and a green."""
 
 DENSITY_SCALE = [
     [0.0, "rgba(11,16,32,0)"],
@@ -58,6 +61,11 @@ def mix(a: str, b: str, w: float) -> str:
 def particle_color(t: float) -> str:
     """Particles change from the noise colour at t=0 to the data colour at t=1."""
     return mix(NOISE, DATA, t)
+
+
+def class_color(k: int) -> str:
+    """The colour of class ``k`` (``CLASS_COLORS``, repeating past the eighth class)."""
+    return CLASS_COLORS[int(k) % len(CLASS_COLORS)]
 
 
 def rgba(color: str, alpha: float) -> str:

@@ -36,18 +36,26 @@ def _preset(name: str, seed: int) -> Dataset:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _custom(points: np.ndarray, key: str) -> Dataset:
-    return data.custom_dataset(points, key)
+def _custom(points: np.ndarray, key: str, labels: np.ndarray | None) -> Dataset:
+    return data.custom_dataset(points, key, labels)
 
 
-def load_dataset(name: str, seed: int, points: np.ndarray | None = None, points_key: str = "") -> Dataset:
-    """A preset sample, or the user's points normalised by ``datasets.from_points``.
+def load_dataset(
+    name: str,
+    seed: int,
+    points: np.ndarray | None = None,
+    points_key: str = "",
+    labels: np.ndarray | None = None,
+) -> Dataset:
+    """A preset sample (with its classes, if it has natural ones), or the user's points normalised
+    by ``datasets.from_points`` with their optional (n,) ``labels``; ``points_key`` fingerprints both.
 
     Raises:
-        ValueError: the user's points cannot describe a distribution (message for a person).
+        ValueError: the user's points cannot describe a distribution, or the labels cannot be
+            their classes (message for a person).
     """
     if points is not None:
-        return _custom(points, points_key)
+        return _custom(points, points_key, labels)
     return _preset(name, seed)
 
 

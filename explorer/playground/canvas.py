@@ -4,6 +4,9 @@ A stroke is a fabric.js path (``json_data["objects"]``) in canvas pixels. It bec
 evenly along its length, jittered by a Gaussian of the brush's spread, in model coordinates: the
 pad covers the same square ``[-VIEW_BOX, VIEW_BOX]^2`` as the figure, y up.
 
+Each stroke's colour is its points' class: the pad has up to ``BRUSHES`` brush colours (the first
+``theme.CLASS_COLORS``); a drawing in one colour is unlabelled.
+
 The points themselves live in ``st.session_state`` as a list of strokes (undo pops the last one),
 never only in the widget: they survive reruns and page switches. After each stroke the pad is
 remounted empty with all points painted into its background, so what you see on the pad is exactly
@@ -28,10 +31,13 @@ from explorer.figures.export import scatter_image
 from fmcore import datasets
 
 __all__ = [
+    "BRUSHES",
     "PAD_PX",
     "Drawing",
+    "brush_color",
     "drawing",
     "polyline_from_path",
+    "stroke_classes",
     "stroke_points",
     "strokes_from_json",
     "take_strokes",
@@ -47,6 +53,14 @@ MAX_VERTICES = 20_000
 """fabric.js samples a stroke every few pixels: a path with more vertices than this is not a drawing."""
 NOTICE_KEY = "fme_pad_notice"
 """A sentence about the last stroke when it was not added (identical, or the pad is full)."""
+BRUSHES = 4
+"""Brush colours on the pad: a drawing has 1 (unlabelled) to 4 classes."""
+BRUSH_ALPHA = 0.6
+
+
+def brush_color(k: int) -> str:
+    """The stroke colour of brush ``k`` as the pad draws (and reports) it: class ``k``'s colour."""
+    return theme.rgba(theme.class_color(k), BRUSH_ALPHA)
 
 
 def to_model(pixels: np.ndarray, pad_px: int = PAD_PX) -> np.ndarray:
@@ -82,6 +96,21 @@ def strokes_from_json(json_data: dict | None, pad_px: int = PAD_PX) -> list[np.n
 
     Objects that are not a path or a dot with finite numbers on the pad are skipped.
     """
+    return [line for _, line in _strokes(json_data, pad_px)]
+
+
+def stroke_classes(json_data: dict | None, brush: int, pad_px: int = PAD_PX) -> list[int]:
+    """The class of each stroke of ``strokes_from_json``: the brush whose colour it was drawn in.
+
+    A stroke colour that is no brush's (the value comes from the browser) takes ``brush``, the
+    brush selected now.
+    """
+    brushes = {brush_color(k): k for k in range(BRUSHES)}
+    return [brushes.get(str(obj.get("stroke", ""))[:40], brush) for obj, _ in _strokes(json_data, pad_px)]
+
+
+def _strokes(json_data: dict | None, pad_px: int) -> list[tuple[dict, np.ndarray]]:
+    """(object, pixel polyline) of each usable stroke on the canvas, in drawing order."""
     objects = json_data.get("objects") if isinstance(json_data, dict) else None
     strokes = []
     for obj in objects if isinstance(objects, list) else []:
@@ -91,13 +120,13 @@ def strokes_from_json(json_data: dict | None, pad_px: int = PAD_PX) -> list[np.n
         if kind == "path":
             line = polyline_from_path(obj.get("path"), pad_px)
             if len(line):
-                strokes.append(line)
+                strokes.append((obj, line))
         elif kind == "circle":  # point mode: a dot at its centre
             radius, left, top = (obj.get(name, 0) for name in ("radius", "left", "top"))
             if all(_finite(v) for v in (radius, left, top)) and 0 <= radius <= pad_px:
                 centre = np.array([[left + radius, top + radius]], dtype=np.float64)
                 if ((centre >= 0) & (centre <= pad_px)).all():
-                    strokes.append(centre)
+                    strokes.append((obj, centre))
     return strokes
 
 
@@ -131,7 +160,14 @@ SEEN_KEY = "fme_strokes_seen"
 TAKEN_KEY = "fme_strokes_taken"  # per pad key: how many of its objects were already taken
 
 
-def take_strokes(state, key: str, strokes: list[np.ndarray], spread_px: float, pad_px: int = PAD_PX) -> bool:
+def take_strokes(
+    state,
+    key: str,
+    strokes: list[np.ndarray],
+    spread_px: float,
+    pad_px: int = PAD_PX,
+    classes: list[int] | None = None,
+) -> bool:
     """Add the new strokes that the pad ``key`` reports to the session's drawing.
 
     A pad that is being replaced can report its last stroke once more (remount, page switch): what
@@ -141,16 +177,19 @@ def take_strokes(state, key: str, strokes: list[np.ndarray], spread_px: float, p
 
     Args:
         state: ``st.session_state`` (any mutable mapping).  strokes: pixel polylines, drawing order.
+        classes: the class of each stroke (its brush), default 0 for all.
     Returns:
         Whether anything new was reported (the data may have changed).
     """
     taken = state.setdefault(TAKEN_KEY, {})
-    strokes, taken[key] = strokes[taken.get(key, 0) :], len(strokes)
+    classes = [0] * len(strokes) if classes is None else classes
+    start, taken[key] = taken.get(key, 0), len(strokes)
+    strokes, classes = strokes[start:], classes[start:]
     if not strokes:
         return False
     current, seen = Drawing(state), state.setdefault(SEEN_KEY, set())
     state.pop(NOTICE_KEY, None)
-    for line in strokes:  # usually one: the pad is remounted empty after every stroke
+    for line, label in zip(strokes, classes, strict=True):  # usually one: the pad is remounted after each
         if line.tobytes() in seen:
             state[NOTICE_KEY] = (
                 "That stroke is exactly one already drawn, so it was not added twice. Draw it again "
@@ -165,22 +204,32 @@ def take_strokes(state, key: str, strokes: list[np.ndarray], spread_px: float, p
             )
             break
         seen.add(line.tobytes())
-        current.add(points)
+        current.add(points, label)
     return True
 
 
 class Drawing:
-    """The session's drawn strokes (model coordinates), kept in ``st.session_state``."""
+    """The session's drawn strokes (model coordinates) and their points' classes, kept in
+    ``st.session_state``."""
 
     KEY = "fme_drawing"
 
     def __init__(self, state):
-        data = state.setdefault(self.KEY, {"strokes": [], "generation": 0})
+        data = state.setdefault(self.KEY, {"strokes": [], "classes": [], "generation": 0})
         self._data = data
 
     @property
     def strokes(self) -> list[np.ndarray]:
         return self._data["strokes"]
+
+    def point_classes(self) -> np.ndarray | None:
+        """(n,) int64 class (brush) of each point of ``points()``, however many colours were used."""
+        return np.concatenate(self._data["classes"]) if self.strokes else None
+
+    def labels(self) -> np.ndarray | None:
+        """``point_classes()`` when the drawing uses two colours or more, else None (unlabelled)."""
+        classes = self.point_classes()
+        return classes if classes is not None and classes.min() != classes.max() else None
 
     @property
     def generation(self) -> int:
@@ -192,19 +241,28 @@ class Drawing:
     def count(self) -> int:
         return int(sum(len(s) for s in self.strokes))
 
-    def add(self, points: np.ndarray) -> None:
-        self.strokes.append(np.asarray(points, dtype=np.float32).reshape(-1, 2))
+    def add(self, points: np.ndarray, label: int = 0) -> None:
+        """One stroke's (j, 2) points, all of class ``label``."""
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        self.strokes.append(points)
+        self._data["classes"].append(np.full(len(points), int(label), dtype=np.int64))
         self._data["generation"] += 1
 
-    def replace(self, points: np.ndarray | None) -> None:
-        self._data["strokes"] = (
-            [] if points is None else [np.asarray(points, dtype=np.float32).reshape(-1, 2)]
-        )
+    def replace(self, points: np.ndarray | None, labels: np.ndarray | None = None) -> None:
+        """All points at once (an upload, a link), as one stroke; ``labels`` (n,) or None (class 0)."""
+        self._data["strokes"], self._data["classes"] = [], []
+        if points is not None:
+            points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+            self.strokes.append(points)
+            self._data["classes"].append(
+                np.zeros(len(points), np.int64) if labels is None else np.asarray(labels, np.int64)
+            )
         self._data["generation"] += 1
 
     def undo(self) -> None:
         if self.strokes:
             self.strokes.pop()
+            self._data["classes"].pop()
         self._data["generation"] += 1
 
     def clear(self) -> None:
@@ -212,15 +270,20 @@ class Drawing:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _background(points: np.ndarray | None, pad_px: int) -> bytes:
-    image = scatter_image(np.zeros((0, 2)) if points is None else points, pad_px, theme.DATA, grid=True)
+def _background(points: np.ndarray | None, classes: np.ndarray | None, pad_px: int) -> bytes:
+    image = scatter_image(
+        np.zeros((0, 2)) if points is None else points, pad_px, theme.DATA, grid=True, labels=classes
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: int = PAD_PX) -> Drawing:
-    """Show the pad; new strokes become points and ``on_points(all_points)`` is called.
+def drawing(
+    spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: int = PAD_PX, brush: int = 0
+) -> Drawing:
+    """Show the pad drawing in brush colour ``brush``; new strokes become points of their brush's
+    class and ``on_points(all_points)`` is called.
 
     The conversion runs in the canvas's change callback, before the script, so the figure drawn in
     the same run already shows the new points.
@@ -232,7 +295,8 @@ def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: i
         value = st.session_state.get(key)
         drawing_value = value.get("drawing") if hasattr(value, "get") else None
         raw = drawing_value.get("raw") if hasattr(drawing_value, "get") else None
-        if take_strokes(st.session_state, key, strokes_from_json(raw, pad_px), spread_px, pad_px):
+        strokes, classes = strokes_from_json(raw, pad_px), stroke_classes(raw, brush, pad_px)
+        if take_strokes(st.session_state, key, strokes, spread_px, pad_px, classes):
             on_points(Drawing(st.session_state).points())
 
     # Imported here: the component registers itself on import, which needs a running Streamlit.
@@ -240,8 +304,8 @@ def drawing(spread_px: float, on_points: Callable[[np.ndarray], None], pad_px: i
 
     st_canvas(
         stroke_width=max(2, int(spread_px * 2)),
-        stroke_color=theme.rgba(theme.DATA, 0.6),
-        background_image=_background(pad.points(), pad_px),
+        stroke_color=brush_color(brush),
+        background_image=_background(pad.points(), pad.point_classes(), pad_px),
         update_streamlit=True,
         height=pad_px,
         width=pad_px,

@@ -7,12 +7,13 @@ the same run already shows them. Bad input leaves the data as it was, with a pla
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import replace
 
 import numpy as np
 import streamlit as st
 
-from explorer.core.data import Dataset
+from explorer.core.data import MAX_CLASSES, Dataset, check_labels
 from explorer.core.points import as_shared
 from explorer.core.state import CUSTOM, ViewState, widget_key
 from explorer.core.text import plain, shorten
@@ -33,22 +34,26 @@ DATA_TABS = (":material/apps: Presets", ":material/draw: Draw", ":material/uploa
 def resolve_dataset(state: ViewState) -> tuple[Dataset, ViewState]:
     """The data of the view; user points that cannot describe a distribution fall back to moons."""
     if state.data == CUSTOM:
-        points = canvas.Drawing(st.session_state).points()
+        pad = canvas.Drawing(st.session_state)
+        points, labels = pad.points(), pad.labels()
         if points is not None:
             points = as_shared(points)
             try:
-                dataset = cache.load_dataset(CUSTOM, 0, points, _points_key(points))
-                return dataset, replace(state, points=points)
+                dataset = cache.load_dataset(CUSTOM, 0, points, _points_key(points, labels), labels)
+                return dataset, replace(state, points=points, point_labels=labels)
             except ValueError as error:
                 st.warning(
                     plain(f"Your points can't be used yet: {error} Showing the moons preset meanwhile.")
                 )
         state = replace(state, data="moons", points=None)
-    return cache.load_dataset(state.data, state.seed), replace(state, points=None)
+    return cache.load_dataset(state.data, state.seed), replace(state, points=None, point_labels=None)
 
 
-def _points_key(points: np.ndarray) -> str:
-    return ViewState(data=CUSTOM, points=points).points_key
+def _points_key(points: np.ndarray, labels: np.ndarray | None) -> str:
+    key = ViewState(data=CUSTOM, points=points).points_key
+    if labels is None:
+        return key
+    return f"{key}-labels-{hashlib.blake2b(labels.astype('<i8').tobytes(), digest_size=16).hexdigest()}"
 
 
 def _use_points(points: np.ndarray | None) -> None:
@@ -59,8 +64,9 @@ def _use_points(points: np.ndarray | None) -> None:
         st.session_state[widget_key("data")] = CUSTOM
 
 
-def _accept_points(raw: np.ndarray, source: str) -> None:
-    """Validate user points (from a file or pasted text) and make them the data, or keep everything."""
+def _accept_points(raw: np.ndarray, source: str, labels: np.ndarray | None = None) -> None:
+    """Validate user points (from a file or pasted text) and their optional (n,) classes, and make
+    them the data, or keep everything."""
     if len(raw) > datasets.MAX_POINTS:
         st.session_state[DATA_ERROR_KEY] = (
             f"{source}: Too many points: {len(raw):,} given, the limit is {datasets.MAX_POINTS:,}. "
@@ -69,10 +75,11 @@ def _accept_points(raw: np.ndarray, source: str) -> None:
         return
     try:
         normalized = datasets.from_points(raw)
+        labels = None if labels is None else check_labels(labels, len(raw))
     except ValueError as error:
         st.session_state[DATA_ERROR_KEY] = f"{source}: {error} Nothing was changed."
         return
-    canvas.Drawing(st.session_state).replace(normalized.data.numpy())
+    canvas.Drawing(st.session_state).replace(normalized.data.numpy(), labels)
     _use_points(normalized.data.numpy())
     st.session_state.pop(DATA_ERROR_KEY, None)
 
@@ -118,21 +125,21 @@ def _on_upload() -> None:
         )
         return
     try:
-        points = datasets.parse_csv(text)
+        points, labels = datasets.parse_csv(text, labels=True)
     except ValueError as error:
         st.session_state[DATA_ERROR_KEY] = f"{name}: {error} Nothing was changed."
         return
-    _accept_points(points, name)
+    _accept_points(points, name, labels)
 
 
 def _on_paste() -> None:
     text = st.session_state.get(widget_key("paste"), "")
     try:
-        points = datasets.parse_csv(text)
+        points, labels = datasets.parse_csv(text, labels=True)
     except ValueError as error:
         st.session_state[DATA_ERROR_KEY] = f"Pasted points: {error} Nothing was changed."
         return
-    _accept_points(points, "Pasted points")
+    _accept_points(points, "Pasted points", labels)
 
 
 def _on_undo() -> None:
@@ -226,7 +233,11 @@ def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
             on_change=_on_preset,
             label_visibility="collapsed",
         )
-        st.caption(datasets.DESCRIPTIONS.get(state.data, "Your own points (drawn or uploaded)."))
+        classes = datasets.CLASSES.get(state.data)
+        st.caption(
+            datasets.DESCRIPTIONS.get(state.data, "Your own points (drawn or uploaded).")
+            + (f" · {classes} classes: pick one above the figure." if classes else "")
+        )
 
 
 def _draw_tab(tab, pad: canvas.Drawing) -> None:
@@ -239,14 +250,19 @@ def _draw_tab(tab, pad: canvas.Drawing) -> None:
             key=widget_key("spread"),
             help="How far points scatter around a stroke (pixels).",
         )
-        canvas.drawing(spread, _use_points)
+        brush = _brush_picker()
+        canvas.drawing(spread, _use_points, brush=brush)
         notice = st.session_state.get(canvas.NOTICE_KEY)
         if notice:
             st.warning(plain(notice), icon=":material/info:")
         count = pad.count()
+        labels = pad.labels()
+        classes = (
+            "" if labels is None else f" · <b>{len(np.unique(labels))}</b> <span class='label'>classes</span>"
+        )
         left, middle, right = st.columns([1.3, 1, 1], vertical_alignment="center")
         left.markdown(
-            f"<div class='fm-stat' data-testid='fm-point-count'><b>{count:,}</b> <span class='label'>points drawn</span></div>",
+            f"<div class='fm-stat' data-testid='fm-point-count'><b>{count:,}</b> <span class='label'>points drawn</span>{classes}</div>",
             unsafe_allow_html=True,
         )
         middle.button(
@@ -265,13 +281,38 @@ def _draw_tab(tab, pad: canvas.Drawing) -> None:
             disabled=not pad.strokes,
             width="stretch",
         )
-        st.caption("Each stroke adds points; they are centred and scaled to unit spread, like the noise.")
+        st.caption(
+            "Each stroke adds points; they are centred and scaled to unit spread, like the noise. "
+            "Each brush colour is a class: draw in two to four colours for labelled data."
+        )
+
+
+def _brush_picker() -> int:
+    """The brush colour (class) of the next strokes: one swatch per ``canvas.BRUSHES``."""
+    scope = ".st-key-fme_w_brush [role='radiogroup'] button"
+    st.html(  # style only: each option shows its colour
+        "<style>"
+        + "".join(
+            f"{scope}:nth-of-type({k + 1}) p {{ color: {theme.class_color(k)}; font-weight: 700; }}"
+            for k in range(canvas.BRUSHES)
+        )
+        + "</style>"
+    )
+    brush = st.segmented_control(
+        "Brush colour (class)",
+        tuple(range(canvas.BRUSHES)),
+        default=0,
+        format_func=lambda k: f"● {k}",
+        key=widget_key("brush"),
+        help="Strokes in different colours are different classes; one colour is unlabelled data.",
+    )
+    return 0 if brush is None else int(brush)
 
 
 def _upload_tab(tab) -> None:
     with tab:
         st.file_uploader(
-            "CSV of x,y points (header optional)",
+            "CSV of x,y points, optionally x,y,label (header optional)",
             type=["csv", "txt"],
             key=widget_key("upload"),
             on_change=_on_upload,
@@ -286,5 +327,6 @@ def _upload_tab(tab) -> None:
             icon=":material/content_paste:",
         )
         st.caption(
-            f"Up to {datasets.MAX_POINTS:,} points. Errors leave your current data and model untouched."
+            f"Up to {datasets.MAX_POINTS:,} points. A third column `label` (whole numbers 0 to "
+            f"{MAX_CLASSES - 1}) makes them labelled data. Errors leave your current data and model untouched."
         )

@@ -15,6 +15,7 @@ from explorer.core.state import ViewState, widget_key
 from explorer.core.text import plain
 
 from . import cache
+from .classes import picked_data
 from .keys import CHART_KEY, LAST_FIGURE_KEY, PICK_KEY
 from .model import Model
 
@@ -25,17 +26,17 @@ SOLVER_FAILURES = (RuntimeError, FloatingPointError, ZeroDivisionError, Overflow
 
 
 def _model_source(runner, state: ViewState) -> flows.Source | None:
+    """The network's field; with a class picked and a network conditioned on it, its guided field."""
     velocity = runner.velocity
     if velocity is None:
         return None
     model = Model.get()
-    return flows.learned_source(
-        velocity,
-        (model.token, model.generation, runner.step),
-        runner.schedule or "linear",
-        state.schedule,
-        runner.average_velocity,  # None for a flow model
-    )
+    key = (model.token, model.generation, runner.step)
+    if 0 <= state.class_label < runner.n_classes:
+        velocity = runner.guided_velocity(state.class_label, state.guidance)
+        key += ("class", state.class_label, "w", state.guidance)
+    average = runner.average_velocity  # None for a flow model
+    return flows.learned_source(velocity, key, runner.schedule or "linear", state.schedule, average)
 
 
 def _on_pick() -> None:
@@ -75,10 +76,12 @@ def _panel(
     field = cache.field_frames(source)
     if kind == "difference":
         field = field - cache.field_frames(exact)
-    energy = cache.energy_distance(flow.samples, quality.reference_for(dataset, state.n))
+    energy = cache.energy_distance(flow.samples, quality.reference_for(picked_data(dataset, state), state.n))
     panel = figures.Panel(
         flow=flow,
         data=dataset.shown,
+        data_labels=dataset.shown_labels,
+        picked=state.class_label if state.class_label in dataset.present else None,
         title=figures.panel_title(flow, label, energy, two_lines=state.compare),
         field=field,
         field_kind=kind,
@@ -99,7 +102,7 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
         ``(measured, figure, kind, source)``: [(Flow, energy distance)] per panel, the figure (for
         export), the field actually shown and its source.
     """
-    exact = flows.exact_source(dataset, state.schedule)
+    exact = flows.exact_source(picked_data(dataset, state), state.schedule)
     learned = _model_source(runner, state)
     kind = state.field
     safe = replace(
@@ -180,6 +183,7 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
         state.warp,
         state.paths,
         state.follow,
+        state.class_label,
         height,
     )
     figure = _cached_figure(figure_key, panels)

@@ -12,7 +12,10 @@ from explorer.core.state import ViewState
 
 from .keys import MODEL_KEY
 
-__all__ = ["Model", "training_options", "training_spec"]
+__all__ = ["LABEL_DROPOUT", "Model", "training_options", "training_spec", "trains_labels"]
+
+LABEL_DROPOUT = 0.1
+"""Share of each batch trained on the null label: the unconditional field, for guidance."""
 
 
 @dataclass
@@ -51,3 +54,15 @@ def training_options(state: ViewState) -> dict:
     if state.objective == "meanflow":
         return dict(objective="meanflow", target=None)
     return dict(target=state.target, coupling=state.coupling, lr=state.lr)
+
+
+def trains_labels(state: ViewState, dataset: Dataset) -> bool:
+    """Whether a new network is conditioned on the data's classes: labelled data, trained with the
+    conditional target and independent noise (``fmcore.Trainer`` conditions on labels only so, as
+    each class's field must start from N(0, I))."""
+    return (
+        dataset.classes > 0
+        and state.objective == "flow"
+        and state.target == "conditional"
+        and state.coupling == "independent"
+    )

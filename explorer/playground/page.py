@@ -29,6 +29,7 @@ from explorer.figures import theme
 from explorer.settings import configure_torch
 
 from . import captions, controls, room, url
+from .classes import class_caption, class_controls
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
 from .main_figure import main_figure
@@ -107,9 +108,12 @@ def main() -> None:
             controls.layer_controls()
             state = from_widgets(state, st.session_state)
         dataset, state = resolve_dataset(state)
+        if not state.classroom:
+            state = class_controls(state, dataset)
         height = 720 if state.classroom else (600 if state.compare else 630)
         measured, figure, kind, source = main_figure(state, dataset, runner, height)
         captions.caption(state, kind, measured, dataset)
+        class_caption(state, dataset, runner)
         if not state.classroom:
             controls.follow_controls()
             export_panel(state, measured, figure, dataset, source, runner)

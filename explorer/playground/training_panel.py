@@ -16,19 +16,25 @@ from explorer.core.text import plain, shorten
 from . import live
 from .data_panel import too_large
 from .keys import MODEL_ERROR_KEY
-from .model import Model, training_options, training_spec
+from .model import LABEL_DROPOUT, Model, training_options, training_spec, trains_labels
 
 __all__ = ["on_load_model", "start_training", "training_panel"]
 
 
 def _configure(runner, dataset: Dataset, state: ViewState) -> bool:
     model = Model.get()
+    labels = (
+        dict(labels=torch.from_numpy(dataset.train_labels), label_dropout=LABEL_DROPOUT)
+        if trains_labels(state, dataset)
+        else {}
+    )
     try:
         runner.configure(
             torch.from_numpy(dataset.train),
             schedule=state.schedule,
             seed=state.seed,
             **training_options(state),
+            **labels,
         )
     except ValueError as error:
         st.session_state[MODEL_ERROR_KEY] = f"Could not start training: {error}"

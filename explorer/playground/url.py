@@ -50,7 +50,7 @@ def seed(state: ViewState, everything: bool) -> None:
     if everything:
         controls.seed_widgets(values)
         if state.data == CUSTOM and state.points is not None:
-            canvas.Drawing(st.session_state).replace(state.points)
+            canvas.Drawing(st.session_state).replace(state.points, state.point_labels)
         return
     if widget_key("schedule") not in st.session_state:  # e.g. back from another page: its widgets
         # were cleaned up, the view was not

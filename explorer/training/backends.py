@@ -83,7 +83,8 @@ class TrainingBackend(Protocol):
     def velocity(self) -> Velocity: ...
     @property
     def flow(self) -> FlowModel:
-        """The model as it samples now (``average_velocity`` too, for a mean-flow network)."""
+        """The model it holds, as it samples now: what ``velocity`` evaluates, ``average_velocity`` of a
+        mean-flow network, ``guided_velocity`` of a labelled one."""
 
     def advance(self, budget_s: float) -> Slice | None:
         """Train about ``budget_s`` (inline) or collect what the engine did; None: nothing new."""

@@ -372,6 +372,23 @@ class TrainingRunner:
         return flow.average_velocity if flow is not None and flow.objective == "meanflow" else None
 
     @property
+    def n_classes(self) -> int:
+        """Classes the current model is conditioned on (0: unconditional, or no model)."""
+        model = self._model
+        return 0 if model is None else int(model.flow.n_classes)
+
+    def guided_velocity(self, label: int, guidance: float) -> Velocity | None:
+        """The guided field ``v(z,t|null) + w (v(z,t|c) - v(z,t|null))`` of class ``label`` with
+        w = ``guidance`` (``FlowModel.guided_velocity``); None while ``velocity`` is.
+
+        Raises:
+            ValueError: the model is unconditional, or has no class ``label``.
+        """
+        with self._swap_lock:
+            model = self._model if self._trained else None
+        return None if model is None else model.flow.guided_velocity(label, guidance)
+
+    @property
     def history(self) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, losses)`` for the loss curve: every step up to ``CURVE_POINTS`` of them, then
         block means, each at the block's last step."""

@@ -17,6 +17,14 @@ from bench.chromium import CHROMIUM
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh FME_DATA_DIR (the rooms' SQLite file lives there) and the default store, not Redis."""
+    monkeypatch.setenv("FME_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("FME_ROOMS_URL", raising=False)
+    return tmp_path
+
+
 @pytest.fixture(autouse=True)
 def fresh_settings():
     """Each test reads the FME_* variables anew (a test may set them with monkeypatch.setenv)."""

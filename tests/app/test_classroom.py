@@ -29,13 +29,6 @@ def page():
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FME_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("FME_ROOMS_URL", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def db(data_dir):
     """The same SQLite file the page opens, as a second store object (another process would do the same)."""
     s = open_store(None, data_dir=data_dir)

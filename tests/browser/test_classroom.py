@@ -31,13 +31,6 @@ CLASS = [  # name, preset, solver, training progress in [0, 1]
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FME_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("FME_ROOMS_URL", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def server(data_dir, fresh_app):
     """A server of its own whose store is the SQLite file under ``data_dir`` (listed first: set before it starts)."""
     return fresh_app

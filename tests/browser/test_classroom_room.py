@@ -34,15 +34,12 @@ LOAD_S = 90
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FME_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("FME_ROOMS_URL", raising=False)
+def inline_training(monkeypatch):
     monkeypatch.setenv("FME_TRAINING", "inline")  # 5 students need no engine process on 2 cores
-    return tmp_path
 
 
 @pytest.fixture
-def server(data_dir, fresh_app):
+def server(data_dir, inline_training, fresh_app):
     return fresh_app
 
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from .conftest import assert_no_exception, open_app, shoot, wait_for_app
-from .test_playground import stat, wait_for_flow
+from .test_playground import draw_stroke, stat, wait_for_flow
 
 pytestmark = pytest.mark.browser
 
@@ -15,12 +15,7 @@ COUNT = "[data-testid='fm-point-count']"
 def _stroke(page, pad, points) -> None:
     pad.wait_for(timeout=30_000)
     page.wait_for_timeout(300)  # fabric.js binds its mouse handlers once the canvas is mounted
-    box = pad.bounding_box()
-    page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
-    page.mouse.down()
-    for x, y in points[1:]:
-        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
-    page.mouse.up()
+    draw_stroke(page, pad, points)
 
 
 def test_two_strokes_in_two_colours_are_two_classes(app, page):

@@ -27,6 +27,16 @@ def stat(page, testid: str) -> str:
     return page.locator(f"[data-testid='{testid}']").first.inner_text()
 
 
+def draw_stroke(page, pad, points) -> None:
+    """One mouse stroke on the drawing pad through ``points``, (x, y) as fractions of its box."""
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
+    page.mouse.up()
+
+
 def test_first_paint_then_scrub_the_time_slider(app, page):
     started = time.perf_counter()
     open_app(page, app.url("/"))
@@ -70,15 +80,7 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
     pad.wait_for(timeout=30_000)
     assert stat(page, "fm-point-count").startswith("0")
 
-    def stroke(points):
-        box = pad.bounding_box()
-        page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
-        page.mouse.up()
-
-    stroke([(0.2, 0.3), (0.4, 0.25), (0.6, 0.3), (0.8, 0.4)])
+    draw_stroke(page, pad, [(0.2, 0.3), (0.4, 0.25), (0.6, 0.3), (0.8, 0.4)])
     page.wait_for_function(
         "() => !document.querySelector(\"[data-testid='fm-point-count']\").textContent.startsWith('0 ')",
         timeout=20_000,
@@ -89,7 +91,7 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
     pad = page.locator(".st-key-fme_pad_1 canvas.upper-canvas")  # remounted, empty, after the stroke
     pad.wait_for(timeout=30_000)
     page.wait_for_timeout(300)  # fabric.js binds its mouse handlers once the canvas is mounted
-    stroke([(0.3, 0.7), (0.5, 0.75), (0.7, 0.7)])
+    draw_stroke(page, pad, [(0.3, 0.7), (0.5, 0.75), (0.7, 0.7)])
     page.wait_for_function(
         f"() => parseInt(document.querySelector(\"[data-testid='fm-point-count']\").textContent.replace(',', '')) > {first}",
         timeout=20_000,

@@ -21,6 +21,7 @@ from explorer.training.engine import (
 )
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
+from tests.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,23 +168,14 @@ def test_the_engine_exits_when_its_server_is_killed():
     parent = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
     try:
         pid = int(parent.stdout.readline())
-        assert _alive(pid)
+        assert alive(pid)
     finally:
         parent.kill()
         parent.wait()
     deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pid), "the engine outlived its server"
-
-
-def _alive(pid: int) -> bool:
-    """Running or sleeping; a zombie (exited, not yet reaped by its new parent) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+    assert not alive(pid), "the engine outlived its server"
 
 
 def test_a_synced_state_resumes_the_same_training():

@@ -14,6 +14,7 @@ from explorer.training.backends import train_slice
 from explorer.training.engine import HISTORY_TAIL, trimmed_state
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
+from tests.procs import alive
 
 BUDGET = 0.05
 GRID = torch.cartesian_prod(torch.linspace(-2, 2, 7), torch.linspace(-2, 2, 7))
@@ -379,22 +380,13 @@ def test_a_worker_exits_soon_after_its_server_is_gone():
     parent = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
     pid = int(parent.stdout.readline())
     time.sleep(0.5)
-    assert _alive(pid)  # the parent is there: it keeps waiting
+    assert alive(pid)  # the parent is there: it keeps waiting
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 60  # importing torch in the child may take a while under load
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    """Running or sleeping; a zombie (exited, not yet reaped by its new parent) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+    assert not alive(pid)
 
 
 def test_a_mean_flow_trains_inline_beside_the_engine_and_keeps_its_jumps_when_saved(data, engine, tmp_path):

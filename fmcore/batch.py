@@ -90,7 +90,6 @@ class _Group:
         features = VelocityMLP(config).to(device)  # for its input features (buffers, no weights used)
         self.freqs = features.freqs
         self.space_features = features.space_features if config.z_freqs else None
-        self.label_features = features.label_features if config.n_classes else None
         self.shapes = [p.shape for p in features.parameters()]
         # Slots per forward and backward pass: on a CPU, passes of a few slots keep each layer's
         # activations in cache (30 slots, one thread: 5 to 15% faster than one pass in most runs
@@ -168,9 +167,11 @@ class _Group:
         inputs = [z, angles.sin(), angles.cos()]
         if self.space_features is not None:
             inputs.append(self.space_features(z))
-        if self.label_features is not None:
-            one_hot = self.label_features(labels.reshape(-1), labels.numel(), z.device)
-            inputs.append(one_hot.view(*labels.shape, -1).to(z.dtype))
+        if labels is not None:
+            # VelocityMLP.label_features' one-hot rows (n_classes + 1 of them, the null label last),
+            # without its range check: Trainer.draw's labels are valid, and the check's sync would
+            # stall every step on a GPU.
+            inputs.append(torch.nn.functional.one_hot(labels, self.config.n_classes + 1).to(z.dtype))
         h = torch.cat(inputs, dim=-1).mT.contiguous()
         k = len(theta)
         layers = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
@@ -216,18 +217,21 @@ class _Group:
         n, d = self.batch_size, self.config.dim
         zeros = torch.zeros(n, d, device=self.device)
         null = torch.full((n,), self.config.n_classes, dtype=torch.int64, device=self.device)
-        draws, rows = [], {}
+        draws, ys, rows = [], [], {}
         for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
             tr = slot.trainer
             if active:
                 batch = tr.draw()
-                draws.append((batch.t, batch.z_1, batch.z_0, null if batch.labels is None else batch.labels))
+                draws.append((batch.t, batch.z_1, batch.z_0))
                 key = (tr.schedule.name, tr.options["prediction"]) if tr.target == "conditional" else k
                 rows.setdefault(key, []).append(k)
             else:
-                draws.append((zeros[:, 0], zeros, zeros, null))
-        t, z1, z0, labels = (torch.stack(x) for x in zip(*draws, strict=True))
-        labels = labels if self.config.n_classes else None
+                batch = None
+                draws.append((zeros[:, 0], zeros, zeros))
+            if self.config.n_classes:
+                ys.append(null if batch is None else batch.labels)
+        t, z1, z0 = (torch.stack(x) for x in zip(*draws, strict=True))
+        labels = torch.stack(ys) if ys else None
         with torch.no_grad():
             if [len(ks) for ks in rows.values()] == [len(self.slots)]:  # the usual case: one call for all
                 pair = self.slots[0].trainer.regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))

@@ -16,6 +16,10 @@ The losses of the slots are summed before the backward pass; slot k's loss depen
 so each row's gradient is exactly that slot's gradient. Adam (with each slot's lr and step count)
 and the EMA (each slot's decay) are then a few ops on (K, P) tensors, whatever K and the depth.
 
+A labelled slot (``Trainer(data, labels=y)``) also feeds its network the one-hot labels its
+``Trainer.draw`` returned (the null label on the ``label_dropout`` share), after the other
+features, as ``VelocityMLP.forward`` orders them.
+
 The random draws are the Trainer's own (``Trainer.draw`` from the slot's generator), so a slot
 trains like a plain ``Trainer`` with the same options and seed (up to float rounding: batched
 matrix products sum in another order, and Adam's update is written for rows), and the same (to
@@ -145,8 +149,14 @@ class _Group:
             ):
                 s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, self.steps[k, i]
 
-    def forward(self, theta: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The networks of rows ``theta`` (k, P) at once: z (k, B, d), t (k, B) -> (k, B, d).
+    def forward(
+        self, theta: torch.Tensor, z: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The networks of rows ``theta`` (k, P) at once: z (k, B, d), t (k, B), and for a labelled
+        group labels (k, B) int64 (the null label ``n_classes`` included) -> (k, B, d).
+
+        The inputs are ``VelocityMLP.forward``'s, in its order (z, time features, features of z,
+        one-hot label), so row k reads the weights as slot k's own network does.
 
         Features run along the middle axis, ``h (K, width, B)``, and each layer is
         ``h <- act(b + W h)``: with d = 2 inputs and outputs, the batch-major layout's (B, 2)
@@ -157,6 +167,11 @@ class _Group:
         inputs = [z, angles.sin(), angles.cos()]
         if self.space_features is not None:
             inputs.append(self.space_features(z))
+        if labels is not None:
+            # VelocityMLP.label_features' one-hot rows (n_classes + 1 of them, the null label last),
+            # without its range check: Trainer.draw's labels are valid, and the check's sync would
+            # stall every step on a GPU.
+            inputs.append(torch.nn.functional.one_hot(labels, self.config.n_classes + 1).to(z.dtype))
         h = torch.cat(inputs, dim=-1).mT.contiguous()
         k = len(theta)
         layers = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
@@ -168,14 +183,15 @@ class _Group:
     def train_step(self, live: list[bool]) -> torch.Tensor:
         """One step of the slots flagged ``live``; the others' rows stay exactly as they are: (K,) losses."""
         self.stack()
-        t, z_t, target = self._regression(live)
+        t, z_t, target, labels = self._regression(live)
         mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)[:, None]
         losses, grad = torch.empty(len(live), device=self.device), torch.empty_like(self.theta)
         k = len(live)
         for i in range(0, k, self.rows_per_pass or k):
             j = min(i + (self.rows_per_pass or k), k)
             theta = self.theta[i:j].detach().requires_grad_()  # a leaf viewing rows i..j-1
-            loss = (self.forward(theta, z_t[i:j], t[i:j]) - target[i:j]).square().sum(2).mean(1)
+            y = None if labels is None else labels[i:j]
+            loss = (self.forward(theta, z_t[i:j], t[i:j], y) - target[i:j]).square().sum(2).mean(1)
             (grad[i:j],) = torch.autograd.grad((loss * mask[i:j, 0]).sum(), theta)  # 0: a slot not stepped
             losses[i:j] = loss.detach()
         self._adam(grad, mask)
@@ -186,16 +202,22 @@ class _Group:
                 slot.todo, slot.taken = slot.todo - 1, slot.taken + 1
         return losses
 
-    def _regression(self, live: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _regression(
+        self, live: list[bool]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Each live slot's batch, drawn by its Trainer from its generator, and its regression pair:
-        t (K, B), z_t (K, B, d), target (K, B, d); zeros in the rows of the other slots.
+        t (K, B), z_t (K, B, d), target (K, B, d), and in a labelled group the batch's labels
+        (K, B) int64 (the null label on the dropped share), else None; zeros (and the null label) in
+        the rows of the other slots.
 
-        The conditional target is pointwise, so slots sharing a schedule and a prediction get it in
-        one call over their rows; a marginal target needs the slot's own data set.
+        The conditional target is pointwise (labels do not change it: a labelled Trainer trains
+        only that target), so slots sharing a schedule and a prediction get it in one call over
+        their rows; a marginal target needs the slot's own data set.
         """
         n, d = self.batch_size, self.config.dim
         zeros = torch.zeros(n, d, device=self.device)
-        draws, rows = [], {}
+        null = torch.full((n,), self.config.n_classes, dtype=torch.int64, device=self.device)
+        draws, ys, rows = [], [], {}
         for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
             tr = slot.trainer
             if active:
@@ -204,12 +226,16 @@ class _Group:
                 key = (tr.schedule.name, tr.options["prediction"]) if tr.target == "conditional" else k
                 rows.setdefault(key, []).append(k)
             else:
+                batch = None
                 draws.append((zeros[:, 0], zeros, zeros))
+            if self.config.n_classes:
+                ys.append(null if batch is None else batch.labels)
         t, z1, z0 = (torch.stack(x) for x in zip(*draws, strict=True))
+        labels = torch.stack(ys) if ys else None
         with torch.no_grad():
             if [len(ks) for ks in rows.values()] == [len(self.slots)]:  # the usual case: one call for all
                 pair = self.slots[0].trainer.regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))
-                return (t, *(x.view(len(self.slots), n, d) for x in pair))
+                return (t, *(x.view(len(self.slots), n, d) for x in pair), labels)
             z_t, target = torch.zeros_like(z1), torch.zeros_like(z1)
             for ks in rows.values():
                 index = torch.tensor(ks, device=self.device)
@@ -217,7 +243,7 @@ class _Group:
                     t[index].reshape(-1), z1[index].reshape(-1, d), z0[index].reshape(-1, d)
                 )
                 z_t[index], target[index] = (x.view(len(ks), n, d) for x in pair)
-        return t, z_t, target
+        return t, z_t, target, labels
 
     @torch.no_grad()  # as Optimizer.step: the update is no part of the graph
     def _adam(self, grad: torch.Tensor, mask: torch.Tensor):
@@ -256,11 +282,13 @@ class _Group:
 class BatchTrainer:
     """K independent ``Trainer`` runs stepped together, one batched step for all.
 
-    Slots whose networks differ in shape (data dimension, hidden, depth, n_freqs, z_freqs, activation) or
-    in batch size cannot share stacked weights: they are put in separate groups internally, each
-    stepped in its own batched pass. Everything else (schedule, target, coupling, prediction,
-    reference, lr and its schedule, EMA, check_every, max_steps, the seed and the data, whose size
-    may differ) is per slot.
+    Slots whose networks differ in shape (data dimension, hidden, depth, n_freqs, z_freqs, activation,
+    the number of classes of a labelled slot) or in batch size cannot share stacked weights: they
+    are put in separate groups internally, each stepped in its own batched pass. Everything else
+    (schedule, target, coupling, prediction, reference, lr and its schedule, EMA, check_every,
+    max_steps, label_dropout, the seed, the data, whose size may differ, and its labels) is per
+    slot. Mean-flow slots are refused (another network, and a loss through a Jacobian-vector
+    product): train them with ``Trainer``.
 
     Args:
         device: None picks cuda, then mps, then cpu (like ``Trainer``); every slot lives on it.
@@ -302,10 +330,9 @@ class BatchTrainer:
         return self._adopt(Trainer.from_state_dict(state, device=self.device))
 
     def _adopt(self, trainer: Trainer) -> int:
-        if trainer.labels is not None or trainer.objective != "flow":
+        if trainer.objective != "flow":
             raise ValueError(
-                "BatchTrainer steps unconditional flow models only; train a labelled or mean-flow "
-                "model with Trainer"
+                "BatchTrainer steps flow models only (labelled or not); train a mean-flow model with Trainer"
             )
         key = _group_key(trainer)
         if key not in self._groups:

@@ -136,9 +136,12 @@ _FLOOR_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fme-loss-f
 
 
 def floor_key(trainer: Trainer) -> str:
-    """What the loss floor depends on: the data and every setting but the seed (it draws its own)."""
+    """What the loss floor depends on: the data, its labels (a labelled model's ideal field is each
+    class's own) and every setting but the seed (it draws its own)."""
     config = {k: v for k, v in trainer.config.items() if k != "seed"}
     digest = hashlib.sha1(trainer.data.detach().cpu().numpy().tobytes())
+    if trainer.labels is not None:
+        digest.update(b"labels" + trainer.labels.cpu().numpy().tobytes())
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

@@ -11,8 +11,9 @@
 
 The runner is a state machine (``Phase``, moves in ``TRANSITIONS``) over one ``TrainingBackend``:
 
-* ``engine`` (default under ``streamlit run``): the model trains in the server's training engine
-  (``explorer.training.engine``), batched with every other session's; the session keeps a handle
+* ``engine`` (default under ``streamlit run``): a flow model, labelled or not, trains in the
+  server's training engine (``explorer.training.engine``), batched with every other session's
+  (a mean flow, which the batched step does not take, trains inline); the session keeps a handle
   and the state synced back every few seconds, and a tick only collects what the engine did.
 * ``inline`` (default elsewhere: tests, scripts, notebooks): a slice runs in the calling thread.
 * a loaded model file (``load``): drawn and saved, not trained.
@@ -211,13 +212,13 @@ class TrainingRunner:
         model.save(path)
 
     def _build(self, data, spec: dict) -> TrainingBackend:
-        """The backend for a new model. The engine steps unconditional flow models only: any other
-        (labels, a mean-flow objective) trains inline."""
+        """The backend for a new model. The engine steps flow models, labelled or not; a mean flow
+        (which its batched step does not take) trains inline."""
         engine = self.backend == "engine"
         # For the engine the trainer is built here only to check the settings and hold the first
         # state: the engine picks the device it trains on, so the server never starts a GPU context.
         trainer = build_trainer(data, {**spec, "device": "cpu"} if engine else spec)
-        if engine and trainer.labels is None and trainer.objective == "flow":
+        if engine and trainer.objective == "flow":
             return EngineBackend(trainer, self._engine)
         if engine:
             trainer = build_trainer(data, spec)

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from explorer.training.engine import (
     EngineFull,
     EngineWorker,
     SlotLost,
+    flow_from_weights,
     from_wire,
     to_wire,
     trimmed_state,
@@ -95,6 +97,49 @@ def test_states_cross_the_wire_as_arrays_and_resume_exactly():
     assert from_wire(to_wire("cpu")) == "cpu"
     back = w.handle("add", "b", to_wire(direct))  # and the other way
     assert back == ("ok", "cpu") and w.bank.trainer(w.entries["b"].slot).step_count == direct["step"]
+
+
+def test_a_labelled_state_crosses_the_wire_with_its_labels_and_trains_as_a_labelled_trainer():
+    points, labels = sample("pinwheel", 300, seed=2, labels=True)
+    w = worker(sync_s=0.0)
+    w.op_add("a", trimmed_state(Trainer(points, labels=labels, seed=2, label_dropout=0.3, device="cpu")))
+    w.train()
+    answer = pickle.loads(pickle.dumps(w.handle("poll", "a")))  # as the pipe carries it
+    wired = answer[1].state["labels"]
+    assert isinstance(wired, np.ndarray) and wired.dtype == np.int64
+    report = unwrap(answer)
+    assert torch.equal(report.state["labels"], labels) and report.flow.config.n_classes == 5
+    alone = Trainer(points, labels=labels, seed=2, label_dropout=0.3)
+    alone.step(report.stats.step)
+    resumed = Trainer.from_state_dict(report.state)
+    grid = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    for trainer in (resumed, flow_from_weights(report.flow)):  # the state and the weights a poll draws
+        torch.testing.assert_close(
+            trainer.guided_velocity(4, 2.0)(grid, 0.3),
+            alone.guided_velocity(4, 2.0)(grid, 0.3),
+            atol=1e-4,
+            rtol=1e-4,
+        )
+
+
+def test_through_the_process_a_labelled_run_trains_in_the_engine():
+    engine = Engine()
+    try:
+        points, labels = sample("moons", 256, seed=0, labels=True)
+        runner = TrainingRunner("engine", engine=engine)
+        runner.configure(points, seed=0, labels=labels)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while runner._model.synced_step == 0 and time.monotonic() < deadline:
+            runner.tick(0.1)  # until the engine's first sync (every 2 s)
+        assert runner.step > 0 and runner.running and runner.device == "cpu"
+        state = runner._model.current_state()
+        assert torch.equal(state["labels"], labels) and runner.n_classes == 2
+        grid = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+        v_0, v_1 = (runner.guided_velocity(k, 1.0)(grid, 0.5) for k in (0, 1))
+        assert not torch.allclose(v_0, v_1, atol=1e-3), "each class has its own field"
+    finally:
+        engine.shutdown()
 
 
 def test_a_slot_whose_page_stopped_polling_is_dropped():

@@ -325,12 +325,44 @@ def test_a_loaded_model_without_a_configuration_stays_loaded_on_reset(data, tmp_
     assert fresh.phase is Phase.LOADED
 
 
-def test_labelled_models_train_inline_beside_the_engine(data, engine):
+def test_a_labelled_model_trains_in_the_engine_like_a_labelled_trainer_and_guides(engine):
+    points, labels = sample("8gaussians", 1000, seed=0, labels=True)
     runner = runner_for("engine", engine)
-    runner.configure(data, seed=0, labels=torch.zeros(len(data), dtype=torch.long))
-    assert type(runner._model).__name__ == "InlineBackend"
+    runner.configure(points, seed=3, labels=labels, label_dropout=0.2)
+    assert type(runner._model).__name__ == "EngineBackend"  # batched with the class, not in the server
+    assert runner.n_classes == 8 and runner.guided_velocity(0, 1.0) is None  # nothing trained yet
     runner.start()
-    assert runner.tick(BUDGET).step > 0
+    for stats in results(runner, 3):
+        assert stats.status == "ok" and stats.steps_per_s > 0, stats
+    assert runner.n_classes == 8  # the weights a poll brought are a labelled net's
+    v_5, v_null = field(runner.guided_velocity(5, 1.0)), field(runner.guided_velocity(5, 0.0))
+    assert not torch.allclose(v_5, v_null, atol=1e-3), "the engine's field reads the label"
+    runner.pause()  # the engine hands back the state: the weights and the steps are final
+    alone = Trainer(points, labels=labels, seed=3, label_dropout=0.2)
+    alone.step(runner._model.synced_step)
+    for label, w in ((0, 1.0), (5, 2.0), (7, 0.0)):
+        torch.testing.assert_close(
+            field(runner.guided_velocity(label, w)),
+            field(alone.guided_velocity(label, w)),
+            atol=1e-4,
+            rtol=1e-4,
+        )
+    _, losses = runner.history
+    assert np.allclose(losses, alone.history[: len(losses)], rtol=1e-4)
+    with pytest.raises(ValueError, match="label must be a class from 0 to 7"):
+        runner.guided_velocity(8, 1.0)
+
+
+def test_a_labelled_model_has_its_own_loss_floor(data):
+    from explorer.training.backends import floor_key
+
+    labels = (data[:, 0] > 0).long()
+    keys = {
+        floor_key(Trainer(data, device="cpu")),
+        floor_key(Trainer(data, labels=labels, device="cpu")),
+        floor_key(Trainer(data, labels=1 - labels, device="cpu")),
+    }
+    assert len(keys) == 3, "labels change the ideal field, so the floor"
 
 
 def test_redraw_interval_grows_with_the_class_and_is_bounded():

@@ -221,11 +221,100 @@ def test_a_state_from_an_unfused_adam_trains_alike():
     _assert_same_run(bank.trainer(slot), resumed)
 
 
-def test_labelled_and_mean_flow_models_are_refused_with_a_plain_message():
-    data, labels = datasets.sample("moons", 256, seed=0, labels=True)
+def _labelled(name: str, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return datasets.sample(name, m, seed=seed, labels=True)
+
+
+def _add_labelled(bank: BatchTrainer, name: str, m: int, seed: int, **options) -> int:
+    points, labels = _labelled(name, m, seed)
+    return bank.add(points, labels=labels, seed=seed, **options)
+
+
+def test_a_labelled_slot_trains_like_a_labelled_trainer():
+    # Same draws (labels and the dropped share included) and the same one-hot inputs in the same
+    # order: only the batched products' rounding differs, as for an unlabelled slot.
     bank = BatchTrainer(device="cpu")
-    with pytest.raises(ValueError, match="unconditional flow models only"):
-        bank.add(torch.as_tensor(data), labels=torch.as_tensor(labels))
-    with pytest.raises(ValueError, match="unconditional flow models only"):
-        bank.add(torch.as_tensor(data), objective="meanflow")
+    runs = []
+    for seed, (name, options) in enumerate(
+        [
+            ("moons", {}),
+            ("8gaussians", {"label_dropout": 0.3, "schedule": "cosine"}),
+            ("pinwheel", {"ema": 0.0}),
+        ]
+    ):
+        points, labels = _labelled(name, 200 + 50 * seed, seed)
+        trainer = Trainer(points, labels=labels, seed=seed, device="cpu", **options)
+        runs.append((bank.add(points, labels=labels, seed=seed, **options), trainer))
+    for n in (40, 60):
+        stats = bank.step(n)
+        for slot, trainer in runs:
+            assert stats[slot].loss == pytest.approx(trainer.step(n).loss, rel=1e-4)
+    for slot, trainer in runs:
+        assert bank.trainer(slot).n_classes == trainer.n_classes > 0
+        _assert_same_run(bank.trainer(slot), trainer)
+
+
+def test_a_labelled_slot_is_the_same_alone_or_beside_unlabelled_and_other_labelled_slots():
+    points, labels = _labelled("8gaussians", 300, 0)
+    alone = BatchTrainer(device="cpu")
+    solo = alone.add(points, labels=labels, seed=0)
+    crowd = BatchTrainer(device="cpu")
+    others = [crowd.add(_moons(i, 100 + 20 * i), seed=i) for i in range(1, 4)]  # unlabelled
+    for i in range(4, 7):  # labelled, the same 8 classes (the same group) and other class counts
+        name = ("8gaussians", "moons", "pinwheel")[i - 4]
+        others.append(_add_labelled(crowd, name, 150 + 10 * i, i, label_dropout=0.05 * i))
+    watched = crowd.add(points, labels=labels, seed=0)
+    for round_ in range(3):
+        alone.step(40)
+        crowd.step(40)
+        crowd.remove(others.pop(0))
+        _add_labelled(crowd, "8gaussians", 120, 20 + round_)
+    for x, y in zip(_weights(alone.trainer(solo)), _weights(crowd.trainer(watched)), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
+    assert alone.trainer(solo).history == pytest.approx(crowd.trainer(watched).history, rel=1e-6)
+
+
+def test_a_labelled_slot_guides_class_k_samples_to_class_k():
+    points, labels = _labelled("8gaussians", 2000, 0)
+    bank = BatchTrainer(device="cpu")
+    slot = bank.add(points, labels=labels, seed=0)
+    bank.add(_moons(1), seed=1)
+    bank.step(300)  # 99% of each class land nearest their centroid here (a label-blind field: ~12%)
+    centroids = torch.stack([points[labels == k].mean(0) for k in range(8)])
+    for k in range(8):
+        z0 = torch.randn(300, 2, generator=torch.Generator().manual_seed(k))
+        samples = integrate(bank.trainer(slot).guided_velocity(k, guidance=1.0), z0, "rk4", 20).z_end
+        assert (torch.cdist(samples, centroids).argmin(1) == k).float().mean() >= 0.9, k
+
+
+def test_state_dict_and_add_state_keep_a_slots_labels():
+    points, labels = _labelled("pinwheel", 250, 3)
+    straight = Trainer(points, labels=labels, seed=3, label_dropout=0.2)
+    straight.step(120)
+    bank = BatchTrainer(device="cpu")
+    bank.add(_moons(4), seed=4)
+    slot = bank.add(points, labels=labels, seed=3, label_dropout=0.2)
+    bank.step(70)
+    state = pickle.loads(pickle.dumps(bank.state_dict(slot)))  # as shipped to a session
+    assert torch.equal(state["labels"], labels) and state["config"]["options"]["label_dropout"] == 0.2
+    again = BatchTrainer(device="cpu")
+    back = again.add_state(state)
+    assert torch.equal(again.trainer(back).labels, labels) and again.trainer(back).n_classes == 5
+    again.step(50)
+    _assert_same_run(again.trainer(back), straight)
+    resumed = Trainer.from_state_dict(again.state_dict(back))
+    assert torch.equal(resumed.labels, labels)
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(
+        resumed.guided_velocity(2, 1.5)(z, 0.4), again.trainer(back).guided_velocity(2, 1.5)(z, 0.4)
+    )
+
+
+def test_mean_flow_models_are_refused_with_a_plain_message():
+    bank = BatchTrainer(device="cpu")
+    with pytest.raises(ValueError, match=r"flow models only .* train a mean-flow model with Trainer"):
+        bank.add(_moons(0), objective="meanflow")
+    state = Trainer(_moons(0), objective="meanflow").state_dict()
+    with pytest.raises(ValueError, match="flow models only"):
+        bank.add_state(state)
     assert bank.slots == []

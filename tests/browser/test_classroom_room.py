@@ -117,7 +117,7 @@ def test_a_class_of_five_joins_takes_a_push_and_answers_a_poll(browser, server, 
     reached = []  # seconds from the push until each student's sampler shows it (an upper bound:
     for page in students:  # the waits are one after another)
         page.wait_for_function(
-            "document.querySelector(\"[data-testid='fm-nfe']\").innerText.startsWith('20 steps · 40 NFE')"
+            "(document.querySelector(\"[data-testid='fm-nfe']\")?.innerText ?? '').startsWith('20 steps · 40 NFE')"
         )
         reached.append(round(time.monotonic() - pushed, 1))
     limit = reach_limit()

@@ -74,7 +74,7 @@ def test_training_then_the_network_density_layer(app, page):
     open_app(page, app.url("/?data=moons&field=learned"))
     page.get_by_role("button", name=re.compile("Train")).click()
     page.wait_for_function(
-        "() => /step [1-9]/.test(document.querySelector(\"[data-testid='fm-train-stats']\").innerText)",
+        "() => /step [1-9]/.test((document.querySelector(\"[data-testid='fm-train-stats']\")?.innerText ?? ''))",
         timeout=90_000,
     )
     page.get_by_role("button", name=re.compile("Pause")).click()
@@ -83,7 +83,7 @@ def test_training_then_the_network_density_layer(app, page):
     wait_for_app(page, 120)
     page.get_by_text("Density of the network").click()
     page.wait_for_function(
-        "() => /network's/.test(document.querySelector(\"[data-testid='fm-caption']\").innerText)",
+        "() => /network's/.test((document.querySelector(\"[data-testid='fm-caption']\")?.innerText ?? ''))",
         timeout=180_000,
     )
     wait_for_app(page, 180)

@@ -25,7 +25,7 @@ def test_two_strokes_in_two_colours_are_two_classes(app, page):
         page, page.locator(".st-key-fme_pad_0 canvas.upper-canvas"), [(0.2, 0.3), (0.5, 0.25), (0.8, 0.3)]
     )
     page.wait_for_function(
-        f"() => !document.querySelector(\"{COUNT}\").textContent.startsWith('0 ')", timeout=20_000
+        f"() => !(document.querySelector(\"{COUNT}\")?.textContent ?? '0 ').startsWith('0 ')", timeout=20_000
     )
     wait_for_app(page)
     assert "classes" not in stat(page, "fm-point-count")  # one colour: unlabelled
@@ -37,7 +37,7 @@ def test_two_strokes_in_two_colours_are_two_classes(app, page):
         page, page.locator(".st-key-fme_pad_1 canvas.upper-canvas"), [(0.2, 0.75), (0.5, 0.7), (0.8, 0.75)]
     )
     page.wait_for_function(
-        f"() => document.querySelector(\"{COUNT}\").textContent.includes('classes')", timeout=20_000
+        f"() => (document.querySelector(\"{COUNT}\")?.textContent ?? '').includes('classes')", timeout=20_000
     )
     wait_for_app(page)
     wait_for_flow(page)

@@ -57,7 +57,7 @@ def test_first_paint_then_scrub_the_time_slider(app, page):
     page.mouse.move(rail["x"] + rail["width"] - 1, y, steps=8)
     page.mouse.up()
     page.wait_for_function(
-        f"() => document.querySelector('{FLOW} .slider-group > .slider-label').textContent.includes('1.00')",
+        f"() => (document.querySelector('{FLOW} .slider-group > .slider-label')?.textContent ?? '').includes('1.00')",
         timeout=10_000,
     )
     # the particles moved with the slider: their colour is the data colour at t = 1
@@ -82,7 +82,7 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
 
     draw_stroke(page, pad, [(0.2, 0.3), (0.4, 0.25), (0.6, 0.3), (0.8, 0.4)])
     page.wait_for_function(
-        "() => !document.querySelector(\"[data-testid='fm-point-count']\").textContent.startsWith('0 ')",
+        "() => !(document.querySelector(\"[data-testid='fm-point-count']\")?.textContent ?? '0 ').startsWith('0 ')",
         timeout=20_000,
     )
     wait_for_app(page)
@@ -93,7 +93,7 @@ def test_draw_strokes_and_see_the_points_counted(app, page):
     page.wait_for_timeout(300)  # fabric.js binds its mouse handlers once the canvas is mounted
     draw_stroke(page, pad, [(0.3, 0.7), (0.5, 0.75), (0.7, 0.7)])
     page.wait_for_function(
-        f"() => parseInt(document.querySelector(\"[data-testid='fm-point-count']\").textContent.replace(',', '')) > {first}",
+        f"() => parseInt((document.querySelector(\"[data-testid='fm-point-count']\")?.textContent ?? '').replace(',', '')) > {first}",
         timeout=20_000,
     )
     wait_for_app(page)
@@ -152,7 +152,7 @@ def test_training_grows_the_loss_curve(app, page):
     shoot(page, "playground-training")
     page.get_by_role("button", name=re.compile("Pause")).click()
     page.wait_for_function(
-        "() => document.querySelector(\"[data-testid='fm-train-stats']\").textContent.includes('paused')",
+        "() => (document.querySelector(\"[data-testid='fm-train-stats']\")?.textContent ?? '').includes('paused')",
         timeout=20_000,
     )
 

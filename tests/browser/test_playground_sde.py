@@ -22,14 +22,14 @@ def test_the_sde_view_draws_jagged_paths_and_says_its_steps_and_nfe(app, page):
     # Show the frame at t = 0.5, as dragging the time slider there would.
     page.evaluate(f"() => Plotly.animate(document.querySelector('{FLOW}'), ['0.50'], {{mode: 'immediate'}})")
     page.wait_for_function(
-        f"() => document.querySelector('{FLOW} .slider-group > .slider-label').textContent.includes('0.50')",
+        f"() => (document.querySelector('{FLOW} .slider-group > .slider-label')?.textContent ?? '').includes('0.50')",
         timeout=10_000,
     )
     assert "0.50" in frame_shown(page)
     shoot(page, "playground-sde")
     page.evaluate(f"() => Plotly.animate(document.querySelector('{FLOW}'), ['1.00'], {{mode: 'immediate'}})")
     page.wait_for_function(
-        f"() => document.querySelector('{FLOW} .slider-group > .slider-label').textContent.includes('1.00')",
+        f"() => (document.querySelector('{FLOW} .slider-group > .slider-label')?.textContent ?? '').includes('1.00')",
         timeout=10_000,
     )
     shoot(page, "playground-sde-t1")

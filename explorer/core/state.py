@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -28,6 +28,7 @@ from fmcore.trainer import OBJECTIVES, TARGETS
 
 from .data import MAX_CLASSES
 from .points import URL_MAX_POINTS, as_shared, decode_labels, decode_points, encode_labels, encode_points
+from .schema import Setting, format_value, schema, setting
 
 __all__ = [
     "ALL_CLASSES",
@@ -77,60 +78,6 @@ MAX_GUIDANCE = 5.0
 """The guidance slider's top: past w ~ 3 most samples already leave the data (lesson 9)."""
 
 
-def _format(value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return ",".join(f"{v:.4g}" for v in value)
-    return str(value)
-
-
-def _one_of(choices, what: str):
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"{what} must be one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _integer(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"not a whole number between {lo} and {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return value
-
-    return parse
-
-
-def _flag(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be 1 or 0")
-
-
-def _number(lo: float, hi: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError("not a number") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo:g} and {hi:g}")
-        return value
-
-    return parse
-
-
 def _start_point(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
@@ -139,85 +86,6 @@ def _start_point(text: str) -> tuple[float, float]:
     if not (abs(x) <= FOLLOW_LIMIT and abs(y) <= FOLLOW_LIMIT):
         raise ValueError(f"x and y must lie between -{FOLLOW_LIMIT:g} and {FOLLOW_LIMIT:g}")
     return x, y
-
-
-@dataclass(frozen=True)
-class Setting:
-    """What one ``ViewState`` field accepts, and how the link and the widgets name it.
-
-    Attributes:
-        url: the query parameter's name.  parse: text from a link -> value (ValueError, in words,
-            when it does not fit).  widget: whether one widget keyed ``widget_key(name)`` holds it
-            (the layer pills and the followed point are composite widgets).
-        lazy: its widget sits in a panel built only while open: not drawn leaves the value as is.
-        lo, hi: the range of a number.  choices: the values a text setting may take.
-    """
-
-    url: str
-    parse: Callable[[str], object]
-    widget: bool
-    lazy: bool = False
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple[str, ...] | None = None
-
-
-def setting(
-    default,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    what: str = "",
-    url: str = "",
-    parse: Callable[[str], object] | None = None,
-    widget: bool = True,
-    lazy: bool = False,
-):
-    """A ``ViewState`` field that declares its type (from ``default``), range or choices, and URL name.
-
-    ``url`` defaults to the field's name; ``what`` names it in messages (default: that name too).
-    """
-    return field(
-        default=default,
-        metadata={
-            "setting": dict(
-                lo=lo, hi=hi, choices=choices, what=what, url=url, parse=parse, widget=widget, lazy=lazy
-            )
-        },
-    )
-
-
-def _schema(cls) -> dict[str, Setting]:
-    """Each setting field of ``cls`` -> its ``Setting``, with the parser derived from its type."""
-    out = {}
-    for f in fields(cls):
-        spec = f.metadata.get("setting")
-        if spec is None:
-            continue
-        parse = spec["parse"] or _parser(
-            f.default, spec["lo"], spec["hi"], spec["choices"], spec["what"] or f.name
-        )
-        out[f.name] = Setting(
-            url=spec["url"] or f.name,
-            parse=parse,
-            widget=spec["widget"],
-            lazy=spec["lazy"],
-            lo=spec["lo"],
-            hi=spec["hi"],
-            choices=spec["choices"],
-        )
-    return out
-
-
-def _parser(default, lo, hi, choices, what: str) -> Callable[[str], object]:
-    if isinstance(default, bool):
-        return _flag
-    if isinstance(default, int):
-        return _integer(lo, hi)
-    if isinstance(default, float):
-        return _number(lo, hi)
-    return _one_of(tuple(choices), what)
 
 
 @dataclass(frozen=True)
@@ -332,7 +200,7 @@ class ViewState:
         for name, spec in SETTINGS.items():
             value = getattr(self, name)
             if value != getattr(default, name):
-                out[spec.url] = _format(value)
+                out[spec.url] = format_value(value)
         if self.data == CUSTOM and self.points is not None:
             keep = np.arange(len(self.points))
             if len(keep) > URL_MAX_POINTS:
@@ -406,7 +274,7 @@ def _same_points(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
-SETTINGS: dict[str, Setting] = _schema(ViewState)
+SETTINGS: dict[str, Setting] = schema(ViewState)
 """Every setting of the view by field name: what the link and the widgets are derived from."""
 WIDGET_PREFIX = "fme_w_"
 

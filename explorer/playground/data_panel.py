@@ -251,6 +251,7 @@ def _draw_tab(tab, pad: canvas.Drawing) -> None:
             help="How far points scatter around a stroke (pixels).",
         )
         brush = _brush_picker()
+        st.space("small")  # room for the pad's hover toolbar, which otherwise covers the last swatch
         canvas.drawing(spread, _use_points, brush=brush)
         notice = st.session_state.get(canvas.NOTICE_KEY)
         if notice:

@@ -50,9 +50,9 @@ def start_class(browser, server):
     page.get_by_role("button", name="Start a class").click()
     page.wait_for_selector("text=0 students", timeout=30_000)
     page.get_by_text("Teacher link: private").click()
-    page.wait_for_timeout(500)
-    teacher = next(t for t in page.locator("[data-testid='stCode']").all_inner_texts() if "/classroom?" in t)
-    query = parse_qs(urlsplit(teacher.strip()).query)
+    teacher = page.locator("[data-testid='stCode']", has_text="/classroom?")
+    teacher.wait_for(timeout=30_000)  # the expander's rerun may take a while on a busy machine
+    query = parse_qs(urlsplit(teacher.inner_text().strip()).query)
     return context, page, query["room"][0], query["token"][0]
 
 

@@ -61,7 +61,7 @@ def start_class(browser, server):
     shoot(page, "classroom-started")
     page.get_by_text("Teacher link: private").click()
     teacher = page.locator("[data-testid='stCode']", has_text="/classroom?")
-    teacher.wait_for(timeout=10_000)
+    teacher.wait_for(timeout=30_000)
     query = parse_qs(urlsplit(teacher.inner_text().strip()).query)
     return context, page, query["room"][0], query["token"][0]
 

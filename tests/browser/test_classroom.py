@@ -101,8 +101,8 @@ def test_a_teacher_sees_each_students_run_and_students_cannot_open_the_dashboard
     shoot(page, "classroom-dashboard-large")
     page.get_by_role("button", name=re.compile("Show large")).first.click()
     page.get_by_role("button", name=re.compile("Back to the grid")).wait_for(timeout=20_000)
-    page.wait_for_timeout(1500)
-    assert page.locator(TILES).count() == 0 and "Ada" in page.inner_text("body")  # most steps: first
+    page.wait_for_function(f'document.querySelectorAll("{TILES}").length === 0', timeout=20_000)
+    assert "Ada" in page.inner_text("body")  # most steps: first
     shoot(page, "classroom-one-run-large")
 
     # a student's own context: the link without the token, and with a guessed one, shows no data

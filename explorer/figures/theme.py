@@ -68,6 +68,16 @@ def class_color(k: int) -> str:
     return CLASS_COLORS[int(k) % len(CLASS_COLORS)]
 
 
+def class_option_css(key: str, classes, first: int = 1) -> str:
+    """CSS rules colouring the options of the segmented control keyed ``key`` like their classes:
+    option number ``first + i`` (1-based, as ``:nth-of-type``) shows ``classes[i]``'s colour."""
+    scope = f".st-key-{key} [role='radiogroup'] button"
+    return "".join(
+        f"{scope}:nth-of-type({first + i}) p {{ color: {class_color(k)}; font-weight: 700; }}"
+        for i, k in enumerate(classes)
+    )
+
+
 def rgba(color: str, alpha: float) -> str:
     r, g, b = hex_to_rgb(color)
     return f"rgba({r},{g},{b},{alpha:g})"

@@ -105,10 +105,7 @@ def _swatch_css(present: tuple[int, ...]) -> str:
         f".st-key-{widget_key('class_label')} [role='radiogroup'] {{ flex-wrap: wrap; row-gap: 4px; }}",
         f"{scope} {{ padding: 0 0.5rem; }}",
     ]
-    rules += [
-        f"{scope}:nth-of-type({i + 2}) p {{ color: {theme.class_color(k)}; font-weight: 700; }}"
-        for i, k in enumerate(present)
-    ]
+    rules.append(theme.class_option_css(widget_key("class_label"), present, first=2))  # after "all"
     return "<style>" + "".join(rules) + "</style>"
 
 

@@ -290,15 +290,8 @@ def _draw_tab(tab, pad: canvas.Drawing) -> None:
 
 def _brush_picker() -> int:
     """The brush colour (class) of the next strokes: one swatch per ``canvas.BRUSHES``."""
-    scope = ".st-key-fme_w_brush [role='radiogroup'] button"
-    st.html(  # style only: each option shows its colour
-        "<style>"
-        + "".join(
-            f"{scope}:nth-of-type({k + 1}) p {{ color: {theme.class_color(k)}; font-weight: 700; }}"
-            for k in range(canvas.BRUSHES)
-        )
-        + "</style>"
-    )
+    # style only: each option shows its colour
+    st.html(f"<style>{theme.class_option_css(widget_key('brush'), range(canvas.BRUSHES))}</style>")
     brush = st.segmented_control(
         "Brush colour (class)",
         tuple(range(canvas.BRUSHES)),

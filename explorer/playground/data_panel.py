@@ -21,7 +21,7 @@ from explorer.figures import export, theme
 from fmcore import datasets
 
 from . import cache, canvas
-from .keys import DATA_ERROR_KEY
+from .keys import DATA_ERROR_KEY, LAST_PRESET_KEY
 
 __all__ = ["DATA_TABS", "MAX_UPLOAD_MB", "data_panel", "resolve_dataset", "too_large"]
 
@@ -59,7 +59,7 @@ def _points_key(points: np.ndarray, labels: np.ndarray | None) -> str:
 def _use_points(points: np.ndarray | None) -> None:
     """Callback side: make the user's points the data (or go back to the last preset)."""
     if points is None:
-        st.session_state[widget_key("data")] = st.session_state.get("fme_last_preset", "moons")
+        st.session_state[widget_key("data")] = st.session_state.get(LAST_PRESET_KEY, "moons")
     else:
         st.session_state[widget_key("data")] = CUSTOM
 
@@ -161,7 +161,7 @@ def _on_preset() -> None:
     if choice is None:  # pills can be unselected: keep the data
         st.session_state[widget_key("data")] = st.session_state.get("fme_last_choice", "moons")
     elif choice != CUSTOM:
-        st.session_state["fme_last_preset"] = choice
+        st.session_state[LAST_PRESET_KEY] = choice
 
 
 def _thumbnail_uri(points: np.ndarray, size: int = 96) -> str:

@@ -28,11 +28,12 @@ from explorer.classroom import push, session, student
 from explorer.classroom.dashboard import store
 from explorer.core import quality
 from explorer.core.data import Dataset
-from explorer.core.state import ViewState, widget_key
+from explorer.core.state import ViewState
 from explorer.core.text import plain
 from explorer.rooms import Room
 
-from . import cache, training_panel
+from . import cache, controls, training_panel
+from .keys import LAST_PRESET_KEY
 
 __all__ = [
     "CHIPS",
@@ -85,10 +86,9 @@ def take_push(state: ViewState) -> ViewState:
     if seen.push is None or seen.push.version <= room.seen_version:
         return state
     changed = seen.push.changed()
-    for name, value in changed.items():
-        st.session_state[widget_key(name)] = value
+    controls.seed_widgets(changed)
     if "data" in changed:
-        st.session_state["fme_last_preset"] = changed["data"]
+        st.session_state[LAST_PRESET_KEY] = changed["data"]
     session.update(seen_version=seen.push.version)
     st.session_state[NOTICE_KEY] = push.notice(seen.push)
     return replace(state, **changed, points=None if "data" in changed else state.points)

@@ -194,7 +194,9 @@ class EngineWorker:
     batched call, ``drop_stale`` the heartbeat check.
     """
 
-    def __init__(self, device, cap: int, drop_s: float, sync_s: float):
+    def __init__(self, device, cap: int, drop_s: float, sync_s: float, clock=time.monotonic):
+        """clock: seconds, for heartbeats and syncs (tests pass a hand-moved one)."""
+        self.clock = clock
         self.bank = BatchTrainer(device=device)
         self.device = str(self.bank.device)
         self.cap, self.drop_s, self.sync_s = cap, drop_s, sync_s
@@ -217,7 +219,7 @@ class EngineWorker:
         entry = self.entries.get(handle)
         if entry is None:
             raise SlotLost(f"the engine has no model {handle[:8]}")
-        entry.seen = time.monotonic()
+        entry.seen = self.clock()
         return entry
 
     def op_ping(self) -> tuple[int, str, int]:
@@ -231,7 +233,7 @@ class EngineWorker:
         slot = self.bank.add_state(state)
         if lr is not None:
             self.bank.set_lr(slot, lr)
-        now = time.monotonic()
+        now = self.clock()
         self.entries[handle] = _Entry(slot, now, now, self.bank.trainer(slot).step_count)
         return self.device
 
@@ -270,7 +272,7 @@ class EngineWorker:
         return any(self.bank.trainer(e.slot).status == "ok" for e in self.entries.values())
 
     def drop_stale(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         for handle in [h for h, e in self.entries.items() if now - e.seen > self.drop_s]:
             self.bank.remove(self.entries.pop(handle).slot)
 

@@ -32,9 +32,22 @@ def state(seed=0, m=256, **options):
     return trimmed_state(Trainer(sample("moons", m, seed=seed), seed=seed, device="cpu", **options))
 
 
-def worker(cap=10, drop_s=10.0, sync_s=2.0) -> EngineWorker:
+class Clock:
+    """Seconds that move only when a test says so: heartbeats and syncs without racing a busy machine."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def worker(cap=10, drop_s=10.0, sync_s=2.0, clock=None) -> EngineWorker:
     """The engine's loop state, in this process: what the worker process runs, without the pipe."""
-    return EngineWorker("cpu", cap, drop_s, sync_s)
+    return EngineWorker("cpu", cap, drop_s, sync_s, clock=clock or Clock())
 
 
 def test_every_training_slot_advances_at_the_same_rate():
@@ -52,7 +65,8 @@ def test_every_training_slot_advances_at_the_same_rate():
 
 
 def test_a_poll_brings_every_new_loss_once_and_the_state_every_sync_interval():
-    w = worker(sync_s=0.3)
+    clock = Clock()
+    w = worker(sync_s=0.3, clock=clock)
     w.op_add("a", state())
     w.train()
     first = w.op_poll("a")
@@ -61,7 +75,7 @@ def test_a_poll_brings_every_new_loss_once_and_the_state_every_sync_interval():
     second = w.op_poll("a")
     assert len(second.losses) == second.stats.step - first.stats.step > 0
     assert second.stats.loss == pytest.approx(float(second.losses.mean()))
-    time.sleep(0.35)
+    clock.advance(0.35)
     synced = w.op_poll("a")
     assert synced.state is not None and int(synced.state["step"]) == synced.stats.step
     assert len(synced.losses) == 0 and synced.flow is None, "nothing new: no weights travel"
@@ -143,12 +157,13 @@ def test_through_the_process_a_labelled_run_trains_in_the_engine():
 
 
 def test_a_slot_whose_page_stopped_polling_is_dropped():
-    w = worker(drop_s=0.2)
+    clock = Clock()
+    w = worker(drop_s=0.2, clock=clock)
     w.op_add("gone", state(seed=1))
     w.op_add("here", state(seed=2))
-    time.sleep(0.15)
+    clock.advance(0.15)
     w.op_poll("here")
-    time.sleep(0.1)
+    clock.advance(0.1)
     w.drop_stale()
     assert set(w.entries) == {"here"} and len(w.bank) == 1
     with pytest.raises(SlotLost):

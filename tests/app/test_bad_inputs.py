@@ -146,7 +146,10 @@ def test_reset_during_a_slice_drops_the_slice_and_starts_over():
     seen = []
     slicing = threading.Thread(target=lambda: seen.append(runner.tick(1.0)))
     slicing.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while not runner._slice_lock.locked():  # the other thread is inside its 1 s slice
+        assert time.monotonic() < deadline and slicing.is_alive(), "the slice never started"
+        time.sleep(0.005)
     runner.reset()  # while the other thread is inside its slice
     slicing.join()
     assert seen == [None], "the slice of the replaced network must not be reported"

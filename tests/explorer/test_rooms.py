@@ -30,7 +30,7 @@ from explorer.rooms import (
     open_store,
 )
 from explorer.rooms.model import CODE_ALPHABET, CODE_LENGTH
-from explorer.rooms.redis_store import RedisStore
+from explorer.rooms.redis_store import RedisStore, room_key
 from explorer.rooms.sqlite import SQLiteStore
 from explorer.rooms.store import token_hash
 
@@ -456,7 +456,11 @@ def test_redis_publishes_each_push(redis_url):
     got, arrived = [], threading.Event()
     listener = store.subscribe(code, lambda pushed: (got.append(pushed), arrived.set()))
     try:
-        time.sleep(0.2)  # the subscription is live once the thread has sent SUBSCRIBE
+        channel = f"{room_key(code)}:push"
+        deadline = time.monotonic() + 30  # the subscription is live once the server counts it
+        while store.r.pubsub_numsub(channel)[0][1] < 1:
+            assert time.monotonic() < deadline, "the listener never subscribed"
+            time.sleep(0.01)
         pushed = store.push_settings(code, token, PushedSettings(schedule="cosine"))
         assert arrived.wait(5)
         assert got == [pushed] and pushed.version == 1

@@ -1,7 +1,6 @@
 """The Playground's SDE view in a real browser: jagged paths, and a picture fit for a class."""
 
 import re
-import time
 
 import pytest
 
@@ -40,7 +39,10 @@ def test_a_mean_flow_trains_in_the_page_and_draws_its_jumps(app, page):
     wait_for_flow(page)
     page.get_by_role("button", name=re.compile("Train")).click()
     page.wait_for_selector(LOSS, state="attached", timeout=30_000)
-    time.sleep(8)  # a few seconds of training; the pause redraws the page with the network's figure
+    page.wait_for_function(  # some training, however loaded the machine; the pause then redraws
+        "() => /step [1-9]/.test(document.querySelector(\"[data-testid='fm-train-stats']\")?.innerText ?? '')",
+        timeout=90_000,
+    )
     page.get_by_role("button", name=re.compile("Pause")).click()
     page.wait_for_function(
         f"() => [...document.querySelectorAll('{FLOW} .annotation-text')]"

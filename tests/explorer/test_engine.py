@@ -1,5 +1,6 @@
 """The training engine: fair batched steps, heartbeats, the cap, syncing, and dying with its server."""
 
+import math
 import multiprocessing
 import os
 import pickle
@@ -16,6 +17,8 @@ import torch
 
 from explorer.training import Engine, TrainingRunner
 from explorer.training.engine import (
+    MIN_STEPS,
+    STEP_CALL_S,
     EngineFull,
     EngineLost,
     EngineWorker,
@@ -69,6 +72,19 @@ def test_every_training_slot_advances_at_the_same_rate():
     w.train()
     late = w.op_poll("late").stats.step
     assert w.op_poll("s0").stats.step - steps[0] == late, "a newcomer gets the same steps per call"
+
+
+def test_a_class_that_joins_at_once_gets_a_short_first_call_not_one_sized_for_one_slot():
+    w = worker(cap=40)
+    w.op_add("first", state(seed=0, m=64))
+    w.rate = 2000.0  # slot-steps per second, as measured with the one slot
+    assert w.call_steps() == int(2000.0 * STEP_CALL_S)
+    for k in range(29):
+        w.op_add(f"late-{k}", state(seed=k + 1, m=64))
+    assert w.call_steps() == max(MIN_STEPS, int(2000.0 * STEP_CALL_S / 30)), "30 slots: a 30th of the steps"
+    w.train()
+    assert all(w.op_poll(h).stats.step == MIN_STEPS for h in w.entries)
+    assert 0 < w.rate < math.inf
 
 
 def test_a_poll_brings_every_new_loss_once_and_the_state_every_sync_interval():

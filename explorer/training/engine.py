@@ -11,11 +11,11 @@ network is paid once for the class rather than once per session.
     state = engine.call("remove", handle)      # the slot's last state (pausing)
 
 Requests from every session's thread share one pipe, each with an id (``_Link``), and the worker
-answers all that wait between two batched steps (each sized to ``STEP_CALL_S``). A ``poll`` is also the slot's heartbeat: a slot not polled for
-``drop_s`` seconds (its page is gone) is dropped. A slot's state comes back with a poll every
-``sync_s`` seconds, so when the worker dies a session restores its model from that state,
-losing at most ``sync_s`` of training. The worker exits when its server does (the pipe closes,
-or its parent pid changes).
+answers all that wait between two batched steps (each sized to ``STEP_CALL_S``). A ``poll`` is
+also the slot's heartbeat: a slot not polled for ``drop_s`` seconds (its page is gone) is dropped.
+A slot's state comes back with a poll every ``sync_s`` seconds, so when the worker dies a session
+restores its model from that state, losing at most ``sync_s`` of training. The worker exits when
+its server does (the pipe closes, or its parent pid changes).
 """
 
 from __future__ import annotations

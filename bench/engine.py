@@ -117,8 +117,8 @@ def app_engine(k: int, device: torch.device) -> Engine:
         start = first.step_count
         while first.step_count < start + CHUNK:
             worker.train()
-        for handle in handles:
-            pickle.dumps(worker.op_poll(handle), protocol=pickle.HIGHEST_PROTOCOL)
+        for handle in handles:  # the answer as the pipe carries it: states as arrays (``to_wire``)
+            pickle.dumps(worker.handle("poll", handle), protocol=pickle.HIGHEST_PROTOCOL)
         return first.step_count - start
 
     return Engine(advance, lambda: [worker.bank.trainer(e.slot).velocity for e in worker.entries.values()])

@@ -29,21 +29,33 @@ __all__ = ["ACTOR_NAME", "NAMESPACE", "RayEngine", "connect"]
 ACTOR_NAME, NAMESPACE = "fme-engine", "fme"
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+CALLS_AT_ONCE = 64
+"""Requests the actor takes in at once (its threads); more wait in Ray's queue."""
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=CALLS_AT_ONCE)
 class _EngineActor:
-    """An ``EngineWorker`` stepped by a loop thread; ``call`` is one request, as over the local pipe."""
+    """An ``EngineWorker`` stepped by a loop thread; ``call`` is one request, as over the local pipe.
+
+    Calls run in threads of their own, and the loop takes its next batched call only when no call
+    waits: as with the local pipe, every request that came during a batched call is answered before
+    the next (one call at a time let a class's polls queue until their slots were dropped).
+    """
 
     def __init__(self, device, cap: int, drop_s: float, sync_s: float):
         import torch
 
         torch.set_num_threads(1)
         self.worker = EngineWorker(device, cap, drop_s, sync_s)
-        self.lock = threading.Lock()
+        self.turn = threading.Condition()  # held by the loop's batched call or by one request
+        self.waiting = 0  # requests waiting for their turn
+        self.count_lock = threading.Lock()
         threading.Thread(target=self._loop, name="fme-engine-loop", daemon=True).start()
 
     def _loop(self):
         while True:
-            with self.lock:
+            with self.turn:
+                self.turn.wait_for(lambda: not self.waiting)
                 self.worker.drop_stale()
                 training = self.worker.training
                 if training:
@@ -52,8 +64,15 @@ class _EngineActor:
                 time.sleep(IDLE_WAIT_S)
 
     def call(self, op: str, *args):
-        with self.lock:
-            return self.worker.handle(op, *args)
+        with self.count_lock:
+            self.waiting += 1
+        with self.turn:
+            try:
+                return self.worker.handle(op, *args)
+            finally:
+                with self.count_lock:
+                    self.waiting -= 1
+                self.turn.notify_all()
 
     def pid(self) -> int:
         import os

@@ -1,8 +1,13 @@
 """The training engine: fair batched steps, heartbeats, the cap, syncing, and dying with its server."""
 
+import math
+import multiprocessing
+import os
 import pickle
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,11 +17,16 @@ import torch
 
 from explorer.training import Engine, TrainingRunner
 from explorer.training.engine import (
+    MIN_STEPS,
+    STEP_CALL_S,
     EngineFull,
+    EngineLost,
     EngineWorker,
     SlotLost,
+    _Link,
     flow_from_weights,
     from_wire,
+    serve,
     to_wire,
     trimmed_state,
     unwrap,
@@ -62,6 +72,19 @@ def test_every_training_slot_advances_at_the_same_rate():
     w.train()
     late = w.op_poll("late").stats.step
     assert w.op_poll("s0").stats.step - steps[0] == late, "a newcomer gets the same steps per call"
+
+
+def test_a_class_that_joins_at_once_gets_a_short_first_call_not_one_sized_for_one_slot():
+    w = worker(cap=40)
+    w.op_add("first", state(seed=0, m=64))
+    w.rate = 2000.0  # slot-steps per second, as measured with the one slot
+    assert w.call_steps() == int(2000.0 * STEP_CALL_S)
+    for k in range(29):
+        w.op_add(f"late-{k}", state(seed=k + 1, m=64))
+    assert w.call_steps() == max(MIN_STEPS, int(2000.0 * STEP_CALL_S / 30)), "30 slots: a 30th of the steps"
+    w.train()
+    assert all(w.op_poll(h).stats.step == MIN_STEPS for h in w.entries)
+    assert 0 < w.rate < math.inf
 
 
 def test_a_poll_brings_every_new_loss_once_and_the_state_every_sync_interval():
@@ -154,6 +177,95 @@ def test_through_the_process_a_labelled_run_trains_in_the_engine():
         assert not torch.allclose(v_0, v_1, atol=1e-3), "each class has its own field"
     finally:
         engine.shutdown()
+
+
+def wait_until(condition, what: str, deadline_s: float = 60.0) -> None:
+    """Wait for ``condition()`` with a generous deadline (a condition, never a duration)."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {deadline_s:.0f} s"
+        time.sleep(0.01)
+
+
+class GatedWorker(EngineWorker):
+    """An EngineWorker whose first batched call waits for the test's gate, and that notes after
+    how many batched calls each request was answered."""
+
+    def __init__(self, gate: threading.Event, **options):
+        super().__init__("cpu", cap=50, drop_s=10.0, sync_s=2.0, **options)
+        self.gate, self.calls, self.answered_after = gate, 0, []
+
+    def train(self) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.gate.wait()
+        super().train()
+
+    def handle(self, op: str, *args):
+        self.answered_after.append(self.calls)
+        return super().handle(op, *args)
+
+
+class CountingConn:
+    """The server's end of the pipe, counting the requests sent through it."""
+
+    def __init__(self, conn):
+        self.conn, self.sent = conn, 0
+
+    def send(self, message) -> None:
+        self.conn.send(message)
+        self.sent += 1
+
+    def recv(self):
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_every_request_sent_during_a_batched_call_is_answered_before_the_next():
+    """30 pages' polls, sent while the worker is in one long batched call (a loaded machine), are all
+    answered when it ends, before its next call, and none finds its slot dropped though the call
+    outlasted ``drop_s``. (One request per batched call let a class's polls queue for a minute: their
+    slots were dropped as if their pages had gone, and restored from step 0 again and again.)"""
+    clock, gate = Clock(), threading.Event()
+    w = GatedWorker(gate, clock=clock)
+    handles = [f"page-{k}" for k in range(30)]
+    for k, handle in enumerate(handles):
+        w.op_add(handle, state(seed=k, m=64))
+    ours, theirs = multiprocessing.Pipe()
+    theirs.send(("ready", 0, "cpu"))
+    loop = threading.Thread(target=serve, args=(theirs, w), daemon=True)
+    loop.start()
+    lost = []
+    conn = CountingConn(ours)
+    link = _Link(conn, lost.append)
+    try:
+        wait_until(lambda: w.calls == 1, "the first batched call")
+        reports = {}
+        threads = [
+            threading.Thread(target=lambda h=h: reports.__setitem__(h, link.request(60.0, "poll", h)))
+            for h in handles
+        ]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: conn.sent == len(handles), "every page's poll in the pipe")
+        clock.advance(2 * w.drop_s)  # the call took longer than a page may stay silent
+        gate.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(reports) == sorted(handles) and all(r.stats is not None for r in reports.values())
+        assert w.answered_after == [1] * len(handles), "all answered between the first and second call"
+        assert set(w.entries) == set(handles), "no slot dropped while its page's poll waited"
+    finally:
+        gate.set()
+        # What the server's exit does to the pipe; a close() would not wake the reader's recv().
+        socket.socket(fileno=os.dup(ours.fileno())).shutdown(socket.SHUT_RDWR)
+        loop.join(timeout=60)
+    wait_until(lambda: lost == [link], "the link to notice the closed pipe")
+    assert not loop.is_alive(), "the worker's loop ends with its pipe"
+    with pytest.raises(EngineLost):
+        link.request(1.0, "ping")
 
 
 def test_a_slot_whose_page_stopped_polling_is_dropped():

@@ -14,6 +14,7 @@ from explorer.core.state import ViewState, widget_key
 from explorer.figures import export
 
 from . import cache
+from .classes import picked_class
 from .training_panel import on_load_model
 
 __all__ = ["export_panel"]
@@ -38,7 +39,7 @@ def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: f
             st.caption(
                 f"The link carries a {URL_MAX_POINTS:,}-point subsample of your {len(state.points):,} points."
             )
-        _downloads(flow, figure, dataset, source, state.schedule)
+        _downloads(flow, figure, dataset, source, state)
         st.caption(
             "GIF and PNG render offline with Pillow; the HTML file embeds plotly.js and plays without a network."
         )
@@ -62,22 +63,26 @@ def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: f
         )
 
 
-def _downloads(flow, figure, dataset: Dataset, source: flows.Source, schedule: str) -> None:
-    """GIF, HTML, PNG (of one frame) and the samples as CSV, each built only when clicked."""
+def _downloads(flow, figure, dataset: Dataset, source: flows.Source, state: ViewState) -> None:
+    """GIF, HTML, PNG (of one frame) and the samples as CSV, each built only when clicked; the data
+    coloured by class when it is labelled, as in the figure."""
     field = cache.field_frames(source)
-    title = f"{flows.sampler_label(flow.solver, flow.noise)} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {schedule}"
+    title = f"{flows.sampler_label(flow.solver, flow.noise)} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {state.schedule}"
+    classes = dict(data_labels=dataset.shown_labels, picked=picked_class(dataset, state))
     frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=widget_key("png_t"))
     k = round(frame_t * (len(flow.times) - 1))
 
     def png() -> bytes:  # rendered when clicked, like the GIF
         return export.png_bytes(
-            export.render_frame(flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800)
+            export.render_frame(
+                flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800, **classes
+            )
         )
 
     downloads = (
         (
             "GIF",
-            lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title),
+            lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title, **classes),
             "flow.gif",
             "image/gif",
             ":material/gif_box:",

@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from explorer.core.quality import reference_floor
 from explorer.training.engine import EngineWorker, trimmed_state
 from fmcore import BatchTrainer, Trainer, datasets
 from fmcore.metrics import energy_distance
@@ -229,15 +230,14 @@ CONVERGED = 2.0
 """A model counts as trained when its energy distance to the data is within this many noise floors."""
 
 
-def noise_floor(pairs: int = 4) -> float:
-    """RMS energy distance between fresh data sets of ``QUALITY_N`` points: sampling noise alone."""
-    values = [
-        energy_distance(
-            datasets.sample("moons", QUALITY_N, 10_000 + i), datasets.sample("moons", QUALITY_N, 20_000 + i)
-        )
-        for i in range(pairs)
-    ]
-    return math.sqrt(sum(v * v for v in values) / pairs)
+FLOOR_POINTS = 5000
+"""Fresh data the noise floor's distance variance is estimated from (as in train_speed.py)."""
+
+
+def noise_floor() -> float:
+    """RMS energy distance between independent data sets of ``QUALITY_N`` points, in closed form
+    (``quality.reference_floor``, the app's: ``fmcore.metrics.energy_distance_floor``)."""
+    return reference_floor(datasets.sample("moons", FLOOR_POINTS, 10_000).numpy(), QUALITY_N)
 
 
 def quality(velocity: Velocity, seed: int, floor: float) -> float:

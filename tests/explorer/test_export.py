@@ -132,3 +132,39 @@ def test_png_and_gif_colour_labelled_data_by_class_and_unlabelled_data_amber():
     for centre in CLUSTERS:
         assert nearest_class(colour_at(plain, centre)) == 0  # class 0's colour is the data's amber
         np.testing.assert_allclose(colour_at(plain, centre), theme.hex_to_rgb(theme.DATA), atol=30)
+
+
+def test_the_playgrounds_gif_and_png_buttons_colour_moons_by_class():
+    """``export_panel.downloads``: what the GIF and PNG buttons hand over, for labelled data (moons,
+    2 classes) and for the same points unlabelled. Class 1 is teal; no other mark is (particles go
+    from blue to amber, arrows are grey), so teal pixels are class 1's data."""
+    from dataclasses import replace
+
+    from explorer.core import data
+    from explorer.core.state import ViewState
+    from explorer.playground.export_panel import downloads
+
+    dataset = data.preset_dataset("moons", seed=0)
+    source = flows.exact_source(dataset, "linear")
+    flow = flows.compute_flow(source, data.noise_particles(300, 0), "euler", 5, "uniform")
+    field = np.zeros((F, fields.ARROW_GRID**2, 2), np.float32)
+
+    def pictures(dataset) -> list[np.ndarray]:
+        files = {f.label: f for f in downloads(flow, None, dataset, field, ViewState(), 0)}
+        gif = Image.open(io.BytesIO(files["GIF"].data()))
+        png = Image.open(io.BytesIO(files["PNG"].data()))
+        return [np.asarray(gif.convert("RGB")).astype(int), np.asarray(png.convert("RGB")).astype(int)]
+
+    def teal(image: np.ndarray) -> int:
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((g > r + 30) & (abs(g - b) < 25)).sum())
+
+    def amber(image: np.ndarray) -> int:
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((r > b + 30) & (r > g)).sum())
+
+    for image in pictures(dataset):  # frame 0 (t = 0): the particles are blue, amber is class 0's data
+        assert teal(image) > 100 and amber(image) > 100
+    unlabelled = replace(dataset, shown_labels=None, train_labels=None, reference_labels=None)
+    for image in pictures(unlabelled):
+        assert teal(image) < 5 and amber(image) > 100

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer.training.engine import EngineWorker, trimmed_state
 from fmcore import BatchTrainer, Trainer, datasets
-from fmcore.metrics import energy_distance
+from fmcore.metrics import energy_distance, energy_distance_floor
 from fmcore.solvers import integrate
 
 N = 2000
@@ -229,15 +229,15 @@ CONVERGED = 2.0
 """A model counts as trained when its energy distance to the data is within this many noise floors."""
 
 
-def noise_floor(pairs: int = 4) -> float:
-    """RMS energy distance between fresh data sets of ``QUALITY_N`` points: sampling noise alone."""
-    values = [
-        energy_distance(
-            datasets.sample("moons", QUALITY_N, 10_000 + i), datasets.sample("moons", QUALITY_N, 20_000 + i)
-        )
-        for i in range(pairs)
-    ]
-    return math.sqrt(sum(v * v for v in values) / pairs)
+FLOOR_POINTS = 5000
+"""Fresh data the noise floor's distance variance is estimated from (as in train_speed.py)."""
+
+
+def noise_floor() -> float:
+    """RMS energy distance between two independent data sets of ``QUALITY_N`` points (what
+    ``quality`` compares), in closed form: ``energy_distance_floor``, as train_speed.py and the
+    app's quality number use it."""
+    return energy_distance_floor(datasets.sample("moons", FLOOR_POINTS, 10_000), QUALITY_N)
 
 
 def quality(velocity: Velocity, seed: int, floor: float) -> float:

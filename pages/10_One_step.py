@@ -137,8 +137,9 @@ if revealed:
         f"Both models: the same hidden layers and data (2,000 points of moons), {one_step.TRAIN_STEPS:,} training "
         f"steps each with their objective's defaults ({race.train_seconds['mean flow']:.1f} s and "
         f"{race.train_seconds['flow']:.1f} s on this machine: a MeanFlow step costs a JVP more). "
-        f"{one_step.PARTICLES} samples from the same noise, compared with fresh data; two data samples of this "
-        f"size differ by {race.floor:.4f}, the noise floor. The energy distance is an unbiased estimate: when two "
+        f"{one_step.PARTICLES} samples from the same noise, compared with fresh data; {one_step.PARTICLES} points "
+        f"of the data itself would differ from it by {race.floor:.4f} in root mean square, the noise floor. "
+        "The energy distance is an unbiased estimate: when two "
         "distributions agree it can dip just below 0."
     )
 else:

@@ -149,8 +149,8 @@ if revealed:  # the curves and the table answer the question: shown only after t
     st.subheader("Your run, in numbers")
     st.dataframe(result.table(GOOD), hide_index=True, width="stretch")
     st.caption(
-        f"Energy distance of {SAMPLES} samples to fresh data; two data samples differ by about "
-        f"{max(abs(result.floor), 0.001):.3f}. Each model trained {result.train_steps} steps (same network, "
+        f"Energy distance of {SAMPLES} samples to fresh data; {SAMPLES} points of the data itself would "
+        f"differ from it by {result.floor:.4f} in root mean square (the noise floor). Each model trained {result.train_steps} steps (same network, "
         "batch, seed); every sampler makes one network evaluation per step, so steps = NFE. Measured here."
     )
 

@@ -58,9 +58,9 @@ with left:
                 "get sharper as the noise grows",
             ),
             "are the same at every noise level",
-            f"Every member shares p_t. Each cloud's energy distance to the ODE's cloud stays within a few "
-            f"times the noise floor ({family.floor_end:.4f}); the small excess is chance and "
-            "Euler–Maruyama's error at 100 steps.",
+            f"Every member shares p_t. Each cloud's energy distance to the ODE's cloud stays within "
+            f"{family.excess_end:.1f}× the noise floor ({family.floor_end:.4f}); the small excess is chance "
+            "and Euler–Maruyama's error at 100 steps.",
             hints={
                 "blur more as the noise grows": "The drift gains (g²/2)·score, which pulls towards high "
                 "density exactly as hard as the noise spreads.",
@@ -99,9 +99,9 @@ if revealed:
         width="stretch",
     )
     st.caption(
-        f"Each cloud: {sdes.PARTICLES} particles, compared with the ODE's cloud from the same noise. Two ODE "
-        f"clouds from independent noise differ by up to {family.floor_half:.4f} (t = 0.5) and "
-        f"{family.floor_end:.4f} (t = 1): the noise floor of this measurement. Roughness is the mean over "
+        f"Each cloud: {sdes.PARTICLES} particles, compared with the ODE's cloud from the same noise. Two "
+        f"independent clouds of the same pₜ differ by {family.floor_half:.4f} (t = 0.5) and "
+        f"{family.floor_end:.4f} (t = 1) in root mean square: the noise floor of this measurement. Roughness is the mean over "
         "particles of the sum of squared steps; it grows like the Brownian increments' Σ g_t² h."
     )
 

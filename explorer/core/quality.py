@@ -8,7 +8,7 @@ from fmcore import metrics
 
 from .data import Dataset
 
-__all__ = ["energy_distance", "noise_floor", "reference_for"]
+__all__ = ["energy_distance", "noise_floor", "reference_floor", "reference_for"]
 
 
 def energy_distance(samples: np.ndarray, reference: np.ndarray) -> float | None:
@@ -36,3 +36,15 @@ def noise_floor(dataset: Dataset, n: int) -> float | None:
     if len(dataset.reference) < 4 or n < 2:
         return None
     return metrics.energy_distance_floor(dataset.reference, n, len(reference_for(dataset, n)))
+
+
+def reference_floor(reference: np.ndarray, n: int) -> float:
+    """The noise floor of ``energy_distance(samples, reference)`` for n samples against all of the
+    (m, d) ``reference``: the RMS between independent samples of n and m points of the reference's
+    distribution (``fmcore.metrics.energy_distance_floor``, estimated from the reference itself).
+    What a lesson's "× noise floor" divides by.
+
+    Raises:
+        ValueError: n < 2, or a reference of fewer than 4 points.
+    """
+    return metrics.energy_distance_floor(reference, n, len(reference))

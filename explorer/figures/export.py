@@ -18,6 +18,7 @@ from explorer.core.fields import ARROW_GRID, arrow_grid
 from explorer.core.flows import VIEW_BOX
 
 from . import theme
+from .marks import data_layers
 
 __all__ = ["csv_bytes", "gif_bytes", "html_bytes", "png_bytes", "render_frame", "scatter_image"]
 
@@ -99,6 +100,8 @@ def render_frame(
     title: str = "",
     size: int = 600,
     supersample: int = SUPERSAMPLE,
+    data_labels: np.ndarray | None = None,
+    picked: int | None = None,
 ) -> Image.Image:
     """One picture of the flow at time t, in the on-screen palette.
 
@@ -106,6 +109,8 @@ def render_frame(
         particles: (n, 2) positions z_t.  t: the time shown.  data: (m, 2) faint target points.
         field: (G, 2) velocities on ``fields.arrow_grid()``.  title: top-left text.  size: pixels.
         supersample: draw this many times larger, then downsample (1: crisp, for GIF frames).
+        data_labels: (m,) class of each data point: coloured by class as on screen
+            (``marks.data_layers``); None: unlabelled, amber.  picked: the class being sampled.
     Returns:
         A ``size x size`` RGB image.
     """
@@ -113,7 +118,8 @@ def render_frame(
     canvas = _Canvas(size * k, scale=k)
     canvas.grid()
     if data is not None:
-        canvas.dots(data, 1.4 * k, (*theme.hex_to_rgb(theme.DATA), 70))
+        for index, color, opacity in data_layers(data_labels, picked):
+            canvas.dots(data[index], 1.4 * k, (*theme.hex_to_rgb(color), round(255 * opacity)))
     if field is not None:
         canvas.arrows(field, theme.FIELD)
     canvas.dots(particles, 2.0 * k, (*theme.hex_to_rgb(theme.particle_color(t)), 235))
@@ -142,16 +148,29 @@ def gif_bytes(
     title: str = "",
     size: int = 480,
     frame_ms: int = 80,
+    data_labels: np.ndarray | None = None,
+    picked: int | None = None,
 ) -> bytes:
     """The animation as a looping GIF.
 
     Args:
         particles: (F, n, 2).  times: (F,).  data: (m, 2).  field: (F, G, 2) or None.
+        data_labels, picked: the data's classes and the sampled one, as for ``render_frame``.
     Returns:
         GIF89a bytes; the last frame (the data) is held a little longer.
     """
     frames = [
-        render_frame(particles[k], float(times[k]), data, None if field is None else field[k], title, size, 1)
+        render_frame(
+            particles[k],
+            float(times[k]),
+            data,
+            None if field is None else field[k],
+            title,
+            size,
+            1,
+            data_labels,
+            picked,
+        )
         for k in range(len(times))
     ]
     palette = [

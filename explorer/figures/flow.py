@@ -23,7 +23,7 @@ from explorer.core.flows import Flow, sampler_label, steps_label
 
 from . import theme
 from .animation import animation_controls
-from .marks import arrow_segments, f32, speed_scale, square_axes, with_gaps
+from .marks import arrow_segments, data_colors, f32, speed_scale, square_axes, with_gaps
 
 __all__ = ["PATH_MARKERS_UP_TO", "Panel", "flow_figure", "panel_title"]
 
@@ -86,14 +86,7 @@ def _density_trace(density: np.ndarray) -> Animated:
 
 
 def _data_trace(data: np.ndarray, labels: np.ndarray | None = None, picked: int | None = None) -> Animated:
-    if labels is None:
-        color = theme.rgba(theme.DATA, 0.28)
-    else:
-        alpha = np.where(labels == picked, 0.5, 0.18) if picked is not None else np.full(len(labels), 0.4)
-        color = [
-            theme.rgba(theme.class_color(k), a) for k, a in zip(labels.tolist(), alpha.tolist(), strict=True)
-        ]
-    marker = dict(size=3, color=color)
+    marker = dict(size=3, color=data_colors(labels, picked))
     trace = dict(type="scatter", x=f32(data[:, 0]), y=f32(data[:, 1]), mode="markers", marker=marker)
     return dict(trace, name="data z₁", hoverinfo="skip"), None
 

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from explorer.core.fields import arrow_grid
 
 from . import theme
-from .marks import arrow_segments, f32, speed_scale, square_axes
+from .marks import arrow_segments, data_colors, f32, speed_scale, square_axes
 
 __all__ = ["loss_figure", "snapshot_figure"]
 
@@ -84,15 +84,22 @@ def snapshot_figure(
     field: np.ndarray | None = None,
     height: int = 300,
     title: str = "",
+    data_labels: np.ndarray | None = None,
 ) -> go.Figure:
-    """A still: the model's current samples over the data, with its field (arrows) at one time."""
+    """A still: the model's current samples over the data, with its field (arrows) at one time.
+
+    Args:
+        samples: (n, 2) the model's samples (violet).  data: (m, 2) the data, coloured like the main
+        figure's (``marks.data_colors``: by class with (m,) ``data_labels``, else amber).
+        field: (G, 2) velocities on ``fields.arrow_grid()`` or None.
+    """
     traces = [
         dict(
             type="scatter",
             x=f32(data[:, 0]),
             y=f32(data[:, 1]),
             mode="markers",
-            marker=dict(size=3, color=theme.rgba(theme.DATA, 0.25)),
+            marker=dict(size=3, color=data_colors(data_labels)),
             hoverinfo="skip",
         )
     ]

@@ -13,12 +13,55 @@ from explorer.core.flows import VIEW_BOX
 
 from . import theme
 
-__all__ = ["ARROW_CELL", "ARROW_HEAD", "arrow_segments", "f32", "speed_scale", "square_axes", "with_gaps"]
+__all__ = [
+    "ARROW_CELL",
+    "ARROW_HEAD",
+    "arrow_segments",
+    "data_colors",
+    "data_layers",
+    "f32",
+    "speed_scale",
+    "square_axes",
+    "with_gaps",
+]
 
 ARROW_CELL = 2 * VIEW_BOX * 0.92 / (ARROW_GRID - 1)
 """Spacing of the arrow grid: the longest arrow."""
 ARROW_HEAD = 0.3
 """Arrowhead barbs, as a fraction of the arrow's length."""
+
+
+def data_layers(
+    labels: np.ndarray | None = None, picked: int | None = None
+) -> list[tuple[np.ndarray | slice, str, float]]:
+    """How the data z_1 behind the particles is coloured, in every picture (screen and exports).
+
+    Args:
+        labels: (m,) class of each data point, or None for unlabelled data.
+        picked: the class being sampled (drawn brighter, the others fainter), or None.
+    Returns:
+        ``(index, colour, opacity)`` per layer, ``data[index]`` its points: unlabelled data is one
+        amber layer (every point); labelled data one layer per class in its ``theme.class_color``.
+    """
+    if labels is None:
+        return [(slice(None), theme.DATA, 0.28)]
+    labels = np.asarray(labels)
+    return [
+        (labels == k, theme.class_color(k), 0.4 if picked is None else 0.5 if k == picked else 0.18)
+        for k in np.unique(labels).tolist()
+    ]
+
+
+def data_colors(labels: np.ndarray | None = None, picked: int | None = None) -> str | list[str]:
+    """Plotly marker colours of the data (``data_layers``): one rgba string, or (m,) of them."""
+    layers = data_layers(labels, picked)
+    if labels is None:
+        _, color, opacity = layers[0]
+        return theme.rgba(color, opacity)
+    colors = np.empty(len(labels), dtype=object)
+    for index, color, opacity in layers:
+        colors[index] = theme.rgba(color, opacity)
+    return colors.tolist()
 
 
 def f32(a) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import fmcore
+from explorer.core import quality
 from explorer.core.flows import EXACT_BANDWIDTH
 from fmcore import datasets, metrics
 from fmcore.solvers import integrate
@@ -166,7 +167,8 @@ class FewStepRace:
     """The mean-flow model in 1, 2, 4 steps against the flow model's Euler at 1, 2, 4 and 100.
 
     Attributes:
-        rows: one per (model, steps).  floor: energy distance between two data samples of this size.
+        rows: one per (model, steps).  floor: the noise floor, the root mean square energy distance
+            between ``PARTICLES`` points of the data and the fresh sample (``quality.reference_floor``).
         train_seconds: model -> seconds its ``TRAIN_STEPS`` took on this machine.
     """
 
@@ -202,6 +204,6 @@ def few_step_race(seed: int = 0) -> FewStepRace:
         )
     return FewStepRace(
         rows=tuple(rows),
-        floor=abs(metrics.energy_distance(datasets.sample(MEANFLOW_PRESET, PARTICLES, seed=2), fresh)),
+        floor=quality.reference_floor(fresh.numpy(), PARTICLES),
         train_seconds={"mean flow": mean_flow.elapsed, "flow": flow.elapsed},
     )

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import fmcore
+from explorer.core import quality
 from fmcore import datasets, metrics
 from fmcore.solvers import Trajectory, integrate
 
@@ -68,7 +69,8 @@ class Comparison:
         energy: sampler -> (len(steps),) energy distance of ``SAMPLES`` samples to fresh data.
         paths: sampler -> (K+1, p, 2) paths of p particles at 100 steps.
         train_seconds: model ("diffusion", "vp velocity", "flow matching") -> training seconds.
-        train_steps: steps each model trained.  floor: energy distance between two data samples.
+        train_steps: steps each model trained.  floor: the noise floor, the root mean square energy
+            distance between ``SAMPLES`` points of the data and the fresh sample (``quality.reference_floor``).
     """
 
     steps: tuple[int, ...]
@@ -146,7 +148,7 @@ def fm_vs_diffusion(preset: str, train_steps: int = 600, seed: int = 0) -> Compa
         paths=paths,
         train_seconds={name: model.elapsed for name, model in models.items()},
         train_steps=train_steps,
-        floor=metrics.energy_distance(datasets.sample(preset, SAMPLES, seed=2), fresh),
+        floor=quality.reference_floor(fresh.numpy(), SAMPLES),
     )
 
 

@@ -12,10 +12,11 @@ from explorer import figures
 from explorer.core import flows
 from explorer.core.data import Dataset
 from explorer.core.state import ViewState
+from explorer.figures import theme
 
 from . import cache
 
-__all__ = ["caption", "header", "schedule_sketch"]
+__all__ = ["caption", "data_colours", "header", "schedule_sketch"]
 
 
 def header() -> None:
@@ -41,7 +42,7 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
     floor = cache.noise_floor(dataset, state.n)
     lines = [
         f"<b>{state.n:,} particles</b> start as noise z₀ ~ N(0, I) at t = 0 (blue) and ride {arrows} "
-        "until they reach the data (amber points) at t = 1. Press <b>▶</b> or drag the time slider.",
+        f"until they reach the data ({data_colours(dataset)}) at t = 1. Press <b>▶</b> or drag the time slider.",
     ]
     lines.extend(_sampler_lines(measured[0][0]))
     if state.paths:
@@ -78,6 +79,15 @@ def caption(state: ViewState, kind: str, measured, dataset: Dataset) -> None:
         f"<span class='label'>{spread}</span></div>",
         unsafe_allow_html=True,
     )
+
+
+def data_colours(dataset: Dataset) -> str:
+    """How the figure colours the data, in words: amber points, or one colour per class (each class's
+    number written in its own colour, ``theme.class_color``, as the figure draws it)."""
+    if not dataset.present:
+        return "amber points"
+    swatches = " ".join(f"<b style='color:{theme.class_color(k)}'>● {k}</b>" for k in dataset.present)
+    return f"faint points coloured by class: {swatches}"
 
 
 def _sampler_lines(flow: flows.Flow) -> list[str]:

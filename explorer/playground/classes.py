@@ -24,7 +24,7 @@ from explorer.figures import theme
 
 from .model import trains_labels
 
-__all__ = ["CONVENTION", "class_caption", "class_controls", "picked_data"]
+__all__ = ["CONVENTION", "class_caption", "class_controls", "picked_class", "picked_data"]
 
 CONVENTION = (
     "v_w = v(z,t|∅) + w (v(z,t|c) − v(z,t|∅)): w = 1 is the conditional field of class c, "
@@ -33,12 +33,16 @@ CONVENTION = (
 """The convention in words, as the page shows it (``fmcore.models.GUIDANCE`` in symbols)."""
 
 
+def picked_class(dataset: Dataset, state: ViewState) -> int | None:
+    """The class being sampled, drawn brighter in every picture; None for all classes or unlabelled data."""
+    return state.class_label if state.class_label in dataset.present else None
+
+
 def picked_data(dataset: Dataset, state: ViewState) -> Dataset:
     """The data of the picked class (all of it for ``ALL_CLASSES`` or unlabelled data): what the exact
     field is computed from and what samples are measured against."""
-    if state.class_label == ALL_CLASSES or state.class_label not in dataset.present:
-        return dataset
-    return dataset.of_class(state.class_label)
+    k = picked_class(dataset, state)
+    return dataset if k is None else dataset.of_class(k)
 
 
 def _class_name(k: int) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from explorer.core import flows
@@ -14,9 +17,10 @@ from explorer.core.state import ViewState, widget_key
 from explorer.figures import export
 
 from . import cache
+from .classes import picked_class
 from .training_panel import on_load_model
 
-__all__ = ["export_panel"]
+__all__ = ["Download", "downloads", "export_panel"]
 
 
 def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: flows.Source, runner) -> None:
@@ -38,7 +42,7 @@ def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: f
             st.caption(
                 f"The link carries a {URL_MAX_POINTS:,}-point subsample of your {len(state.points):,} points."
             )
-        _downloads(flow, figure, dataset, source, state.schedule)
+        _downloads(flow, figure, dataset, source, state)
         st.caption(
             "GIF and PNG render offline with Pillow; the HTML file embeds plotly.js and plays without a network."
         )
@@ -62,33 +66,64 @@ def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: f
         )
 
 
-def _downloads(flow, figure, dataset: Dataset, source: flows.Source, schedule: str) -> None:
-    """GIF, HTML, PNG (of one frame) and the samples as CSV, each built only when clicked."""
-    field = cache.field_frames(source)
-    title = f"{flows.sampler_label(flow.solver, flow.noise)} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {schedule}"
-    frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=widget_key("png_t"))
-    k = round(frame_t * (len(flow.times) - 1))
+@dataclass(frozen=True)
+class Download:
+    """One download button: its label, its bytes (or what builds them when clicked), file and type."""
 
-    def png() -> bytes:  # rendered when clicked, like the GIF
+    label: str
+    data: bytes | Callable[[], bytes]
+    file_name: str
+    mime: str
+    icon: str
+
+
+def downloads(
+    flow, figure, dataset: Dataset, field: np.ndarray, state: ViewState, k: int
+) -> tuple[Download, ...]:
+    """GIF, HTML, PNG of frame ``k`` and the samples as CSV, the pictures built only when clicked,
+    their data coloured by class when it is labelled, as in the figure (pure: no ``st.*``).
+
+    Args:
+        flow: the main panel's ``flows.Flow``.  figure: the animation (for the HTML file).
+        field: (F, G, 2) the arrows of each frame.  k: the frame the PNG shows.
+    """
+    title = f"{flows.sampler_label(flow.solver, flow.noise)} · {flows.steps_label(flow.solver, flow.steps, flow.nfe)} · {state.schedule}"
+    classes = dict(data_labels=dataset.shown_labels, picked=picked_class(dataset, state))
+
+    def gif() -> bytes:
+        return export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title, **classes)
+
+    def png() -> bytes:
         return export.png_bytes(
-            export.render_frame(flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800)
+            export.render_frame(
+                flow.particles[k], float(flow.times[k]), dataset.shown, field[k], title, 800, **classes
+            )
         )
 
-    downloads = (
-        (
-            "GIF",
-            lambda: export.gif_bytes(flow.particles, flow.times, dataset.shown, field, title),
-            "flow.gif",
-            "image/gif",
-            ":material/gif_box:",
+    return (
+        Download("GIF", gif, "flow.gif", "image/gif", ":material/gif_box:"),
+        Download("HTML", lambda: export.html_bytes(figure), "flow.html", "text/html", ":material/html:"),
+        Download("PNG", png, f"flow_t{flow.times[k]:.2f}.png", "image/png", ":material/image:"),
+        Download(
+            "Samples CSV", export.csv_bytes(flow.samples), "samples.csv", "text/csv", ":material/table:"
         ),
-        ("HTML", lambda: export.html_bytes(figure), "flow.html", "text/html", ":material/html:"),
-        ("PNG", png, f"flow_t{flow.times[k]:.2f}.png", "image/png", ":material/image:"),
-        ("Samples CSV", export.csv_bytes(flow.samples), "samples.csv", "text/csv", ":material/table:"),
     )
-    for col, (label, data, file_name, mime, icon) in zip(st.columns(4), downloads, strict=True):
+
+
+def _downloads(flow, figure, dataset: Dataset, source: flows.Source, state: ViewState) -> None:
+    """The ``downloads`` as a row of buttons, under the slider that picks the PNG's frame."""
+    frame_t = st.slider("Frame for the PNG (t)", 0.0, 1.0, 1.0, 0.02, key=widget_key("png_t"))
+    k = round(frame_t * (len(flow.times) - 1))
+    files = downloads(flow, figure, dataset, cache.field_frames(source), state, k)
+    for col, file in zip(st.columns(len(files)), files, strict=True):
         col.download_button(
-            label, data, file_name=file_name, mime=mime, icon=icon, on_click="ignore", width="stretch"
+            file.label,
+            file.data,
+            file_name=file.file_name,
+            mime=file.mime,
+            icon=file.icon,
+            on_click="ignore",
+            width="stretch",
         )
 
 

@@ -10,11 +10,11 @@ import torch
 
 import fmcore
 from explorer import figures, training
+from explorer.core import flows
 from explorer.core.data import Dataset
 from explorer.core.fields import arrow_grid
 from explorer.core.state import ViewState
 from explorer.core.text import plain
-from fmcore.solvers import integrate
 
 from . import cache, room
 from .keys import LIVE_FIGURES_KEY, LIVE_KEY
@@ -29,21 +29,28 @@ SNAPSHOT_T = 0.5
 
 def _snapshot(runner, dataset: Dataset, state: ViewState):
     """(figure, (n, 2) samples) of the network's current samples and its field at t = 0.5, or
-    (None, None) when its outputs overflow (a few ms: cheap solver, few particles)."""
-    velocity, average = runner.velocity, runner.average_velocity
-    z0 = torch.from_numpy(cache.noise_particles(state.snapshot_n, state.seed))
+    (None, None) when its outputs overflow (a few ms: cheap solver, few particles).
+
+    A flow network is sampled by midpoint, 8 steps; a mean flow by the main figure's own sampler
+    (``flows.main_sampler``: its jumps z_t = z_r + (t - r) u(z_r, r, t), on its path's times), never by
+    integrating u(z, t, t) as a velocity. These samples are also what a class's tile shows.
+    """
+    trained = runner.schedule or "linear"
+    source = flows.learned_source(runner.velocity, ("snapshot",), trained, trained, runner.average_velocity)
+    solver, steps, grid, _ = (
+        flows.main_sampler(state, source) if source.average is not None else ("midpoint", 8, "uniform", 0.0)
+    )
+    z0 = cache.noise_particles(state.snapshot_n, state.seed)
     try:
         with torch.no_grad():
-            trajectory = (
-                integrate(velocity, z0, "midpoint", 8, schedule=runner.schedule or "linear")
-                if average is None
-                else fmcore.sample_mean_flow(average, z0, state.nfe)
-            )
-            field = velocity(torch.from_numpy(arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
+            samples = flows.integrate_source(source, z0, solver, steps, grid).zs[-1].numpy()
+            field = source.velocity(torch.from_numpy(arrow_grid()), torch.tensor(SNAPSHOT_T)).numpy()
     except fmcore.SolverError:  # a network whose outputs overflow: the main figure says so
         return None, None
-    samples = trajectory.zs[-1].numpy()
-    return figures.snapshot_figure(samples, dataset.shown, field, height=250), samples
+    figure = figures.snapshot_figure(
+        samples, dataset.shown, field, height=250, data_labels=dataset.shown_labels
+    )
+    return figure, samples
 
 
 def live_part(runner, dataset: Dataset, state: ViewState) -> None:

@@ -15,7 +15,7 @@ from explorer.core.state import ViewState, widget_key
 from explorer.core.text import plain
 
 from . import cache
-from .classes import picked_data
+from .classes import picked_class, picked_data
 from .keys import CHART_KEY, LAST_FIGURE_KEY, PICK_KEY
 from .model import Model
 
@@ -81,7 +81,7 @@ def _panel(
         flow=flow,
         data=dataset.shown,
         data_labels=dataset.shown_labels,
-        picked=state.class_label if state.class_label in dataset.present else None,
+        picked=picked_class(dataset, state),
         title=figures.panel_title(flow, label, energy, two_lines=state.compare),
         field=field,
         field_kind=kind,

@@ -224,3 +224,41 @@ def test_only_the_dashboard_imports_streamlit(module):
     from tests.test_layers import ROOT, imported_roots
 
     assert "streamlit" not in imported_roots(ROOT / "explorer" / "classroom" / f"{module}.py")
+
+
+@pytest.mark.parametrize("schedule", ["linear", "vp"])
+def test_a_mean_flows_tile_shows_the_samples_of_its_own_jumps(schedule):
+    """A student's tile (the live snapshot's samples, ``room.report``) for a mean flow: its jumps
+    z_t = z_r + (t - r) u(z_r, r, t) at the Playground's NFE and on its path's times (the VP path
+    ends at t_max < 1), as the main figure samples it; not u(z, t, t) integrated as a velocity."""
+    import torch
+
+    from explorer.core import data, flows
+    from explorer.core.state import ViewState
+    from explorer.playground import live
+    from explorer.training.runner import TrainingRunner
+    from fmcore import get_schedule, integrate
+
+    dataset = data.preset_dataset("moons", seed=0)
+    runner = TrainingRunner("inline")
+    runner.configure(torch.from_numpy(dataset.train), schedule=schedule, seed=0, objective="meanflow")
+    runner.start()
+    runner.tick(budget_s=0.2)
+    state = ViewState(nfe=2, snapshot_n=200, seed=3)
+    _, samples = live._snapshot(runner, dataset, state)
+
+    u, t_max = runner.average_velocity, get_schedule(schedule).t_max
+    z = torch.from_numpy(data.noise_particles(200, 3))
+    with torch.no_grad():
+        for r, t in ((0.0, t_max / 2), (t_max / 2, t_max)):
+            z = z + (t - r) * u(z, torch.tensor(r), torch.tensor(t))
+    np.testing.assert_allclose(samples, z.numpy(), atol=1e-5)
+    # The same as the main figure's samples from that noise (its sampler for this network).
+    source = flows.learned_source(runner.velocity, ("test",), schedule, schedule, u)
+    main = flows.compute_flow(source, data.noise_particles(200, 3), *flows.main_sampler(state, source))
+    np.testing.assert_allclose(samples, main.samples, atol=1e-6)
+    with torch.no_grad():
+        wrong = integrate(
+            runner.velocity, z.new_tensor(data.noise_particles(200, 3)), "midpoint", 8, schedule=schedule
+        )
+    assert np.abs(samples - wrong.z_end.numpy()).max() > 1e-3

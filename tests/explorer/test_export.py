@@ -9,7 +9,7 @@ from PIL import Image
 
 from explorer import figures
 from explorer.core import fields, flows
-from explorer.figures import export
+from explorer.figures import export, theme
 from fmcore import datasets
 
 F = flows.N_FRAMES
@@ -76,3 +76,95 @@ def test_scatter_image_is_square_and_marks_the_points():
     assert image.size == (64, 64)
     assert pixels[30:34, 30:34, 0].max() > 150  # the amber dot in the middle
     assert pixels[2:6, 2:6, 0].max() < 40  # dark background in the corner
+
+
+CLUSTERS = np.array([[-1.5, 1.5], [1.5, 1.5], [0.5, -1.5]])
+"""Three tight classes of data far from the particles (which sit at the origin)."""
+
+
+def labelled_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(len(CLUSTERS)), 200)
+    return (CLUSTERS[labels] + 0.03 * rng.normal(size=(len(labels), 2))).astype(np.float32), labels
+
+
+def colour_at(image: Image.Image, point) -> np.ndarray:
+    """The RGB pixel under a model point of a ``VIEW_BOX`` square image (y up)."""
+    box, scale = flows.VIEW_BOX, image.size[0] / (2 * flows.VIEW_BOX)
+    x, y = (point[0] + box) * scale, (box - point[1]) * scale
+    return np.asarray(image.convert("RGB")).astype(int)[int(y), int(x)]
+
+
+def nearest_class(pixel: np.ndarray) -> int:
+    """Which of the palette's class colours (``theme.CLASS_COLORS``) a pixel is closest to."""
+    palette = np.array([theme.hex_to_rgb(c) for c in theme.CLASS_COLORS])
+    return int(np.argmin(np.linalg.norm(palette - pixel, axis=1)))
+
+
+def test_png_and_gif_colour_labelled_data_by_class_and_unlabelled_data_amber():
+    data, labels = labelled_data()
+    particles = np.zeros((10, 2), np.float32)
+    png = Image.open(
+        io.BytesIO(export.png_bytes(export.render_frame(particles, 1.0, data, size=240, data_labels=labels)))
+    )
+    times = np.array([0.0, 1.0], np.float32)
+    blob = export.gif_bytes(np.stack([particles, particles]), times, data, size=240, data_labels=labels)
+    gif = Image.open(io.BytesIO(blob))
+    frames = [png]
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        frames.append(gif.convert("RGB"))
+    for image in frames:
+        for k, centre in enumerate(CLUSTERS):
+            pixel = colour_at(image, centre)
+            # 200 overlapping dots of opacity 0.4 saturate to the class colour itself
+            assert nearest_class(pixel) == k
+            assert np.abs(pixel - theme.hex_to_rgb(theme.class_color(k))).max() < 30, (k, pixel)
+    # The class being sampled stays bright; the others fade towards the background, as on screen.
+    picked = export.render_frame(particles, 1.0, data, size=240, data_labels=labels, picked=1, supersample=1)
+    shown = export.render_frame(particles, 1.0, data, size=240, data_labels=labels, supersample=1)
+    assert colour_at(picked, CLUSTERS[0]).sum() < colour_at(shown, CLUSTERS[0]).sum()
+    np.testing.assert_allclose(
+        colour_at(picked, CLUSTERS[1]), theme.hex_to_rgb(theme.class_color(1)), atol=30
+    )
+    # Unlabelled data: every cluster in the data's amber.
+    plain = export.render_frame(particles, 1.0, data, size=240)
+    for centre in CLUSTERS:
+        assert nearest_class(colour_at(plain, centre)) == 0  # class 0's colour is the data's amber
+        np.testing.assert_allclose(colour_at(plain, centre), theme.hex_to_rgb(theme.DATA), atol=30)
+
+
+def test_the_playgrounds_gif_and_png_buttons_colour_moons_by_class():
+    """``export_panel.downloads``: what the GIF and PNG buttons hand over, for labelled data (moons,
+    2 classes) and for the same points unlabelled. Class 1 is teal; no other mark is (particles go
+    from blue to amber, arrows are grey), so teal pixels are class 1's data."""
+    from dataclasses import replace
+
+    from explorer.core import data
+    from explorer.core.state import ViewState
+    from explorer.playground.export_panel import downloads
+
+    dataset = data.preset_dataset("moons", seed=0)
+    source = flows.exact_source(dataset, "linear")
+    flow = flows.compute_flow(source, data.noise_particles(300, 0), "euler", 5, "uniform")
+    field = np.zeros((F, fields.ARROW_GRID**2, 2), np.float32)
+
+    def pictures(dataset) -> list[np.ndarray]:
+        files = {f.label: f for f in downloads(flow, None, dataset, field, ViewState(), 0)}
+        gif = Image.open(io.BytesIO(files["GIF"].data()))
+        png = Image.open(io.BytesIO(files["PNG"].data()))
+        return [np.asarray(gif.convert("RGB")).astype(int), np.asarray(png.convert("RGB")).astype(int)]
+
+    def teal(image: np.ndarray) -> int:
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((g > r + 30) & (abs(g - b) < 25)).sum())
+
+    def amber(image: np.ndarray) -> int:
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((r > b + 30) & (r > g)).sum())
+
+    for image in pictures(dataset):  # frame 0 (t = 0): the particles are blue, amber is class 0's data
+        assert teal(image) > 100 and amber(image) > 100
+    unlabelled = replace(dataset, shown_labels=None, train_labels=None, reference_labels=None)
+    for image in pictures(unlabelled):
+        assert teal(image) < 5 and amber(image) > 100

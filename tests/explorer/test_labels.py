@@ -1,6 +1,8 @@
 """Labelled data through the Playground's pipeline: presets' classes, brush colours on the drawing
 pad, a CSV's label column; the class a figure is restricted to; the class colours it is drawn in."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -187,6 +189,40 @@ def test_the_figure_colours_data_by_class_and_fades_the_classes_not_picked():
     assert len(theme.CLASS_COLORS) >= data.MAX_CLASSES and len(set(theme.CLASS_COLORS)) == len(
         theme.CLASS_COLORS
     )
+
+
+def test_the_live_snapshot_colours_labelled_data_by_class_like_the_main_figure():
+    from explorer.playground import live
+    from explorer.training.runner import TrainingRunner
+
+    dataset = data.preset_dataset("moons", seed=0)
+    runner = TrainingRunner("inline")
+    runner.configure(torch.from_numpy(dataset.train), seed=0)
+    runner.start()
+    runner.tick(budget_s=0.05)
+    state = ViewState(snapshot_n=100)
+    figure, samples = live._snapshot(runner, dataset, state)
+    colours = figure.data[0].marker.color
+    assert len(colours) == len(dataset.shown)
+    for k in dataset.present:
+        expected = theme.rgba(theme.class_color(k), 0.4)  # the main figure's (previous test)
+        assert {c for c, own in zip(colours, dataset.shown_labels, strict=True) if own == k} == {expected}
+    assert figure.data[-1].marker.color == theme.MODEL and samples.shape == (100, 2)  # samples: violet
+    unlabelled = replace(dataset, shown_labels=None, train_labels=None, reference_labels=None)
+    plain, _ = live._snapshot(runner, unlabelled, state)
+    assert plain.data[0].marker.color == theme.rgba(theme.DATA, 0.28)
+
+
+def test_the_caption_names_the_colours_the_data_is_drawn_in():
+    from explorer.playground.captions import data_colours
+
+    assert data_colours(data.preset_dataset("swissroll", seed=0)) == "amber points"  # unlabelled
+    labelled = data.preset_dataset("8gaussians", seed=0)
+    words = data_colours(labelled)
+    assert "amber" not in words and "coloured by class" in words
+    for k in labelled.present:  # each class's number in its own colour, as the figure draws it
+        assert f"<b style='color:{theme.class_color(k)}'>● {k}</b>" in words
+    assert words.count("●") == len(labelled.present) == 8
 
 
 def test_the_class_and_guidance_settings_round_trip_through_the_link():

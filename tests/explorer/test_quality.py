@@ -51,3 +51,22 @@ def test_too_few_points_have_no_floor():
     tiny = data.custom_dataset(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), "three")
     assert quality.noise_floor(tiny, 100) is None
     assert quality.energy_distance(np.zeros((1, 2)), tiny.reference) is None
+
+
+def test_a_lessons_floor_is_the_rms_of_n_samples_against_the_whole_reference():
+    """``reference_floor(reference, n)``: what n fresh points of the data show against all of a
+    (m, d) reference, the lessons' comparison (n and m differ, as in lessons 3 and 10)."""
+    n, m, trials = 60, 200, 1000
+    ratios = []
+    for seed in range(trials):
+        reference = datasets.sample("8gaussians", m, seed=seed).numpy()
+        fresh = datasets.sample("8gaussians", n, seed=100_000 + seed).numpy()
+        ratios.append(metrics.energy_distance(fresh, reference) / quality.reference_floor(reference, n))
+    squares = np.square(ratios)
+    tolerance = 4 * squares.std() / math.sqrt(trials) / 2  # 4 standard errors of the RMS
+    assert math.sqrt(squares.mean()) == pytest.approx(1.0, abs=tolerance)
+    assert tolerance < 0.2
+    reference = datasets.sample("8gaussians", m, seed=0).numpy()
+    assert quality.reference_floor(reference, n) == metrics.energy_distance_floor(reference, n, m)
+    with pytest.raises(ValueError, match="at least 4 points"):
+        quality.reference_floor(reference[:3], n)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import gpu
 from fmcore import BatchTrainer, Trainer, datasets
@@ -318,3 +319,44 @@ def test_mean_flow_models_are_refused_with_a_plain_message():
     with pytest.raises(ValueError, match="flow models only"):
         bank.add_state(state)
     assert bank.slots == []
+
+
+class _OpCount(TorchDispatchMode):
+    """Counts the aten ops run inside it (each a kernel launch on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_per_step(k: int) -> tuple[int, int]:
+    """(ops of a step that draws, ops of the next step) of a bank of ``k`` slots (moons of different
+    sizes, each its own seed) in one pass, as on a GPU (on a CPU the bank splits a step into passes of
+    ``ROWS_PER_CPU_PASS`` slots, for the cache; a GPU takes all slots in one)."""
+    bank = BatchTrainer(device="cpu")
+    for i in range(k):
+        bank.add(_moons(i, 20 + 3 * i), seed=i)
+    bank.step(1)
+    (group,) = bank._groups.values()
+    group.rows_per_pass = None
+    group._ahead = None  # the next step draws (it may draw the following ones too)
+    counts = []
+    for _ in range(2):
+        with _OpCount() as count:
+            group.train_step([True] * k)
+        counts.append(count.ops)
+    return counts[0], counts[1]
+
+
+def test_a_steps_op_count_does_not_grow_with_the_number_of_slots():
+    # The deterministic stand-in for the GPU target (the step of 300 slots at most 3x the step of
+    # 1): a GPU step's cost is its kernel launches, and with every slot's draws one counter-based
+    # computation (not ~5 small ops from each slot's own generator) their number is the same
+    # whatever K. The first step draws; the second draws again, or at K = 1 reads the draws ahead.
+    draws, after = zip(*(_ops_per_step(k) for k in (1, 30, 300)), strict=True)
+    assert draws[0] == draws[1] == draws[2], draws
+    assert after[1] == after[2] == draws[0] and after[0] < draws[0], after

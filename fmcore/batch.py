@@ -254,8 +254,10 @@ class _Group:
             fields = (draws.rows, draws.uniforms, draws.normals)
             self._ahead = (counters, counter_rng.Draws(*(x.view(k, ahead, *x.shape[1:]) for x in fields)))
         base, draws = self._ahead
-        slot = torch.arange(k, device=self.device)
-        at = torch.tensor([c - b for c, b in zip(counters, base, strict=True)], device=self.device)
+        at = [c - b for c, b in zip(counters, base, strict=True)]
+        if len(set(at)) == 1:  # the usual case, every slot stepped since: views, no index to copy
+            return draws.rows[:, at[0]], draws.uniforms[:, at[0]], draws.normals[:, at[0]]
+        slot, at = torch.arange(k, device=self.device), torch.tensor(at, device=self.device)
         return draws.rows[slot, at], draws.uniforms[slot, at], draws.normals[slot, at]
 
     def _regression(

@@ -34,20 +34,12 @@ MASK = 0xFFFFFFFF
 PHILOX_M = (0xD2511F53, 0xCD9E8D57)  # the round multipliers
 PHILOX_W = (0x9E3779B9, 0xBB67AE85)  # the key schedule's increments (golden ratio, sqrt(3) - 1)
 ROUNDS = 10
-MAX_INDEX_RANGE = 2**31  # below(): w < 2^32 times m <= 2^31 stays below 2^63
 
 
 def key_words(seed: int) -> tuple[int, int]:
     """A stream's key, the two 32-bit words (low, high) of ``seed`` modulo 2^64."""
     s = int(seed) % 2**64
     return s & MASK, s >> 32
-
-
-def _mulhilo(a: torch.Tensor, m_low: torch.Tensor, m_high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hi, lo) words of the 64-bit product a m, for words a and m = m_high 2^16 + m_low."""
-    u, v = a * m_low, a * m_high  # each below 2^48
-    w = v + (u >> 16)  # a m = w 2^16 + (u mod 2^16)
-    return w >> 16, ((w & 0xFFFF) << 16) | (u & 0xFFFF)
 
 
 def philox4x32(counter, key, rounds: int = ROUNDS) -> torch.Tensor:
@@ -58,41 +50,59 @@ def philox4x32(counter, key, rounds: int = ROUNDS) -> torch.Tensor:
         key: two int64 tensors of words (k0, k1), broadcastable with the counter.
     Returns:
         (4, *shape) int64 words, Random123's ``philox4x32_R(ctr, key)`` in its word order.
+
+    A round is ``(c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)`` with
+    ``(hi0, lo0) = M0 c0`` and ``(hi1, lo1) = M1 c2`` (the 64-bit products' words), then the key
+    moves on by (W0, W1). The words run in two pairs, ``left`` (the multiplied ones) and ``right``,
+    one op for both words of a pair; a product is taken in 16-bit halves of the multiplier,
+    ``a M = (a M_high + (a M_low >> 16)) 2^16 + (a M_low mod 2^16)``, each below 2^48. The pairs'
+    word order alternates each round ((c0, c2) then (c2, c0); the right pair the other way round),
+    so that a round moves only ``lo`` across its pair (one flip, not two); the in-place ops spare
+    the allocations.
     """
     c0, c1, c2, c3, k0, k1 = torch.broadcast_tensors(*counter, *key)
-    device = c0.device
     lead = (2,) + (1,) * c0.dim()
-    m = torch.tensor(PHILOX_M, dtype=torch.int64, device=device).view(lead)
-    bump = torch.tensor(PHILOX_W, dtype=torch.int64, device=device).view(lead)
+    m = torch.tensor([PHILOX_M, PHILOX_M[::-1]], dtype=torch.int64, device=c0.device).view(2, *lead)
     m_low, m_high = m & 0xFFFF, m >> 16
-    # Pairs: the words the multipliers take, (c0, c2), and the others, (c1, c3).
-    left, right, k = torch.stack((c0, c2)), torch.stack((c1, c3)), torch.stack((k0, k1))
+    bump = torch.tensor(PHILOX_W[::-1], dtype=torch.int64, device=c0.device).view(lead)
+    left, right, k = torch.stack((c0, c2)), torch.stack((c3, c1)), torch.stack((k1, k0))
     for r in range(rounds):
         if r:
             k = (k + bump) & MASK
-        hi, lo = _mulhilo(left, m_low, m_high)
-        # (c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
-        left, right = hi.flip(0) ^ right ^ k, lo.flip(0)
-    return torch.stack((left, right), 1).reshape(4, *c0.shape)
+        odd = r % 2
+        u, v = left * m_low[odd], left * m_high[odd]
+        v += u >> 16  # a M = v 2^16 + (u mod 2^16)
+        u &= 0xFFFF
+        left = v >> 16  # hi
+        left ^= right
+        left ^= k.flip(0) if odd else k
+        v &= 0xFFFF
+        v <<= 16
+        v |= u  # lo
+        right = v.flip(0)
+    if rounds % 2:
+        left, right = left.flip(0), right.flip(0)
+    return torch.stack((left[0], right[1], left[1], right[0]))
 
 
 def words(key: torch.Tensor, counter: torch.Tensor, n: int, count: int) -> torch.Tensor:
-    """``count`` random words for each of ``n`` elements of K streams.
+    """``count`` random words for each of ``n`` elements of K streams, word-major.
 
     Args:
         key: (K, 2) int64 key words.  counter: (K,) int64 draw counters, >= 0.
         n: elements per stream.  count: words per element.
     Returns:
-        (K, n, count) int64 words in [0, 2^32). Word j of element i of stream k is word j % 4 of
-        Philox(counter = (i, counter_k mod 2^32, counter_k div 2^32, j // 4), key_k).
+        (count, K, n) int64 words in [0, 2^32). With B = ceil(count / 4) blocks, word j of element
+        i of stream k is word j // B of Philox(counter = (i, counter_k mod 2^32, counter_k div 2^32,
+        j mod B), key_k): each word a contiguous (K, n) plane, no copy.
     """
     device = key.device
     blocks = -(-count // 4)
-    index = torch.arange(n, dtype=torch.int64, device=device)[None, :, None]
-    block = torch.arange(blocks, dtype=torch.int64, device=device)[None, None, :]
-    c = counter[:, None, None]
-    out = philox4x32((index, c & MASK, c >> 32, block), (key[:, 0, None, None], key[:, 1, None, None]))
-    return out.permute(1, 2, 3, 0).reshape(len(key), n, 4 * blocks)[..., :count]
+    block = torch.arange(blocks, dtype=torch.int64, device=device)[:, None, None]
+    index = torch.arange(n, dtype=torch.int64, device=device)
+    c = counter[:, None]
+    out = philox4x32((index, c & MASK, c >> 32, block), (key[:, 0, None], key[:, 1, None]))
+    return out.view(4 * blocks, len(key), n)[:count]
 
 
 def uniform(w: torch.Tensor) -> torch.Tensor:
@@ -101,12 +111,12 @@ def uniform(w: torch.Tensor) -> torch.Tensor:
 
 
 def normal(u: torch.Tensor) -> torch.Tensor:
-    """Box-Muller: (..., 2p) uniforms in [0, 1) -> (..., 2p) independent standard normals, the
+    """Box-Muller: (2p, ...) uniforms in [0, 1) -> (2p, ...) independent standard normals, the
     first half radius and the second angle of each pair (``1 - u`` keeps the log finite)."""
-    p = u.shape[-1] // 2
-    radius = (-2.0 * torch.log1p(-u[..., :p])).sqrt()
-    angle = (2.0 * math.pi) * u[..., p:]
-    return torch.cat((radius * angle.cos(), radius * angle.sin()), -1)
+    p = len(u) // 2
+    radius = (-2.0 * torch.log1p(-u[:p])).sqrt()
+    angle = (2.0 * math.pi) * u[p:]
+    return torch.cat((radius * angle.cos(), radius * angle.sin()))
 
 
 def below(w: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -121,7 +131,8 @@ class Draws:
 
     Attributes:
         rows: (K, n) int64 indices below each stream's size (None when no sizes were given).
-        uniforms: (K, n, u) float32 in [0, 1).  normals: (K, n, d) float32 standard normals.
+        uniforms: (K, n, u) float32 in [0, 1).  normals: (K, n, d) float32 standard normals (both
+        views of word-major planes).
     """
 
     rows: torch.Tensor | None
@@ -150,9 +161,9 @@ def draw(
     first = 0 if sizes is None else 1
     pairs = -(-normals // 2)
     w = words(key, counter, n, first + uniforms + 2 * pairs)
-    u = uniform(w[..., first:])
+    u = uniform(w[first:])
     return Draws(
-        rows=None if sizes is None else below(w[..., 0], sizes),
-        uniforms=u[..., :uniforms],
-        normals=normal(u[..., uniforms:])[..., :normals],
+        rows=None if sizes is None else below(w[0], sizes),
+        uniforms=u[:uniforms].movedim(0, -1),
+        normals=normal(u[uniforms:])[:normals].movedim(0, -1),
     )

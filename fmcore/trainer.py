@@ -103,7 +103,7 @@ MEDIAN_WINDOW = 500
 FLOOR_SAMPLES = 4096
 FLOOR_SEED = 12345
 STATE_FORMAT = "fmcore.Trainer/2"  # /2: the random stream is a counter-based key and counter
-DRAW_ROWS = {"cpu": 2**13}
+DRAW_ROWS = {"cpu": 2**16}
 """Batch rows drawn at once per device type (others: ``DRAW_ROWS_ELSEWHERE``): ``draws_ahead``."""
 DRAW_ROWS_ELSEWHERE = 2**20
 MAX_AHEAD = 16
@@ -183,10 +183,11 @@ def batches(
     Returns:
         ``Batch`` with t (K, n), z_1 and z_0 (K, n, d), labels (K, n) or None.
     """
-    z_1, t = data[rows], uniforms[..., 0] * t_max
+    z_1 = data.index_select(0, rows.reshape(-1)).view(*rows.shape, data.shape[1])  # faster than data[rows]
+    t = uniforms[..., 0] * t_max
     if labels is None:
         return Batch(t, z_1, z_0, None)
-    return Batch(t, z_1, z_0, torch.where(uniforms[..., 1] < label_dropout, null, labels[rows]))
+    return Batch(t, z_1, z_0, torch.where(uniforms[..., 1] < label_dropout, null, labels.take(rows)))
 
 
 def pick_device(device=None) -> torch.device:

@@ -290,9 +290,11 @@ class _Group:
             self.config.n_classes,
         )
         t, z1, z0 = batch.t, batch.z_1, batch.z_0
-        for k in self.paired:
-            if live[k]:
-                z0[k] = trainers[k].pair(rows[k], z0[k], z1[k])
+        if self.paired:
+            z0 = z0.clone()  # a view of the draws ahead: they stay as drawn
+            for k in self.paired:
+                if live[k]:
+                    z0[k] = trainers[k].pair(rows[k], z0[k], z1[k])
         k_all = len(slots)
         with torch.no_grad():
             if len(self.conditional) == 1 and not self.marginal:  # the usual case: one call for all

@@ -106,7 +106,7 @@ STATE_FORMAT = "fmcore.Trainer/2"  # /2: the random stream is a counter-based ke
 DRAW_ROWS = {"cpu": 2**16}
 """Batch rows drawn at once per device type (others: ``DRAW_ROWS_ELSEWHERE``): ``draws_ahead``."""
 DRAW_ROWS_ELSEWHERE = 2**20
-MAX_AHEAD = 16
+MAX_AHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -445,7 +445,7 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, fused=fused)
         self.rng_key, self.rng_counter = self.seed % 2**64, 0
-        self._ahead: tuple[int, counter_rng.Draws] | None = None
+        self._ahead: tuple | None = None  # (first counter, then _batches_at's) of the draws ahead
         self.history: list[float] = []
         self.status, self.message = "ok", ""
         self._snapshot = self._take_snapshot()
@@ -504,52 +504,70 @@ class Trainer:
 
     # ---- one step -----------------------------------------------------------------------------
 
-    def _draws_at(self, key: int, counters: range, n: int) -> counter_rng.Draws:
-        """The draws of this trainer's batches of ``n`` rows at stream ``key``'s ``counters``: a leading
-        (len(counters),) axis, ``draw_layout``'s uniforms and the noise's d normals (then any extra)."""
+    def _batches_at(self, key: int, counters: range, n: int) -> tuple[torch.Tensor, Batch, tuple | None]:
+        """This trainer's batches of ``n`` rows at stream ``key``'s ``counters``, one per counter:
+        rows (C, n), the C batches before pairing (``batches``: z_0 the drawn normals), and for the
+        meanflow objective its (r, t) times, each (C, n); else None."""
         uniforms, normals = draw_layout(self.labels is not None, self.objective)
-        c = len(counters)
-        key_t = torch.tensor([counter_rng.key_words(key)], dtype=torch.int64, device=self.device).expand(c, 2)
-        counter_t = torch.arange(counters.start, counters.stop, dtype=torch.int64, device=self.device)
-        sizes = torch.full((c,), self.data.shape[0], dtype=torch.int64, device=self.device)
-        return counter_rng.draw(key_t, counter_t, n, sizes, uniforms, self.data.shape[1] + normals)
+        c, (m, d) = len(counters), self.data.shape
+        draws = counter_rng.draw(
+            torch.tensor([counter_rng.key_words(key)], dtype=torch.int64, device=self.device).expand(c, 2),
+            torch.arange(counters.start, counters.stop, dtype=torch.int64, device=self.device),
+            n,
+            torch.full((c,), m, dtype=torch.int64, device=self.device),
+            uniforms,
+            d + normals,
+        )
+        t_max, o = self.schedule.t_max, self.options
+        unpaired = batches(
+            draws.rows,
+            draws.uniforms,
+            draws.normals[..., :d],
+            self.data,
+            t_max,
+            self.labels,
+            o["label_dropout"],
+            self.n_classes,
+        )
+        if self.objective != "meanflow":
+            return draws.rows, unpaired, None
+        return (
+            draws.rows,
+            unpaired,
+            sample_times(draws.normals[..., d:].movedim(-1, 0), draws.uniforms[..., -1], t_max),
+        )
 
-    def _next_draws(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rows (n,), uniforms (n, u), normals (n, d + extra)) at the stream's counter, which moves on
-        by one; drawn ``draws_ahead`` counters at a time (the same numbers as one by one)."""
+    def _paired(self, rows: torch.Tensor, unpaired: Batch, i: int) -> Batch:
+        """Batch ``i`` of ``_batches_at``'s, its coupling applied."""
+        z1 = unpaired.z_1[i]
+        y = None if unpaired.labels is None else unpaired.labels[i]
+        return Batch(unpaired.t[i], z1, self.pair(rows[i], unpaired.z_0[i], z1), y)
+
+    def _next(self) -> tuple[Batch, tuple | None]:
+        """The batch at the stream's counter, which moves on by one, and the meanflow objective's
+        (r, t) for it (else None); drawn ``draws_ahead`` counters at a time (the same numbers as one
+        by one, with the per-op costs shared among them)."""
         c, n = self.rng_counter, self.options["batch_size"]
-        if self._ahead is None or not 0 <= c - self._ahead[0] < len(self._ahead[1].rows):
-            ahead = draws_ahead(1, n, self.device)
-            self._ahead = (c, self._draws_at(self.rng_key, range(c, c + ahead), n))
-        base, draws = self._ahead
+        if self._ahead is None or not 0 <= c - self._ahead[0] < len(self._ahead[1]):
+            self._ahead = (
+                c,
+                *self._batches_at(self.rng_key, range(c, c + draws_ahead(1, n, self.device)), n),
+            )
+        base, rows, unpaired, times = self._ahead
         self.rng_counter += 1
-        return draws.rows[c - base], draws.uniforms[c - base], draws.normals[c - base]
+        i = c - base
+        return self._paired(rows, unpaired, i), None if times is None else (times[0][i], times[1][i])
 
     def pair(self, rows: torch.Tensor, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
         """The noise paired with data rows ``rows`` (n,) of this trainer's data: its fixed ``noise``
         rows, else the coupling of the drawn normals z0 (n, d) with z1 (n, d)."""
         return self.noise[rows] if self.noise is not None else COUPLINGS[self.coupling](z0, z1)
 
-    def _batch(self, rows: torch.Tensor, uniforms: torch.Tensor, normals: torch.Tensor) -> Batch:
-        """The ``Batch`` of one draw (``_next_draws``' or ``_draws_at``'s), the coupling applied."""
-        o = self.options
-        b = batches(
-            rows,
-            uniforms,
-            normals[:, : self.data.shape[1]],
-            self.data,
-            self.schedule.t_max,
-            self.labels,
-            o["label_dropout"],
-            self.n_classes,
-        )
-        return Batch(b.t, b.z_1, self.pair(rows, b.z_0, b.z_1), b.labels)
-
     def draw(self) -> Batch:
         """One step's ``Batch`` of ``batch_size`` rows from this trainer's random stream (Philox4x32-10
         at key ``rng_key`` and counter ``rng_counter``, see ``fmcore.counter_rng``; snapshots and
         ``state_dict`` keep both); a ``label_dropout`` share of the labels replaced by the null label."""
-        return self._batch(*self._next_draws())
+        return self._next()[0]
 
     def _exact_endpoints(self, z_t, t, s, reference):
         """Posterior means (E[z_1 | z_t], E[z_0 | z_t]) over the reference data set."""
@@ -583,11 +601,10 @@ class Trainer:
         return z_t, from_endpoints(z1, z0, self.options["prediction"], s)
 
     def _train_step(self) -> torch.Tensor:
-        rows, uniforms, normals = self._next_draws()
-        batch = self._batch(rows, uniforms, normals)
+        batch, times = self._next()
         t, z1, z0, y = batch.t, batch.z_1, batch.z_0, batch.labels
-        if self.objective == "meanflow":
-            r, t = sample_times(normals[:, -2:].T, uniforms[:, -1], self.schedule.t_max)
+        if times is not None:
+            r, t = times
             with torch.no_grad():
                 z_r, v = self.regression(r, z1, z0)
             loss, reported = meanflow_loss(self.model, z_r, r, t, v)
@@ -823,10 +840,10 @@ class Trainer:
             return 0.0
         batch = self.options["batch_size"]
         chunks = -(-FLOOR_SAMPLES // batch)
-        draws = self._draws_at(FLOOR_SEED, range(chunks), batch)
+        rows, unpaired, _ = self._batches_at(FLOOR_SEED, range(chunks), batch)
         total, count = 0.0, 0
-        for rows, uniforms, normals in zip(draws.rows, draws.uniforms, draws.normals, strict=True):
-            draw = self._batch(rows, uniforms, normals)
+        for i in range(chunks):
+            draw = self._paired(rows, unpaired, i)
             t, y = draw.t, draw.labels
             z_t, target = self.regression(t, draw.z_1, draw.z_0)
             s = self.schedule(t)

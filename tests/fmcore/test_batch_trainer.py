@@ -322,6 +322,21 @@ def test_mean_flow_models_are_refused_with_a_plain_message():
     assert bank.slots == []
 
 
+def test_slots_that_pair_their_own_noise_train_like_their_trainers():
+    # Fixed noise pairs (reflow's) and minibatch OT pair each slot's rows on their own, after the
+    # batched draw; their draws are still those of their Trainers.
+    data, other = _moons(11), _moons(12, 180)
+    noise = torch.randn(len(data), 2, generator=torch.Generator().manual_seed(3))
+    bank = BatchTrainer(device="cpu")
+    fixed, ot = bank.add(data, seed=11, noise=noise), bank.add(other, seed=12, coupling="ot")
+    bank.add(_moons(13), seed=13)
+    alone = [Trainer(data, seed=11, noise=noise), Trainer(other, seed=12, coupling="ot")]
+    bank.step(40)
+    for slot, trainer in zip((fixed, ot), alone, strict=True):
+        trainer.step(40)
+        _assert_same_run(bank.trainer(slot), trainer)
+
+
 class _OpCount(TorchDispatchMode):
     """Counts the aten ops run inside it (each a kernel launch on a GPU)."""
 

@@ -20,14 +20,17 @@ A labelled slot (``Trainer(data, labels=y)``) also feeds its network the one-hot
 ``Trainer.draw`` returned (the null label on the ``label_dropout`` share), after the other
 features, as ``VelocityMLP.forward`` orders them.
 
-The random draws are the Trainer's own (``Trainer.draw`` from the slot's generator), so a slot
-trains like a plain ``Trainer`` with the same options and seed (up to float rounding: batched
-matrix products sum in another order, and Adam's update is written for rows), and the same (to
-1e-6) whatever else is in the bank.
+The random draws are the Trainer's own: each slot's stream is counter-based (``fmcore.counter_rng``,
+Philox at the slot's key and counter), so the draws of all slots are one batched computation, the
+same numbers as each slot's ``Trainer.draw``, and a slot trains like a plain ``Trainer`` with the
+same options and seed (up to float rounding: batched matrix products sum in another order, and
+Adam's update is written for rows), and the same (to 1e-6) whatever else is in the bank.
 
 Speed (``bench/engine.py``, one CPU thread): the per-op overhead of a small MLP step is shared by
-all slots; what is left per slot is its share of the matrix products and its draws (a handful of
-small ops). The conditional target is computed in one call for all slots sharing a schedule.
+all slots; what is left per slot is its share of the matrix products and of the draws. The
+conditional target is computed in one call for all slots sharing a schedule. On a GPU a step is a
+fixed number of kernel launches whatever K (tests/fmcore/test_batch_trainer.py counts them), except
+for slots with minibatch OT, fixed noise pairs or a marginal target, a few ops each.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import counter_rng
 from .models import ACTIVATIONS, ModelConfig, VelocityMLP
-from .trainer import Trainer, TrainStats, pick_device
+from .trainer import Trainer, TrainStats, batches, draw_layout, draws_ahead, pick_device
 
 __all__ = ["BatchTrainer"]
 
@@ -148,6 +152,30 @@ class _Group:
                 zip(ss, self._point(ps, self.exp_avg[k]), self._point(ps, self.exp_avg_sq[k]), strict=True)
             ):
                 s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, self.steps[k, i]
+        self._stack_draws(trainers)
+
+    def _stack_draws(self, trainers: list[Trainer]):
+        """What ``_regression`` draws from, for all slots at once: their keys (K, 2), data one after
+        another (M, d) with each slot's offset (K, 1) and size (K,), labels (M,), t_max and
+        label_dropout (K, 1); which slots pair their noise themselves (fixed noise, a coupling), and
+        which slots share one call of the conditional target. The draws ahead are dropped."""
+        device = self.device
+        self.keys = torch.tensor([counter_rng.key_words(tr.rng_key) for tr in trainers], device=device)
+        self.data = torch.cat([tr.data for tr in trainers])
+        self.data_sizes = torch.tensor([len(tr.data) for tr in trainers], device=device)
+        self.offsets = (self.data_sizes.cumsum(0) - self.data_sizes)[:, None]
+        self.labels = torch.cat([tr.labels for tr in trainers]) if self.config.n_classes else None
+        self.t_max = torch.tensor([[tr.schedule.t_max] for tr in trainers], device=device)
+        self.label_dropout = torch.tensor([[tr.options["label_dropout"]] for tr in trainers], device=device)
+        self.paired = [
+            k for k, tr in enumerate(trainers) if tr.noise is not None or tr.coupling != "independent"
+        ]
+        self.conditional: dict[tuple, list[int]] = {}
+        for k, tr in enumerate(trainers):
+            if tr.target == "conditional":
+                self.conditional.setdefault((tr.schedule.name, tr.options["prediction"]), []).append(k)
+        self.marginal = [k for k, tr in enumerate(trainers) if tr.target == "marginal"]
+        self._ahead: tuple[list[int], counter_rng.Draws] | None = None
 
     def forward(
         self, theta: torch.Tensor, z: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
@@ -202,48 +230,84 @@ class _Group:
                 slot.todo, slot.taken = slot.todo - 1, slot.taken + 1
         return losses
 
+    def _draws(self, counters: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every slot's draws at its counter: rows (K, n) (offsets not added), uniforms (K, n, u) and
+        the noise's normals (K, n, d), in ``draw_layout``'s order, as each slot's ``Trainer.draw``
+        draws them: Philox at (key, counter) for all K slots in one ``counter_rng.draw``, the next
+        ``draws_ahead`` counters of each at once (the same numbers as one by one)."""
+        k, n = len(counters), self.batch_size
+        if self._ahead is None or not all(
+            0 <= c - b < self._ahead[1].rows.shape[1] for c, b in zip(counters, self._ahead[0], strict=True)
+        ):
+            ahead = draws_ahead(k, n, self.device)
+            start = torch.tensor(counters, device=self.device)[:, None]
+            steps = torch.arange(ahead, device=self.device)
+            uniforms, normals = draw_layout(self.config.n_classes > 0)
+            draws = counter_rng.draw(
+                self.keys.repeat_interleave(ahead, 0),
+                (start + steps).reshape(-1),
+                n,
+                self.data_sizes.repeat_interleave(ahead),
+                uniforms,
+                self.config.dim + normals,
+            )
+            fields = (draws.rows, draws.uniforms, draws.normals)
+            self._ahead = (counters, counter_rng.Draws(*(x.view(k, ahead, *x.shape[1:]) for x in fields)))
+        base, draws = self._ahead
+        at = [c - b for c, b in zip(counters, base, strict=True)]
+        if len(set(at)) == 1:  # the usual case, every slot stepped since: views, no index to copy
+            return draws.rows[:, at[0]], draws.uniforms[:, at[0]], draws.normals[:, at[0]]
+        slot, at = torch.arange(k, device=self.device), torch.tensor(at, device=self.device)
+        return draws.rows[slot, at], draws.uniforms[slot, at], draws.normals[slot, at]
+
     def _regression(
         self, live: list[bool]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Each live slot's batch, drawn by its Trainer from its generator, and its regression pair:
-        t (K, B), z_t (K, B, d), target (K, B, d), and in a labelled group the batch's labels
-        (K, B) int64 (the null label on the dropped share), else None; zeros (and the null label) in
-        the rows of the other slots.
+        """Every slot's batch, drawn from its stream as its ``Trainer.draw`` would, and its regression
+        pair: t (K, B), z_t (K, B, d), target (K, B, d), and in a labelled group the batch's labels
+        (K, B) int64 (the null label on the dropped share), else None. The live slots' counters move
+        on; the other rows are drawn all the same (the step masks them) and their counters stay.
 
-        The conditional target is pointwise (labels do not change it: a labelled Trainer trains
-        only that target), so slots sharing a schedule and a prediction get it in one call over
-        their rows; a marginal target needs the slot's own data set.
+        The draws of all slots are one batched computation whatever K (``counter_rng``); only the
+        slots that pair their noise themselves (fixed noise, minibatch OT) or have a marginal
+        target (which needs their own data set) cost a few ops each. The conditional target is
+        pointwise (labels do not change it: a labelled Trainer trains only that target), so slots
+        sharing a schedule and a prediction get it in one call over their rows.
         """
-        n, d = self.batch_size, self.config.dim
-        zeros = torch.zeros(n, d, device=self.device)
-        null = torch.full((n,), self.config.n_classes, dtype=torch.int64, device=self.device)
-        draws, ys, rows = [], [], {}
-        for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
-            tr = slot.trainer
-            if active:
-                batch = tr.draw()
-                draws.append((batch.t, batch.z_1, batch.z_0))
-                key = (tr.schedule.name, tr.options["prediction"]) if tr.target == "conditional" else k
-                rows.setdefault(key, []).append(k)
-            else:
-                batch = None
-                draws.append((zeros[:, 0], zeros, zeros))
-            if self.config.n_classes:
-                ys.append(null if batch is None else batch.labels)
-        t, z1, z0 = (torch.stack(x) for x in zip(*draws, strict=True))
-        labels = torch.stack(ys) if ys else None
+        d, slots = self.config.dim, self.slots
+        trainers = [s.trainer for s in slots]
+        rows, uniforms, z0 = self._draws([tr.rng_counter for tr in trainers])
+        for tr, active in zip(trainers, live, strict=True):
+            tr.rng_counter += active
+        batch = batches(
+            rows + self.offsets,
+            uniforms,
+            z0,
+            self.data,
+            self.t_max,
+            self.labels,
+            self.label_dropout,
+            self.config.n_classes,
+        )
+        t, z1, z0 = batch.t, batch.z_1, batch.z_0
+        if self.paired:
+            z0 = z0.clone()  # a view of the draws ahead: they stay as drawn
+            for k in self.paired:
+                if live[k]:
+                    z0[k] = trainers[k].pair(rows[k], z0[k], z1[k])
+        k_all = len(slots)
         with torch.no_grad():
-            if [len(ks) for ks in rows.values()] == [len(self.slots)]:  # the usual case: one call for all
-                pair = self.slots[0].trainer.regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))
-                return (t, *(x.view(len(self.slots), n, d) for x in pair), labels)
+            if len(self.conditional) == 1 and not self.marginal:  # the usual case: one call for all
+                pair = trainers[0].regression(t.reshape(-1), z1.reshape(-1, d), z0.reshape(-1, d))
+                return (t, *(x.view(k_all, -1, d) for x in pair), batch.labels)
             z_t, target = torch.zeros_like(z1), torch.zeros_like(z1)
-            for ks in rows.values():
+            for ks in [*self.conditional.values(), *([k] for k in self.marginal if live[k])]:
                 index = torch.tensor(ks, device=self.device)
-                pair = self.slots[ks[0]].trainer.regression(
+                pair = trainers[ks[0]].regression(
                     t[index].reshape(-1), z1[index].reshape(-1, d), z0[index].reshape(-1, d)
                 )
-                z_t[index], target[index] = (x.view(len(ks), n, d) for x in pair)
-        return t, z_t, target, labels
+                z_t[index], target[index] = (x.view(len(ks), -1, d) for x in pair)
+        return t, z_t, target, batch.labels
 
     @torch.no_grad()  # as Optimizer.step: the update is no part of the graph
     def _adam(self, grad: torch.Tensor, mask: torch.Tensor):

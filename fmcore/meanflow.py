@@ -69,14 +69,18 @@ class MeanFlowConfig:
 
 
 def sample_times(
-    n: int, generator: torch.Generator, t_max: float = 1.0, config: MeanFlowConfig = MeanFlowConfig()
+    normals: torch.Tensor,
+    uniform: torch.Tensor,
+    t_max: float = 1.0,
+    config: MeanFlowConfig = MeanFlowConfig(),
 ):
-    """(r, t), each (n,), with 0 <= r <= t <= t_max and ``config.equal_fraction`` of them r = t."""
-    device = generator.device
-    logits = config.time_mean + config.time_std * torch.randn(2, n, generator=generator, device=device)
+    """(r, t), each (n,), with 0 <= r <= t <= t_max and ``config.equal_fraction`` of them r = t, from
+    a batch's draws: normals (2, n) standard normals (the two logit-normal times) and uniform (n,)
+    in [0, 1) (which rows get r = t)."""
+    logits = config.time_mean + config.time_std * normals
     times = torch.sigmoid(logits) * t_max
     r, t = times.min(0).values, times.max(0).values
-    equal = torch.rand(n, generator=generator, device=device) < config.equal_fraction
+    equal = uniform < config.equal_fraction
     return torch.where(equal, t, r), t
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import counter_rng
 from .coupling import COUPLINGS
 from .exact import T_EXACT_MAX, exact_posterior_mean
 from .io import save as save_model
@@ -101,7 +102,11 @@ WEIGHT_LIMIT = 1e6
 MEDIAN_WINDOW = 500
 FLOOR_SAMPLES = 4096
 FLOOR_SEED = 12345
-STATE_FORMAT = "fmcore.Trainer/1"
+STATE_FORMAT = "fmcore.Trainer/2"  # /2: the random stream is a counter-based key and counter
+DRAW_ROWS = {"cpu": 2**16}
+"""Batch rows drawn at once per device type (others: ``DRAW_ROWS_ELSEWHERE``): ``draws_ahead``."""
+DRAW_ROWS_ELSEWHERE = 2**20
+MAX_AHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,8 @@ class TrainStats:
 
 @dataclass(frozen=True)
 class Batch:
-    """One step's draw (``Trainer.draw``), the coupling applied.
+    """One step's draw (``Trainer.draw``), the coupling applied; ``batches`` gives K of them at
+    once, each field with a leading (K,) axis.
 
     Attributes:
         t: (n,) times in [0, t_max].  z_1: (n, d) data rows.  z_0: (n, d) noise paired with them.
@@ -137,6 +143,51 @@ class Batch:
     z_1: torch.Tensor
     z_0: torch.Tensor
     labels: torch.Tensor | None
+
+
+def draw_layout(labelled: bool, objective: str = "flow") -> tuple[int, int]:
+    """(uniforms, normals) per batch row besides its data row, in this order: t, the label dropout's
+    uniform (labelled), the mean flow's r = t uniform (meanflow); the d noise normals z_0 are
+    added by the caller, then the mean flow's two time logits. ``BatchTrainer`` draws the same."""
+    return 1 + labelled + (objective == "meanflow"), 2 * (objective == "meanflow")
+
+
+def draws_ahead(streams: int, n: int, device: torch.device) -> int:
+    """How many consecutive counters of each of ``streams`` streams to draw at once (1 to
+    ``MAX_AHEAD``): the draws are a pure function of the counter, so drawing the next steps' batches
+    in one call changes no number, and shares the per-op cost of the generator among them, up to
+    ``DRAW_ROWS`` rows (on a CPU more rows fall out of cache; elsewhere, memory)."""
+    rows = DRAW_ROWS.get(device.type, DRAW_ROWS_ELSEWHERE)
+    return max(1, min(MAX_AHEAD, rows // (streams * n)))
+
+
+def batches(
+    rows: torch.Tensor,
+    uniforms: torch.Tensor,
+    z_0: torch.Tensor,
+    data: torch.Tensor,
+    t_max: torch.Tensor | float,
+    labels: torch.Tensor | None = None,
+    label_dropout: torch.Tensor | float = 0.0,
+    null: int = 0,
+) -> Batch:
+    """K batches from their draws (``counter_rng.draw`` with ``draw_layout``), before any coupling;
+    without the leading (K,) axis (and with floats for t_max and label_dropout), one batch.
+
+    Args:
+        rows: (K, n) int64 rows of ``data`` (each stream's offset into it already added).
+        uniforms: (K, n, u) float32 in [0, 1), ``draw_layout``'s order.  z_0: (K, n, d) normals.
+        data: (M, d) the data of all K streams, one after another.  t_max: float or (K, 1).
+        labels: (M,) int64 classes of ``data``, or None.  label_dropout: float or (K, 1) share of
+        rows given the ``null`` label.
+    Returns:
+        ``Batch`` with t (K, n), z_1 and z_0 (K, n, d), labels (K, n) or None.
+    """
+    z_1 = data.index_select(0, rows.reshape(-1)).view(*rows.shape, data.shape[1])  # faster than data[rows]
+    t = uniforms[..., 0] * t_max
+    if labels is None:
+        return Batch(t, z_1, z_0, None)
+    return Batch(t, z_1, z_0, torch.where(uniforms[..., 1] < label_dropout, null, labels.take(rows)))
 
 
 def pick_device(device=None) -> torch.device:
@@ -278,11 +329,17 @@ class Trainer:
         step_count, elapsed (training seconds), status ("ok" | "diverged" | "done"), message,
         device, options (the validated options), model (the trained net; ``flow`` samples with
         the EMA copy, ``sampling_net``), optimizer (its ``torch.optim.Adam``).
+        rng_key, rng_counter: the random stream, a counter-based generator (``fmcore.counter_rng``):
+        every draw is Philox at (key = seed mod 2^64, counter), and each ``draw`` moves the counter
+        on by one. Snapshots and ``state_dict`` keep both, so a resumed or restored trainer
+        draws what the original would.
 
     Stepping from outside (``fmcore.BatchTrainer`` steps many trainers' networks at once): ``step(n)``
     is ``budget(n)``, then per step ``draw`` -> ``regression`` -> an Adam step on the loss -> the
     EMA moved by ``ema_decay`` -> ``step_count += 1``, a ``check`` of the losses every
-    ``check_every`` steps and at the last one, and ``finish``.
+    ``check_every`` steps and at the last one, and ``finish``. A bank draws the batches of all its
+    slots in one computation instead (``batches`` at each slot's key and counter, then ``pair``
+    for fixed noise or a coupling), and moves each slot's ``rng_counter`` on as ``draw`` would.
     """
 
     def __init__(
@@ -387,7 +444,8 @@ class Trainer:
         self.elapsed = 0.0
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, fused=fused)
-        self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.rng_key, self.rng_counter = self.seed % 2**64, 0
+        self._ahead: tuple | None = None  # (first counter, then _batches_at's) of the draws ahead
         self.history: list[float] = []
         self.status, self.message = "ok", ""
         self._snapshot = self._take_snapshot()
@@ -446,24 +504,70 @@ class Trainer:
 
     # ---- one step -----------------------------------------------------------------------------
 
-    def draw(self, n: int | None = None, generator: torch.Generator | None = None) -> Batch:
-        """One step's ``Batch`` of ``n`` (default ``batch_size``) rows from ``generator`` (default
-        this trainer's own, whose state snapshots and ``state_dict`` keep); a ``label_dropout`` share
-        of the labels replaced by the null label."""
-        n = self.options["batch_size"] if n is None else n
-        generator = self._generator if generator is None else generator
-        m, d = self.data.shape
-        rows = torch.randint(m, (n,), generator=generator, device=self.device)
-        z1 = self.data[rows]
-        if self.noise is not None:
-            z0 = self.noise[rows]
-        else:
-            z0 = COUPLINGS[self.coupling](torch.randn(n, d, generator=generator, device=self.device), z1)
-        t = torch.rand(n, generator=generator, device=self.device) * self.schedule.t_max
-        if self.labels is None:
-            return Batch(t, z1, z0, None)
-        dropped = torch.rand(n, generator=generator, device=self.device) < self.options["label_dropout"]
-        return Batch(t, z1, z0, torch.where(dropped, self.n_classes, self.labels[rows]))
+    def _batches_at(self, key: int, counters: range, n: int) -> tuple[torch.Tensor, Batch, tuple | None]:
+        """This trainer's batches of ``n`` rows at stream ``key``'s ``counters``, one per counter:
+        rows (C, n), the C batches before pairing (``batches``: z_0 the drawn normals), and for the
+        meanflow objective its (r, t) times, each (C, n); else None."""
+        uniforms, normals = draw_layout(self.labels is not None, self.objective)
+        c, (m, d) = len(counters), self.data.shape
+        draws = counter_rng.draw(
+            torch.tensor([counter_rng.key_words(key)], dtype=torch.int64, device=self.device).expand(c, 2),
+            torch.arange(counters.start, counters.stop, dtype=torch.int64, device=self.device),
+            n,
+            torch.full((c,), m, dtype=torch.int64, device=self.device),
+            uniforms,
+            d + normals,
+        )
+        t_max, o = self.schedule.t_max, self.options
+        unpaired = batches(
+            draws.rows,
+            draws.uniforms,
+            draws.normals[..., :d],
+            self.data,
+            t_max,
+            self.labels,
+            o["label_dropout"],
+            self.n_classes,
+        )
+        if self.objective != "meanflow":
+            return draws.rows, unpaired, None
+        return (
+            draws.rows,
+            unpaired,
+            sample_times(draws.normals[..., d:].movedim(-1, 0), draws.uniforms[..., -1], t_max),
+        )
+
+    def _paired(self, rows: torch.Tensor, unpaired: Batch, i: int) -> Batch:
+        """Batch ``i`` of ``_batches_at``'s, its coupling applied."""
+        z1 = unpaired.z_1[i]
+        y = None if unpaired.labels is None else unpaired.labels[i]
+        return Batch(unpaired.t[i], z1, self.pair(rows[i], unpaired.z_0[i], z1), y)
+
+    def _next(self) -> tuple[Batch, tuple | None]:
+        """The batch at the stream's counter, which moves on by one, and the meanflow objective's
+        (r, t) for it (else None); drawn ``draws_ahead`` counters at a time (the same numbers as one
+        by one, with the per-op costs shared among them)."""
+        c, n = self.rng_counter, self.options["batch_size"]
+        if self._ahead is None or not 0 <= c - self._ahead[0] < len(self._ahead[1]):
+            self._ahead = (
+                c,
+                *self._batches_at(self.rng_key, range(c, c + draws_ahead(1, n, self.device)), n),
+            )
+        base, rows, unpaired, times = self._ahead
+        self.rng_counter += 1
+        i = c - base
+        return self._paired(rows, unpaired, i), None if times is None else (times[0][i], times[1][i])
+
+    def pair(self, rows: torch.Tensor, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        """The noise paired with data rows ``rows`` (n,) of this trainer's data: its fixed ``noise``
+        rows, else the coupling of the drawn normals z0 (n, d) with z1 (n, d)."""
+        return self.noise[rows] if self.noise is not None else COUPLINGS[self.coupling](z0, z1)
+
+    def draw(self) -> Batch:
+        """One step's ``Batch`` of ``batch_size`` rows from this trainer's random stream (Philox4x32-10
+        at key ``rng_key`` and counter ``rng_counter``, see ``fmcore.counter_rng``; snapshots and
+        ``state_dict`` keep both); a ``label_dropout`` share of the labels replaced by the null label."""
+        return self._next()[0]
 
     def _exact_endpoints(self, z_t, t, s, reference):
         """Posterior means (E[z_1 | z_t], E[z_0 | z_t]) over the reference data set."""
@@ -497,10 +601,10 @@ class Trainer:
         return z_t, from_endpoints(z1, z0, self.options["prediction"], s)
 
     def _train_step(self) -> torch.Tensor:
-        batch = self.draw()
+        batch, times = self._next()
         t, z1, z0, y = batch.t, batch.z_1, batch.z_0, batch.labels
-        if self.objective == "meanflow":
-            r, t = sample_times(len(t), self._generator, self.schedule.t_max)
+        if times is not None:
+            r, t = times
             with torch.no_grad():
                 z_r, v = self.regression(r, z1, z0)
             loss, reported = meanflow_loss(self.model, z_r, r, t, v)
@@ -626,7 +730,7 @@ class Trainer:
             "model": _to_cpu(self.model.state_dict()),
             "ema": None if self._ema is None else _to_cpu(self._ema.state_dict()),
             "optimizer": _to_cpu(self.optimizer.state_dict()),
-            "rng": self._generator.get_state().clone(),
+            "rng": {"key": self.rng_key, "counter": self.rng_counter},
         }
 
     def _restore(self, snap: dict):
@@ -634,15 +738,9 @@ class Trainer:
         if self._ema is not None:
             self._ema.load_state_dict(snap["ema"])
         self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
-        self._set_rng(snap["rng"], snap["step"])
+        self.rng_key, self.rng_counter = snap["rng"]["key"], snap["rng"]["counter"]
         # The history already ends at the snapshot: snapshots follow every chunk that joins it.
         self.step_count = snap["step"]
-
-    def _set_rng(self, state: torch.Tensor, step: int):
-        try:
-            self._generator.set_state(state)
-        except RuntimeError:  # a state from another device type: reseed, deterministically
-            self._generator.manual_seed(self.seed + step)
 
     def state_dict(self) -> dict:
         """Everything needed to resume exactly, as plain picklable values (tensors on the CPU).
@@ -658,7 +756,7 @@ class Trainer:
             "model": _to_cpu(self.model.state_dict()),
             "ema": None if self._ema is None else _to_cpu(self._ema.state_dict()),
             "optimizer": _to_cpu(self.optimizer.state_dict()),
-            "rng": self._generator.get_state().clone(),
+            "rng": {"key": self.rng_key, "counter": self.rng_counter},
             "step": self.step_count,
             "elapsed": self.elapsed,
             "history": torch.tensor(self.history, dtype=torch.float64),
@@ -740,10 +838,12 @@ class Trainer:
             return math.nan
         if self.target == "marginal" and self.options["reference"] == "data":
             return 0.0
-        generator = torch.Generator(device=self.device).manual_seed(FLOOR_SEED)
-        total, count, batch = 0.0, 0, self.options["batch_size"]
-        while count < FLOOR_SAMPLES:
-            draw = self.draw(batch, generator)
+        batch = self.options["batch_size"]
+        chunks = -(-FLOOR_SAMPLES // batch)
+        rows, unpaired, _ = self._batches_at(FLOOR_SEED, range(chunks), batch)
+        total, count = 0.0, 0
+        for i in range(chunks):
+            draw = self._paired(rows, unpaired, i)
             t, y = draw.t, draw.labels
             z_t, target = self.regression(t, draw.z_1, draw.z_0)
             s = self.schedule(t)

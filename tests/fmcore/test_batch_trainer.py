@@ -7,9 +7,11 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import gpu
 from fmcore import BatchTrainer, Trainer, datasets
+from fmcore import trainer as trainer_module
 from fmcore.metrics import energy_distance
 from fmcore.solvers import integrate
 
@@ -318,3 +320,63 @@ def test_mean_flow_models_are_refused_with_a_plain_message():
     with pytest.raises(ValueError, match="flow models only"):
         bank.add_state(state)
     assert bank.slots == []
+
+
+def test_slots_that_pair_their_own_noise_train_like_their_trainers():
+    # Fixed noise pairs (reflow's) and minibatch OT pair each slot's rows on their own, after the
+    # batched draw; their draws are still those of their Trainers.
+    data, other = _moons(11), _moons(12, 180)
+    noise = torch.randn(len(data), 2, generator=torch.Generator().manual_seed(3))
+    bank = BatchTrainer(device="cpu")
+    fixed, ot = bank.add(data, seed=11, noise=noise), bank.add(other, seed=12, coupling="ot")
+    bank.add(_moons(13), seed=13)
+    alone = [Trainer(data, seed=11, noise=noise), Trainer(other, seed=12, coupling="ot")]
+    bank.step(40)
+    for slot, trainer in zip((fixed, ot), alone, strict=True):
+        trainer.step(40)
+        _assert_same_run(bank.trainer(slot), trainer)
+
+
+class _OpCount(TorchDispatchMode):
+    """Counts the aten ops run inside it (each a kernel launch on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_per_step(k: int) -> tuple[int, int]:
+    """(ops of a step that draws, ops of the next one, which reads the draws ahead) of a bank of
+    ``k`` slots (moons of different sizes, each its own seed) in one pass, as on a GPU (on a CPU the
+    bank splits a step into passes of ``ROWS_PER_CPU_PASS`` slots, for the cache; a GPU takes all
+    slots in one)."""
+    bank = BatchTrainer(device="cpu")
+    for i in range(k):
+        bank.add(_moons(i, 20 + 3 * i), seed=i)
+    bank.step(1)
+    (group,) = bank._groups.values()
+    group.rows_per_pass = None
+    group._ahead = None  # the next step draws, two counters of each slot
+    counts = []
+    for _ in range(2):
+        with _OpCount() as count:
+            group.train_step([True] * k)
+        counts.append(count.ops)
+    return counts[0], counts[1]
+
+
+def test_a_steps_op_count_does_not_grow_with_the_number_of_slots(monkeypatch):
+    # The deterministic stand-in for the GPU target (the step of 300 slots at most 3x the step of
+    # 1): a GPU step's cost is its kernel launches, and with every slot's draws one counter-based
+    # computation (not ~5 small ops from each slot's own generator) their number is the same
+    # whatever K. Two counters drawn at once at every K, so that both kinds of step are counted.
+    monkeypatch.setattr(trainer_module, "DRAW_ROWS", {"cpu": 2**30})
+    monkeypatch.setattr(trainer_module, "MAX_AHEAD", 2)
+    draws, ahead = zip(*(_ops_per_step(k) for k in (1, 30, 300)), strict=True)
+    # (one slot's rows of the draws reshape without a copy: K = 1 may count one op fewer)
+    assert draws[0] <= draws[1] == draws[2], draws
+    assert ahead[0] <= ahead[1] == ahead[2] < draws[0], ahead

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .models import ACTIVATIONS, ModelConfig, VelocityMLP
+from .models import ModelConfig
+from .stacked import StackedMLP
 from .trainer import Trainer, TrainStats, pick_device
 
 __all__ = ["BatchTrainer"]
@@ -86,17 +87,11 @@ class _Group:
         self.config, self.batch_size, self.device = config, batch_size, device
         self.slots: list[_Slot] = []
         self._stacked = False
-        self.activation = ACTIVATIONS[config.activation]()
-        features = VelocityMLP(config).to(device)  # for its input features (buffers, no weights used)
-        self.freqs = features.freqs
-        self.space_features = features.space_features if config.z_freqs else None
-        self.shapes = [p.shape for p in features.parameters()]
+        self.mlp = StackedMLP(config, device)
+        self.shapes, self.sizes = self.mlp.shapes, self.mlp.sizes
         # Slots per forward and backward pass: on a CPU, passes of a few slots keep each layer's
-        # activations in cache (30 slots, one thread: 5 to 15% faster than one pass in most runs
-        # here, within the noise in some); elsewhere one pass for all, since each pass costs its
-        # kernel launches.
+        # activations in cache; elsewhere one pass for all, since each pass costs its kernel launches.
         self.rows_per_pass = ROWS_PER_CPU_PASS if device.type == "cpu" else None
-        self.sizes = [p.numel() for p in features.parameters()]
 
     def add(self, slot: _Slot):
         self.slots.append(slot)
@@ -149,53 +144,20 @@ class _Group:
             ):
                 s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, self.steps[k, i]
 
-    def forward(
-        self, theta: torch.Tensor, z: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The networks of rows ``theta`` (k, P) at once: z (k, B, d), t (k, B), and for a labelled
-        group labels (k, B) int64 (the null label ``n_classes`` included) -> (k, B, d).
-
-        The inputs are ``VelocityMLP.forward``'s, in its order (z, time features, features of z,
-        one-hot label), so row k reads the weights as slot k's own network does.
-
-        Features run along the middle axis, ``h (K, width, B)``, and each layer is
-        ``h <- act(b + W h)``: with d = 2 inputs and outputs, the batch-major layout's (B, 2)
-        products and the strided gradients they hand to the activation's backward are several
-        times slower on CPU (MKL, torch 2.13); the maths is the same.
-        """
-        angles = t[..., None] * self.freqs
-        inputs = [z, angles.sin(), angles.cos()]
-        if self.space_features is not None:
-            inputs.append(self.space_features(z))
-        if labels is not None:
-            # VelocityMLP.label_features' one-hot rows (n_classes + 1 of them, the null label last),
-            # without its range check: Trainer.draw's labels are valid, and the check's sync would
-            # stall every step on a GPU.
-            inputs.append(torch.nn.functional.one_hot(labels, self.config.n_classes + 1).to(z.dtype))
-        h = torch.cat(inputs, dim=-1).mT.contiguous()
-        k = len(theta)
-        layers = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
-        *hidden, (weight, bias) = zip(layers[::2], layers[1::2], strict=True)
-        for w, b in hidden:
-            h = self.activation(torch.baddbmm(b[:, :, None], w, h))
-        return torch.baddbmm(bias[:, :, None], weight, h).mT
-
     def train_step(self, live: list[bool]) -> torch.Tensor:
         """One step of the slots flagged ``live``; the others' rows stay exactly as they are: (K,) losses."""
         self.stack()
         t, z_t, target, labels = self._regression(live)
-        mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)[:, None]
+        mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)
+        h = self.mlp.features(z_t, t, labels)
         losses, grad = torch.empty(len(live), device=self.device), torch.empty_like(self.theta)
         k = len(live)
-        for i in range(0, k, self.rows_per_pass or k):
-            j = min(i + (self.rows_per_pass or k), k)
-            theta = self.theta[i:j].detach().requires_grad_()  # a leaf viewing rows i..j-1
-            y = None if labels is None else labels[i:j]
-            loss = (self.forward(theta, z_t[i:j], t[i:j], y) - target[i:j]).square().sum(2).mean(1)
-            (grad[i:j],) = torch.autograd.grad((loss * mask[i:j, 0]).sum(), theta)  # 0: a slot not stepped
-            losses[i:j] = loss.detach()
-        self._adam(grad, mask)
-        self._ema_update(mask)
+        rows = self.rows_per_pass or k
+        for i in range(0, k, rows):
+            j = min(i + rows, k)
+            losses[i:j] = self.mlp.loss_and_grad(self.theta[i:j], h[i:j], target[i:j], mask[i:j], grad[i:j])
+        self._adam(grad, mask[:, None])
+        self._ema_update(mask[:, None])
         for slot, active in zip(self.slots, live, strict=True):
             if active:
                 slot.trainer.step_count += 1

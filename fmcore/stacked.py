@@ -1,0 +1,172 @@
+"""K ``VelocityMLP`` networks of one shape as rows of one flat tensor: their inputs, their loss and
+its exact gradient, written out by hand (no autograd graph).
+
+Row k of ``theta`` (K, P) holds network k's parameters in ``VelocityMLP``'s order, W_0, b_0, ...,
+W_L, b_L (W_l (out, in), b_l (out,)). Features run along the middle axis, h (K, width, B) (with
+d = 2 outputs, the batch-major layout's (B, 2) products are several times slower on CPU):
+
+    x_l = W_l h_l + b_l,   h_{l+1} = act(x_l)   (l < L),   v = W_L h_L + b_L        (K, d, B)
+    loss_k = (1/B) sum_b |v_k[:, b] - target_k[:, b]|^2
+
+and, with weights w_k on the losses (0 for a network not stepped), the backward pass of sum_k w_k loss_k:
+
+    g_L = (2 w_k / B) (v - target),   dW_l = g_l h_l^T,   db_l = sum_b g_l,
+    g_{l-1} = act'(x_{l-1}) * (W_l^T g_l)
+
+act' is applied by torch's own derivative kernels (``ACTIVATION_GRADS``: what autograd calls for
+that activation), so each row's gradient is autograd's (tests/fmcore/test_stacked.py compares them
+and checks finite differences). Why not autograd: one step of 30 networks on a CPU thread
+(``bench/engine.py``) spends a share of its time in the graph's bookkeeping and in fresh tensors;
+here every activation lives in a buffer kept from one step to the next (a fresh (30, 64, 256)
+tensor per op cost about a thousand page faults a step) and each product writes straight into
+its place in the gradient rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .models import ModelConfig, VelocityMLP
+
+__all__ = ["ACTIVATION_GRADS", "StackedMLP"]
+
+_aten = torch.ops.aten
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+ACTIVATION_GRADS: dict[str, tuple[Forward, Backward]] = {
+    "silu": (
+        lambda x, out: _aten.silu.out(x, out=out),
+        lambda grad, x, a, out: _aten.silu_backward.grad_input(grad, x, grad_input=out),
+    ),
+    "gelu": (
+        lambda x, out: _aten.gelu.out(x, out=out),
+        lambda grad, x, a, out: _aten.gelu_backward.grad_input(grad, x, grad_input=out),
+    ),
+    "selu": (
+        lambda x, out: _aten.elu.out(x, _SELU_ALPHA, _SELU_SCALE, 1.0, out=out),
+        lambda grad, x, a, out: _aten.elu_backward.grad_input(
+            grad, _SELU_ALPHA, _SELU_SCALE, 1.0, False, x, grad_input=out
+        ),
+    ),
+    "relu": (
+        lambda x, out: _aten.relu.out(x, out=out),
+        lambda grad, x, a, out: _aten.threshold_backward.grad_input(grad, a, 0, grad_input=out),
+    ),
+    "tanh": (
+        lambda x, out: _aten.tanh.out(x, out=out),
+        lambda grad, x, a, out: _aten.tanh_backward.grad_input(grad, a, grad_input=out),
+    ),
+}
+"""Each ``models.ACTIVATIONS`` key: (act into out from x, grad * act'(x) into out from x or a = act(x)),
+both written with the kernels torch's ``nn`` module and its autograd formula use."""
+
+
+class StackedMLP:
+    """The networks of one ``ModelConfig`` on rows of ``theta``, with buffers reused between calls.
+
+    Args:
+        config: the networks' shape.  device: where the buffers live.
+    """
+
+    def __init__(self, config: ModelConfig, device: torch.device):
+        self.config, self.device = config, device
+        net = VelocityMLP(config).to(device)  # for its shapes and frequencies (no weights used)
+        self.freqs, self.z_freqs = net.freqs, net.z_freqs
+        self.shapes = [p.shape for p in net.parameters()]
+        self.sizes = [p.numel() for p in net.parameters()]
+        self.width_in = self.shapes[0][1]
+        self.activation, self.activation_grad = ACTIVATION_GRADS[config.activation]
+        self._buffers: dict[tuple, dict[str, list[torch.Tensor]]] = {}
+
+    def _buffer(self, k: int, n: int, dtype: torch.dtype) -> dict[str, list[torch.Tensor]]:
+        """(k, width, n) buffers of one call size: pre-activations x_l and features h_{l+1} of each
+        hidden layer, the output, two for the backward's g."""
+        key = (k, n, dtype)
+        if key not in self._buffers:
+            hidden, depth = self.config.hidden, self.config.depth
+
+            def empty(width: int) -> torch.Tensor:
+                return torch.empty(k, width, n, dtype=dtype, device=self.device)
+
+            self._buffers[key] = {
+                "x": [empty(hidden) for _ in range(depth)],
+                "h": [empty(hidden) for _ in range(depth)],
+                "v": [empty(self.config.dim)],
+                "g": [empty(hidden), empty(hidden)],
+            }
+        return self._buffers[key]
+
+    def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Views (W_l (k, out, in), b_l (k, out)) of rows ``theta`` (k, P) (or of gradient rows)."""
+        k = len(theta)
+        views = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
+        return list(zip(views[::2], views[1::2], strict=True))
+
+    def features(self, z: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``VelocityMLP.forward``'s inputs in its order (z, time features, features of z, one-hot
+        label), features-major: z (K, B, d), t (K, B), labels (K, B) int64 (the null label
+        n_classes included) for a labelled config -> (K, width_in, B).
+
+        The labels are not range-checked (``VelocityMLP.label_features`` does): the trainers' draws
+        are valid, and the check's sync would stall every step on a GPU."""
+        (k, n, d), nf, zf = z.shape, len(self.freqs), len(self.z_freqs)
+        h = torch.empty(k, self.width_in, n, dtype=z.dtype, device=z.device)
+        h[:, :d] = z.mT
+        angles = t[:, None, :] * self.freqs[:, None]
+        torch.sin(angles, out=h[:, d : d + nf])
+        torch.cos(angles, out=h[:, d + nf : d + 2 * nf])
+        at = d + 2 * nf
+        if zf:
+            space = (z.mT[:, :, None, :] * self.z_freqs[:, None]).flatten(1, 2)
+            torch.sin(space, out=h[:, at : at + d * zf])
+            torch.cos(space, out=h[:, at + d * zf : at + 2 * d * zf])
+            at += 2 * d * zf
+        if labels is not None:
+            h[:, at:].zero_().scatter_(1, labels[:, None, :], 1.0)
+        return h
+
+    def forward(self, theta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The fields of rows ``theta`` (k, P) at features h (k, width_in, B): v (k, d, B), a buffer
+        the next call overwrites. Keeps each hidden layer's x_l and h_{l+1} for ``backward``."""
+        buffer = self._buffer(len(theta), h.shape[2], h.dtype)
+        *hidden, (weight, bias) = self.layers(theta)
+        for x, a, (w, b) in zip(buffer["x"], buffer["h"], hidden, strict=True):
+            h = self.activation(torch.baddbmm(b[:, :, None], w, h, out=x), a)
+        return torch.baddbmm(bias[:, :, None], weight, h, out=buffer["v"][0])
+
+    def loss_and_grad(
+        self,
+        theta: torch.Tensor,
+        h: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor,
+        grad: torch.Tensor,
+    ) -> torch.Tensor:
+        """Each row's loss and, into ``grad`` (k, P), the gradient of sum_k weight_k loss_k.
+
+        Args:
+            theta: (k, P) rows.  h: (k, width_in, B) features.  target: (k, B, d).
+            weight: (k,) weights of the losses (0: that row's gradient is 0).  grad: (k, P), overwritten.
+        Returns:
+            (k,) losses (unweighted).
+        """
+        k, _, n = h.shape
+        buffer = self._buffer(k, n, h.dtype)
+        residual = self.forward(theta, h).sub_(target.mT)
+        losses = residual.square().sum(1).mean(1)
+        g = residual.mul_(weight[:, None, None] * (2.0 / n))
+        layers, grads = self.layers(theta), self.layers(grad)
+        features = [h, *buffer["h"]]
+        for i in range(len(layers) - 1, -1, -1):
+            grad_w, grad_b = grads[i]
+            torch.bmm(g, features[i].mT, out=grad_w)
+            torch.sum(g, 2, out=grad_b)
+            if i:
+                back = torch.bmm(layers[i][0].mT, g, out=buffer["g"][i % 2])
+                g = self.activation_grad(back, buffer["x"][i - 1], features[i], back)
+        return losses

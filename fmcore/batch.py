@@ -130,6 +130,10 @@ class _Group:
             self._flat([[s[key] for s in ss] for ss in states]) for key in ("exp_avg", "exp_avg_sq")
         )
         self.steps = torch.stack([torch.stack([s["step"] for s in ss]) for ss in states]).to(torch.float32)
+        self.grad, self.scratch = (
+            torch.empty_like(self.theta),
+            torch.empty_like(self.theta),
+        )  # reused each step
         self.ema_on = torch.tensor([tr.ema_net is not None for tr in trainers], device=self.device)
         theta = self.theta
         for k, (tr, ps, ss) in enumerate(zip(trainers, params, states, strict=True)):
@@ -150,7 +154,7 @@ class _Group:
         t, z_t, target, labels = self._regression(live)
         mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)
         h = self.mlp.features(z_t, t, labels)
-        losses, grad = torch.empty(len(live), device=self.device), torch.empty_like(self.theta)
+        losses, grad = torch.empty(len(live), device=self.device), self.grad
         k = len(live)
         rows = self.rows_per_pass or k
         for i in range(0, k, rows):
@@ -214,19 +218,27 @@ class _Group:
         rows with ``mask`` (K, 1) 0 keep their weights, moments and counts exactly.
 
         Not torch's kernel itself: its fused and foreach Adam take one lr and one step count per
-        tensor, and a row per slot needs one per row. The maths is ``_single_tensor_adam``'s."""
+        tensor, and a row per slot needs one per row. The maths is ``_single_tensor_adam``'s,
+
+            m <- lerp(m, g, 1 - beta1),   v <- lerp(v, g^2, 1 - beta2),
+            theta <- theta - m / (sqrt(v) / (step_size bias2_sqrt) + eps / step_size),
+
+        with step_size = lr / (1 - beta1^step) and bias2_sqrt = sqrt(1 - beta2^step) per row, in seven
+        passes over (K, P) and no new (K, P) tensor (each costs page faults on a CPU). A row not
+        stepped has weight 0 in both lerps and the denominator inf, so an update of exactly 0."""
         group = self.slots[0].trainer.optimizer.param_groups[0]
         (beta1, beta2), eps = group["betas"], group["eps"]
         self.steps += mask
         step = self.steps[:, :1].double()
         lr = torch.tensor([[s.trainer.lr] for s in self.slots], dtype=torch.float64, device=self.device)
         on = mask.bool()  # a row never stepped has step 0: its bias corrections are 0, not used
-        step_size = torch.where(on, lr / (1 - beta1**step), 0.0).to(grad.dtype)
-        bias2_sqrt = torch.where(on, (1 - beta2**step).sqrt(), 1.0).to(grad.dtype)
+        step_size = lr / (1 - beta1**step)
+        inverse_scale = torch.where(on, 1 / (step_size * (1 - beta2**step).sqrt()), 0.0).to(grad.dtype)
+        offset = torch.where(on, eps / step_size, torch.inf).to(grad.dtype)
         self.exp_avg.lerp_(grad, (1 - beta1) * mask)
-        self.exp_avg_sq.mul_(1 - (1 - beta2) * mask).addcmul_(grad, grad * ((1 - beta2) * mask))
-        denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(eps)
-        self.theta.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
+        self.exp_avg_sq.lerp_(torch.mul(grad, grad, out=self.scratch), (1 - beta2) * mask)
+        denom = torch.sqrt(self.exp_avg_sq, out=self.scratch).mul_(inverse_scale).add_(offset)
+        self.theta.addcdiv_(self.exp_avg, denom, value=-1.0)
 
     @torch.no_grad()
     def _ema_update(self, mask: torch.Tensor):

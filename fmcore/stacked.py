@@ -81,24 +81,13 @@ class StackedMLP:
         self.sizes = [p.numel() for p in net.parameters()]
         self.width_in = self.shapes[0][1]
         self.activation, self.activation_grad = ACTIVATION_GRADS[config.activation]
-        self._buffers: dict[tuple, dict[str, list[torch.Tensor]]] = {}
+        self._buffers: dict[tuple, torch.Tensor] = {}
 
-    def _buffer(self, k: int, n: int, dtype: torch.dtype) -> dict[str, list[torch.Tensor]]:
-        """(k, width, n) buffers of one call size: pre-activations x_l and features h_{l+1} of each
-        hidden layer, the output, two for the backward's g."""
-        key = (k, n, dtype)
+    def _buffer(self, name: str, k: int, width: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """A (k, width, n) tensor kept for this name and shape, overwritten by each call that uses it."""
+        key = (name, k, width, n, dtype)
         if key not in self._buffers:
-            hidden, depth = self.config.hidden, self.config.depth
-
-            def empty(width: int) -> torch.Tensor:
-                return torch.empty(k, width, n, dtype=dtype, device=self.device)
-
-            self._buffers[key] = {
-                "x": [empty(hidden) for _ in range(depth)],
-                "h": [empty(hidden) for _ in range(depth)],
-                "v": [empty(self.config.dim)],
-                "g": [empty(hidden), empty(hidden)],
-            }
+            self._buffers[key] = torch.empty(k, width, n, dtype=dtype, device=self.device)
         return self._buffers[key]
 
     def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -110,12 +99,12 @@ class StackedMLP:
     def features(self, z: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``VelocityMLP.forward``'s inputs in its order (z, time features, features of z, one-hot
         label), features-major: z (K, B, d), t (K, B), labels (K, B) int64 (the null label
-        n_classes included) for a labelled config -> (K, width_in, B).
+        n_classes included) for a labelled config -> (K, width_in, B), a buffer the next call overwrites.
 
         The labels are not range-checked (``VelocityMLP.label_features`` does): the trainers' draws
         are valid, and the check's sync would stall every step on a GPU."""
         (k, n, d), nf, zf = z.shape, len(self.freqs), len(self.z_freqs)
-        h = torch.empty(k, self.width_in, n, dtype=z.dtype, device=z.device)
+        h = self._buffer("features", k, self.width_in, n, z.dtype)
         h[:, :d] = z.mT
         angles = t[:, None, :] * self.freqs[:, None]
         torch.sin(angles, out=h[:, d : d + nf])
@@ -133,11 +122,12 @@ class StackedMLP:
     def forward(self, theta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The fields of rows ``theta`` (k, P) at features h (k, width_in, B): v (k, d, B), a buffer
         the next call overwrites. Keeps each hidden layer's x_l and h_{l+1} for ``backward``."""
-        buffer = self._buffer(len(theta), h.shape[2], h.dtype)
-        *hidden, (weight, bias) = self.layers(theta)
-        for x, a, (w, b) in zip(buffer["x"], buffer["h"], hidden, strict=True):
-            h = self.activation(torch.baddbmm(b[:, :, None], w, h, out=x), a)
-        return torch.baddbmm(bias[:, :, None], weight, h, out=buffer["v"][0])
+        (k, _, n), hidden, dtype = h.shape, self.config.hidden, h.dtype
+        *layers, (weight, bias) = self.layers(theta)
+        for i, (w, b) in enumerate(layers):
+            x = torch.baddbmm(b[:, :, None], w, h, out=self._buffer(f"x{i}", k, hidden, n, dtype))
+            h = self.activation(x, self._buffer(f"h{i}", k, hidden, n, dtype))
+        return torch.baddbmm(bias[:, :, None], weight, h, out=self._buffer("v", k, self.config.dim, n, dtype))
 
     def loss_and_grad(
         self,
@@ -155,18 +145,21 @@ class StackedMLP:
         Returns:
             (k,) losses (unweighted).
         """
-        k, _, n = h.shape
-        buffer = self._buffer(k, n, h.dtype)
+        (k, _, n), hidden, dtype = h.shape, self.config.hidden, h.dtype
         residual = self.forward(theta, h).sub_(target.mT)
         losses = residual.square().sum(1).mean(1)
         g = residual.mul_(weight[:, None, None] * (2.0 / n))
         layers, grads = self.layers(theta), self.layers(grad)
-        features = [h, *buffer["h"]]
+        features = [h, *(self._buffer(f"h{i}", k, hidden, n, dtype) for i in range(len(layers) - 1))]
+        # W^T g and act' * (W^T g) in two buffers: an out= that aliases its input costs a copy
+        back, below = self._buffer("back", k, hidden, n, dtype), self._buffer("g", k, hidden, n, dtype)
         for i in range(len(layers) - 1, -1, -1):
             grad_w, grad_b = grads[i]
             torch.bmm(g, features[i].mT, out=grad_w)
             torch.sum(g, 2, out=grad_b)
             if i:
-                back = torch.bmm(layers[i][0].mT, g, out=buffer["g"][i % 2])
-                g = self.activation_grad(back, buffer["x"][i - 1], features[i], back)
+                torch.bmm(layers[i][0].mT, g, out=back)
+                g = self.activation_grad(
+                    back, self._buffer(f"x{i - 1}", k, hidden, n, dtype), features[i], below
+                )
         return losses

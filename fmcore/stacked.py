@@ -84,11 +84,13 @@ class StackedMLP:
         self._buffers: dict[tuple, torch.Tensor] = {}
 
     def _buffer(self, name: str, k: int, width: int, n: int, dtype: torch.dtype) -> torch.Tensor:
-        """A (k, width, n) tensor kept for this name and shape, overwritten by each call that uses it."""
-        key = (name, k, width, n, dtype)
-        if key not in self._buffers:
+        """A (k, width, n) tensor kept for this name, overwritten by each call that uses it: the
+        first k rows of the largest one asked for so far, so that calls of fewer rows (the last pass
+        of a step, a bank with fewer slots) neither reallocate nor hold one buffer per size."""
+        key = (name, width, n, dtype)
+        if key not in self._buffers or len(self._buffers[key]) < k:
             self._buffers[key] = torch.empty(k, width, n, dtype=dtype, device=self.device)
-        return self._buffers[key]
+        return self._buffers[key][:k]
 
     def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Views (W_l (k, out, in), b_l (k, out)) of rows ``theta`` (k, P) (or of gradient rows)."""
@@ -155,7 +157,11 @@ class StackedMLP:
         back, below = self._buffer("back", k, hidden, n, dtype), self._buffer("g", k, hidden, n, dtype)
         for i in range(len(layers) - 1, -1, -1):
             grad_w, grad_b = grads[i]
-            torch.bmm(g, features[i].mT, out=grad_w)
+            if i:
+                torch.bmm(g, features[i].mT, out=grad_w)
+            else:  # as (width_in, B) x (B, hidden), transposed: half the time here (width_in 10, hidden 64)
+                transposed = self._buffer("grad_w0", k, self.width_in, hidden, dtype)
+                grad_w.copy_(torch.bmm(h, g.mT, out=transposed).mT)
             torch.sum(g, 2, out=grad_b)
             if i:
                 torch.bmm(layers[i][0].mT, g, out=back)

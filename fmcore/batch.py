@@ -14,8 +14,9 @@ Each slot's ``VelocityMLP`` parameters, EMA and Adam state are views of its rows
 ``Trainer`` (its sampling field, snapshots, ``state_dict``) sees the bank's tensors without copies.
 The forward pass, the loss and its gradient are ``fmcore.stacked.StackedMLP``'s (the backward pass
 written out, equal to autograd's, into buffers kept between steps); slot k's loss depends only on
-row k, so each row's gradient is exactly that slot's gradient. Adam (with each slot's lr and step count)
-and the EMA (each slot's decay) are then a few ops on (K, P) tensors, whatever K and the depth.
+row k, so each row's gradient is exactly that slot's gradient. Adam is torch's fused kernel over the
+slots' rows (each with its own lr and step count) and the EMA one lerp of (K, P) rows (each slot's
+decay), whatever K and the depth.
 
 A labelled slot (``Trainer(data, labels=y)``) also feeds its network the one-hot labels its
 ``Trainer.draw`` returned (the null label on the ``label_dropout`` share), after the other
@@ -23,8 +24,7 @@ features, as ``VelocityMLP.forward`` orders them.
 
 The random draws are the Trainer's own (``Trainer.draw`` from the slot's generator), so a slot
 trains like a plain ``Trainer`` with the same options and seed (up to float rounding: batched
-matrix products sum in another order, and Adam's update is written for rows), and the same (to
-1e-6) whatever else is in the bank.
+matrix products sum in another order), and the same (to 1e-6) whatever else is in the bank.
 
 Speed (``bench/engine.py``, one CPU thread): the per-op overhead of a small MLP step is shared by
 all slots; what is left per slot is its share of the matrix products (at 30 slots about 80 GFLOP/s,

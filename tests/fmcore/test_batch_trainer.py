@@ -155,8 +155,8 @@ def _optimizer_state(trainer: Trainer) -> list[torch.Tensor]:
 
 
 def test_a_slot_not_stepped_keeps_its_weights_ema_and_adam_state_exactly():
-    """Rows not stepped go through the batched Adam and EMA with weight 0: nothing may move, not
-    even by rounding, while the other slots train on."""
+    """A row not stepped is left out of the fused Adam and has weight 0 in the batched EMA: nothing
+    may move, not even by rounding, while the other slots train on."""
     bank = BatchTrainer(device="cpu")
     done = bank.add(_moons(0), seed=0, max_steps=20)
     other = bank.add(_moons(1), seed=1)

@@ -12,9 +12,11 @@ on features h_l of shape (K, width, B):
 
 Each slot's ``VelocityMLP`` parameters, EMA and Adam state are views of its rows, so the slot's own
 ``Trainer`` (its sampling field, snapshots, ``state_dict``) sees the bank's tensors without copies.
-The losses of the slots are summed before the backward pass; slot k's loss depends only on row k,
-so each row's gradient is exactly that slot's gradient. Adam (with each slot's lr and step count)
-and the EMA (each slot's decay) are then a few ops on (K, P) tensors, whatever K and the depth.
+The forward pass, the loss and its gradient are ``fmcore.stacked.StackedMLP``'s (the backward pass
+written out, equal to autograd's, into buffers kept between steps); slot k's loss depends only on
+row k, so each row's gradient is exactly that slot's gradient. Adam is torch's fused kernel over the
+slots' rows (each with its own lr and step count) and the EMA one lerp of (K, P) rows (each slot's
+decay), whatever K and the depth.
 
 A labelled slot (``Trainer(data, labels=y)``) also feeds its network the one-hot labels its
 ``Trainer.draw`` returned (the null label on the ``label_dropout`` share), after the other
@@ -27,7 +29,8 @@ same options and seed (up to float rounding: batched matrix products sum in anot
 Adam's update is written for rows), and the same (to 1e-6) whatever else is in the bank.
 
 Speed (``bench/engine.py``, one CPU thread): the per-op overhead of a small MLP step is shared by
-all slots; what is left per slot is its share of the matrix products and of the draws. The
+all slots; what is left per slot is its share of the matrix products (at 30 slots about 80 GFLOP/s,
+MKL's rate for such products on this CPU, and most of the step) and of the draws. The
 conditional target is computed in one call for all slots sharing a schedule. On a GPU a step is a
 fixed number of kernel launches whatever K (tests/fmcore/test_batch_trainer.py counts them), except
 for slots with minibatch OT, fixed noise pairs or a marginal target, a few ops each.
@@ -41,7 +44,8 @@ from dataclasses import dataclass, field
 import torch
 
 from . import counter_rng
-from .models import ACTIVATIONS, ModelConfig, VelocityMLP
+from .models import ModelConfig
+from .stacked import StackedMLP
 from .trainer import Trainer, TrainStats, batches, draw_layout, draws_ahead, pick_device
 
 __all__ = ["BatchTrainer"]
@@ -90,17 +94,13 @@ class _Group:
         self.config, self.batch_size, self.device = config, batch_size, device
         self.slots: list[_Slot] = []
         self._stacked = False
-        self.activation = ACTIVATIONS[config.activation]()
-        features = VelocityMLP(config).to(device)  # for its input features (buffers, no weights used)
-        self.freqs = features.freqs
-        self.space_features = features.space_features if config.z_freqs else None
-        self.shapes = [p.shape for p in features.parameters()]
-        # Slots per forward and backward pass: on a CPU, passes of a few slots keep each layer's
-        # activations in cache (30 slots, one thread: 5 to 15% faster than one pass in most runs
-        # here, within the noise in some); elsewhere one pass for all, since each pass costs its
-        # kernel launches.
+        self.mlp = StackedMLP(config, device)
+        self.shapes, self.sizes = self.mlp.shapes, self.mlp.sizes
+        # Slots per forward and backward pass: on a CPU, passes of 16 bound each kept buffer (about
+        # 1 MB at hidden 64, batch 256) whatever K, at a speed within the noise of one pass (30 and
+        # 100 slots, one thread, measured here); elsewhere one pass for all, since each pass costs
+        # its kernel launches.
         self.rows_per_pass = ROWS_PER_CPU_PASS if device.type == "cpu" else None
-        self.sizes = [p.numel() for p in features.parameters()]
 
     def add(self, slot: _Slot):
         self.slots.append(slot)
@@ -139,6 +139,11 @@ class _Group:
             self._flat([[s[key] for s in ss] for ss in states]) for key in ("exp_avg", "exp_avg_sq")
         )
         self.steps = torch.stack([torch.stack([s["step"] for s in ss]) for ss in states]).to(torch.float32)
+        self.grad = torch.empty_like(self.theta)  # overwritten by each step
+        # each slot's rows as the fused Adam takes them: (P,) parameters, moments, a 0-d step count
+        self.rows = [
+            list(x) for x in (self.theta, self.grad, self.exp_avg, self.exp_avg_sq, self.steps[:, 0])
+        ]
         self.ema_on = torch.tensor([tr.ema_net is not None for tr in trainers], device=self.device)
         theta = self.theta
         for k, (tr, ps, ss) in enumerate(zip(trainers, params, states, strict=True)):
@@ -177,53 +182,20 @@ class _Group:
         self.marginal = [k for k, tr in enumerate(trainers) if tr.target == "marginal"]
         self._ahead: tuple[list[int], counter_rng.Draws] | None = None
 
-    def forward(
-        self, theta: torch.Tensor, z: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The networks of rows ``theta`` (k, P) at once: z (k, B, d), t (k, B), and for a labelled
-        group labels (k, B) int64 (the null label ``n_classes`` included) -> (k, B, d).
-
-        The inputs are ``VelocityMLP.forward``'s, in its order (z, time features, features of z,
-        one-hot label), so row k reads the weights as slot k's own network does.
-
-        Features run along the middle axis, ``h (K, width, B)``, and each layer is
-        ``h <- act(b + W h)``: with d = 2 inputs and outputs, the batch-major layout's (B, 2)
-        products and the strided gradients they hand to the activation's backward are several
-        times slower on CPU (MKL, torch 2.13); the maths is the same.
-        """
-        angles = t[..., None] * self.freqs
-        inputs = [z, angles.sin(), angles.cos()]
-        if self.space_features is not None:
-            inputs.append(self.space_features(z))
-        if labels is not None:
-            # VelocityMLP.label_features' one-hot rows (n_classes + 1 of them, the null label last),
-            # without its range check: Trainer.draw's labels are valid, and the check's sync would
-            # stall every step on a GPU.
-            inputs.append(torch.nn.functional.one_hot(labels, self.config.n_classes + 1).to(z.dtype))
-        h = torch.cat(inputs, dim=-1).mT.contiguous()
-        k = len(theta)
-        layers = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
-        *hidden, (weight, bias) = zip(layers[::2], layers[1::2], strict=True)
-        for w, b in hidden:
-            h = self.activation(torch.baddbmm(b[:, :, None], w, h))
-        return torch.baddbmm(bias[:, :, None], weight, h).mT
-
     def train_step(self, live: list[bool]) -> torch.Tensor:
         """One step of the slots flagged ``live``; the others' rows stay exactly as they are: (K,) losses."""
         self.stack()
         t, z_t, target, labels = self._regression(live)
-        mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)[:, None]
-        losses, grad = torch.empty(len(live), device=self.device), torch.empty_like(self.theta)
+        mask = torch.tensor(live, dtype=z_t.dtype, device=self.device)
+        h = self.mlp.features(z_t, t, labels)
+        losses, grad = torch.empty(len(live), device=self.device), self.grad
         k = len(live)
-        for i in range(0, k, self.rows_per_pass or k):
-            j = min(i + (self.rows_per_pass or k), k)
-            theta = self.theta[i:j].detach().requires_grad_()  # a leaf viewing rows i..j-1
-            y = None if labels is None else labels[i:j]
-            loss = (self.forward(theta, z_t[i:j], t[i:j], y) - target[i:j]).square().sum(2).mean(1)
-            (grad[i:j],) = torch.autograd.grad((loss * mask[i:j, 0]).sum(), theta)  # 0: a slot not stepped
-            losses[i:j] = loss.detach()
-        self._adam(grad, mask)
-        self._ema_update(mask)
+        rows = self.rows_per_pass or k
+        for i in range(0, k, rows):
+            j = min(i + rows, k)
+            losses[i:j] = self.mlp.loss_and_grad(self.theta[i:j], h[i:j], target[i:j], mask[i:j], grad[i:j])
+        self._adam(live)
+        self._ema_update(mask[:, None])
         for slot, active in zip(self.slots, live, strict=True):
             if active:
                 slot.trainer.step_count += 1
@@ -310,25 +282,29 @@ class _Group:
         return t, z_t, target, batch.labels
 
     @torch.no_grad()  # as Optimizer.step: the update is no part of the graph
-    def _adam(self, grad: torch.Tensor, mask: torch.Tensor):
+    def _adam(self, live: list[bool]):
         """torch's Adam (``torch.optim.Adam`` as the Trainer makes it: no weight decay, no amsgrad)
-        on every row at once, each with its own lr and step count, so its own bias corrections;
-        rows with ``mask`` (K, 1) 0 keep their weights, moments and counts exactly.
+        on the rows of the ``live`` slots, from the gradient rows ``self.grad``, each slot with its own
+        lr and step count; the other rows keep their weights, moments and counts exactly.
 
-        Not torch's kernel itself: its fused and foreach Adam take one lr and one step count per
-        tensor, and a row per slot needs one per row. The maths is ``_single_tensor_adam``'s."""
+        torch's own fused kernel (``torch._fused_adam_``, what ``Adam(fused=True)`` calls, and what
+        the Trainer uses on a CPU or cuda), with each slot's row as one parameter and its step count
+        as that parameter's: one pass over the rows (here half the time of the same maths as
+        (K, P) ops), one call per distinct lr among the live slots, since the kernel takes one lr
+        per call (usually one call)."""
         group = self.slots[0].trainer.optimizer.param_groups[0]
         (beta1, beta2), eps = group["betas"], group["eps"]
-        self.steps += mask
-        step = self.steps[:, :1].double()
-        lr = torch.tensor([[s.trainer.lr] for s in self.slots], dtype=torch.float64, device=self.device)
-        on = mask.bool()  # a row never stepped has step 0: its bias corrections are 0, not used
-        step_size = torch.where(on, lr / (1 - beta1**step), 0.0).to(grad.dtype)
-        bias2_sqrt = torch.where(on, (1 - beta2**step).sqrt(), 1.0).to(grad.dtype)
-        self.exp_avg.lerp_(grad, (1 - beta1) * mask)
-        self.exp_avg_sq.mul_(1 - (1 - beta2) * mask).addcmul_(grad, grad * ((1 - beta2) * mask))
-        denom = self.exp_avg_sq.sqrt().div_(bias2_sqrt).add_(eps)
-        self.theta.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
+        self.steps += torch.tensor(live, dtype=self.steps.dtype, device=self.device)[:, None]
+        by_lr: dict[float, list[int]] = {}
+        for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
+            if active:
+                by_lr.setdefault(slot.trainer.lr, []).append(k)
+        for lr, ks in by_lr.items():
+            theta, grad, exp_avg, exp_avg_sq, steps = ([rows[k] for k in ks] for rows in self.rows)
+            torch._fused_adam_(
+                theta, grad, exp_avg, exp_avg_sq, [], steps,
+                lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
+            )  # fmt: skip
 
     @torch.no_grad()
     def _ema_update(self, mask: torch.Tensor):

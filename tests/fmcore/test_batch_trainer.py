@@ -149,6 +149,28 @@ def test_a_slot_diverging_from_its_first_step_keeps_its_initial_weights():
     assert stats[other].status == "ok" and stats[other].step == 50
 
 
+def _optimizer_state(trainer: Trainer) -> list[torch.Tensor]:
+    state = trainer.optimizer.state
+    return [
+        state[p][key].clone() for p in trainer.model.parameters() for key in ("step", "exp_avg", "exp_avg_sq")
+    ]
+
+
+def test_a_slot_not_stepped_keeps_its_weights_ema_and_adam_state_exactly():
+    """A row not stepped is left out of the fused Adam and has weight 0 in the batched EMA: nothing
+    may move, not even by rounding, while the other slots train on."""
+    bank = BatchTrainer(device="cpu")
+    done = bank.add(_moons(0), seed=0, max_steps=20)
+    other = bank.add(_moons(1), seed=1)
+    bank.step(20)
+    before = _weights(bank.trainer(done)), _optimizer_state(bank.trainer(done))
+    stats = bank.step(30)
+    assert stats[done].status == "done" and stats[other].step == 50
+    after = _weights(bank.trainer(done)), _optimizer_state(bank.trainer(done))
+    for x, y in zip((*before[0], *before[1]), (*after[0], *after[1]), strict=True):
+        assert torch.equal(x, y)
+
+
 @pytest.mark.parametrize(
     "options", [{}, {"target": "marginal", "reference": "batch", "lr_schedule": "cosine"}]
 )

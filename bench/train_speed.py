@@ -22,15 +22,23 @@ With ``--all-presets``: every preset in ``fmcore.datasets.NAMES``, the Trainer's
 ``PRESET_SECONDS`` of CPU time (the ``process_time`` clock, fair on a shared machine), quality at
 that time for seed 0 and the median over seeds 0-2 (``--seeds``; 1 seed with ``--quick``), and the time to the
 floor: the first of the checkpoints every 0.5 s at which quality <= 1 (median over the seeds). ``--against '{"n_freqs": 4}'`` trains
-a second set of options (e.g. the old defaults) in the same run, interleaved, and prints it alongside.
+another set of options (e.g. the old defaults) in the same run, interleaved, and prints it alongside
+(repeat it to compare several: their rows are labelled B, C, ...).
 The ``memorised`` row is the training set itself resampled: a model carries its 2,000 points' own
 deviation from the distribution (rings seed 0: 2.9x, pinwheel seed 0: 4.3x), so the last lines
 also list the trainer's own shortfalls, the seeds above the target whose memorised row is not.
+With ``--memorisation``: how much the defaults (and each ``--against``) copy small training sets:
+the share of 2,000 samples near a training point over fresh data's share (``fmcore.metrics.near_share``;
+1 = no more than the distribution itself), within a radius that shrinks as 1/sqrt(points) from
+``NEAR_RADIUS`` at 60 points, so that fresh data's share stays about the same (about 0.1 on moons,
+leaving room to show copying at every size), after
+``MEMORISATION_STEPS`` steps on ``--presets`` at each of ``MEMORISATION_SIZES`` points.
 CPU time is not load-proof either: under a load average of 15 on 2 CPUs a CPU second held about
 half the steps it holds on a quiet machine; say the load with the figures.
 
     .venv/bin/python bench/train_speed.py [--quick] [--clock cpu]
     .venv/bin/python bench/train_speed.py --all-presets [--quick] [--seeds 3] [--against JSON] [--presets a,b]
+    .venv/bin/python bench/train_speed.py --memorisation [--against JSON] [--presets moons,smiley]
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fmcore import Trainer, datasets
-from fmcore.metrics import energy_distance, energy_distance_floor
+from fmcore.metrics import energy_distance, energy_distance_floor, near_share
 from fmcore.solvers import SOLVERS, TIME_GRIDS, integrate
 
 N = 2000
@@ -64,6 +72,16 @@ FLOOR_POINTS = 5000
 """Fresh points the closed-form floor's distance variance is estimated from (about 2% precise). An RMS
 over 10 pairs of fresh sets instead, as before, gave 0.61x to 1.41x the closed form across the
 presets (the statistic's heavy right tail is rarely drawn), and every ratio moved with it."""
+
+
+MEMORISATION_SIZES = (60, 250, 1000, 2000)
+MEMORISATION_STEPS = 5000  # about what PRESET_SECONDS of CPU training takes
+NEAR_RADIUS = 0.05  # at 60 points, as in the memorisation lesson (l2_objective.memorisation)
+
+
+def near_radius(m: int) -> float:
+    """The radius around m training points that holds fresh data's share at about its 60-point value."""
+    return NEAR_RADIUS * math.sqrt(60 / m)
 
 
 def noise_floor(name: str = "moons") -> float:
@@ -208,9 +226,9 @@ def run_preset(name: str, seed: int, floor: float, options: dict) -> PresetRun:
     return PresetRun(q, to_floor, trainer.step_count)
 
 
-def all_presets(names: list[str], seeds: list[int], against: dict | None) -> None:
-    """The table of every preset: the defaults (and ``against``) at PRESET_SECONDS of CPU time."""
-    runs = {"defaults": {}} | ({f"against {json.dumps(against)}": against} if against else {})
+def all_presets(names: list[str], seeds: list[int], against: list[dict]) -> None:
+    """The table of every preset: the defaults (and each of ``against``) at PRESET_SECONDS of CPU time."""
+    runs = {"defaults": {}} | {chr(ord("B") + i): options for i, options in enumerate(against)}
     print(
         f"every preset, {N} points, 1 torch thread, {PRESET_SECONDS} s of CPU training, seeds {seeds}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
@@ -219,6 +237,9 @@ def all_presets(names: list[str], seeds: list[int], against: dict | None) -> Non
         "quality = energy distance / that preset's noise floor; memorised = N draws from the training set; "
         f"to floor = first {CHECK_SECONDS:g} s checkpoint at quality <= 1, median over seeds"
     )
+    for label, options in runs.items():
+        if options:
+            print(f"{label}: the defaults with {json.dumps(options)}")
     header = f"{'preset':14s} {'options':10s} {'seed 0':>7s} {'median':>7s} {'worst':>7s} {'to floor':>9s} {'steps':>6s}"  # steps: seed 0's
     print(header)
     worst = {label: -math.inf for label in runs}
@@ -233,7 +254,7 @@ def all_presets(names: list[str], seeds: list[int], against: dict | None) -> Non
         results = {label: [] for label in runs}
         for seed in seeds:  # interleaved, so that a change in machine load hits both alike
             for label, options in runs.items():
-                results[label].append(run_preset(name, seed, floor, options or {}))
+                results[label].append(run_preset(name, seed, floor, options))
         for label, rs in results.items():
             qs = [r.quality for r in rs]
             median = statistics.median(qs)
@@ -244,7 +265,7 @@ def all_presets(names: list[str], seeds: list[int], against: dict | None) -> Non
                 if q > PRESET_TARGET >= mem
             ]
             print(
-                f"{name:14s} {label.split()[0]:10s} {qs[0]:7.2f} {median:7.2f} {max(qs):7.2f} "
+                f"{name:14s} {label:10s} {qs[0]:7.2f} {median:7.2f} {max(qs):7.2f} "
                 f"{statistics.median(r.seconds_to_floor for r in rs):8.1f}s {rs[0].steps:6d}"
             )
     for label, value in worst.items():
@@ -259,13 +280,51 @@ def all_presets(names: list[str], seeds: list[int], against: dict | None) -> Non
         )
 
 
+def memorisation(names: list[str], against: list[dict]) -> None:
+    """Per preset and training-set size: samples' share near a training point over fresh data's."""
+    runs = {"defaults": {}} | {chr(ord("B") + i): options for i, options in enumerate(against)}
+    print(
+        f"memorisation: share of {N} samples within a radius of a training point / fresh data's share, "
+        f"after {MEMORISATION_STEPS} steps, seed 0"
+    )
+    for label, options in runs.items():
+        if options:
+            print(f"{label}: the defaults with {json.dumps(options)}")
+    print(
+        f"{'preset':14s} {'points':>6s} {'radius':>7s} {'fresh':>6s} "
+        + " ".join(f"{label:>9s}" for label in runs)
+    )
+    z0 = torch.randn(N, 2, generator=torch.Generator().manual_seed(80_000))
+    for name in names:
+        for m in MEMORISATION_SIZES:
+            train = datasets.sample(name, m, seed=0)
+            radius = near_radius(m)
+            fresh = near_share(datasets.sample(name, N, seed=90_000), train, radius)
+            ratios = []
+            for options in runs.values():
+                trainer = Trainer(train, seed=0, **options)
+                trainer.step(MEMORISATION_STEPS)
+                samples = integrate(trainer.velocity, z0, "rk4", 20).z_end
+                ratios.append(near_share(samples, train, radius) / fresh)
+            print(f"{name:14s} {m:6d} {radius:7.4f} {fresh:6.3f} " + " ".join(f"{r:9.2f}" for r in ratios))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, reference trained 4 s")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="what counts as training time")
     parser.add_argument("--all-presets", action="store_true", help="the table of every preset at 5 s of CPU")
-    parser.add_argument("--against", type=json.loads, help="with --all-presets: JSON options to compare")
-    parser.add_argument("--presets", default=",".join(datasets.NAMES), help="with --all-presets: a subset")
+    parser.add_argument("--memorisation", action="store_true", help="how much small training sets are copied")
+    parser.add_argument(
+        "--against",
+        type=json.loads,
+        action="append",
+        default=[],
+        help="with --all-presets: JSON options to compare (repeatable)",
+    )
+    parser.add_argument(
+        "--presets", default=",".join(datasets.NAMES), help="with --all-presets or --memorisation: a subset"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="with --all-presets: seeds 0 .. SEEDS-1")
     args = parser.parse_args()
     global clock
@@ -273,6 +332,9 @@ def main():
     torch.set_num_threads(1)  # process-wide; faster than 2 threads for models this size
     if args.all_presets:
         all_presets(args.presets.split(","), [0] if args.quick else list(range(args.seeds)), args.against)
+        return
+    if args.memorisation:
+        memorisation(args.presets.split(","), args.against)
         return
     seeds = [0] if args.quick else [0, 1, 2]
     reference_seconds = 4.0 if args.quick else 10.0

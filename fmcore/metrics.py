@@ -6,6 +6,9 @@ Distances between samples a ~ P and b ~ Q (each a point cloud):
                         one distribution, in closed form for any two sample sizes.
     mmd                 Gaussian-kernel maximum mean discrepancy, squared.
     sliced_wasserstein  W_2 averaged over random 1-D projections, in data units.
+Memorisation of a training set t:
+    near_share          the share of samples within a radius of some point of t; compare it with
+                        fresh data's share (a model that copies t scores far above it).
 Paths z_0 -> z_1 of the sampler (a trajectory of states):
     straightness        Liu et al.'s S(Z) = int_0^1 E |(z_1 - z_0) - dz_t/dt|^2 dt, 0 = straight.
     path_length_ratio   path length / endpoint distance, 1 = straight.
@@ -90,6 +93,29 @@ def energy_distance(a, b) -> float:
         - _mean_pairwise(a, a, _identity, exclude_diagonal=True)
         - _mean_pairwise(b, b, _identity, exclude_diagonal=True)
     )
+
+
+def near_share(samples, points, radius: float) -> float:
+    """Share of ``samples`` within ``radius`` (Euclidean) of their nearest neighbour in ``points``.
+
+    A generator that memorised a training set ``points`` puts its samples on them; one that learnt
+    the distribution scores about what fresh data from it scores (which grows with the density
+    and the number of points).
+
+    Args:
+        samples: (n, d), n >= 1.  points: (m, d), m >= 1.  radius: a finite number > 0.
+    Returns:
+        The share, in [0, 1].
+    """
+    a, b = _as_pair(samples, points, min_points=1)
+    if not (isinstance(radius, int | float) and math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be a finite number > 0; got {radius!r}.")
+    rows = max(1, _PAIRS_PER_CHUNK // len(b))
+    near = sum(
+        int((torch.cdist(a[i : i + rows], b).min(dim=1).values < radius).sum())
+        for i in range(0, len(a), rows)
+    )
+    return near / len(a)
 
 
 def distance_variance(x) -> float:

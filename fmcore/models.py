@@ -1,13 +1,14 @@
 """The network that learns a field on 2-D data: an MLP of (z, Fourier features of z and of t).
 
     v_theta(z, t) = MLP([z, sin(pi f_k t), cos(pi f_k t), sin(pi f_j z), cos(pi f_j z)]),
-    f_k = 2^(k-1),  k = 1..n_freqs,  j = 1..z_freqs (on each coordinate of z; 0 by default)
+    f_k = 2^(k-1),  k = 1..n_freqs,  j = 1..z_freqs (on each coordinate of z; none in a bare ModelConfig)
 
 The features of z (Tancik et al., 2020, "Fourier features let networks learn high frequency
 functions") let a small MLP bend its field on the scale of thin structures (rings 0.04 wide, 0.5
 apart, in unit-scale coordinates) that a plain MLP of z learns only slowly (spectral bias). The
 same bias is what makes the plain MLP generalise: with the features it also fits a small training
-set's own points sooner (memorises), which is why the Trainer leaves them off by default.
+set's own points sooner (memorises), which is why the Trainer turns them on by default only for
+data of 1,000 points or more (``fmcore.trainer.data_defaults``).
 
 A label-conditioned net (``n_classes`` > 0) also reads a one-hot label c in 0 .. n_classes, where
 c = n_classes is the null label ("no class": the unconditional field, learned by label dropout).

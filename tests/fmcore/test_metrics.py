@@ -349,3 +349,23 @@ def test_distances_refuse_mismatched_samples():
         metrics.mmd(torch.zeros(1, 2), torch.zeros(4, 2))
     with pytest.raises(ValueError, match=r"shape \(n, d\)"):
         metrics.sliced_wasserstein(torch.zeros(4), torch.zeros(4, 1))
+
+
+def test_near_share_is_the_disc_area_for_uniform_samples_for_any_chunking(monkeypatch):
+    # Uniform samples on the unit square fall within r of its centre with probability pi r^2.
+    samples = torch.rand(20_000, 2, generator=torch.Generator().manual_seed(0))
+    centre, r = torch.tensor([[0.5, 0.5]]), 0.3
+    p = math.pi * r**2
+    share = metrics.near_share(samples, centre, r)
+    assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / len(samples))
+    points = torch.cat([centre, torch.tensor([[5.0, 5.0]])])  # a far point changes no nearest distance
+    monkeypatch.setattr(metrics, "_PAIRS_PER_CHUNK", 7)
+    assert metrics.near_share(samples, points, r) == share
+
+
+def test_near_share_of_copies_is_one_and_refuses_a_bad_radius():
+    points = torch.randn(50, 2)
+    assert metrics.near_share(points[torch.randint(50, (200,))], points, 1e-6) == 1.0
+    for radius in (0, -1.0, math.inf, math.nan, "0.1"):
+        with pytest.raises(ValueError, match="radius"):
+            metrics.near_share(points, points, radius)

@@ -9,10 +9,11 @@ import torch
 
 from fmcore import COUPLINGS, Trainer, TrainStats, datasets, exact_log_density, exact_velocity
 from fmcore.coupling import ot_permutation
-from fmcore.metrics import straightness
+from fmcore.io import load
+from fmcore.metrics import near_share, straightness
 from fmcore.reflow import reflow
 from fmcore.solvers import integrate
-from fmcore.trainer import DEFAULTS
+from fmcore.trainer import DEFAULTS, Z_FREQS, Z_FREQS_MIN_POINTS
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +217,51 @@ def test_options_are_validated(moons):
         Trainer(torch.tensor([[0.0, float("nan")]]))
     with pytest.raises(ValueError, match="batch_size"):
         Trainer(moons, batch_size=0)
+
+
+def test_z_features_are_on_by_default_from_a_thousand_points_and_travel_with_the_model(tmp_path):
+    small = datasets.sample("moons", Z_FREQS_MIN_POINTS - 1, seed=0)
+    large = datasets.sample("moons", Z_FREQS_MIN_POINTS, seed=0)
+    assert DEFAULTS["z_freqs"] is None  # chosen from the data
+    assert Trainer(small).model_config.z_freqs == 0
+    trainer = Trainer(large, seed=1)
+    assert trainer.model_config.z_freqs == Z_FREQS > 0
+    assert trainer.config["options"]["z_freqs"] == Z_FREQS  # the chosen value, not None
+    assert Trainer(large, z_freqs=0).model_config.z_freqs == 0  # an explicit choice wins
+    assert Trainer(large, objective="meanflow").model_config.z_freqs == 0  # its tuned defaults
+    trainer.step(20)
+    resumed = Trainer.from_state_dict(trainer.state_dict())
+    assert resumed.model_config == trainer.model_config
+    trainer.reset(lr=1e-3)
+    assert trainer.model_config.z_freqs == Z_FREQS
+    trainer.save(tmp_path / "large.safetensors")
+    assert load(tmp_path / "large.safetensors").config.z_freqs == Z_FREQS
+    with pytest.raises(ValueError, match="z_freqs"):
+        Trainer(small, z_freqs=-1)
+
+
+def _near_share_over_fresh(data_points: int, **options) -> float:
+    """How much more often than fresh data a model trained 1,500 steps on moons puts its samples
+    near one of its training points (1: no more than the distribution itself). The radius shrinks
+    as 1/sqrt(points) from 0.05 at 60 points, so that fresh data's share stays about 0.12."""
+    train = datasets.sample("moons", data_points, seed=0)
+    trainer = Trainer(train, seed=0, **options)
+    trainer.step(1500)
+    z0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1))
+    samples = integrate(trainer.velocity, z0, "rk4", 20).z_end
+    radius = 0.05 * math.sqrt(60 / data_points)
+    return near_share(samples, train, radius) / near_share(
+        datasets.sample("moons", 2000, seed=99), train, radius
+    )
+
+
+def test_the_default_z_features_copy_no_small_training_set():
+    # The reason for the size rule: on 60 points the features of z copy the training points
+    # (measured, seeds 0-1: 3.4x and 3.6x fresh data's share near them, vs 1.1x and 1.8x without),
+    # so the defaults leave them off there; on 2,000 points, where they are on, they copy nothing
+    # (1.05x and 1.04x).
+    assert _near_share_over_fresh(60) < 2.5 < _near_share_over_fresh(60, z_freqs=Z_FREQS)
+    assert _near_share_over_fresh(2000) < 1.25
 
 
 def test_max_steps_ends_the_run(moons):

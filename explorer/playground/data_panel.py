@@ -232,6 +232,7 @@ def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
             key=widget_key("data"),
             on_change=_on_preset,
             label_visibility="collapsed",
+            persist_state="page",  # a lazy setting (explorer.playground.controls._persist)
         )
         classes = datasets.CLASSES.get(state.data)
         st.caption(

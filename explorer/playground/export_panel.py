@@ -14,6 +14,7 @@ from explorer.core.state import ViewState, widget_key
 from explorer.figures import export
 
 from . import cache
+from .controls import folded
 from .training_panel import on_load_model
 
 __all__ = ["export_panel"]
@@ -21,12 +22,9 @@ __all__ = ["export_panel"]
 
 def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: flows.Source, runner) -> None:
     flow = measured[0][0]
-    # on_change="rerun" makes it lazy: nothing inside is built or sent until it is opened, which keeps
-    # its widgets (and the code highlighter) off the first paint.
-    panel = st.expander(
-        "Share & export", icon=":material/ios_share:", key=widget_key("export"), on_change="rerun"
-    )
-    if not panel.open:
+    # folded: nothing inside (its widgets, the code highlighter) is built or sent until it is opened
+    panel = folded("Share & export", ":material/ios_share:", "export")
+    if panel is None:
         return
     with panel:
         query = "&".join(f"{k}={v}" for k, v in state.to_query().items())

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import statistics
 import sys
 import tempfile
@@ -33,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import plotly.graph_objects as go
 import plotly.io as pio
-import streamlit.logger
 import torch
 
+import bench.quiet_streamlit  # noqa: F401 (before explorer: no "No runtime found" warnings)
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from bench.classroom import start_server
 from explorer import compat, figures
@@ -162,7 +161,6 @@ def print_row(name: str, runs: list[dict[str, float]]) -> None:
 
 
 def main() -> None:
-    streamlit.logger.set_log_level(logging.ERROR)  # st.cache_data says "no runtime" outside a server
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--particles", type=int, default=1000)

@@ -60,11 +60,18 @@ def pytest_collection_modifyitems(config, items):
 def open_panel():
     """Open a lazy Playground panel in an AppTest, as a click would: ``open_panel(at, "upload")``.
 
-    The data tabs and "Share & export" build their widgets only while open (first-paint speed).
+    The data tabs, "Share & export" and the sidebar's folded groups build their widgets only while
+    open (first-paint speed).
     """
     from explorer.playground.page import DATA_TABS
 
-    states = {"upload": ("fme_w_data_tab", DATA_TABS[2]), "export": ("fme_w_export", True)}
+    states = {
+        "upload": ("fme_w_data_tab", DATA_TABS[2]),
+        "export": ("fme_w_export", True),
+        "particles": ("fme_w_particles_panel", True),
+        "compare": ("fme_w_compare_panel", True),
+        "training": ("fme_w_training_options", True),
+    }
 
     def open_(at, panel: str):
         key, value = states[panel]

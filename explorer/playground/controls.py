@@ -33,6 +33,7 @@ __all__ = [
     "LAYER_LABELS",
     "PARTICLE_CHOICES",
     "compare_controls",
+    "folded",
     "follow_controls",
     "layer_controls",
     "mean_flow_controls",
@@ -67,6 +68,13 @@ def _held(name: str):
     return compat.widget_default(widget_key(name), _DEFAULTS[name])
 
 
+def _persist(name: str) -> str | None:
+    """``persist_state`` of the widget of setting ``name``: a lazy setting's widget keeps its value
+    through runs that do not draw it (a folded panel; without it Streamlit fell back to the value a
+    link had seeded before, and the next run took that for the view)."""
+    return "page" if SETTINGS[name].lazy else None
+
+
 def _index(options, name: str) -> int:
     """``_held`` as a selectbox ``index`` (the first option for a value it does not offer)."""
     held = _held(name)
@@ -85,13 +93,23 @@ def _choice(
         key=widget_key(name),
         help=help,
         disabled=disabled,
+        persist_state=_persist(name),
     )
 
 
 def _number(label: str, name: str, step: int = 1, help: str | None = None):
     """A slider over the range the setting ``name`` declares, started at its held value."""
     spec = SETTINGS[name]
-    return st.slider(label, spec.lo, spec.hi, _held(name), step, key=widget_key(name), help=help)
+    return st.slider(
+        label,
+        spec.lo,
+        spec.hi,
+        _held(name),
+        step,
+        key=widget_key(name),
+        help=help,
+        persist_state=_persist(name),
+    )
 
 
 def seed_widgets(values: dict[str, object], overwrite: bool = True) -> None:
@@ -167,6 +185,7 @@ def _stochastic_controls() -> bool:
         current,
         key=widget_key("noise"),
         format_func=lambda v: f"{v:g}",
+        persist_state=_persist("noise"),
         help="gₜ = noise·√βₜ: 0 is the ODE (Euler), 1 the schedule's reverse diffusion SDE.",
     )
     st.caption(
@@ -200,37 +219,79 @@ def _solver_grid_steps(
         int(_held(f"steps{suffix}")),
         key=widget_key(f"steps{suffix}"),
         help=help,
+        persist_state=_persist(f"steps{suffix}"),
     )
     return solver, grid, int(steps)
 
 
+def folded(label: str, icon: str, name: str):
+    """A folded panel (``st.expander`` keyed ``widget_key(name)``) that is lazy: the expander, or
+    None while it is closed.
+
+    Only an open panel builds and sends its widgets (the first paint draws none of them); their
+    settings are ``lazy`` in the schema, so the view state keeps their values while it is closed
+    and seeds the widgets again when it opens (``url.seed``).
+    """
+    panel = st.expander(label, icon=icon, key=widget_key(name), on_change="rerun")
+    return panel if panel.open else None
+
+
 def particle_controls() -> None:
-    """How many particles, and the seed of their noise (and of the preset's sample)."""
-    st.markdown("### Particles")
-    current = _held("n")
-    choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
-    st.select_slider("Particles", choices, int(current), key=widget_key("n"), format_func=lambda v: f"{v:,}")
-    st.number_input(
-        "Seed",
-        0,
-        MAX_SEED,
-        int(_held("seed")),
-        step=1,
-        key=widget_key("seed"),
-        help="Same seed, same noise particles and data sample.",
-    )
+    """How many particles, and the seed of their noise (and of the preset's sample): folded."""
+    panel = folded("Particles and seed", ":material/grain:", "particles_panel")
+    if panel is None:
+        return
+    with panel:
+        current = _held("n")
+        choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
+        st.select_slider(
+            "Particles",
+            choices,
+            int(current),
+            key=widget_key("n"),
+            format_func=lambda v: f"{v:,}",
+            persist_state=_persist("n"),
+        )
+        st.number_input(
+            "Seed",
+            0,
+            MAX_SEED,
+            int(_held("seed")),
+            step=1,
+            key=widget_key("seed"),
+            help="Same seed, same noise particles and data sample.",
+            persist_state=_persist("seed"),
+        )
 
 
 def compare_controls() -> None:
-    """Compare mode: a second panel with its own solver, grid and steps, on the same particles."""
-    if st.toggle("Compare with a second sampler", bool(_held("compare")), key=widget_key("compare")):
-        solver, _, steps = _solver_grid_steps(" B", "_b")
-        st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
+    """Compare mode: a second panel with its own solver, grid and steps, on the same particles (folded)."""
+    panel = folded("Compare two samplers", ":material/compare:", "compare_panel")
+    if panel is None:
+        return
+    with panel:
+        compare = st.toggle(
+            "Compare with a second sampler",
+            bool(_held("compare")),
+            key=widget_key("compare"),
+            persist_state=_persist("compare"),
+        )
+        if compare:
+            solver, _, steps = _solver_grid_steps(" B", "_b")
+            st.markdown(nfe_caption(solver, steps), unsafe_allow_html=True)
 
 
 def training_controls() -> None:
-    """How the next model is trained: coupling, regression target and learning rate."""
-    st.markdown("### Training")
+    """How the next model is trained: model, coupling, regression target and learning rate (folded)."""
+    panel = folded("Training options", ":material/tune:", "training_options")
+    if panel is None:
+        return
+    with panel:
+        _training_options()
+
+
+def _training_options() -> None:
+    """The Training options panel's widgets; a mean flow has its own settings (the rest disabled)."""
     mean_flow = _choice("Model", OBJECTIVES, "objective", OBJECTIVE_LABELS.get) == "meanflow"
     _choice("Coupling", tuple(COUPLINGS), "coupling", lambda c: COUPLING_LABELS.get(c, c), disabled=mean_flow)
     _choice("Target", tuple(TARGETS), "target", lambda t: TARGET_LABELS.get(t, t), disabled=mean_flow)
@@ -243,6 +304,7 @@ def training_controls() -> None:
         key=widget_key("lr"),
         format_func=lambda v: f"{v:g}",
         disabled=mean_flow,
+        persist_state=_persist("lr"),
     )
     if mean_flow:
         st.caption(
@@ -286,16 +348,10 @@ def layer_controls() -> None:
 def follow_controls() -> None:
     """The followed particle's start point (read before the figure, by ``state.from_widgets``).
 
-    Lazy, like the other folded parts: its widgets exist only while it is open, and the view state
-    (which seeds them) remembers the point in between.
+    Folded: the view state remembers the point while the panel is closed.
     """
-    panel = st.expander(
-        "Follow one particle (the ODE view)",
-        icon=":material/timeline:",
-        key=widget_key("follow_panel"),
-        on_change="rerun",
-    )
-    if not panel.open:
+    panel = folded("Follow one particle (the ODE view)", ":material/timeline:", "follow_panel")
+    if panel is None:
         return
     with panel:
         st.toggle("Show one particle's path", key=widget_key("follow_on"))

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from explorer.core.data import MAX_CLASSES, Dataset, check_labels
 from explorer.core.points import as_shared
@@ -164,8 +165,13 @@ def _on_preset() -> None:
         st.session_state[LAST_PRESET_KEY] = choice
 
 
+THUMBNAIL_COLORS = 32
+"""Colours of a gallery thumbnail's palette: amber dots on the dark background, antialiased, look
+the same as in full colour, at a quarter of the bytes (the gallery's CSS is on every first paint)."""
+
+
 def _thumbnail_uri(points: np.ndarray, size: int = 96) -> str:
-    image = export.scatter_image(points, size, box=3.2)
+    image = export.scatter_image(points, size, box=3.2).quantize(THUMBNAIL_COLORS, Image.Quantize.FASTOCTREE)
     return "data:image/png;base64," + base64.b64encode(export.png_bytes(image)).decode("ascii")
 
 
@@ -232,6 +238,7 @@ def _presets_tab(tab, state: ViewState, pad: canvas.Drawing) -> None:
             key=widget_key("data"),
             on_change=_on_preset,
             label_visibility="collapsed",
+            persist_state="page",  # a lazy setting (explorer.playground.controls._persist)
         )
         classes = datasets.CLASSES.get(state.data)
         st.caption(

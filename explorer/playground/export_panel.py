@@ -18,6 +18,7 @@ from explorer.figures import export
 
 from . import cache
 from .classes import picked_class
+from .controls import folded
 from .training_panel import on_load_model
 
 __all__ = ["Download", "downloads", "export_panel"]
@@ -25,12 +26,9 @@ __all__ = ["Download", "downloads", "export_panel"]
 
 def export_panel(state: ViewState, measured, figure, dataset: Dataset, source: flows.Source, runner) -> None:
     flow = measured[0][0]
-    # on_change="rerun" makes it lazy: nothing inside is built or sent until it is opened, which keeps
-    # its widgets (and the code highlighter) off the first paint.
-    panel = st.expander(
-        "Share & export", icon=":material/ios_share:", key=widget_key("export"), on_change="rerun"
-    )
-    if not panel.open:
+    # folded: nothing inside (its widgets, the code highlighter) is built or sent until it is opened
+    panel = folded("Share & export", ":material/ios_share:", "export")
+    if panel is None:
         return
     with panel:
         query = "&".join(f"{k}={v}" for k, v in state.to_query().items())

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 from explorer import compat
-from explorer.core.state import CUSTOM, FOLLOW_DEFAULT, ViewState, widget_key, widget_values
+from explorer.core.state import CUSTOM, FOLLOW_DEFAULT, SETTINGS, ViewState, widget_key, widget_values
 
 from . import canvas, controls
 from .keys import QUERY_KEY, STATE_KEY
@@ -39,9 +39,11 @@ def load_state() -> tuple[ViewState, list[str], bool]:
     return state, notices, True
 
 
-_KEPT = ("data", "follow_on", "fx", "fy", "noise", "nfe")
-"""Widgets that keep their value when the controls are seeded again without a link (the noise and
-NFE sliders are drawn only for the SDE and a mean flow: Streamlit forgets them while hidden)."""
+_LAZY = tuple(name for name, spec in SETTINGS.items() if spec.widget and spec.lazy)
+_KEPT = (*_LAZY, "follow_on", "fx", "fy")
+"""Widgets that keep their value when the controls are seeded again without a link: the lazy
+settings' (drawn only in an open panel or tab, or, for the noise and NFE sliders, only for the SDE
+and a mean flow: Streamlit forgets them while hidden) and the followed point's."""
 
 
 def seed(state: ViewState, everything: bool) -> None:
@@ -56,8 +58,8 @@ def seed(state: ViewState, everything: bool) -> None:
         # were cleaned up, the view was not
         controls.seed_widgets({name: value for name, value in values.items() if name not in _KEPT})
     fx, fy = state.follow or FOLLOW_DEFAULT
-    kept = {"data": state.data, "follow_on": state.follow is not None, "fx": float(fx), "fy": float(fy)}
-    kept.update(noise=state.noise, nfe=state.nfe)
+    kept = {name: values[name] for name in _LAZY}
+    kept.update(follow_on=state.follow is not None, fx=float(fx), fy=float(fy))
     controls.seed_widgets(kept, overwrite=False)
 
 

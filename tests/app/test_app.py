@@ -243,6 +243,34 @@ def test_lazy_panels_are_built_only_when_opened(open_panel):
     assert {"GIF", "HTML", "PNG", "Samples CSV", "Save model"} <= labels
 
 
+def test_the_sidebars_folded_groups_keep_a_links_values_while_closed(open_panel):
+    # Particles, Compare and Training options are lazy: no widget of theirs on the first paint,
+    # yet the link's values hold, show when a group opens, and outlive closing it again.
+    link = {"n": "500", "seed": "3", "compare": "1", "steps_b": "3", "lr": "0.003", "target": "marginal"}
+    at = start(link)
+    lazy = {"fme_w_n", "fme_w_seed", "fme_w_compare", "fme_w_steps_b", "fme_w_lr", "fme_w_target"}
+    assert not lazy & {w.key for w in at.sidebar if getattr(w, "key", None)}
+    assert dict(at.query_params) == link
+    assert "3 steps · 3 NFE" in flow_spec(at)["layout"]["annotations"][1]["text"]  # compare mode is on
+    for panel in ("particles", "compare", "training"):
+        open_panel(at, panel)
+    assert (at.select_slider(key="fme_w_n").value, at.number_input(key="fme_w_seed").value) == (500, 3)
+    assert at.toggle(key="fme_w_compare").value and at.slider(key="fme_w_steps_b").value == 3
+    assert (at.select_slider(key="fme_w_lr").value, at.selectbox(key="fme_w_target").value) == (
+        0.003,
+        "marginal",
+    )
+    at.select_slider(key="fme_w_n").set_value(2000).run()
+    before = particles_at_end(flow_spec(at))
+    at.session_state["fme_w_particles_panel"] = False  # fold it again: its widgets go, the value stays
+    at.run()
+    at.run()  # the second folded run once fell back to the value the link had seeded (500)
+    assert not at.exception and not [w for w in at.select_slider if w.key == "fme_w_n"]
+    assert at.query_params["n"] == "2000" and particles_at_end(flow_spec(at)) == before
+    open_panel(at, "particles")
+    assert at.select_slider(key="fme_w_n").value == 2000
+
+
 def test_a_big_class_slows_the_live_redraws_and_says_so(monkeypatch):
     from explorer import training
     from explorer.training import sessions
@@ -276,11 +304,12 @@ def test_a_rerun_the_live_part_asks_for_keeps_the_latest_settings(monkeypatch):
     assert at.query_params["steps"] == "21"
 
 
-def test_each_control_offers_its_session_value_as_its_default():
+def test_each_control_offers_its_session_value_as_its_default(open_panel):
     # A browser that first draws a widget from a later run than the one that set it takes the
     # widget's default: with Streamlit's own defaults a slow page sent back its sliders at their
     # minimum (Steps 1, Particles 250, learning rate 1e-4; bench/classroom.py, 30 sessions).
     at = start({"steps": "7", "n": "500", "lr": "0.003", "solver": "heun", "seed": "5"})
+    open_panel(open_panel(at, "particles"), "training")
     at.slider(key="fme_w_steps").set_value(9).run()
     at.run()  # a run that sets nothing: what the browser falls back to now
     assert list(at.slider(key="fme_w_steps").proto.default) == [9]
@@ -326,8 +355,8 @@ def test_live_figures_are_rebuilt_only_when_the_network_changed():
     assert new_key != key and new_loss is not loss
 
 
-def test_the_snapshot_particle_count_is_one_setting_for_the_link_the_slider_and_the_snapshot():
-    at = start({"snapshot_n": "1000"})
+def test_the_snapshot_particle_count_is_one_setting_for_the_link_the_slider_and_the_snapshot(open_panel):
+    at = open_panel(start({"snapshot_n": "1000"}), "training")
     assert at.slider(key="fme_w_snapshot_n").value == 1000
     at.button(key="fme_w_train").click().run()
     at.run()  # one tick of the live fragment: a network to draw

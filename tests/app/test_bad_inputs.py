@@ -630,6 +630,9 @@ def test_every_control_at_its_extremes_shows_no_traceback(app, open_panel, tmp_p
     for panel, value in (
         ("fme_w_export", True),
         ("fme_w_follow_panel", True),
+        ("fme_w_particles_panel", True),
+        ("fme_w_compare_panel", True),
+        ("fme_w_training_options", True),
         ("fme_w_data_tab", DATA_TABS[1]),
     ):
         at.session_state[panel] = value  # every lazy panel open: its widgets exist

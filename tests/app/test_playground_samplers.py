@@ -20,7 +20,8 @@ def titles(at) -> str:
 def test_the_sde_switch_changes_the_figure_and_says_steps_and_nfe():
     at = start()
     euler = particles_at_end(flow_spec(at))
-    assert at.get("select_slider") and not [w for w in at.select_slider if w.key == "fme_w_noise"]
+    assert at.segmented_control(key="fme_w_sampler").value == "ode"
+    assert not [w for w in at.select_slider if w.key == "fme_w_noise"]  # drawn only for the SDE
     at.segmented_control(key="fme_w_sampler").set_value("sde").run()
     assert not at.exception
     assert at.query_params["sampler"] == "sde"
@@ -64,9 +65,11 @@ def test_a_bad_sampler_or_model_in_a_link_gives_the_usual_notice(params, needle)
     assert html(at, "fm-nfe").startswith("20 steps · 20 NFE")
 
 
-def test_a_mean_flow_trains_and_draws_its_jumps_at_the_nfe_the_slider_says():
+def test_a_mean_flow_trains_and_draws_its_jumps_at_the_nfe_the_slider_says(open_panel):
     at = start({"objective": "meanflow", "nfe": "2"})
-    assert at.slider(key="fme_w_nfe").value == 2
+    assert at.slider(key="fme_w_nfe").value == 2  # shown while the Training options are folded
+    open_panel(at, "training")
+    assert at.selectbox(key="fme_w_objective").value == "meanflow"
     assert at.selectbox(key="fme_w_target").disabled and at.select_slider(key="fme_w_lr").disabled
     exact = particles_at_end(flow_spec(at))
     at.button(key="fme_w_train").click().run()

@@ -237,11 +237,12 @@ def test_the_widgets_hold_the_state_and_give_it_back():
     assert set(widget_values(state)) >= {name for name, spec in SETTINGS.items() if spec.widget}
 
 
-def test_a_widget_not_drawn_gives_its_default_except_the_lazy_data_pills():
-    state = ViewState(data="spirals", compare=True, model_density=True, follow=(1.0, 1.0))
+def test_a_widget_not_drawn_gives_its_default_except_the_lazy_ones():
+    state = ViewState(data="spirals", compare=True, n=500, lr=3e-3, model_density=True, follow=(1.0, 1.0))
     back = from_widgets(state, {})
-    assert back.data == "spirals"  # the gallery lives in a tab built only while open
-    assert (back.compare, back.model_density, back.follow, back.paths) == (False, False, None, True)
+    # the gallery lives in a tab, compare, particles and training in folded panels built only while open
+    assert (back.data, back.compare, back.n, back.lr) == ("spirals", True, 500, 3e-3)
+    assert (back.model_density, back.follow, back.paths) == (False, None, True)
 
 
 def test_the_sampler_and_the_model_travel_through_the_link_and_their_hidden_sliders_keep_their_values():

@@ -236,22 +236,28 @@ def folded(label: str, icon: str, name: str):
     return panel if panel.open else None
 
 
+def _held_select_slider(label: str, name: str, choices, cast, format_func, **options) -> None:
+    """A select slider of setting ``name`` over ``choices``, plus its held value when a link set
+    another (so the slider can show it)."""
+    current = cast(_held(name))
+    st.select_slider(
+        label,
+        tuple(sorted({*choices, current})),
+        current,
+        key=widget_key(name),
+        format_func=format_func,
+        persist_state=_persist(name),
+        **options,
+    )
+
+
 def particle_controls() -> None:
     """How many particles, and the seed of their noise (and of the preset's sample): folded."""
     panel = folded("Particles and seed", ":material/grain:", "particles_panel")
     if panel is None:
         return
     with panel:
-        current = _held("n")
-        choices = tuple(sorted({*PARTICLE_CHOICES, int(current)}))
-        st.select_slider(
-            "Particles",
-            choices,
-            int(current),
-            key=widget_key("n"),
-            format_func=lambda v: f"{v:,}",
-            persist_state=_persist("n"),
-        )
+        _held_select_slider("Particles", "n", PARTICLE_CHOICES, int, lambda v: f"{v:,}")
         st.number_input(
             "Seed",
             0,
@@ -295,17 +301,7 @@ def _training_options() -> None:
     mean_flow = _choice("Model", OBJECTIVES, "objective", OBJECTIVE_LABELS.get) == "meanflow"
     _choice("Coupling", tuple(COUPLINGS), "coupling", lambda c: COUPLING_LABELS.get(c, c), disabled=mean_flow)
     _choice("Target", tuple(TARGETS), "target", lambda t: TARGET_LABELS.get(t, t), disabled=mean_flow)
-    current = _held("lr")
-    rates = tuple(sorted({*LEARNING_RATES, float(current)}))
-    st.select_slider(
-        "Learning rate",
-        rates,
-        float(current),
-        key=widget_key("lr"),
-        format_func=lambda v: f"{v:g}",
-        disabled=mean_flow,
-        persist_state=_persist("lr"),
-    )
+    _held_select_slider("Learning rate", "lr", LEARNING_RATES, float, lambda v: f"{v:g}", disabled=mean_flow)
     if mean_flow:
         st.caption(
             "A mean flow (MeanFlow, Geng et al. 2025) trains with its own tuned settings: independent "

@@ -43,7 +43,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.training.engine import EngineWorker, trimmed_state
+from explorer.training.engine import EngineWorker
+from explorer.training.wire import trimmed_state
 from fmcore import BatchTrainer, Trainer, datasets
 from fmcore.metrics import energy_distance, energy_distance_floor
 from fmcore.solvers import integrate

@@ -31,7 +31,8 @@ from fmcore import io as model_io
 from fmcore.models import FlowModel
 from fmcore.trainer import Trainer, TrainStats
 
-from .engine import Engine, EngineLost, SlotLost, flow_from_weights, get_engine, trimmed_state
+from .engine import Engine, EngineLost, SlotLost, get_engine
+from .wire import flow_from_weights, trimmed_state
 
 __all__ = [
     "EngineBackend",

@@ -22,7 +22,8 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from explorer.settings import settings
 
-from .engine import CALL_TIMEOUT_S, DROP_S, IDLE_WAIT_S, SYNC_S, EngineLost, EngineWorker, to_wire, unwrap
+from .engine import CALL_TIMEOUT_S, DROP_S, IDLE_WAIT_S, SYNC_S, EngineLost, EngineWorker, unwrap
+from .wire import to_wire
 
 __all__ = ["ACTOR_NAME", "NAMESPACE", "RayEngine", "connect"]
 

@@ -24,13 +24,10 @@ from explorer.training.engine import (
     EngineWorker,
     SlotLost,
     _Link,
-    flow_from_weights,
-    from_wire,
     serve,
-    to_wire,
-    trimmed_state,
     unwrap,
 )
+from explorer.training.wire import flow_from_weights, from_wire, to_wire, trimmed_state
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
 from tests.procs import alive

@@ -11,7 +11,7 @@ import torch
 
 from explorer.training import TRANSITIONS, Engine, Phase, session_runner
 from explorer.training.backends import train_slice
-from explorer.training.engine import HISTORY_TAIL, trimmed_state
+from explorer.training.wire import HISTORY_TAIL, trimmed_state
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
 from tests.procs import alive

@@ -195,7 +195,7 @@ def test_switching_pages_during_training_keeps_the_model_and_comes_back_training
             stats.wait_for(timeout=90_000)
             page.get_by_role("button", name=re.compile("Train")).click()
             page.wait_for_function(
-                "() => /step [1-9]/.test(document.querySelector(\"[data-testid='fm-train-stats']\").innerText)",
+                "() => /step [1-9]/.test(document.querySelector(\"[data-testid='fm-train-stats']\")?.innerText ?? '')",
                 timeout=90_000,
             )
             page.get_by_role("link", name=re.compile("ODE view")).first.click()
@@ -208,7 +208,7 @@ def test_switching_pages_during_training_keeps_the_model_and_comes_back_training
             assert before > 0, "the model trained before the switch is still there"
             page.wait_for_function(
                 f"""() => {{
-                    const m = /step ([\\d,]+)/.exec(document.querySelector("[data-testid='fm-train-stats']").innerText);
+                    const m = /step ([\\d,]+)/.exec(document.querySelector("[data-testid='fm-train-stats']")?.innerText ?? "");
                     return m && parseInt(m[1].replace(/,/g, '')) > {before};
                 }}""",
                 timeout=90_000,

@@ -30,6 +30,7 @@ from explorer.training.engine import (
 from explorer.training.wire import flow_from_weights, from_wire, to_wire, trimmed_state
 from fmcore.datasets import sample
 from fmcore.trainer import Trainer
+from tests.clock import Clock
 from tests.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,19 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def state(seed=0, m=256, **options):
     return trimmed_state(Trainer(sample("moons", m, seed=seed), seed=seed, device="cpu", **options))
-
-
-class Clock:
-    """Seconds that move only when a test says so: heartbeats and syncs without racing a busy machine."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def worker(cap=10, drop_s=10.0, sync_s=2.0, clock=None) -> EngineWorker:

@@ -33,23 +33,11 @@ from explorer.rooms.model import CODE_ALPHABET, CODE_LENGTH
 from explorer.rooms.redis_store import RedisStore, room_key
 from explorer.rooms.sqlite import SQLiteStore
 from explorer.rooms.store import token_hash
+from tests.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 XSS = "<img src=x onerror=alert(1)>"
 HOUR = 3600.0
-
-
-class Clock:
-    """A clock the test moves by hand (both stores take ``clock=``)."""
-
-    def __init__(self, t: float = 1.8e9):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @pytest.fixture(params=["sqlite", "redis"])

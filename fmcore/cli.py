@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -211,18 +212,37 @@ def train(args) -> None:
                 f"  step {stats.step:6d}  loss {stats.loss:.4f}  {stats.steps_per_s:6.0f} steps/s", flush=True
             )
     floor = trainer.loss_floor
+    # NaN: no exact field is this loss's minimiser (mean flow, OT coupling, fixed noise pairs).
+    floor_text = (
+        f"irreducible floor {floor:.4f}" if math.isfinite(floor) else "no closed-form loss floor here"
+    )
     print(
         f"done: {trainer.step_count} steps in {trainer.elapsed:.1f} s, last loss {np.mean(trainer.history[-50:]):.4f}"
-        f" (irreducible floor {floor:.4f})"
+        f" ({floor_text})"
     )
     trainer.save(args.out, {"data": args.data, **({"normalisation": normalisation} if normalisation else {})})
     print(f"saved {args.out}")
+
+
+def _refuse_for_mean_flow(args) -> None:
+    """A mean-flow model samples by jumps only: an SDE or a class asked of it would be silently dropped."""
+    if args.noise > 0:
+        raise UsageError(
+            f"--noise {args.noise:g}: a mean-flow model samples by jumps of its average velocity, not by "
+            "an SDE; drop --noise, or sample a flow model (--objective flow)"
+        )
+    if args.label is not None:
+        raise UsageError(
+            f"--label {args.label}: this mean-flow model is unconditional (a mean flow trains without labels); "
+            "drop --label"
+        )
 
 
 def sample(args) -> None:
     model = load(args.model)
     z0 = torch.randn(args.n, model.config.dim, generator=torch.Generator().manual_seed(args.seed))
     if model.objective == "meanflow":
+        _refuse_for_mean_flow(args)
         trajectory = sample_mean_flow(model, z0, args.steps)
         method = f"{args.steps} mean-flow step{'s' if args.steps != 1 else ''}"
     elif args.noise > 0:

@@ -17,6 +17,7 @@ steps 11 s instead of 0.9 s. ``torch.set_num_threads`` is process-wide, hence on
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Settings:
         rooms_url: ``FME_ROOMS_URL``, the classroom store (``sqlite:///path`` or
             ``redis://host:port/db``); None: SQLite under ``data_dir``.
         data_dir: ``FME_DATA_DIR``, where the app keeps files (default ``data``, from the cwd).
+        room_idle_hours: ``FME_ROOM_IDLE_HOURS``, how long a classroom room lives untouched before
+            it expires with its students' data (default 12; ``explorer.rooms.Limits.idle_seconds``).
     """
 
     training: str | None = None
@@ -56,6 +59,7 @@ class Settings:
     torch_threads: int = 1
     rooms_url: str | None = None
     data_dir: Path = Path("data")
+    room_idle_hours: float = 12.0
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -73,6 +77,19 @@ def _whole(environ: Mapping[str, str], name: str, default: int | None, lo: int) 
         raise ValueError(f"{name} must be a whole number; got {value[:40]!r}") from None
     if number < lo:
         raise ValueError(f"{name} must be at least {lo}; got {number}")
+    return number
+
+
+def _hours(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = _text(environ, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of hours; got {value[:40]!r}") from None
+    if not 0 < number < math.inf:
+        raise ValueError(f"{name} must be a positive, finite number of hours; got {value[:40]!r}")
     return number
 
 
@@ -98,6 +115,7 @@ def read(environ: Mapping[str, str]) -> Settings:
         torch_threads=_whole(environ, "FME_TORCH_THREADS", 1, 1),
         rooms_url=_text(environ, "FME_ROOMS_URL"),
         data_dir=Path(_text(environ, "FME_DATA_DIR") or "data"),
+        room_idle_hours=_hours(environ, "FME_ROOM_IDLE_HOURS", 12.0),
     )
 
 

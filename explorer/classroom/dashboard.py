@@ -26,7 +26,7 @@ from explorer.classroom.tiles import (
     tiles,
 )
 from explorer.core.text import plain
-from explorer.rooms import PushedSettings, RoomFull, RoomStore, UnknownRoom, open_store
+from explorer.rooms import Limits, PushedSettings, RoomFull, RoomStore, UnknownRoom, open_store
 from explorer.settings import settings
 
 ROOM_KEY = "fme_class_room"  # session_state: (code, token) of the room this session teaches
@@ -38,13 +38,21 @@ CHART = {"displayModeBar": False, "staticPlot": False}
 
 @st.cache_resource(show_spinner=False)
 def _open(url: str | None, data_dir: str) -> RoomStore:
-    return open_store(url, data_dir=data_dir)
+    # The idle time is read here, not keyed: settings() is read once per process anyway.
+    limits = Limits(idle_seconds=settings().room_idle_hours * 3600)
+    return open_store(url, data_dir=data_dir, limits=limits)
 
 
 def store() -> RoomStore:
     """This server process's one classroom store, opened from ``explorer.settings``."""
     s = settings()
     return _open(s.rooms_url, str(s.data_dir))
+
+
+def idle_text() -> str:
+    """How long a room lives untouched, in words: ``"12 h"``, ``"30 min"``."""
+    hours = store().limits.idle_seconds / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{hours * 60:.0f} min"
 
 
 def main() -> None:
@@ -104,7 +112,9 @@ def _handout(code: str, token: str) -> None:
             "Students scan the QR code or open the link; the Playground then asks for a name (optional)."
         )
         with st.expander("Teacher link: private, keep it off the projector", icon=":material/key:"):
-            st.caption("Opens this dashboard from any browser, as long as the room lives (12 h idle).")
+            st.caption(
+                f"Opens this dashboard from any browser, as long as the room lives ({idle_text()} idle)."
+            )
             st.code(links.teacher_link(base, code, token), language=None)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from explorer.classroom import student
-from explorer.classroom.dashboard import store
+from explorer.classroom.dashboard import idle_text, store
 from explorer.core.text import shorten
 from explorer.rooms import RoomFull, TooManyAttempts, UnknownRoom
 from explorer.rooms.model import clean_name
@@ -100,7 +100,7 @@ def refusal(error: Exception, code: str) -> str:
     if isinstance(error, UnknownRoom):
         return (
             f"No class is open with the code {shorten(code, 24)}: check it with your teacher "
-            "(a class ends after 12 idle hours). The Playground works as usual meanwhile."
+            f"(a class ends after {idle_text()} idle). The Playground works as usual meanwhile."
         )
     if isinstance(error, RoomFull):
         return f"This class cannot take you: {error}. The Playground works as usual."

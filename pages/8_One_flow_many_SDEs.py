@@ -18,9 +18,9 @@ st.markdown(
     "Lesson 3 set diffusion (an SDE) against flow matching (an ODE). That contrast is only half true. "
     "Take any flow $v(z, t)$ that carries $p_0 = \\mathcal N(0, I)$ to the data, and any noise level "
     "$g_t \\ge 0$. Then the SDE below has **the same marginals** $p_t$ as the ODE $dz = v\\,dt$, at "
-    "every $t$. Song et al. 2021 (*Score-Based Generative Modeling through SDEs*) derived its two best-known "
-    "members, the reverse-time SDE and the probability-flow ODE; any $g_t$ works (Albergo, Boffi & "
-    "Vanden-Eijnden 2023; the *Flow Matching Guide and Code*, Lipman et al. 2024):"
+    "every $t$. Its two best-known members are the reverse-time SDE (Anderson 1982), which Song et al. 2021 "
+    "(*Score-Based Generative Modeling through SDEs*) sample with, and the probability-flow ODE they derived; "
+    "any $g_t$ works (Albergo, Boffi & Vanden-Eijnden 2023; the *Flow Matching Guide and Code*, Lipman et al. 2024):"
 )
 st.latex(
     r"dz = \Big[v(z, t) + \frac{g_t^2}{2}\,\nabla \log p_t(z)\Big]dt + g_t\, dW_t,"

@@ -31,7 +31,8 @@ st.markdown(
     "**The convention here:** $w = 1$ is the conditional field. Ho & Salimans write $(1 + w)\\,\\varepsilon_c - "
     "w\\,\\varepsilon_\\varnothing$, so their $w$ is ours minus one. For $w > 1$ the field extrapolates past "
     "the class, *away from the other classes*: it is no longer the field of any distribution the model "
-    "learned. Each evaluation of $v_w$ runs the network twice (on $c$ and on $\\varnothing$, one doubled batch)."
+    "learned. For $w \\ne 0, 1$ each evaluation of $v_w$ runs the network twice (on $c$ and on $\\varnothing$, one "
+    "doubled batch); $w = 0$ and $w = 1$ need one of the two fields only."
 )
 
 labelled_trainer()

@@ -1,8 +1,9 @@
 """Lesson 8's numbers: one flow sampled by many SDEs that share its marginals p_t.
 
-The family (Song et al. 2021, "Score-Based Generative Modeling through SDEs", arXiv 2011.13456,
-Sec. 4.3 and App. D.1 for the reverse SDE and its probability-flow ODE; the Flow Matching Guide and
-Code, Lipman et al. 2024, arXiv 2412.06264, for affine Gaussian paths and their score):
+The family (Song et al. 2021, "Score-Based Generative Modeling through SDEs", arXiv 2011.13456:
+Sec. 3.2 for the reverse-time SDE, after Anderson 1982, "Reverse-time diffusion equation models";
+Sec. 4.3 and App. D.1 for its probability-flow ODE; the Flow Matching Guide and Code, Lipman et al.
+2024, arXiv 2412.06264, for affine Gaussian paths and their score):
 
     dz = [v(z, t) + (g_t^2 / 2) grad log p_t(z)] dt + g_t dW_t,   g_t = noise * sqrt(beta_t),
 

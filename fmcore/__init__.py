@@ -14,7 +14,7 @@ from .meanflow import MeanFlowConfig, meanflow_loss, meanflow_target, sample_mea
 from .models import AverageVelocityMLP, VelocityMLP
 from .paths import PARAMETRISATIONS, PathSample, change_schedule, convert, sample_path
 from .schedules import SCHEDULES, Blurred, Schedule, ScheduleValue, get_schedule
-from .sde import diffusion_coefficient, sample_sde
+from .sde import bridge, diffusion_coefficient, sample_sde
 from .solvers import SOLVERS, TIME_GRIDS, SolverError, Trajectory, integrate, nfe_for
 from .trainer import Trainer, TrainStats
 
@@ -36,6 +36,7 @@ __all__ = [
     "Trainer",
     "Trajectory",
     "VelocityMLP",
+    "bridge",
     "change_schedule",
     "convert",
     "datasets",

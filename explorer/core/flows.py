@@ -68,6 +68,9 @@ EULER_MARUYAMA = "euler-maruyama"
 """The SDE sampler (``fmcore.sample_sde``), in place of a solver name."""
 MEAN_FLOW = "meanflow"
 """A mean-flow network's jumps (``fmcore.sample_mean_flow``), in place of a solver name."""
+BRIDGE_SEED = 2**31
+"""Added to the SDE's Brownian seed for the frames drawn between its nodes (``fmcore.bridge``): a
+stream of their own, not the steps' increments again."""
 
 
 @dataclass(frozen=True)
@@ -210,14 +213,23 @@ def integrate_source(
 def compute_flow(
     source: Source, z0: np.ndarray, solver: str, steps: int, grid: str, noise: float = 0.0, seed: int = 0
 ) -> Flow:
-    """Carry the particles z0 from t=0 to 1 (``integrate_source``) and sample them at the frame times."""
+    """Carry the particles z0 from t=0 to 1 (``integrate_source``) and sample them at the frame times:
+    linear between the solver's nodes, or for a noisy SDE its own bridge (``fmcore.bridge``: a line
+    between nodes a step renoised would shrink the cloud, most after the first step from pure noise)."""
     trajectory = integrate_source(source, z0, solver, steps, grid, noise, seed)
     ts = trajectory.ts.double().numpy()
     zs = trajectory.zs.numpy()
     times = frame_times()
+    if solver == EULER_MARUYAMA and noise > 0:
+        bridged = fmcore.bridge(
+            trajectory, torch.from_numpy(times), source.schedule, float(noise), seed + BRIDGE_SEED
+        )
+        particles = bridged.numpy().astype(np.float32)
+    else:
+        particles = interpolate(ts, zs, times.astype(np.float64))
     return Flow(
         times=times,
-        particles=interpolate(ts, zs, times.astype(np.float64)),
+        particles=particles,
         nodes=ts.astype(np.float32),
         paths=zs[:, : SHOWN_SDE_PATHS if solver == EULER_MARUYAMA else SHOWN_PATHS].astype(np.float32),
         samples=zs[-1].astype(np.float32),

@@ -39,22 +39,28 @@ def test_an_sde_without_noise_is_eulers_flow_bit_for_bit(exact):
     assert sde.nfe == euler.nfe == 20
 
 
-def test_the_sde_cloud_is_the_odes_at_half_time_and_at_the_end(exact, ode):
-    """Same p_t: the SDE's clouds sit as close to the ODE's as the ODE's own clouds from other noise."""
+@pytest.mark.parametrize("steps", [20, STEPS])
+def test_the_sde_cloud_is_the_odes_at_every_frame(exact, steps):
+    """Same p_t at every frame (issue 16), nodes and the frames drawn between them (``fmcore.bridge``):
+    the SDE's clouds sit as close to the ODE's as the ODE's own clouds from other noise. The SDE starts
+    from other noise than the ODE it is measured against, so early frames are not close by sharing z0."""
+    ode = flows.compute_flow(exact, data.noise_particles(N, 0), "euler", steps, "uniform")
     others = [
-        flows.compute_flow(exact, data.noise_particles(N, seed), "euler", STEPS, "uniform")
+        flows.compute_flow(exact, data.noise_particles(N, seed), "euler", steps, "uniform")
         for seed in (1, 2, 3)
     ]
-    floors = {k: max(abs(energy(o.particles[k], ode.particles[k])) for o in others) for k in (HALF, END)}
+    frames = range(1, END + 1)
+    floors = {k: max(abs(energy(o.particles[k], ode.particles[k])) for o in others) for k in frames}
     # the tolerance tells times apart: at t = 0.7 (0.8) other noise's cloud is past it from t = 0.5 (1)
-    assert energy(others[0].particles[HALF + 10], ode.particles[HALF]) > 2 * floors[HALF]
-    assert energy(others[0].particles[END - 10], ode.particles[END]) > 2 * floors[END]
-    z0 = data.noise_particles(N, 0)
+    assert energy(others[0].particles[HALF + 10], ode.particles[HALF]) > 3 * floors[HALF]
+    assert energy(others[0].particles[END - 10], ode.particles[END]) > 3 * floors[END]
+    z0 = data.noise_particles(N, 7)
     for noise in (0.5, 1.0, 2.0):
-        sde = flows.compute_flow(exact, z0, flows.EULER_MARUYAMA, STEPS, "uniform", noise=noise, seed=0)
-        assert sde.nfe == STEPS and sde.noise == noise
-        for k in (HALF, END):
-            assert energy(sde.particles[k], ode.particles[k]) < 2 * floors[k], (noise, k)
+        sde = flows.compute_flow(exact, z0, flows.EULER_MARUYAMA, steps, "uniform", noise=noise, seed=0)
+        assert sde.nfe == steps and sde.noise == noise
+        worst = max(frames, key=lambda k: energy(sde.particles[k], ode.particles[k]) / floors[k])
+        ratio = energy(sde.particles[worst], ode.particles[worst]) / floors[worst]
+        assert ratio < 3, (noise, steps, worst, ratio)
 
 
 def test_the_sde_paths_get_rougher_with_the_noise(exact, ode):

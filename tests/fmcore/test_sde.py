@@ -1,6 +1,5 @@
 """Stochastic sampling of a flow: the SDE family keeps the ODE's marginals, noise=0 is Euler."""
 
-import itertools
 import math
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 
 import fmcore
 from fmcore import SCHEDULES, datasets, metrics, sample_sde
-from fmcore.sde import MAX_STEP_VARIANCE, diffusion_coefficient
+from fmcore.sde import MAX_STEP_VARIANCE, bridge, diffusion_coefficient, renoise_decay
 from fmcore.solvers import integrate
 
 STEPS = 100
@@ -75,31 +74,91 @@ def test_sde_clouds_match_the_ode_at_half_time_and_at_the_end(data, reference, n
         assert abs(metrics.energy_distance(sde.zs[k], ode.zs[k])) < 3 * floors[k], (noise, k)
 
 
-def test_the_score_term_is_what_keeps_the_marginals(data, reference, monkeypatch):
+def test_the_score_term_is_what_keeps_the_marginals(data, reference):
     # The same noise without the drift correction (g^2/2) score drifts far off p_t: the check above
     # has the power to see a wrong SDE.
     ode, floors = reference
-    monkeypatch.setattr(fmcore.sde, "_score", lambda v, z, t, schedule: torch.zeros_like(z))
-    wrong = sample_sde(exact(data), _noise(1000, seed=2), SCHEDULE, noise=1.0, steps=STEPS, seed=3)
+    wrong = sample_sde(
+        exact(data), _noise(1000, seed=2), SCHEDULE, noise=1.0, steps=STEPS, seed=3, score_drift=False
+    )
     assert metrics.energy_distance(wrong.zs[-1], ode.zs[-1]) > 20 * floors[STEPS]
 
 
-def test_roughness_grows_with_noise_as_the_brownian_increments_predict(data):
+def test_roughness_grows_with_noise_as_the_renoised_share_predicts(data):
     z0 = _noise(500, seed=5)
     roughness = []
     for noise in (0.0, 0.5, 1.0, 2.0):
         sde = sample_sde(exact(data), z0, SCHEDULE, noise=noise, steps=STEPS, seed=6)
         roughness.append(float(sde.zs.diff(dim=0).square().sum(-1).sum(0).mean()))
         if noise:
-            # Quadratic variation: d * sum_k g^2 h per noisy step (the drift adds O(h) more).
-            ts = sde.ts.double()
-            steps = itertools.pairwise(ts[:-1])  # the last step adds no noise
-            brownian = 2 * sum(
-                min(noise**2 * float(diffusion_coefficient(SCHEDULE, t)) * float(s - t), MAX_STEP_VARIANCE)
-                for t, s in steps
-            )
-            assert 1.0 <= roughness[-1] / brownian < 1.2, noise
+            # Quadratic variation, d per coordinate pair: a step takes the noise direction (spread
+            # sigma') to keep times itself plus fresh noise of variance 1 - keep^2, so it moves it by
+            # sigma'^2 ((1 - keep)^2 + 1 - keep^2) on average (the drift adds O(h) more); for small
+            # steps that is g^2 h, Euler-Maruyama's Brownian increment.
+            ts = sde.ts.double()[:-1]  # the last step adds no noise
+            keep = renoise_decay(SCHEDULE, ts[:-1], ts[1:], noise)
+            spread = SCHEDULE(ts[1:]).sigma ** 2
+            expected = 2 * float((spread * ((1 - keep) ** 2 + 1 - keep**2)).sum())
+            assert 1.0 <= roughness[-1] / expected < 1.2, (noise, roughness[-1] / expected)
     assert roughness == sorted(roughness) and roughness[1] > 10 * roughness[0]
+
+
+def test_the_renoised_share_is_the_integral_of_the_scores_pull():
+    """keep = exp(-int lambda dt), lambda = g^2 / (2 sigma^2): the closed form against quadrature on
+    every schedule, and on the linear path (t (1 - s) / ((1 - t) s))^(noise^2)."""
+    t, s = torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.42, dtype=torch.float64)
+    for name in SCHEDULES:
+        schedule = SCHEDULES[name]
+        u = torch.linspace(float(t), float(s), 20001, dtype=torch.float64)
+        rate = diffusion_coefficient(schedule, u) / (2 * schedule(u).sigma ** 2)
+        integral = float(torch.trapezoid(rate, u))
+        for noise in (0.5, 1.0, 2.0):
+            expected = math.exp(-(noise**2) * integral)
+            assert float(renoise_decay(schedule, t, s, noise)) == pytest.approx(expected, rel=1e-6), name
+    linear = float(renoise_decay(SCHEDULES["linear"], t, s, 1.5))
+    assert linear == pytest.approx((0.3 * 0.58 / (0.7 * 0.42)) ** 2.25, rel=1e-12)
+    assert float(renoise_decay("linear", torch.tensor(0.0), torch.tensor(0.1), 1.0)) == 0.0
+    assert float(renoise_decay("linear", t, s, 0.0)) == 1.0
+
+
+def test_on_gaussian_data_the_marginals_error_is_first_order_in_the_step():
+    """Data N(m, s^2 I) has p_t = N(alpha m, (alpha^2 s^2 + sigma^2) I) and its exact field in closed
+    form. The mean is kept at any step; the spread at t = 0.5 is off by O(h) (the data prediction is
+    held over a step while it follows z): each halving of the step halves the error, a measured order
+    of 1, Euler-Maruyama's weak order. Same noise and Brownian seed at every step count."""
+    m, s2 = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.25
+    schedule = fmcore.get_schedule("linear")
+
+    def velocity(z, t):  # E[alpha' z1 + sigma' z0 | z_t = z] for Gaussian z1
+        v = schedule(t)
+        z1 = m + v.alpha * s2 / (v.alpha**2 * s2 + v.sigma**2) * (z - v.alpha * m)
+        return v.d_alpha * z1 + v.d_sigma * (z - v.alpha * z1) / v.sigma
+
+    z0 = torch.randn(400_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    errors = []
+    for steps in (20, 40, 80):
+        sde = sample_sde(velocity, z0, schedule, noise=1.0, steps=steps, seed=1)
+        v = schedule(sde.ts[steps // 2])
+        errors.append(float(sde.zs[steps // 2].var(0).mean() / (v.alpha**2 * s2 + v.sigma**2) - 1))
+        torch.testing.assert_close(sde.zs[-1].mean(0), m, atol=5e-3, rtol=0)
+    orders = [math.log2(errors[k] / errors[k + 1]) for k in range(2)]
+    assert all(0.7 < order < 1.4 for order in orders), (errors, orders)
+    assert abs(errors[-1]) < 0.02
+
+
+def test_the_bridge_meets_the_nodes_and_keeps_the_spread_between_them(data):
+    z0 = _noise(20_000, seed=8)
+    sde = sample_sde(exact(data), z0, SCHEDULE, noise=1.0, steps=10, seed=2)
+    assert torch.equal(bridge(sde, sde.ts, SCHEDULE, 1.0, seed=3), sde.zs)
+    # between t = 0 and 0.1 the first step renoised fully: a line from z0 to z_0.1 would hold
+    # (1 - a)^2 + a^2 of the spread (0.52 at a = 0.4); the bridge holds the marginal's
+    times = torch.tensor([0.04], dtype=torch.float64)
+    ode = integrate(exact(data), _noise(20_000, seed=9), "euler", 100, schedule=SCHEDULE)
+    between = bridge(sde, times, SCHEDULE, 1.0, seed=3)[0]
+    assert abs(between.var(0).sum() / ode.zs[4].var(0).sum() - 1) < 0.03
+    line = bridge(sde, times[:1], SCHEDULE, 0.0, seed=3)[0]
+    assert abs(line.var(0).sum() / ode.zs[4].var(0).sum() - 0.52) < 0.05
+    torch.testing.assert_close(line, 0.6 * sde.zs[0] + 0.4 * sde.zs[1])
 
 
 def test_seeded_and_finite_on_every_schedule(data):
@@ -126,16 +185,21 @@ def test_bad_arguments_are_refused(data, kwargs, message):
         sample_sde(exact(data), _noise(10, seed=0), "linear", **kwargs)
 
 
-def test_without_the_score_drift_the_first_step_differs_by_the_closed_form(data):
-    """At t = 0 (alpha = 0) the score is exactly -z/sigma^2 = -z0 and beta is infinite, so the capped
-    variance is MAX_STEP_VARIANCE: the right and the wrong sampler, on the same Brownian increments,
-    differ after one step by (variance/2) * score = -(MAX_STEP_VARIANCE/2) z0."""
+def test_the_first_step_from_pure_noise_renoises_in_closed_form(data):
+    """At t = 0 (alpha = 0) the marginal is N(0, I) and beta is infinite: the whole noise direction is
+    drawn afresh, so after one step z = alpha_h E[z_1] + sigma_h xi, xi the step's Brownian draw (the
+    exact field's data prediction at t = 0 is the data mean). The teaching sampler without the score
+    term takes plain Euler-Maruyama's capped increment on the same draw instead."""
     z0 = _noise(500, seed=4)
     right, wrong = (
         sample_sde(exact(data), z0, SCHEDULE, noise=1.0, steps=10, seed=7, score_drift=drift).zs
         for drift in (True, False)
     )
-    torch.testing.assert_close(right[1] - wrong[1], -0.5 * MAX_STEP_VARIANCE * z0, rtol=0, atol=1e-5)
+    xi = torch.randn(z0.shape, generator=torch.Generator().manual_seed(7))
+    s = SCHEDULE(torch.tensor(0.1))
+    torch.testing.assert_close(right[1], s.alpha * data.mean(0) + s.sigma * xi, rtol=0, atol=1e-5)
+    v = exact(data)(z0, torch.tensor(0.0))
+    torch.testing.assert_close(wrong[1], z0 + 0.1 * v + MAX_STEP_VARIANCE**0.5 * xi, rtol=0, atol=1e-5)
     # Without its score term the noise is never taken back: the cloud ends wider than the ODE's.
     ode = sample_sde(exact(data), z0, SCHEDULE, noise=0.0, steps=10).zs[-1]
     assert wrong[-1].var() > 1.1 * ode.var() and abs(right[-1].var() / ode.var() - 1) < 0.1

@@ -111,7 +111,9 @@ class StackedMLP:
         kept = self._layers.get(key)
         if kept is None:
             k = len(theta)
-            views = [x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)]
+            views = [
+                x.view(k, *shape) for x, shape in zip(theta.split(self.sizes, 1), self.shapes, strict=True)
+            ]
             kept = list(zip(views[::2], views[1::2], strict=True))
             if len(self._layers) >= KEPT_LAYERS:
                 del self._layers[next(iter(self._layers))]

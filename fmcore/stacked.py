@@ -179,9 +179,11 @@ class StackedMLP:
         back, below = self._buffer("back", k, hidden, n, dtype), self._buffer("g", k, hidden, n, dtype)
         for i in range(len(layers) - 1, -1, -1):
             grad_w, grad_b = grads[i]
-            if i:  # into a contiguous buffer, then the rows: a product into strided rows is ~15 % slower
-                shape = grad_w.shape[1:]
-                grad_w.copy_(torch.bmm(g, features[i].mT, out=self._buffer(f"grad_w{i}", k, *shape, dtype)))
+            if i and self.device.type == "cpu":  # there a product into strided rows is ~15 % slower
+                contiguous = self._buffer(f"grad_w{i}", k, *grad_w.shape[1:], dtype)
+                grad_w.copy_(torch.bmm(g, features[i].mT, out=contiguous))
+            elif i:  # elsewhere one kernel: the product writes the rows
+                torch.bmm(g, features[i].mT, out=grad_w)
             else:  # as (width_in, B) x (B, hidden), transposed: half the time here (width_in 10, hidden 64)
                 transposed = self._buffer("grad_w0", k, self.width_in, hidden, dtype)
                 grad_w.copy_(torch.bmm(h, g.mT, out=transposed).mT)

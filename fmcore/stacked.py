@@ -129,15 +129,20 @@ class StackedMLP:
         are valid, and the check's sync would stall every step on a GPU."""
         (k, n, d), nf, zf = z.shape, len(self.freqs), len(self.z_freqs)
         h = self._buffer("features", k, self.width_in, n, z.dtype)
+        # Each angle is written where its cosine goes, its sine taken from there, then the cosine in
+        # place; the features of z from z's rows of h, not from z.mT, whose strides made the
+        # product a permuted tensor and its flattening a copy (a third of this call's time).
         h[:, :d] = z.mT
-        angles = t[:, None, :] * self.freqs[:, None]
-        torch.sin(angles, out=h[:, d : d + nf])
-        torch.cos(angles, out=h[:, d + nf : d + 2 * nf])
+        sin_t, cos_t = h[:, d : d + nf], h[:, d + nf : d + 2 * nf]
+        torch.mul(t[:, None, :], self.freqs[:, None], out=cos_t)
+        torch.sin(cos_t, out=sin_t)
+        cos_t.cos_()
         at = d + 2 * nf
         if zf:
-            space = (z.mT[:, :, None, :] * self.z_freqs[:, None]).flatten(1, 2)
-            torch.sin(space, out=h[:, at : at + d * zf])
-            torch.cos(space, out=h[:, at + d * zf : at + 2 * d * zf])
+            sin_z, cos_z = h[:, at : at + d * zf], h[:, at + d * zf : at + 2 * d * zf]
+            torch.mul(h[:, :d, None, :], self.z_freqs[:, None], out=cos_z.unflatten(1, (d, zf)))
+            torch.sin(cos_z, out=sin_z)
+            cos_z.cos_()
             at += 2 * d * zf
         if labels is not None:
             h[:, at:].zero_().scatter_(1, labels[:, None, :], 1.0)

@@ -144,7 +144,6 @@ class _Group:
         self.rows = [
             list(x) for x in (self.theta, self.grad, self.exp_avg, self.exp_avg_sq, self.steps[:, 0])
         ]
-        self.ema_on = torch.tensor([tr.ema_net is not None for tr in trainers], device=self.device)
         theta = self.theta
         for k, (tr, ps, ss) in enumerate(zip(trainers, params, states, strict=True)):
             for p, view in zip(ps, self._point(ps, theta[k]), strict=True):
@@ -194,8 +193,8 @@ class _Group:
         for i in range(0, k, rows):
             j = min(i + rows, k)
             losses[i:j] = self.mlp.loss_and_grad(self.theta[i:j], h[i:j], target[i:j], mask[i:j], grad[i:j])
-        self._adam(live)
-        self._ema_update(mask[:, None])
+        self._adam(live, mask)
+        self._ema_update(live)
         for slot, active in zip(self.slots, live, strict=True):
             if active:
                 slot.trainer.step_count += 1
@@ -282,7 +281,7 @@ class _Group:
         return t, z_t, target, batch.labels
 
     @torch.no_grad()  # as Optimizer.step: the update is no part of the graph
-    def _adam(self, live: list[bool]):
+    def _adam(self, live: list[bool], mask: torch.Tensor):
         """torch's Adam (``torch.optim.Adam`` as the Trainer makes it: no weight decay, no amsgrad)
         on the rows of the ``live`` slots, from the gradient rows ``self.grad``, each slot with its own
         lr and step count; the other rows keep their weights, moments and counts exactly.
@@ -291,28 +290,34 @@ class _Group:
         the Trainer uses on a CPU or cuda), with each slot's row as one parameter and its step count
         as that parameter's: one pass over the rows (here half the time of the same maths as
         (K, P) ops), one call per distinct lr among the live slots, since the kernel takes one lr
-        per call (usually one call)."""
+        per call (usually one call). ``mask``: (K,) ``live`` as 0 and 1."""
         group = self.slots[0].trainer.optimizer.param_groups[0]
         (beta1, beta2), eps = group["betas"], group["eps"]
-        self.steps += torch.tensor(live, dtype=self.steps.dtype, device=self.device)[:, None]
+        self.steps += mask[:, None]
         by_lr: dict[float, list[int]] = {}
         for k, (slot, active) in enumerate(zip(self.slots, live, strict=True)):
             if active:
                 by_lr.setdefault(slot.trainer.lr, []).append(k)
         for lr, ks in by_lr.items():
-            theta, grad, exp_avg, exp_avg_sq, steps = ([rows[k] for k in ks] for rows in self.rows)
+            every = len(ks) == len(self.slots)  # the usual case: the lists as they are
+            theta, grad, exp_avg, exp_avg_sq, steps = (
+                rows if every else [rows[k] for k in ks] for rows in self.rows
+            )
             torch._fused_adam_(
                 theta, grad, exp_avg, exp_avg_sq, [], steps,
                 lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
             )  # fmt: skip
 
     @torch.no_grad()
-    def _ema_update(self, mask: torch.Tensor):
-        """ema <- lerp(ema, theta, 1 - decay) row by row; weight 0 (no change) for slots not
-        stepped or without an EMA (whose EMA row is an unused copy of the weights)."""
-        decay = torch.tensor([[s.trainer.ema_decay] for s in self.slots], device=self.device)
-        weight = (1 - decay) * self.ema_on[:, None]
-        self.ema.lerp_(self.theta, weight * mask)
+    def _ema_update(self, live: list[bool]):
+        """ema <- lerp(ema, theta, 1 - decay) row by row, 1 - decay taken in Python as the Trainer
+        takes it; weight 0 (no change) for slots not stepped or without an EMA (whose EMA row is an
+        unused copy of the weights)."""
+        weight = [
+            [1 - s.trainer.ema_decay if active and s.trainer.ema_net is not None else 0.0]
+            for s, active in zip(self.slots, live, strict=True)
+        ]
+        self.ema.lerp_(self.theta, torch.tensor(weight, dtype=self.ema.dtype, device=self.device))
 
     def weight_max(self) -> list[float]:
         """Each slot's largest absolute weight, for its divergence check."""

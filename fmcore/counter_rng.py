@@ -57,8 +57,9 @@ def philox4x32(counter, key, rounds: int = ROUNDS) -> torch.Tensor:
     one op for both words of a pair; a product is taken in 16-bit halves of the multiplier,
     ``a M = (a M_high + (a M_low >> 16)) 2^16 + (a M_low mod 2^16)``, each below 2^48. The pairs'
     word order alternates each round ((c0, c2) then (c2, c0); the right pair the other way round),
-    so that a round moves only ``lo`` across its pair (one flip, not two); the in-place ops spare
-    the allocations.
+    so that a round moves only ``lo`` across its pair, by writing each of its two words into the
+    other's place. Every op writes into one of four buffers made once: a fresh tensor per op (a
+    dozen per round) cost about a fifth of the time at a step's size.
     """
     c0, c1, c2, c3, k0, k1 = torch.broadcast_tensors(*counter, *key)
     lead = (2,) + (1,) * c0.dim()
@@ -66,20 +67,22 @@ def philox4x32(counter, key, rounds: int = ROUNDS) -> torch.Tensor:
     m_low, m_high = m & 0xFFFF, m >> 16
     bump = torch.tensor(PHILOX_W[::-1], dtype=torch.int64, device=c0.device).view(lead)
     left, right, k = torch.stack((c0, c2)), torch.stack((c3, c1)), torch.stack((k1, k0))
+    u, v = torch.empty_like(left), torch.empty_like(left)
     for r in range(rounds):
         if r:
             k = (k + bump) & MASK
         odd = r % 2
-        u, v = left * m_low[odd], left * m_high[odd]
-        v += u >> 16  # a M = v 2^16 + (u mod 2^16)
+        torch.mul(left, m_low[odd], out=u)
+        torch.mul(left, m_high[odd], out=v)
+        v += torch.bitwise_right_shift(u, 16, out=left)  # a M = v 2^16 + (u mod 2^16)
         u &= 0xFFFF
-        left = v >> 16  # hi
+        torch.bitwise_right_shift(v, 16, out=left)  # hi
         left ^= right
         left ^= k.flip(0) if odd else k
         v &= 0xFFFF
         v <<= 16
-        v |= u  # lo
-        right = v.flip(0)
+        torch.bitwise_or(v[0], u[0], out=right[1])  # lo, its two words swapped
+        torch.bitwise_or(v[1], u[1], out=right[0])
     if rounds % 2:
         left, right = left.flip(0), right.flip(0)
     return torch.stack((left[0], right[1], left[1], right[0]))

@@ -82,7 +82,8 @@ DEFAULTS: dict = {
     "n_freqs": 4,
     "z_freqs": None,  # Fourier octaves of z (models.py); None: chosen from the data, ``data_defaults``
     "activation": "silu",
-    "ema": 0.99,  # EMA decay of the sampling weights; 0 samples with the raw weights
+    "ema": 0.999,  # the EMA's largest decay (its longest memory, about 1 / (1 - ema) steps); 0: raw weights; EMA_NOTE
+    "ema_power": 8,  # gamma of the power-function EMA below it (``Trainer.ema_decay``): step tau weighs ~ tau^gamma
     "lr_schedule": "constant",  # or "cosine": lr -> lr * lr_final over lr_horizon steps, then constant
     "lr_horizon": 2000,
     "lr_final": 0.1,
@@ -241,6 +242,8 @@ def _check_option(name: str, value):
         ModelConfig(activation=value)
     elif name == "ema":
         need(_is_real(value) and 0 <= value < 1, "a number in [0, 1)")
+    elif name == "ema_power":
+        need(_is_real(value) and 0 <= value <= 1000, "a number from 0 to 1000")
     elif name == "lr_final":
         need(_is_real(value) and 0 < value <= 1, "a number in (0, 1]")
     elif name == "max_steps":
@@ -341,7 +344,7 @@ class Trainer:
             sampled in a few steps with ``fmcore.sample_mean_flow``; velocity prediction only). Its
             defaults differ: see ``OBJECTIVE_DEFAULTS``.
         **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, z_freqs, activation,
-            ema, lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
+            ema, ema_power, lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
             label_dropout.
     Raises:
         ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
@@ -486,9 +489,19 @@ class Trainer:
 
     @property
     def ema_decay(self) -> float:
-        """The decay of the EMA update after the next step: ``ema``, warmed up as (t+1)/(t+10) so
-        that early on the average does not remember the random init."""
-        return min(self.options["ema"], (1 + self.step_count) / (10 + self.step_count))
+        """The decay of the EMA update after the next step, step t = ``step_count + 1``:
+        ``min(ema, (1 - 1/t)^(gamma + 1))`` with gamma = ``ema_power``.
+
+        Below the cap ``ema`` this is the power-function EMA of Karras et al. 2024 ("Analyzing and
+        Improving the Training Dynamics of Diffusion Models", EDM2, sec. 3.1 and eq. 3): after t
+        steps the average weighs the weights after step tau by (tau^(gamma+1) - (tau-1)^(gamma+1))
+        / t^(gamma+1) (the products of the decays telescope), i.e. about (gamma+1) tau^gamma / t^(gamma+1):
+        no weight on the random init, and a window that grows with training, with no horizon to
+        set. Its lag (the steps between the weights now and the average's centre of mass) is about
+        t / (gamma + 2); the cap stops the growth at about 1 / (1 - ema) steps, so that a live
+        picture keeps up (with a changed learning rate, say)."""
+        t = self.step_count + 1
+        return min(self.options["ema"], (1 - 1 / t) ** (self.options["ema_power"] + 1))
 
     @property
     def lr(self) -> float:

@@ -38,7 +38,8 @@ CPU time is not load-proof either: under a load average of 15 on 2 CPUs a CPU se
 half the steps it holds on a quiet machine; say the load with the figures.
 
     .venv/bin/python bench/train_speed.py [--quick] [--clock cpu]
-    .venv/bin/python bench/train_speed.py --all-presets [--quick] [--seeds 3] [--draws 4] [--against JSON] [--presets a,b]
+    .venv/bin/python bench/train_speed.py --all-presets [--quick] [--seeds 3] [--draws 4] [--against JSON]
+        [--presets a,b]
     .venv/bin/python bench/train_speed.py --memorisation [--against JSON] [--presets moons,smiley]
 """
 

@@ -347,3 +347,17 @@ def test_the_ema_of_unmoving_weights_is_those_weights(moons):
     trainer.step(60)
     for p, q, e in zip(start, trainer.model.parameters(), trainer.ema_net.parameters(), strict=True):
         assert torch.equal(p, q) and torch.equal(q, e)
+
+
+def test_a_state_saved_before_ema_power_existed_still_loads(moons):
+    # The decay is a function of the step count and the options: no new state, the same format.
+    trainer = Trainer(moons, seed=4, ema=0.99)
+    trainer.step(20)
+    state = trainer.state_dict()
+    del state["config"]["options"]["ema_power"]
+    resumed = Trainer.from_state_dict(state)
+    assert resumed.options["ema"] == 0.99 and resumed.options["ema_power"] == DEFAULTS["ema_power"]
+    assert resumed.ema_decay == trainer.ema_decay
+    resumed.step(10)
+    trainer.step(10)
+    assert resumed.history == trainer.history

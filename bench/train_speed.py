@@ -12,7 +12,8 @@ fresh data sets it averages 0; the floor is its root mean square between two fre
 sets, in closed form (``fmcore.metrics.energy_distance_floor``, from 5,000 more fresh points): the
 typical size of a distance made of sampling noise alone. Quality ~1 means "indistinguishable from
 data at this sample size"; data itself scores above 2 about 4% of the time (a chi-square-like
-tail). Averaged over seeds (and over the reference's last checkpoints, since a constant learning
+tail). Each quality is the mean of ``DRAWS`` such evaluations (``--draws``), fresh noise and fresh
+data each time, which shrinks that noise by 1/sqrt(DRAWS). Averaged over seeds (and over the reference's last checkpoints, since a constant learning
 rate makes its quality jump between evaluations).
 
 Then the solver check on the trained field: can some 20-NFE solver setting match Euler with 100
@@ -37,7 +38,8 @@ CPU time is not load-proof either: under a load average of 15 on 2 CPUs a CPU se
 half the steps it holds on a quiet machine; say the load with the figures.
 
     .venv/bin/python bench/train_speed.py [--quick] [--clock cpu]
-    .venv/bin/python bench/train_speed.py --all-presets [--quick] [--seeds 3] [--against JSON] [--presets a,b]
+    .venv/bin/python bench/train_speed.py --all-presets [--quick] [--seeds 3] [--draws 4] [--against JSON]
+        [--presets a,b]
     .venv/bin/python bench/train_speed.py --memorisation [--against JSON] [--presets moons,smiley]
 """
 
@@ -89,23 +91,50 @@ def noise_floor(name: str = "moons") -> float:
     return energy_distance_floor(datasets.sample(name, FLOOR_POINTS, 10_000), N)
 
 
+DRAWS = 4
+"""Evaluation draws each quality averages (``--draws``; at most 10): draw k integrates N fresh noise
+points and compares them with N fresh data points, both seeded by (seed, k); draw 0 is the single
+draw used before. One draw is noisy well beyond the models' differences: circles seed 2 trained
+5,000 steps scored 3.30, -0.00, 0.09, 2.93, 1.60, 2.99, -0.16, 2.20 on draws 0-7 (its memorised
+row 1.91, 0.91, 2.84, 2.74, 1.43, 3.45, 0.04, 0.28; mean 1.62 vs 1.70), smiley seed 2 2.70 ... -0.21
+(mean 0.92), so a seed "above 2" was often only its draw. The mean of K draws of a sampler of the
+distribution itself has RMS 1/sqrt(K) floors; what stays is the model's (and training set's) own
+deviation."""
+draws = DRAWS
+
+
 def quality(velocity, seed: int, floor: float, name: str = "moons") -> float:
-    z0 = torch.randn(N, 2, generator=torch.Generator().manual_seed(30_000 + seed))
+    """Mean over ``draws`` draws of the energy distance of rk4 x 20 samples to fresh data, over the floor."""
+    z0 = torch.cat(
+        [
+            torch.randn(N, 2, generator=torch.Generator().manual_seed(30_000 + seed + 1000 * k))
+            for k in range(draws)
+        ]
+    )
     return quality_of(integrate(velocity, z0, "rk4", 20).z_end, seed, floor, name)
 
 
 def quality_of(samples: torch.Tensor, seed: int, floor: float, name: str) -> float:
-    """Energy distance of (N, 2) samples to N fresh points of ``name`` (seed's own draw), over the floor."""
-    return energy_distance(samples, datasets.sample(name, N, 40_000 + seed)) / floor
+    """Mean energy distance of (draws * N, 2) samples, N per draw, to N fresh points of ``name``
+    (seed's own draw k for the k-th N), over the floor."""
+    return statistics.fmean(
+        energy_distance(part, datasets.sample(name, N, 40_000 + seed + 1000 * k)) / floor
+        for k, part in enumerate(samples.split(N))
+    )
 
 
 def memorised_quality(name: str, seed: int, floor: float) -> float:
     """The quality of a model that learnt its N training points exactly and nothing else: N draws
-    with replacement from the training set. What a trainer can reach on that seed, short of
-    generalising: it carries the training set's own deviation from the distribution, plus the
-    bias of point masses (E|X - X'| / N: 0.6-0.9 floors on these presets)."""
+    with replacement from the training set (per evaluation draw). What a trainer can reach on that
+    seed, short of generalising: it carries the training set's own deviation from the distribution,
+    plus the bias of point masses (E|X - X'| / N: 0.6-0.9 floors on these presets)."""
     points = datasets.sample(name, N, seed)
-    rows = torch.randint(N, (N,), generator=torch.Generator().manual_seed(70_000 + seed))
+    rows = torch.cat(
+        [
+            torch.randint(N, (N,), generator=torch.Generator().manual_seed(70_000 + seed + 1000 * k))
+            for k in range(draws)
+        ]
+    )
     return quality_of(points[rows], seed, floor, name)
 
 
@@ -234,7 +263,8 @@ def all_presets(names: list[str], seeds: list[int], against: list[dict]) -> None
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(
-        "quality = energy distance / that preset's noise floor; memorised = N draws from the training set; "
+        f"quality = energy distance / that preset's noise floor, mean of {draws} evaluation draws; "
+        "memorised = N draws from the training set; "
         f"to floor = first {CHECK_SECONDS:g} s checkpoint at quality <= 1, median over seeds"
     )
     for label, options in runs.items():
@@ -326,9 +356,16 @@ def main():
         "--presets", default=",".join(datasets.NAMES), help="with --all-presets or --memorisation: a subset"
     )
     parser.add_argument("--seeds", type=int, default=3, help="with --all-presets: seeds 0 .. SEEDS-1")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        choices=range(1, 11),
+        default=DRAWS,
+        help="evaluation draws each quality averages",
+    )
     args = parser.parse_args()
-    global clock
-    clock = CLOCKS[args.clock]
+    global clock, draws
+    clock, draws = CLOCKS[args.clock], args.draws
     torch.set_num_threads(1)  # process-wide; faster than 2 threads for models this size
     if args.all_presets:
         all_presets(args.presets.split(","), [0] if args.quick else list(range(args.seeds)), args.against)

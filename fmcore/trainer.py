@@ -15,10 +15,10 @@ The loss is ``mean_i |v_theta(z_t, t) - target_i|^2`` (squared norm per point, a
 in the network's parametrisation (``prediction``: "velocity", or "noise" for the diffusion baseline).
 
 Speed (``bench/train_speed.py``): what makes a 2 s run good on a CPU is a high learning rate with an
-exponential moving average (EMA) of the weights, which ``velocity`` samples with; a 3 x 64 MLP at batch
-256 does about 1,000 steps/s on one thread. The Trainer never changes ``torch.set_num_threads``
-(process-wide): the CLI, the benchmark and worker processes set it to 1, which is faster than 2 for
-this size.
+average of the weights (a power-function EMA whose window grows with training, ``Trainer.ema_decay``),
+which ``velocity`` samples with; a 3 x 64 MLP at batch 256 does about 1,000 steps/s on one thread.
+The Trainer never changes ``torch.set_num_threads`` (process-wide): the CLI, the benchmark and
+worker processes set it to 1, which is faster than 2 for this size.
 
 ``objective="meanflow"`` trains an average velocity u(z, r, t) instead (``fmcore.meanflow``): each
 step draws pairs r <= t, forms z_r and the chosen target's velocity at (z_r, r), and regresses on
@@ -82,7 +82,8 @@ DEFAULTS: dict = {
     "n_freqs": 4,
     "z_freqs": None,  # Fourier octaves of z (models.py); None: chosen from the data, ``data_defaults``
     "activation": "silu",
-    "ema": 0.99,  # EMA decay of the sampling weights; 0 samples with the raw weights
+    "ema": 0.999,  # the EMA's largest decay (its longest memory, ~1 / (1 - ema) steps); 0: raw weights
+    "ema_power": 8,  # gamma of the power-function EMA under that cap (``Trainer.ema_decay``)
     "lr_schedule": "constant",  # or "cosine": lr -> lr * lr_final over lr_horizon steps, then constant
     "lr_horizon": 2000,
     "lr_final": 0.1,
@@ -92,6 +93,24 @@ DEFAULTS: dict = {
     "check_every": 50,
     "label_dropout": 0.1,  # with labels: share of each batch trained on the null label (the unconditional field)
 }
+"""The Trainer's options (``validate_options``). Why ``ema`` 0.999 and ``ema_power`` 8: at the constant
+lr of 1e-2 the weights keep jumping, and the average of them is what the app samples and shows. The
+power-function EMA (Karras et al. 2024, EDM2, sec. 3.1) averages over a window that grows with
+training and needs no horizon (the app trains with none): after t steps its lag (the distance of its
+centre of mass from step t) is about t / (gamma + 2) = t / 10 steps: ~90 steps at 1 s of training
+(~900 steps), ~450 at 5 s (~4,500), and from ~9,000 steps on the cap holds it at ~1,000 (about 1 s
+of training), so a live picture still follows a changed learning rate. The old rule, 0.99 with a
+(t+1)/(t+10) warm-up, was about this one with gamma 8 capped at a ~100-step window; with gamma 8,
+the caps 0.99 and 0.999 give the same decays up to step 896, so the first 0.5 s checkpoint cannot
+move (moons: at the floor at 0.5 s in both).
+Measured (``bench/train_speed.py --all-presets --clock cpu --seeds 3 --against '{"ema": 0.99}'``,
+each quality the mean of 4 evaluation draws, load 5-11 on 2 CPUs, so ~2,900-4,900 steps in 5 s): the
+worst quality of any preset and seed 1.90 (circles) vs 3.21 with the 0.99 cap, smiley's worst 1.51
+vs 2.89, rings' seed 0 0.44 vs 1.21, the mean of the ten medians 0.46 vs 0.66; no seed above 2 whose
+memorised training set is below it, vs smiley seed 2 with the cap. The median first 0.5 s checkpoint
+at the floor: moons 0.5 s in both, rings 1.5 vs 2.5 s, smiley 1.5 vs 1.0 s, line 1.0 vs 0.5 s,
+checkerboard 1.5 vs 1.0 s, circles never (two of its training sets are 1.5 and 2.1 floors off) vs
+3.5 s: a longer window weighs older weights a little longer."""
 
 Z_FREQS = 4
 Z_FREQS_MIN_POINTS = 1000
@@ -241,6 +260,8 @@ def _check_option(name: str, value):
         ModelConfig(activation=value)
     elif name == "ema":
         need(_is_real(value) and 0 <= value < 1, "a number in [0, 1)")
+    elif name == "ema_power":
+        need(_is_real(value) and 0 <= value <= 1000, "a number from 0 to 1000")
     elif name == "lr_final":
         need(_is_real(value) and 0 < value <= 1, "a number in (0, 1]")
     elif name == "max_steps":
@@ -341,7 +362,7 @@ class Trainer:
             sampled in a few steps with ``fmcore.sample_mean_flow``; velocity prediction only). Its
             defaults differ: see ``OBJECTIVE_DEFAULTS``.
         **options: see ``DEFAULTS``: lr, batch_size, hidden, depth, n_freqs, z_freqs, activation,
-            ema, lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
+            ema, ema_power, lr_schedule, lr_horizon, lr_final, max_steps, prediction, reference, check_every,
             label_dropout.
     Raises:
         ValueError: bad data, unknown schedule/target/coupling, unknown option (the message lists
@@ -486,9 +507,19 @@ class Trainer:
 
     @property
     def ema_decay(self) -> float:
-        """The decay of the EMA update after the next step: ``ema``, warmed up as (t+1)/(t+10) so
-        that early on the average does not remember the random init."""
-        return min(self.options["ema"], (1 + self.step_count) / (10 + self.step_count))
+        """The decay of the EMA update after the next step, step t = ``step_count + 1``:
+        ``min(ema, (1 - 1/t)^(gamma + 1))`` with gamma = ``ema_power``.
+
+        Below the cap ``ema`` this is the power-function EMA of Karras et al. 2024 ("Analyzing and
+        Improving the Training Dynamics of Diffusion Models", EDM2, sec. 3.1 and eq. 3): after t
+        steps the average weighs the weights after step tau by (tau^(gamma+1) - (tau-1)^(gamma+1))
+        / t^(gamma+1) (the products of the decays telescope), i.e. about (gamma+1) tau^gamma / t^(gamma+1):
+        no weight on the random init, and a window that grows with training, with no horizon to
+        set. Its lag (the steps between the weights now and the average's centre of mass) is about
+        t / (gamma + 2); the cap stops the growth at about 1 / (1 - ema) steps, so that a live
+        picture keeps up (with a changed learning rate, say)."""
+        t = self.step_count + 1
+        return min(self.options["ema"], (1 - 1 / t) ** (self.options["ema_power"] + 1))
 
     @property
     def lr(self) -> float:

@@ -291,3 +291,73 @@ def test_reflow_straightens_the_paths(moons):
     assert result.z0.shape == result.z1.shape == (256, 2)
     assert result.straightness_after < 0.5 * result.straightness_before
     assert result.one_step_after < result.one_step_before
+
+
+def test_the_ema_decay_is_the_power_function_under_its_cap(moons):
+    # Karras et al. 2024 (EDM2), eq. 3: beta_t = (1 - 1/t)^(gamma + 1) after step t = step_count + 1.
+    trainer = Trainer(moons, ema=0.99, ema_power=8)
+    for t, expected in ((1, 0.0), (2, 0.5**9), (10, 0.9**9), (100, 0.99**9), (10_000, 0.99)):
+        trainer.step_count = t - 1
+        assert trainer.ema_decay == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    # Where the cap binds: (1 - 1/t)^9 = 0.99 at t = 1 / (1 - 0.99^(1/9)) ~ 896.
+    trainer.step_count = 894
+    assert trainer.ema_decay < 0.99
+    trainer.step_count = 896
+    assert trainer.ema_decay == 0.99
+    assert DEFAULTS["ema"] > 0 and DEFAULTS["ema_power"] >= 0
+    for bad in (-1, float("nan"), "8", True):
+        with pytest.raises(ValueError, match="ema_power"):
+            Trainer(moons, ema_power=bad)
+
+
+def _ema_weights(decays: list[float]) -> np.ndarray:
+    """The weight of the weights after each step in an EMA with these per-step decays (step 1 first):
+    (1 - beta_tau) prod_{s > tau} beta_s, by brute force."""
+    return np.array([(1 - b) * np.prod(decays[i + 1 :]) for i, b in enumerate(decays)])
+
+
+def test_the_power_ema_weighs_the_steps_as_its_closed_form_says():
+    gamma, steps = 3.0, 40
+    decays = [(1 - 1 / t) ** (gamma + 1) for t in range(1, steps + 1)]
+    tau = np.arange(1, steps + 1, dtype=np.float64)
+    closed = (tau ** (gamma + 1) - (tau - 1) ** (gamma + 1)) / steps ** (gamma + 1)
+    np.testing.assert_allclose(_ema_weights(decays), closed, rtol=1e-12, atol=1e-300)
+    assert closed.sum() == pytest.approx(1.0, rel=1e-12)  # beta_1 = 0: nothing left on the init
+
+
+@pytest.mark.parametrize("cap", [0.999, 0.95])  # the power function all along; capped from step ~79
+def test_the_trainers_ema_is_the_weighted_mean_of_its_weights_after_each_step(moons, cap):
+    trainer = Trainer(moons, seed=2, ema=cap, ema_power=3, batch_size=64)
+    seen, decays = [], []
+    for _ in range(120):
+        decays.append(trainer.ema_decay)
+        trainer.step(1)
+        seen.append(torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()]).double())
+    mean = (torch.tensor(_ema_weights(decays))[:, None] * torch.stack(seen)).sum(0)
+    ema = torch.cat([p.reshape(-1) for p in trainer.ema_net.parameters()]).double()
+    # float32 lerps, 120 of them on weights of size ~1: rounding ~1e-7 each
+    torch.testing.assert_close(ema, mean, rtol=0, atol=2e-5)
+    assert (cap == 0.95) == (decays[-1] == cap)
+
+
+def test_the_ema_of_unmoving_weights_is_those_weights(moons):
+    # An lr far below float32's resolution leaves the weights where they are, whatever the decays.
+    trainer = Trainer(moons, seed=1, lr=1e-30)
+    start = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.step(60)
+    for p, q, e in zip(start, trainer.model.parameters(), trainer.ema_net.parameters(), strict=True):
+        assert torch.equal(p, q) and torch.equal(q, e)
+
+
+def test_a_state_saved_before_ema_power_existed_still_loads(moons):
+    # The decay is a function of the step count and the options: no new state, the same format.
+    trainer = Trainer(moons, seed=4, ema=0.99)
+    trainer.step(20)
+    state = trainer.state_dict()
+    del state["config"]["options"]["ema_power"]
+    resumed = Trainer.from_state_dict(state)
+    assert resumed.options["ema"] == 0.99 and resumed.options["ema_power"] == DEFAULTS["ema_power"]
+    assert resumed.ema_decay == trainer.ema_decay
+    resumed.step(10)
+    trainer.step(10)
+    assert resumed.history == trainer.history

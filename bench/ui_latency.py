@@ -16,6 +16,11 @@ repeat right after the current one, so both see the same load.
 in fresh tabs of headless Chromium, navigation -> first drawn chart (the framework's floor is the
 one-chart page: JS bundles, plotly.js). Target: the Playground's animated figure within 1.3x, the
 median of paired ratios (the two pages one after the other, in alternating order).
+On a machine shared with other work the ratio grows with the load (the Playground needs more CPU
+than the one-chart page), and ``nice`` on that work does not help: with Linux's autogroups
+(``/proc/sys/kernel/sched_autogroup_enabled``) nice counts only inside a session, and Chromium
+starts sessions of its own. Measured 2026-12-02 at load ~6: 1.36-1.73 plain, 1.35-1.45 with this
+run's processes at autogroup nice -15 (``/proc/<pid>/autogroup``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ __all__ = ["FRAME_MS", "animation_controls"]
 
 FRAME_MS = 80
 """Frame duration while playing: 60-100 ms is what the browser keeps up with (NOTES)."""
+BUTTONS_PX = 100
+"""Width the play and pause buttons take at the slider's left (plotly.js measures them at 96 px)."""
 
 
 def _tick_label(k: int, count: int, name: str) -> str:
@@ -54,11 +56,12 @@ def animation_controls(times: np.ndarray, redraw: bool) -> dict:
         sliders=[
             dict(
                 active=0,
-                x=0.14,
-                len=0.86,
+                # the whole width, its rail starting after the buttons (BUTTONS_PX) at every width
+                x=0.0,
+                len=1.0,
                 y=0.0,
                 yanchor="top",
-                pad=dict(t=24, b=0),
+                pad=dict(t=24, b=0, l=BUTTONS_PX),
                 bgcolor=theme.PANEL,
                 activebgcolor=theme.DATA,
                 bordercolor="#2a3350",

@@ -29,6 +29,12 @@ __all__ = ["PATH_MARKERS_UP_TO", "Panel", "flow_figure", "panel_title"]
 
 PATH_MARKERS_UP_TO = 12
 """Solver steps up to which each step is drawn as a dot on the paths (more dots cost render time)."""
+MARGIN_LEFT, MARGIN_BOTTOM = 36, 96
+"""Pixels that already hold what plotly.js would push the margins out for: the y tick labels (30 px
+where the axis meets the left edge) and the time slider with its play button (94 px). A margin that
+plotly.js has to widen after drawing makes it draw the whole figure again (``Plots.doAutoMargin``):
+~0.2 s of a first paint in the Playground's column, where the square plot leaves the y axis near
+the edge."""
 
 
 @dataclass(frozen=True)
@@ -278,10 +284,10 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
         animation_controls(times, redraw),
         height=height,
         margin=dict(
-            l=10,
+            l=MARGIN_LEFT,
             r=10,
             t=(48 if any("<br>" in a["text"] for a in annotations) else 30) if annotations else 8,
-            b=72,
+            b=MARGIN_BOTTOM,
         ),
         paper_bgcolor=theme.PAPER,
         plot_bgcolor=theme.BACKGROUND,

@@ -108,10 +108,10 @@ def _sampler_lines(flow: flows.Flow) -> list[str]:
     return []
 
 
-def schedule_sketch(slot, schedule: str) -> None:
+def schedule_sketch(schedule: str) -> None:
     """alpha_t and sigma_t of the view's schedule, under its picker (an inline SVG: no chart to load)."""
     ts = torch.linspace(0.0, 1.0, 81, dtype=torch.float64)
     value = fmcore.get_schedule(schedule)(ts)
-    slot.markdown(
+    st.markdown(
         figures.schedule_svg(ts.numpy(), value.alpha.numpy(), value.sigma.numpy()), unsafe_allow_html=True
     )

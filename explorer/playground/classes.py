@@ -24,7 +24,7 @@ from explorer.figures import theme
 
 from .model import trains_labels
 
-__all__ = ["CONVENTION", "class_caption", "class_controls", "picked_class", "picked_data"]
+__all__ = ["CONVENTION", "checked_class", "class_caption", "class_controls", "picked_class", "picked_data"]
 
 CONVENTION = (
     "v_w = v(z,t|∅) + w (v(z,t|c) − v(z,t|∅)): w = 1 is the conditional field of class c, "
@@ -49,17 +49,12 @@ def _class_name(k: int) -> str:
     return "all" if k == ALL_CLASSES else f"● {k}"
 
 
-def class_controls(state: ViewState, dataset: Dataset) -> ViewState:
-    """One row above the figure for labelled data: the class picker and the guidance slider
-    (nothing for unlabelled data: the Data panel says which data has classes).
-
-    A picked class the data does not have (a link, or other data since) goes back to all classes,
-    with a notice. Returns the view with the class that is shown.
-    """
+def checked_class(state: ViewState, dataset: Dataset) -> ViewState:
+    """The view with the class that is shown: a picked class the data does not have (a link, or
+    other data since) goes back to all classes, with a notice."""
     if not dataset.present:
         return replace(state, class_label=ALL_CLASSES)
-    classes = (ALL_CLASSES, *dataset.present)
-    if state.class_label not in classes:
+    if state.class_label not in (ALL_CLASSES, *dataset.present):
         st.warning(
             plain(
                 f"Ignored class_label={state.class_label}: this data has the classes "
@@ -69,6 +64,16 @@ def class_controls(state: ViewState, dataset: Dataset) -> ViewState:
         )
         st.session_state[widget_key("class_label")] = ALL_CLASSES
         state = replace(state, class_label=ALL_CLASSES)
+    return state
+
+
+def class_controls(state: ViewState, dataset: Dataset) -> None:
+    """One row above the figure for labelled data: the class picker and the guidance slider
+    (nothing for unlabelled data: the Data panel says which data has classes). ``state``: the view
+    from ``checked_class``."""
+    if not dataset.present:
+        return
+    classes = (ALL_CLASSES, *dataset.present)
     picker, slider = st.columns([2.3, 1], vertical_alignment="bottom", gap="small")
     with picker:
         st.html(_swatch_css(dataset.present))  # style only: each class in its colour
@@ -93,7 +98,6 @@ def class_controls(state: ViewState, dataset: Dataset) -> ViewState:
         help=CONVENTION,
         label_visibility="collapsed",
     )
-    return state
 
 
 def class_caption(state: ViewState, dataset: Dataset, runner) -> None:

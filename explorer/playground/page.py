@@ -1,13 +1,15 @@
 """The Playground page: composed from the view state, the controls and one module per panel.
 
-Order of work in one run (what the browser sees first comes first):
+Order of work in one run (the browser draws elements in the order they arrive, and the animated
+figure is what a new visitor waits for):
 1. the view state: from the URL on a new link, else from the session; widgets seeded from it
-   (``url``);
-2. the controls (sidebar, toolbar), read back into a new ``ViewState`` (``state.from_widgets``);
-3. the main animated figure (``main_figure``: cached numbers, a deterministic figure: an
+   (``url``), then read back from their values in the session (``state.from_widgets``): a
+   browser's change is in the session before the run starts, so no widget has to be drawn first;
+2. the main animated figure (``main_figure``: cached numbers, a deterministic figure: an
    unchanged figure is not re-sent and keeps its animation position), its caption;
-4. following a particle, share and export, the training panel and its live fragment, the data
-   panel; the schedule sketch last.
+3. the controls that sit above it (the toolbar, the class row: into a container made before the
+   figure), following a particle, share and export, the sidebar, the training panel and its live
+   fragment, the data panel.
 
 In a class (``/?room=CODE``, ``room``): the teacher's pushed settings are taken before step 1's
 widgets, the join form or badge sits under the header, and the room's start/pause is followed
@@ -29,7 +31,7 @@ from explorer.figures import theme
 from explorer.settings import configure_torch
 
 from . import captions, controls, room, url
-from .classes import class_caption, class_controls
+from .classes import checked_class, class_caption, class_controls
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
 from .main_figure import main_figure
@@ -56,24 +58,28 @@ def _start(state: ViewState, notices: list[str], from_url: bool) -> None:
         )
 
 
-def _sidebar(state: ViewState, runner):
-    """The sidebar's controls; returns the view read from them and the schedule and NFE slots."""
+def _sidebar(state: ViewState, runner, flow: flows.Flow) -> None:
+    """The sidebar's controls, drawn after the figure: the view was read from their values in the
+    session already (``main``). ``flow``: the main panel's, whose NFE the caption says."""
     with st.sidebar:
         controls.path_controls()
-        schedule_slot = st.empty()
+        captions.schedule_sketch(state.schedule)
         controls.sampler_controls()
-        nfe_slot = st.empty()
-        if (
-            from_widgets(state, st.session_state).objective == "meanflow"
-            or runner.average_velocity is not None
-        ):
+        st.markdown(_nfe_line(state, flow), unsafe_allow_html=True)
+        if state.objective == "meanflow" or runner.average_velocity is not None:
             controls.mean_flow_controls()
         controls.particle_controls()
         controls.compare_controls()
         controls.training_controls()
-    state = from_widgets(state, st.session_state)
-    nfe_slot.markdown(controls.nfe_caption(_ode_or_sde(state), state.steps), unsafe_allow_html=True)
-    return state, schedule_slot, nfe_slot
+
+
+def _nfe_line(state: ViewState, flow: flows.Flow) -> str:
+    """The line under the step slider: the steps and NFE the sampler costs, or, when the figure
+    took another count (adaptive, or a mean flow's jumps), what it actually took."""
+    previewed = _ode_or_sde(state)
+    if (flow.solver, flow.nfe) != (previewed, flows.steps_nfe(previewed, state.steps)):
+        return controls.nfe_caption(flow.solver, flow.steps, flow.nfe)
+    return controls.nfe_caption(previewed, state.steps)
 
 
 def _ode_or_sde(state: ViewState) -> str:
@@ -98,25 +104,29 @@ def main() -> None:
     _start(state, notices, from_url)
     captions.header()
     room.badge()
-    schedule_slot = nfe_slot = None
     runner = training.session_runner(st.session_state)
     if not state.classroom:
-        state, schedule_slot, nfe_slot = _sidebar(state, runner)
+        # The view from the controls' values in the session (seeded above, or set by the browser
+        # before this run): the figure is drawn before its controls and reaches the browser first.
+        state = from_widgets(state, st.session_state)
     figure_col, side_col = _columns(state)
     with figure_col:
-        if not state.classroom:
-            controls.layer_controls()
-            state = from_widgets(state, st.session_state)
+        toolbar = None if state.classroom else st.container()  # above the figure, filled after it
         dataset, state = resolve_dataset(state)
-        if not state.classroom:
-            state = class_controls(state, dataset)
+        if toolbar is not None:
+            state = checked_class(state, dataset)
         height = 720 if state.classroom else (600 if state.compare else 630)
         measured, figure, kind, source = main_figure(state, dataset, runner, height)
         captions.caption(state, kind, measured, dataset)
         class_caption(state, dataset, runner)
-        if not state.classroom:
+        if toolbar is not None:
+            with toolbar:
+                controls.layer_controls()
+                class_controls(state, dataset)
             controls.follow_controls()
             export_panel(state, measured, figure, dataset, source, runner)
+    if not state.classroom:
+        _sidebar(state, runner, measured[0][0])
     train_col, data_col = (side_col, side_col) if side_col is not None else st.columns(2, gap="large")
     room.follow_training(runner, dataset, state)
     with train_col:
@@ -126,10 +136,4 @@ def main() -> None:
         with data_col:
             st.markdown("##### :material/scatter_plot: Data")
             data_panel(state)
-    if schedule_slot is not None:
-        captions.schedule_sketch(schedule_slot, state.schedule)
-        flow, previewed = measured[0][0], _ode_or_sde(state)
-        # adaptive, or a mean flow's jumps: say what it actually took
-        if (flow.solver, flow.nfe) != (previewed, flows.steps_nfe(previewed, state.steps)):
-            nfe_slot.markdown(controls.nfe_caption(flow.solver, flow.steps, flow.nfe), unsafe_allow_html=True)
     url.write_url(state, room.link_query())

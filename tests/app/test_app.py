@@ -371,3 +371,24 @@ def snapshot_samples(at: AppTest) -> int:
     """How many samples the live snapshot draws (its last trace, sent as base64 float32)."""
     (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"snapshot"' in c.proto.spec]
     return len(base64.b64decode(spec["data"][-1]["x"]["bdata"])) // 4
+
+
+def _in_page_order(node):
+    """The elements under ``node`` in the order the page shows them (blocks depth first)."""
+    for _, child in sorted(getattr(node, "children", {}).items()):
+        yield child
+        yield from _in_page_order(child)
+
+
+def test_the_toolbar_and_class_row_stay_above_the_figure_drawn_before_them():
+    # main() draws the figure first (it reaches a new visitor's browser first) and fills the
+    # container made above it afterwards: the page must still read toolbar, class row, figure.
+    at = start()  # the default data, moons, has classes: the class row shows
+    assert not at.exception
+    order = [
+        "chart" if node.type == "plotly_chart" else getattr(node, "key", None)
+        for node in _in_page_order(at.main)
+    ]
+    field, classes, chart = (order.index(name) for name in ("fme_w_field", "fme_w_class_label", "chart"))
+    assert field < classes < chart
+    assert at.sidebar.selectbox(key="fme_w_schedule").value == "linear"  # the sidebar after it

@@ -45,6 +45,12 @@ def test_first_paint_then_scrub_the_time_slider(app, page):
     assert_no_exception(page)
     assert "20 steps · 20 NFE" in stat(page, "fm-nfe")
     assert frame_shown(page).strip() == "t = 0.00 · noise"
+    # plotly.js kept the figure's own margins: one that it has to widen (for the slider or the y
+    # tick labels) makes it draw the whole figure a second time on the first paint
+    size, margin = page.evaluate(
+        f"() => {{ const l = document.querySelector('{FLOW}')._fullLayout; return [l._size, l.margin]; }}"
+    )
+    assert {side: size[side] for side in "lrtb"} == {side: margin[side] for side in "lrtb"}
     shoot(page, "playground-t0")
 
     # Scrub: drag the slider's grip to the far right (t = 1), then back to the middle.

@@ -41,7 +41,8 @@ st.markdown(
     "Noise 0 is the ODE. Noise 1 ($g_t^2 = \\beta_t$) is **reverse diffusion**: the reverse-time SDE of the "
     "forward noising process whose marginals are this path's Gaussians (on the VP schedule, the SDE that DDPM's ancestral sampler discretises). "
     "Every panel below samples the Playground's exact field of the same data from the same noise, with "
-    "Euler–Maruyama (`fmcore.sample_sde`): one velocity evaluation per step, fresh noise at every step but the last."
+    "Euler–Maruyama (`fmcore.sample_sde`, the score's pull and the noise taken exactly over each step): "
+    "one velocity evaluation per step, fresh noise at every step but the last."
 )
 
 left, right = st.columns([1, 3.2], gap="large")
@@ -102,7 +103,8 @@ if revealed:
         f"Each cloud: {sdes.PARTICLES} particles, compared with the ODE's cloud from the same noise. Two "
         f"independent clouds of the same pₜ differ by {family.floor_half:.4f} (t = 0.5) and "
         f"{family.floor_end:.4f} (t = 1) in root mean square: the noise floor of this measurement. Roughness is the mean over "
-        "particles of the sum of squared steps; it grows like the Brownian increments' Σ g_t² h."
+        "particles of the sum of squared steps; it grows like the Brownian increments' Σ g_t² h (for small "
+        "steps: the first step from pure noise draws the noise afresh)."
     )
 
 with lesson.pitfall(

@@ -91,7 +91,11 @@ def renoise_decay(
     0 where alpha_t = 0 (the first step from pure noise renoises fully) and 1 at noise 0.
     """
     schedule = get_schedule(schedule)
-    s, s_next = schedule(t), schedule(t_next)
+    return _keep(schedule(t), schedule(t_next), noise)
+
+
+def _keep(s, s_next, noise: float) -> torch.Tensor:
+    """``renoise_decay`` from the schedule's values at the step's two ends."""
     ratio = (s.alpha * s_next.sigma) / (s.sigma * s_next.alpha)
     return ratio.clamp(0.0, 1.0) ** (noise**2)
 
@@ -165,7 +169,7 @@ def sample_sde(
             continue
         s, s_next = schedule(t_eval), schedule(t_next_eval)
         centre = s_next.alpha * _data_prediction(v, z, s)
-        keep = renoise_decay(schedule, t_eval, t_next_eval, noise)
+        keep = _keep(s, s_next, noise)
         z_flow = z + h * v
         zs.append(centre + keep * (z_flow - centre) + s_next.sigma * (1 - keep**2) ** 0.5 * xi)
     return Trajectory(ts=ts, zs=torch.stack(zs), nfe=counted.calls, solver="euler-maruyama", steps=int(steps))
@@ -202,8 +206,7 @@ def bridge(
     keep = torch.ones_like(ts[1:])
     if noise > 0 and len(ts) > 2:  # every step but the last renoises
         keep[:-1] = renoise_decay(schedule, ts[:-2].clamp(max=t_max), ts[1:-1].clamp(max=t_max), noise)
-    k = lower
-    spread = schedule(times.clamp(max=t_max)).sigma * (2 * a * (1 - a) * (1 - keep[k])).sqrt()
+    spread = schedule(times.clamp(max=t_max)).sigma * (2 * a * (1 - a) * (1 - keep[lower])).sqrt()
     generator = torch.Generator(device=zs.device).manual_seed(int(seed))
     xi = torch.randn((len(times), *zs.shape[1:]), generator=generator, dtype=zs.dtype, device=zs.device)
     w = a[:, None, None].to(zs.dtype)

@@ -11,6 +11,8 @@
 
 A mean-flow model (``--objective meanflow``) samples in ``--steps`` jumps of its average velocity,
 one NFE each (``fmcore.sample_mean_flow``); ``--solver`` and ``--grid`` are for flow models.
+``sample`` drops no option silently: ``--solver`` with ``--noise`` > 0 or on a mean flow,
+``--guidance`` without ``--label``, and ``--noise`` or ``--label`` on a mean flow are refused.
 
 A CSV data set is normalised for training (``datasets.from_points``); the normalisation travels in
 the model file and ``sample`` writes points back in the CSV's coordinates. Problems (a bad file, a
@@ -42,6 +44,10 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 PROGRESS_EVERY_S = 1.0
+
+
+DEFAULT_SOLVER = "rk4"
+"""The ODE solver of ``sample`` when --solver is not given."""
 
 
 class UsageError(ValueError):
@@ -126,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sample.add_argument("--model", required=True, help="a .safetensors file written by 'train'")
-    sample.add_argument("--solver", choices=list(SOLVERS), default="rk4", help="ODE solver (flow models)")
+    sample.add_argument(
+        "--solver",
+        choices=list(SOLVERS),
+        default=None,
+        help=f"ODE solver of a flow model at --noise 0 (default: {DEFAULT_SOLVER})",
+    )
     sample.add_argument(
         "--steps", type=_positive_int, default=20, help="solver steps (mean-flow model: jumps, 1 NFE each)"
     )
@@ -146,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--guidance",
         type=float,
-        default=1.0,
-        help="classifier-free guidance w: v_null + w (v_c - v_null); 1 conditional, 0 unconditional",
+        default=None,
+        help="classifier-free guidance w: v_null + w (v_c - v_null); 1 conditional, 0 unconditional "
+        "(needs --label; default: 1)",
     )
     sample.add_argument("--n", type=_positive_int, default=1000, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
@@ -238,8 +250,26 @@ def _refuse_for_mean_flow(args) -> None:
         )
 
 
+def _refuse_unused(args, mean_flow: bool) -> None:
+    """An option the chosen sampler would not read is refused, not dropped: --guidance weighs a
+    class (--label) against the unconditional field, and --solver picks the ODE's solver."""
+    if args.guidance is not None and args.label is None:
+        raise UsageError(
+            f"--guidance {args.guidance:g}: guidance weighs a class against the unconditional field; "
+            "add --label, or drop --guidance"
+        )
+    if args.solver is not None and (mean_flow or args.noise > 0):
+        sampler = (
+            "a mean-flow model samples by its jumps" if mean_flow else "--noise > 0 samples by Euler-Maruyama"
+        )
+        raise UsageError(f"--solver {args.solver}: {sampler}, not by an ODE solver; drop --solver")
+
+
 def sample(args) -> None:
     model = load(args.model)
+    _refuse_unused(args, model.objective == "meanflow")
+    args.solver = args.solver or DEFAULT_SOLVER
+    args.guidance = 1.0 if args.guidance is None else args.guidance
     z0 = torch.randn(args.n, model.config.dim, generator=torch.Generator().manual_seed(args.seed))
     if model.objective == "meanflow":
         _refuse_for_mean_flow(args)

@@ -140,7 +140,8 @@ def interpolate(ts: np.ndarray, zs: np.ndarray, times: np.ndarray) -> np.ndarray
     lower = upper - 1
     span = np.maximum(ts[upper] - ts[lower], 1e-12)
     w = ((times - ts[lower]) / span).clip(0.0, 1.0)[:, None, None]
-    return ((1.0 - w) * zs[lower] + w * zs[upper]).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # a blown-up particle (inf) stays non-finite: not drawn
+        return ((1.0 - w) * zs[lower] + w * zs[upper]).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,40 @@ def test_noise_zero_on_a_mean_flow_is_its_jumps(mean_flow, tmp_path, capsys):
         == 0
     )
     assert "2 mean-flow steps: NFE 2" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def flow_model(tmp_path_factory):
+    model = tmp_path_factory.mktemp("cli") / "v.safetensors"
+    assert main(["train", "--data", "moons", "--n", "300", "--steps", "5", "--out", str(model)]) == 0
+    return model
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--guidance", "2"], "--guidance 2: guidance weighs a class against the unconditional field"),
+        (["--noise", "1", "--solver", "heun"], "--solver heun: --noise > 0 samples by Euler-Maruyama"),
+    ],
+)
+def test_an_option_the_sampler_would_not_read_is_refused(flow_model, tmp_path, capsys, extra, message):
+    out = tmp_path / "s.csv"
+    command = ["sample", "--model", str(flow_model), "--steps", "2", "--n", "10", *extra, "--out", str(out)]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_solver_asked_of_a_mean_flow_is_refused(mean_flow, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    command = ["sample", "--model", str(mean_flow), "--solver", "rk4", "--n", "10", "--out", str(out)]
+    assert main(command) == 2
+    assert "--solver rk4: a mean-flow model samples by its jumps" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_without_solver_the_ode_is_rk4_and_the_line_says_so(flow_model, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["sample", "--model", str(flow_model), "--steps", "3", "--n", "10", "--out", str(out)]) == 0
+    assert "with rk4, 3 steps (uniform grid): NFE 12" in capsys.readouterr().out

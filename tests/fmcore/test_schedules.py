@@ -104,7 +104,9 @@ def test_blurred_derivatives_match_finite_differences_and_sigma_adds_the_blur(na
         numeric = (value(t + h) - value(t - h)) / (2 * h)
         torch.testing.assert_close(derivative(t), numeric, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(blurred.sigma(t) ** 2, base.alpha(t) ** 2 * 0.01 + base.sigma(t) ** 2)
-    assert float(blurred.sigma(torch.tensor(1.0, dtype=torch.float64))) >= 0.1 * float(base.alpha(torch.tensor(1.0)))
+    assert float(blurred.sigma(torch.tensor(1.0, dtype=torch.float64))) >= 0.1 * float(
+        base.alpha(torch.tensor(1.0))
+    )
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))
@@ -128,7 +130,9 @@ def test_blurred_exact_velocity_is_the_blurred_datas_field_by_monte_carlo():
     s = base(torch.tensor(t, dtype=torch.float64))
     z = torch.tensor([[0.4, -0.2], [1.0, 0.5]], dtype=torch.float64)
     draws = 400_000
-    z1 = data[torch.randint(0, 5, (draws,), generator=g)] + bw * torch.randn(draws, 2, generator=g, dtype=torch.float64)
+    z1 = data[torch.randint(0, 5, (draws,), generator=g)] + bw * torch.randn(
+        draws, 2, generator=g, dtype=torch.float64
+    )
     for point, closed in zip(z, exact_velocity(z, t, data, Blurred("cosine", bw)), strict=True):
         # given z_1, z_t ~ N(alpha z_1, sigma^2 I): weight each z_1 by that likelihood of z_t = point
         log_w = -((point - s.alpha * z1) ** 2).sum(1) / (2 * s.sigma**2)

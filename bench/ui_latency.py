@@ -21,6 +21,25 @@ than the one-chart page), and ``nice`` on that work does not help: with Linux's 
 (``/proc/sys/kernel/sched_autogroup_enabled``) nice counts only inside a session, and Chromium
 starts sessions of its own. Measured 2026-12-02 at load ~6: 1.36-1.73 plain, 1.35-1.45 with this
 run's processes at autogroup nice -15 (``/proc/<pid>/autogroup``).
+
+Where a new visitor's time goes (Chromium CPU profiles over CDP, 2026-12-02, a quiet 2-core machine;
+the scripts are described in the session-8 closing note):
+- The one-chart page requests Streamlit's lazily loaded ``PlotlyChart`` chunk (plotly.js, 4.7 MB)
+  at ~0.9 s and evaluates it in ~0.3 s. The Playground requests it ~0.4 s later. Streamlit's
+  frontend renders every delta that has arrived in one React pass, and the ~60 elements around the
+  figure (markdown, widgets, tabs) arrive with it. The figure alone (the script stopped after it)
+  paints at 0.80-0.82x, steady over three paired runs; no one panel accounts for that (sidebar,
+  data, training: 0.93x together).
+- The figure costs ~0.6 s of main thread more than the trivial chart:
+  - Streamlit's theming stringifies the 1.7 MB spec, rewrites it (~40 ``replaceAll``) and parses
+    it again, twice (~170 ms);
+  - plotly styles the 1,500 SVG points one by one (~100 ms);
+  - it lays out the 51 slider labels (~100 ms) and adds the frames (~50 ms).
+  3 frames instead of 51 paint at 0.88x.
+- Tried, not kept (paired, 8-14 visits a variant, ±10 % from run to run):
+  - a 0.12-0.25 s pause after the figure on a session's first run: 0.82-1.05x;
+  - importing the chunk early from an ``st.html`` script: 0.93-1.10x;
+  - 26 frames: 0.99x.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ import torch
 
 from .paths import Velocity, to_endpoints
 from .schedules import Schedule, get_schedule
-from .solvers import CountedVelocity, SolverState, Trajectory, check_start, euler, time_grid
+from .solvers import CountedVelocity, SolverState, Trajectory, bracket, check_start, euler, time_grid
 
 __all__ = ["MAX_STEP_VARIANCE", "bridge", "diffusion_coefficient", "renoise_decay", "sample_sde"]
 
@@ -199,9 +199,7 @@ def bridge(
     schedule = get_schedule(schedule)
     ts, zs = trajectory.ts.double(), trajectory.zs
     times = torch.as_tensor(times, dtype=torch.float64).clamp(0.0, 1.0)
-    upper = torch.searchsorted(ts, times, right=True).clamp(1, len(ts) - 1)
-    lower = upper - 1
-    a = ((times - ts[lower]) / (ts[upper] - ts[lower]).clamp(min=1e-12)).clamp(0.0, 1.0)
+    lower, a = bracket(ts, times)
     t_max = schedule.t_max
     keep = torch.ones_like(ts[1:])
     if noise > 0 and len(ts) > 2:  # every step but the last renoises
@@ -209,5 +207,4 @@ def bridge(
     spread = schedule(times.clamp(max=t_max)).sigma * (2 * a * (1 - a) * (1 - keep[lower])).sqrt()
     generator = torch.Generator(device=zs.device).manual_seed(int(seed))
     xi = torch.randn((len(times), *zs.shape[1:]), generator=generator, dtype=zs.dtype, device=zs.device)
-    w = a[:, None, None].to(zs.dtype)
-    return (1 - w) * zs[lower] + w * zs[upper] + spread[:, None, None].to(zs.dtype) * xi
+    return trajectory.at(times) + spread[:, None, None].to(zs.dtype) * xi

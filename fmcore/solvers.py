@@ -57,6 +57,7 @@ __all__ = [
     "SolverState",
     "StepSizeController",
     "Trajectory",
+    "bracket",
     "integrate",
     "nfe_for",
     "time_grid",
@@ -85,6 +86,31 @@ class Trajectory:
     def z_end(self) -> torch.Tensor:
         """(n, d) the final state, at ``ts[-1]``."""
         return self.zs[-1]
+
+    def at(self, times) -> torch.Tensor:
+        """(F, n, d) states at (F,) ``times``, linear between the nodes: what a step does between them.
+
+        A time at a node is that node's state exactly; times outside ``[ts[0], ts[-1]]`` take the
+        end states. Same dtype as ``zs``.
+        """
+        lower, a = bracket(self.ts, times)
+        w = a[:, None, None].to(self.zs.dtype)
+        return (1 - w) * self.zs[lower] + w * self.zs[lower + 1]
+
+
+def bracket(ts: torch.Tensor, times) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step of the (K+1,) increasing node times ``ts`` that each of the (F,) ``times`` falls in.
+
+    Returns:
+        lower: (F,) int64, the node at or before each time (0 .. K-1).  a: (F,) float64, how far
+        along that step, in [0, 1] (clamped outside ``[ts[0], ts[-1]]``).
+    """
+    ts = ts.double()
+    times = torch.as_tensor(times, dtype=torch.float64, device=ts.device)
+    upper = torch.searchsorted(ts, times, right=True).clamp(1, len(ts) - 1)
+    lower = upper - 1
+    a = ((times - ts[lower]) / (ts[upper] - ts[lower]).clamp(min=1e-12)).clamp(0.0, 1.0)
+    return lower, a
 
 
 class SolverError(RuntimeError):

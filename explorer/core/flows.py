@@ -45,7 +45,6 @@ __all__ = [
     "exact_source",
     "frame_times",
     "integrate_source",
-    "interpolate",
     "learned_source",
     "main_sampler",
     "nfe_per_step",
@@ -128,22 +127,6 @@ def frame_times(n_frames: int = N_FRAMES) -> np.ndarray:
     return np.linspace(0.0, 1.0, n_frames, dtype=np.float32)
 
 
-def interpolate(ts: np.ndarray, zs: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """States at ``times``, linear between the solver's nodes: what a step actually does.
-
-    Args:
-        ts: (K+1,) increasing node times.  zs: (K+1, n, 2) states there.  times: (F,).
-    Returns:
-        (F, n, 2) float32.
-    """
-    upper = np.clip(np.searchsorted(ts, times, side="right"), 1, len(ts) - 1)
-    lower = upper - 1
-    span = np.maximum(ts[upper] - ts[lower], 1e-12)
-    w = ((times - ts[lower]) / span).clip(0.0, 1.0)[:, None, None]
-    with np.errstate(invalid="ignore"):  # a blown-up particle (inf) stays non-finite: not drawn
-        return ((1.0 - w) * zs[lower] + w * zs[upper]).astype(np.float32)
-
-
 @dataclass(frozen=True)
 class Flow:
     """One integration of the particles, ready to animate.
@@ -215,7 +198,7 @@ def compute_flow(
     source: Source, z0: np.ndarray, solver: str, steps: int, grid: str, noise: float = 0.0, seed: int = 0
 ) -> Flow:
     """Carry the particles z0 from t=0 to 1 (``integrate_source``) and sample them at the frame times:
-    linear between the solver's nodes, or for a noisy SDE its own bridge (``fmcore.bridge``: a line
+    linear between the solver's nodes (``Trajectory.at``), or for a noisy SDE its own bridge (``fmcore.bridge``: a line
     between nodes a step renoised would shrink the cloud, most after the first step from pure noise)."""
     trajectory = integrate_source(source, z0, solver, steps, grid, noise, seed)
     ts = trajectory.ts.double().numpy()
@@ -227,7 +210,7 @@ def compute_flow(
         )
         particles = bridged.numpy().astype(np.float32)
     else:
-        particles = interpolate(ts, zs, times.astype(np.float64))
+        particles = trajectory.at(torch.from_numpy(times)).numpy().astype(np.float32)
     return Flow(
         times=times,
         particles=particles,

@@ -403,3 +403,18 @@ def test_dpm_solver_on_a_schedule_whose_velocity_vanishes_at_noise():
     reference = integrate(v, z0, solver="rk4", steps=200, grid="power").zs[-1]
     assert torch.isfinite(ends).all()
     assert (ends - reference).norm(dim=1).median() < 0.05
+
+
+def test_a_trajectory_at_its_nodes_is_its_states_and_between_them_the_line():
+    """Trajectory.at: exact at every node (also of a non-uniform grid), linear between, clamped
+    outside; a constant field's Euler path is a line, so at any time it is z0 + t v."""
+    from fmcore import Trajectory
+
+    z0, v = torch.tensor([[1.0, -2.0], [0.5, 0.0]]), torch.tensor([0.3, 2.0])
+    trajectory = integrate(lambda z, t: v.expand_as(z), z0, "euler", 7, grid="power")
+    torch.testing.assert_close(trajectory.at(trajectory.ts), trajectory.zs)
+    times = torch.linspace(0.0, 1.0, 51)
+    torch.testing.assert_close(trajectory.at(times), z0 + times[:, None, None].float() * v)
+    two = Trajectory(torch.tensor([0.0, 0.5, 1.0]), torch.tensor([[[0.0]], [[1.0]], [[5.0]]]), 2, "euler", 2)
+    at = two.at(torch.tensor([-1.0, 0.25, 0.5, 0.75, 2.0])).flatten().tolist()
+    assert at == [0.0, 0.5, 1.0, 3.0, 5.0]

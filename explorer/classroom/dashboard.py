@@ -9,6 +9,7 @@ in plotly (``figures``).
 
 from __future__ import annotations
 
+import functools
 import time
 
 import streamlit as st
@@ -26,7 +27,15 @@ from explorer.classroom.tiles import (
     tiles,
 )
 from explorer.core.text import plain
-from explorer.rooms import Limits, PushedSettings, RoomFull, RoomStore, UnknownRoom, open_store
+from explorer.rooms import (
+    Limits,
+    PushedSettings,
+    RoomFull,
+    RoomStore,
+    StoreUnavailable,
+    UnknownRoom,
+    open_store,
+)
 from explorer.settings import settings
 
 ROOM_KEY = "fme_class_room"  # session_state: (code, token) of the room this session teaches
@@ -34,6 +43,24 @@ FOCUS_KEY = "fme_class_focus"  # session_state: the student id shown large, or N
 COLUMNS = 5  # tiles per row: 30 students are 6 rows
 REFUSAL = "This dashboard opens only from its teacher link. Students: join with the link or code your teacher shows."
 CHART = {"displayModeBar": False, "staticPlot": False}
+OUTAGE = (
+    "The classroom store is not answering just now (its server may be restarting): the students' "
+    "runs go on, and this page shows them again by itself as soon as it answers."
+)
+
+
+def _tolerates_outage(part):
+    """``part`` of the page, with a store that does not answer shown as ``OUTAGE``, not a traceback;
+    the 2-second fragments then try again on their own."""
+
+    @functools.wraps(part)
+    def shown(*args, **kwargs):
+        try:
+            return part(*args, **kwargs)
+        except StoreUnavailable:
+            st.warning(OUTAGE, icon=":material/cloud_off:")
+
+    return shown
 
 
 @st.cache_resource(show_spinner=False)
@@ -55,6 +82,7 @@ def idle_text() -> str:
     return f"{hours:g} h" if hours >= 1 else f"{hours * 60:.0f} min"
 
 
+@_tolerates_outage
 def main() -> None:
     st.set_page_config(page_title="Classroom", layout="wide")
     st.title("Classroom")
@@ -166,6 +194,7 @@ def _push(code: str, token: str, choices: dict[str, str], steps: int) -> None:
 
 
 @st.fragment(run_every=2)
+@_tolerates_outage
 def _live(code: str, token: str) -> None:
     """The grid of tiles, redrawn every 2 s; a tile's button shows that run large."""
     seats = store().students(code, token)
@@ -225,6 +254,7 @@ def _large(t: Tile) -> None:
 
 
 @st.fragment(run_every=2)
+@_tolerates_outage
 def _polls(code: str, token: str) -> None:
     """Answer counts per question as bars, and a button that reveals the question to everyone."""
     asked = questions(store().students(code, token))

@@ -18,7 +18,7 @@ import streamlit as st
 from explorer.classroom import student
 from explorer.classroom.dashboard import idle_text, store
 from explorer.core.text import shorten
-from explorer.rooms import RoomFull, TooManyAttempts, UnknownRoom
+from explorer.rooms import RoomFull, StoreUnavailable, TooManyAttempts, UnknownRoom
 from explorer.rooms.model import clean_name
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 
 SESSION_KEY = "fme_in_room"
 """``st.session_state`` key of this session's ``InRoom`` (absent: not in a room)."""
-ROOM_ERRORS = (UnknownRoom, RoomFull, TooManyAttempts, ValueError)
+ROOM_ERRORS = (UnknownRoom, RoomFull, TooManyAttempts, StoreUnavailable, ValueError)
 """What the store raises at a student: each becomes one plain sentence (``refusal``), never a crash."""
 
 
@@ -106,6 +106,11 @@ def refusal(error: Exception, code: str) -> str:
         return f"This class cannot take you: {error}. The Playground works as usual."
     if isinstance(error, TooManyAttempts):
         return f"Not joined: {error}. The Playground works as usual meanwhile."
+    if isinstance(error, StoreUnavailable):
+        return (
+            "The class's server cannot reach its store just now: your teacher may not see your run for "
+            "a moment. The Playground works as usual, and the page tries again by itself."
+        )
     return f"Not joined: {error}"
 
 

@@ -30,7 +30,7 @@ from explorer.core import quality
 from explorer.core.data import Dataset
 from explorer.core.state import ViewState
 from explorer.core.text import plain
-from explorer.rooms import Room
+from explorer.rooms import Room, StoreUnavailable
 
 from . import cache, controls, training_panel
 from .keys import LAST_PRESET_KEY
@@ -151,8 +151,10 @@ def _badge(room: session.InRoom) -> None:
         try:
             seen = store().room(current.code)
         except session.ROOM_ERRORS as error:
-            _lost(error, current.code)
-            st.rerun()
+            if _lost(error, current.code):
+                st.rerun()
+            st.caption(plain(session.refusal(error, current.code)))  # until the store answers again
+            return
         if _signature(seen) != st.session_state.get(SEEN_KEY):
             st.rerun()  # a push or a start/pause since the page's last full run: that run takes it
 
@@ -220,7 +222,12 @@ def _quality(samples: np.ndarray, dataset: Dataset) -> float:
     return max(energy, 0.0) / floor
 
 
-def _lost(error: Exception, code: str) -> None:
-    """The room is gone (expired) or refused this seat: leave it, say so once, keep the Playground."""
-    session.leave()
+def _lost(error: Exception, code: str) -> bool:
+    """The room is gone (expired) or refused this seat: leave it, say so once, keep the Playground.
+    A store that did not answer (``StoreUnavailable``) is no verdict on the room: the seat stays and
+    the next run tries again. Returns whether the seat was left."""
     st.session_state[ERROR_KEY] = session.refusal(error, code)
+    if isinstance(error, StoreUnavailable):
+        return False
+    session.leave()
+    return True

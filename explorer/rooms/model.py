@@ -43,6 +43,11 @@ class TooManyAttempts(RuntimeError):
     """A client tried too many wrong join codes within the last minute."""
 
 
+class StoreUnavailable(ConnectionError):
+    """The store did not answer (Redis down or unreachable, the SQLite file locked or unreadable):
+    nothing about the room is known to be wrong, so a caller keeps its seat and tries again later."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Caps and timings of a store; every one is checked with a clear error when reached."""

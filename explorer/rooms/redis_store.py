@@ -52,7 +52,15 @@ from explorer.rooms.model import (
     report_from_json,
     report_to_json,
 )
-from explorer.rooms.store import Clock, new_student_id, new_token, require_token, seats_csv, token_hash
+from explorer.rooms.store import (
+    Clock,
+    new_student_id,
+    new_token,
+    require_token,
+    seats_csv,
+    token_hash,
+    unavailable_as,
+)
 
 ROOMS = "fme:rooms"
 PARTS = ("students", "seen", "reports", "answers", "questions", "revealed")
@@ -123,6 +131,7 @@ def room_key(code: str) -> str:
     return f"fme:room:{code}"
 
 
+@unavailable_as((redis.ConnectionError, redis.TimeoutError), "Redis")
 class RedisStore:
     """``RoomStore`` on a Redis server; ``from_url("redis://host:6379/0")`` connects."""
 

@@ -39,7 +39,15 @@ from explorer.rooms.model import (
     report_from_json,
     report_to_json,
 )
-from explorer.rooms.store import Clock, new_student_id, new_token, require_token, seats_csv, token_hash
+from explorer.rooms.store import (
+    Clock,
+    new_student_id,
+    new_token,
+    require_token,
+    seats_csv,
+    token_hash,
+    unavailable_as,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -79,6 +87,7 @@ CREATE INDEX IF NOT EXISTS failed_joins_by_client ON failed_joins (client, at);
 RATE_WINDOW = 60.0  # seconds over which wrong join codes are counted
 
 
+@unavailable_as((sqlite3.OperationalError,), "SQLite")
 class SQLiteStore:
     """``RoomStore`` on a SQLite file (created with its folder if missing)."""
 

@@ -15,6 +15,7 @@ public ``room``/``latest_push``/``is_revealed``); everything else needs the teac
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -25,9 +26,34 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-from explorer.rooms.model import Limits, Poll, PushedSettings, Room, Seat, StudentReport
+from explorer.rooms.model import Limits, Poll, PushedSettings, Room, Seat, StoreUnavailable, StudentReport
 
 Clock = Callable[[], float]
+
+
+def unavailable_as(errors: tuple[type[Exception], ...], what: str):
+    """A class decorator: each public method of a store raises ``StoreUnavailable`` (naming ``what``)
+    where its backend raised one of ``errors``, so callers catch one error for any backend."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def reached(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except errors as error:
+                raise StoreUnavailable(f"the classroom store ({what}) did not answer: {error}") from error
+
+        return reached
+
+    def decorate(cls):
+        for name, method in list(vars(cls).items()):
+            if callable(method) and not name.startswith("_"):
+                setattr(cls, name, wrap(method))
+        return cls
+
+    return decorate
+
+
 DEFAULT_DB = "rooms.db"
 
 

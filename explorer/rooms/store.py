@@ -62,7 +62,8 @@ class RoomStore(Protocol):
 
     Errors: ``UnknownRoom`` (no such live room or student), ``PermissionError`` (wrong teacher
     token), ``RoomFull`` (students per room, rooms per server), ``TooManyAttempts`` (join codes
-    guessed too often), ``ValueError`` (a name or report over the limits).
+    guessed too often), ``ValueError`` (a name or report over the limits), ``StoreUnavailable``
+    (the backend did not answer: ``unavailable_as``).
     """
 
     limits: Limits

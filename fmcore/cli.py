@@ -50,6 +50,14 @@ DEFAULT_SOLVER = "rk4"
 """The ODE solver of ``sample`` when --solver is not given."""
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, except where the default is None ("not given"):
+    those options say in their own words what happens without them."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class UsageError(ValueError):
     """A problem the user can fix: reported in one line, exit status 2."""
 
@@ -88,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model and save it",
         description="Train a flow matching model and save it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpWithDefaults,
     )
     train.add_argument(
         "--data", required=True, help=f"a preset ({', '.join(datasets.NAMES)}) or a CSV file of x, y points"
@@ -129,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="sample a saved model to CSV",
         description="Sample a saved model by solving its ODE, or (--noise > 0) an SDE with the same marginals.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpWithDefaults,
     )
     sample.add_argument("--model", required=True, help="a .safetensors file written by 'train'")
     sample.add_argument(

@@ -37,6 +37,15 @@ def fresh_settings():
     settings.configure_torch.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def no_first_paint_pause(monkeypatch):
+    """No AppTest session waits for its figure to be drawn (``compat.let_the_figure_draw_first``):
+    there is no browser to wait for. The servers the tests start keep the pause."""
+    from explorer import compat
+
+    monkeypatch.setattr(compat, "FIRST_PAINT_PAUSE_S", 0.0)
+
+
 def browser_unavailable() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if importlib.util.find_spec("playwright") is None:

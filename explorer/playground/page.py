@@ -6,7 +6,9 @@ figure is what a new visitor waits for):
    (``url``), then read back from their values in the session (``state.from_widgets``): a
    browser's change is in the session before the run starts, so no widget has to be drawn first;
 2. the main animated figure (``main_figure``: cached numbers, a deterministic figure: an
-   unchanged figure is not re-sent and keeps its animation position), its caption;
+   unchanged figure is not re-sent and keeps its animation position); on a session's first run a
+   short pause then lets the browser draw it before the rest arrives
+   (``compat.let_the_figure_draw_first``); its caption;
 3. the controls that sit above it (the toolbar, the class row: into a container made before the
    figure), following a particle, share and export, the sidebar, the training panel and its live
    fragment, the data panel.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import training
+from explorer import compat, training
 from explorer.core import flows
 from explorer.core.state import ViewState, from_widgets
 from explorer.core.text import plain
@@ -117,6 +119,7 @@ def main() -> None:
             state = checked_class(state, dataset)
         height = 720 if state.classroom else (600 if state.compare else 630)
         measured, figure, kind, source = main_figure(state, dataset, runner, height)
+        compat.let_the_figure_draw_first(st.session_state)  # a new visitor's figure: a render of its own
         captions.caption(state, kind, measured, dataset)
         class_caption(state, dataset, runner)
         if toolbar is not None:

@@ -23,10 +23,10 @@ starts sessions of its own. Measured 2026-12-02 at load ~6: 1.36-1.73 plain, 1.3
 run's processes at autogroup nice -15 (``/proc/<pid>/autogroup``).
 
 Session 8 ran ``--browser --repeats 5`` in threes on one machine: before any change 1.25, 1.29,
-1.48; with a 0.2 s first-run pause (reverted, below) 1.25, 1.30, 1.27, in the quietest hour (the
-one-chart page 2.16 s); at the session's final commit, the page's code as at the start, 1.50, 1.37,
-1.28 and 1.43, 1.22, 1.35 (the one-chart page 2.4-2.9 s). A change to the first paint needs several
-paired runs before it counts.
+1.48; with ``compat.let_the_figure_draw_first`` (the first try) 1.25, 1.30, 1.27, in the quietest
+hour (the one-chart page 2.16 s); without it again 1.50, 1.37, 1.28 and 1.43, 1.22, 1.35 (the
+one-chart page 2.4-2.9 s); with it, at the session's final commit, 1.37, 1.26, 1.40 (the one-chart page 2.3-2.4 s). A change
+to the first paint needs several paired runs before it counts.
 
 Where a new visitor's time goes (Chromium CPU profiles over CDP, 2026-12-02, a quiet 2-core machine;
 the scripts are described in the session-8 closing note):
@@ -42,10 +42,12 @@ the scripts are described in the session-8 closing note):
   - plotly styles the 1,500 SVG points one by one (~100 ms);
   - it lays out the 51 slider labels (~100 ms) and adds the frames (~50 ms).
   3 frames instead of 51 paint at 0.88x.
-- Tried, not kept (paired, 8-14 visits a variant, ±10 % from run to run):
-  - a 0.12-0.25 s pause after the figure on a session's first run: 0.82-1.05x;
-  - importing the chunk early from an ``st.html`` script: 0.93-1.10x;
-  - 26 frames: 0.99x.
+- Kept: a 0.2 s pause after the figure on a session's first run (``compat.let_the_figure_draw_first``),
+  so the figure gets a React pass of its own. Paired (8-16 visits a variant, ±10 % from run to run):
+  the figure drawn 0.82-0.91x as late in five runs and 1.03x in one; the whole page complete at
+  0.97-1.07x.
+- Tried, not kept: importing the chunk early from an ``st.html`` script (0.93-1.10x); 26 frames
+  (0.99x).
 """
 
 from __future__ import annotations

@@ -244,8 +244,22 @@ def train(args) -> None:
     print(f"saved {args.out}")
 
 
-def _refuse_for_mean_flow(args) -> None:
-    """A mean-flow model samples by jumps only: an SDE or a class asked of it would be silently dropped."""
+def _refuse_unused(args, mean_flow: bool) -> None:
+    """An option the chosen sampler would not read is refused, not dropped: --guidance weighs a
+    class (--label) against the unconditional field, --solver picks the ODE's solver, and a
+    mean-flow model samples by jumps only (no SDE, no class)."""
+    if args.guidance is not None and args.label is None:
+        raise UsageError(
+            f"--guidance {args.guidance:g}: guidance weighs a class against the unconditional field; "
+            "add --label, or drop --guidance"
+        )
+    if args.solver is not None and (mean_flow or args.noise > 0):
+        sampler = (
+            "a mean-flow model samples by its jumps" if mean_flow else "--noise > 0 samples by Euler-Maruyama"
+        )
+        raise UsageError(f"--solver {args.solver}: {sampler}, not by an ODE solver; drop --solver")
+    if not mean_flow:
+        return
     if args.noise > 0:
         raise UsageError(
             f"--noise {args.noise:g}: a mean-flow model samples by jumps of its average velocity, not by "
@@ -258,21 +272,6 @@ def _refuse_for_mean_flow(args) -> None:
         )
 
 
-def _refuse_unused(args, mean_flow: bool) -> None:
-    """An option the chosen sampler would not read is refused, not dropped: --guidance weighs a
-    class (--label) against the unconditional field, and --solver picks the ODE's solver."""
-    if args.guidance is not None and args.label is None:
-        raise UsageError(
-            f"--guidance {args.guidance:g}: guidance weighs a class against the unconditional field; "
-            "add --label, or drop --guidance"
-        )
-    if args.solver is not None and (mean_flow or args.noise > 0):
-        sampler = (
-            "a mean-flow model samples by its jumps" if mean_flow else "--noise > 0 samples by Euler-Maruyama"
-        )
-        raise UsageError(f"--solver {args.solver}: {sampler}, not by an ODE solver; drop --solver")
-
-
 def sample(args) -> None:
     model = load(args.model)
     _refuse_unused(args, model.objective == "meanflow")
@@ -280,7 +279,6 @@ def sample(args) -> None:
     args.guidance = 1.0 if args.guidance is None else args.guidance
     z0 = torch.randn(args.n, model.config.dim, generator=torch.Generator().manual_seed(args.seed))
     if model.objective == "meanflow":
-        _refuse_for_mean_flow(args)
         trajectory = sample_mean_flow(model, z0, args.steps)
         method = f"{args.steps} mean-flow step{'s' if args.steps != 1 else ''}"
     elif args.noise > 0:

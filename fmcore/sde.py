@@ -207,4 +207,4 @@ def bridge(
     spread = schedule(times.clamp(max=t_max)).sigma * (2 * a * (1 - a) * (1 - keep[lower])).sqrt()
     generator = torch.Generator(device=zs.device).manual_seed(int(seed))
     xi = torch.randn((len(times), *zs.shape[1:]), generator=generator, dtype=zs.dtype, device=zs.device)
-    return trajectory.at(times) + spread[:, None, None].to(zs.dtype) * xi
+    return trajectory.between(lower, a) + spread[:, None, None].to(zs.dtype) * xi

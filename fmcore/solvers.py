@@ -93,7 +93,11 @@ class Trajectory:
         A time at a node is that node's state exactly; times outside ``[ts[0], ts[-1]]`` take the
         end states. Same dtype as ``zs``.
         """
-        lower, a = bracket(self.ts, times)
+        return self.between(*bracket(self.ts, times))
+
+    def between(self, lower: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(F, n, d) states a fraction ``a`` (F,) of the way from node ``lower`` (F,) to the next:
+        ``at`` for a ``bracket`` already at hand."""
         w = a[:, None, None].to(self.zs.dtype)
         return (1 - w) * self.zs[lower] + w * self.zs[lower + 1]
 

@@ -9,6 +9,7 @@ in plotly (``figures``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -254,9 +255,13 @@ def _large(t: Tile) -> None:
 
 
 @st.fragment(run_every=2)
-@_tolerates_outage
 def _polls(code: str, token: str) -> None:
     """Answer counts per question as bars, and a button that reveals the question to everyone."""
+    with contextlib.suppress(StoreUnavailable):  # the grid above says so (OUTAGE); the next tick tries again
+        _poll_cards(code, token)
+
+
+def _poll_cards(code: str, token: str) -> None:
     asked = questions(store().students(code, token))
     if not asked:
         return

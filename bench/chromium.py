@@ -14,3 +14,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+SETTLED_JS = """() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    return app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && !document.querySelector('.st-key-fme_figure_drawn');
+}"""
+"""True in the page once the app is settled: its script run over, connected, and not in a session's
+first view (``explorer.compat.first_view``: the figure alone, the whole page to follow once drawn)."""

@@ -211,6 +211,18 @@ STEP_PATTERN = re.compile(r"step ([\d,]+)")
 
 
 PLOTLY_BUNDLE = re.compile(r"/PlotlyChart\.[^/]*\.js$")  # Streamlit's lazily loaded plotly.js chunk
+# A page that skips plotly.js never draws the main figure, and a session's first view waits for
+# that drawing before it asks for the whole page (explorer.compat.first_view; its fallback is 10 s).
+# Such a page marks the chart as drawn the moment it arrives, as a drawing laptop would shortly after.
+STAND_IN_FOR_THE_DRAWN_FIGURE = """
+new MutationObserver(() => {
+    const chart = document.querySelector('.st-key-fme_flow_chart');
+    if (chart && !chart.querySelector('.fme-stand-in')) {
+        chart.insertAdjacentHTML('beforeend',
+            '<div class="js-plotly-plot fme-stand-in" hidden><div class="scatterlayer"><div class="trace"></div></div></div>');
+    }
+}).observe(document, {childList: true, subtree: true});
+"""
 
 
 class Missing(RuntimeError):
@@ -385,6 +397,7 @@ async def _session(browser, url: str, index: int, options: argparse.Namespace, r
         # Everything but the charts' drawing: the server computes and sends every figure as for any
         # page; this page just never loads plotly.js to draw them (a student's laptop would).
         await context.route(PLOTLY_BUNDLE, lambda route: route.abort())
+        await context.add_init_script(STAND_IN_FOR_THE_DRAWN_FIGURE)
     # Generous: on a small machine the browsers themselves are slow; a session fails when the app
     # does not answer, not when Chromium is busy drawing.
     context.set_default_timeout(wait * 1000)

@@ -25,7 +25,7 @@ import tempfile
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS, SETTLED_JS
 
 PUSHED_NFE = "20 steps · 40 NFE"  # solver heun at the default 20 steps
 REFRESH_TIMER = """() => {
@@ -46,14 +46,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _settled(page, timeout_s: float) -> None:
-    await page.wait_for_function(
-        """() => {
-            const app = document.querySelector("[data-testid='stApp']");
-            return app && app.getAttribute('data-test-script-state') === 'notRunning'
-                && app.getAttribute('data-test-connection-state') === 'CONNECTED';
-        }""",
-        timeout=timeout_s * 1000,
-    )
+    await page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000)
 
 
 async def _teacher(browser, url: str, timeout_s: float):

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import sys
 import threading
-import time
 import types
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -26,10 +25,11 @@ import streamlit as st
 __all__ = [
     "WORKAROUNDS",
     "Workaround",
+    "first_view",
     "history_navigation",
     "leave_pages_directory_mode",
-    "let_the_figure_draw_first",
     "ready_figure",
+    "rerun_when_drawn",
     "spawn_without_app_script",
     "widget_default",
 ]
@@ -118,17 +118,20 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "(re-measure with bench/ui_latency.py --baseline).",
     ),
     Workaround(
-        "compat.let_the_figure_draw_first",
-        "A new visitor's first run sends the Playground's figure and the ~60 elements after it within "
-        "milliseconds. Streamlit's frontend renders all the deltas that have arrived in one React pass, "
-        "and the chart's code (plotly.js, a lazily loaded 4.7 MB chunk) is requested only when that "
-        "pass mounts the chart: the figure waited ~0.4 s for the markdown, widgets and tabs around it. "
-        "Paired in headless Chromium on 2 cores (8-16 visits a variant, session 8): the figure drawn "
-        "0.82-0.91x as late with a 0.2-0.25 s pause after it; the whole page complete at 0.97-1.07x.",
+        "compat.first_view",
+        "A new visitor's first run sent the Playground's figure (a 1.7 MB spec: 51 frames) and the ~60 "
+        "elements after it within milliseconds. Streamlit's frontend renders all the deltas that have "
+        "arrived in one React pass, and the chart's code (plotly.js, a lazily loaded 4.7 MB chunk, ~1 s "
+        "to evaluate on 2 cores) is requested only when that pass mounts the chart; then the theming "
+        "rewrites the spec as a string (~40 replaceAll, ~170 ms for 1.7 MB). The figure was drawn at "
+        "1.5-1.6x a one-chart page (bench/ui_latency.py --browser). The first run now sends the header "
+        "and a figure of 11 frames only, and the browser asks for the rest once it has drawn it: "
+        "1.0x in paired runs (session 9).",
         "streamlit 1.67.0",
-        "tests/app/test_compat.py::test_a_sessions_first_run_pauses_once_after_the_figure",
-        "The frontend renders arriving elements incrementally (or mounts lazily loaded elements first): "
-        "re-measure with bench/ui_latency.py --browser with FIRST_PAINT_PAUSE_S = 0.",
+        "tests/app/test_compat.py::test_a_sessions_first_run_is_the_figure_then_the_whole_page",
+        "Streamlit loads a lazy element's code before it renders the elements around it, or renders "
+        "arriving deltas incrementally, and themes a spec without rewriting it as a string: "
+        "re-measure bench/ui_latency.py --browser with FIRST_VIEW = False.",
     ),
     Workaround(
         "config runner.postScriptGC = false",
@@ -172,23 +175,66 @@ def leave_pages_directory_mode() -> None:
         st.rerun()
 
 
-FIRST_PAINT_PAUSE_S = 0.2
-"""How long a session's first run waits after its main figure (``let_the_figure_draw_first``); the
-tests set it to 0 (``tests/conftest.py``), except the one that pins it."""
-_FIGURE_SENT_KEY = "fme_first_figure_sent"
+FIRST_VIEW = True
+"""Whether a session's first Playground run is the first view (``first_view``); the AppTest tests
+turn it off (``tests/conftest.py``), except those that pin it. The servers the tests start keep it."""
+FIRST_VIEW_STRIDE = 5
+"""The first view's figure keeps every 5th frame: 11 of 51 (t = 0, 0.1, ..., 1), a 0.36 MB spec."""
+FIRST_VIEW_TIMEOUT_S = 10.0
+"""The browser asks for the whole page after this long even if it never saw the figure drawn."""
+_FIRST_VIEW_KEY = "fme_first_view_sent"
+_DRAWN_KEY = "fme_figure_drawn"
+
+# The browser side of rerun_when_drawn: no markup, only a watcher. Custom components v2 run their
+# module in the page itself (not an iframe), so it can see the chart. One animation frame after the
+# chart's traces exist (they are painted then), a trigger value asks the server for a rerun.
+_DRAWN_JS = """
+export default function (component) {
+  const { setTriggerValue, data } = component;
+  const start = performance.now();
+  let done = false;
+  const poll = () => {
+    if (done) return;
+    if (document.querySelector(data.selector) || performance.now() - start > data.timeout_ms) {
+      done = true;
+      requestAnimationFrame(() => setTimeout(() => setTriggerValue("drawn", true), 0));
+    } else {
+      setTimeout(poll, 50);
+    }
+  };
+  poll();
+  return () => { done = true; };
+}
+"""
+_figure_drawn = st.components.v2.component("fme_figure_drawn", js=_DRAWN_JS)
 
 
-def let_the_figure_draw_first(session_state: MutableMapping) -> None:
-    """On a session's first run only, pause after the main figure so the browser draws it before
-    the rest of the page arrives (see ``WORKAROUNDS``). Later runs never wait: the chart's code is
-    loaded by then. The pause holds this session's script thread only (``time.sleep`` releases the
-    GIL): other sessions go on.
-    """
-    if session_state.get(_FIGURE_SENT_KEY):
-        return
-    session_state[_FIGURE_SENT_KEY] = True
-    if FIRST_PAINT_PAUSE_S > 0:
-        time.sleep(FIRST_PAINT_PAUSE_S)
+def first_view(session_state: MutableMapping) -> bool:
+    """True on a session's first run only (and only once): the page then sends its header and a
+    lighter main figure (``FIRST_VIEW_STRIDE``), calls ``rerun_when_drawn`` and stops; the rerun
+    that follows draws the whole page with every frame (see ``WORKAROUNDS``)."""
+    if not FIRST_VIEW or session_state.get(_FIRST_VIEW_KEY):
+        return False
+    session_state[_FIRST_VIEW_KEY] = True
+    return True
+
+
+def rerun_when_drawn(chart_key: str) -> None:
+    """Have the browser rerun the script once the chart with widget key ``chart_key`` has drawn its
+    traces, or after ``FIRST_VIEW_TIMEOUT_S``. An element without markup (a custom component)."""
+    _figure_drawn(
+        key=_DRAWN_KEY,
+        data={
+            "selector": f".st-key-{chart_key} .js-plotly-plot .scatterlayer .trace",
+            "timeout_ms": int(FIRST_VIEW_TIMEOUT_S * 1000),
+        },
+        height=0,
+        on_drawn_change=_rerun_only,
+    )
+
+
+def _rerun_only() -> None:
+    """The drawn trigger's callback: the rerun it causes is all it is for."""
 
 
 def ready_figure(spec: dict) -> go.Figure:

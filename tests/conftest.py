@@ -38,12 +38,12 @@ def fresh_settings():
 
 
 @pytest.fixture(autouse=True)
-def no_first_paint_pause(monkeypatch):
-    """No AppTest session waits for its figure to be drawn (``compat.let_the_figure_draw_first``):
-    there is no browser to wait for. The servers the tests start keep the pause."""
+def no_first_view(monkeypatch):
+    """An AppTest session's first run is the whole page (``compat.first_view``): there is no browser
+    to draw the figure and ask for the rest. The servers the tests start keep the first view."""
     from explorer import compat
 
-    monkeypatch.setattr(compat, "FIRST_PAINT_PAUSE_S", 0.0)
+    monkeypatch.setattr(compat, "FIRST_VIEW", False)
 
 
 def browser_unavailable() -> str | None:

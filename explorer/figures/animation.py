@@ -23,11 +23,12 @@ def _tick_label(k: int, count: int, name: str) -> str:
     return name
 
 
-def animation_controls(times: np.ndarray, redraw: bool) -> dict:
-    """Layout entries ``updatemenus`` and ``sliders`` for frames named by their time ('0.00' ...)."""
+def animation_controls(times: np.ndarray, redraw: bool, frame_ms: int = FRAME_MS) -> dict:
+    """Layout entries ``updatemenus`` and ``sliders`` for frames named by their time ('0.00' ...),
+    each shown ``frame_ms`` while playing."""
     names = [f"{t:.2f}" for t in times]
     play = dict(
-        frame=dict(duration=FRAME_MS, redraw=redraw),
+        frame=dict(duration=frame_ms, redraw=redraw),
         fromcurrent=True,
         transition=dict(duration=0),
         mode="immediate",

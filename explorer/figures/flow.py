@@ -22,7 +22,7 @@ from explorer.core.fields import SinglePath, arrow_grid
 from explorer.core.flows import Flow, sampler_label, steps_label
 
 from . import theme
-from .animation import animation_controls
+from .animation import FRAME_MS, animation_controls
 from .marks import arrow_segments, data_colors, f32, speed_scale, square_axes, with_gaps
 
 __all__ = ["PATH_MARKERS_UP_TO", "Panel", "flow_figure", "panel_title"]
@@ -250,18 +250,23 @@ def _title(text: str, domain: tuple[float, float]) -> dict:
     )
 
 
-def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
+def flow_figure(panels: Sequence[Panel], height: int = 640, stride: int = 1) -> go.Figure:
     """The animated flow: one square panel per entry of ``panels``, all on one time slider.
 
     Args:
         panels: one or two ``Panel``s with the same frame times.  height: pixels.
+        stride: keep every ``stride``-th frame time (the first and the last always), each shown
+            ``stride`` times as long: the same animation in a lighter figure.
     Returns:
-        A figure with ``len(times)`` frames named by their time ('0.00' ... '1.00').
+        A figure with a frame per kept time, named by it ('0.00' ... '1.00').
     """
     if not panels:
         raise ValueError("flow_figure needs at least one panel")
+    if stride < 1:
+        raise ValueError(f"stride must be a positive number of frames, got {stride}")
     times = panels[0].flow.times
     n_frames = len(times)
+    kept = sorted({*range(0, n_frames, stride), n_frames - 1})
     gap = 0.04
     width = (1.0 - gap * (len(panels) - 1)) / len(panels)
     layout: dict = {}
@@ -278,10 +283,10 @@ def flow_figure(panels: Sequence[Panel], height: int = 640) -> go.Figure:
     indices = [index for index, _ in out.animated]
     frames = [
         dict(name=f"{times[k]:.2f}", data=[updates[k] for _, updates in out.animated], traces=indices)
-        for k in range(n_frames)
+        for k in kept
     ]
     layout.update(
-        animation_controls(times, redraw),
+        animation_controls(times[kept], redraw, frame_ms=FRAME_MS * stride),
         height=height,
         margin=dict(
             l=MARGIN_LEFT,

@@ -95,8 +95,9 @@ def _panel(
     return panel, flow, energy
 
 
-def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
-    """Compute and draw the animation.
+def main_figure(state: ViewState, dataset: Dataset, runner, height: int, stride: int = 1):
+    """Compute and draw the animation; ``stride``: draw every ``stride``-th frame only (a session's
+    first view, ``compat.first_view``).
 
     Returns:
         ``(measured, figure, kind, source)``: [(Flow, energy distance)] per panel, the figure (for
@@ -119,7 +120,7 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
     def fallback():
         if state == safe:
             raise RuntimeError("the exact field's own figure failed")
-        return main_figure(safe, dataset, runner, height)
+        return main_figure(safe, dataset, runner, height, stride)
 
     if kind != "exact" and learned is None:
         st.info(
@@ -184,12 +185,11 @@ def main_figure(state: ViewState, dataset: Dataset, runner, height: int):
         state.paths,
         state.follow,
         state.class_label,
-        height,
     )
-    figure = _cached_figure(figure_key, panels)
+    figure = _cached_figure(figure_key, panels, height)
     starts = cache.noise_particles(state.n, state.seed)
     st.session_state[PICK_KEY] = {"curves": _particle_curves(figure), "starts": starts}
-    _show_figure(figure)
+    _show_figure(figure if stride == 1 else _cached_figure(figure_key, panels, height, stride))
     st.session_state[LAST_FIGURE_KEY] = (measured, figure, kind, source)
     return measured, figure, kind, source
 
@@ -222,12 +222,12 @@ def _solver_failed(what: str, state: ViewState, error: Exception, fallback: Call
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _cached_figure(key: tuple, _panels: list):
+def _cached_figure(key: tuple, _panels: list, height: int, stride: int = 1):
     """Build each figure once: ``key`` names everything the panels were computed from.
 
     Shared across sessions and never mutated after it is built.
     """
-    return figures.flow_figure(_panels, height=key[-1])
+    return figures.flow_figure(_panels, height=height, stride=stride)
 
 
 def _particle_curves(figure) -> tuple[int, ...]:

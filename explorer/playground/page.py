@@ -6,9 +6,9 @@ figure is what a new visitor waits for):
    (``url``), then read back from their values in the session (``state.from_widgets``): a
    browser's change is in the session before the run starts, so no widget has to be drawn first;
 2. the main animated figure (``main_figure``: cached numbers, a deterministic figure: an
-   unchanged figure is not re-sent and keeps its animation position); on a session's first run a
-   short pause then lets the browser draw it before the rest arrives
-   (``compat.let_the_figure_draw_first``); its caption;
+   unchanged figure is not re-sent and keeps its animation position), then its caption. A
+   session's first run ends with the figure, of every 5th frame, and its toolbar: the browser
+   draws it on its own and then asks for the whole page (``compat.first_view``);
 3. the controls that sit above it (the toolbar, the class row: into a container made before the
    figure), following a particle, share and export, the sidebar, the training panel and its live
    fragment, the data panel.
@@ -36,6 +36,7 @@ from . import captions, controls, room, url
 from .classes import checked_class, class_caption, class_controls
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
+from .keys import CHART_KEY, NOTICES_KEY
 from .main_figure import main_figure
 from .training_panel import training_panel
 
@@ -58,6 +59,16 @@ def _start(state: ViewState, notices: list[str], from_url: bool) -> None:
         st.warning(
             plain("Some link parameters were ignored: " + " ".join(notices)), icon=":material/link_off:"
         )
+
+
+def _notices_after_first_view(notices: list[str], first: bool) -> list[str]:
+    """The link's notices, shown by the run after a session's first view: the first view keeps them
+    (it saves the view, so the next run does not read the link again)."""
+    if first:
+        st.session_state[NOTICES_KEY] = notices
+        return []
+    stashed = st.session_state.pop(NOTICES_KEY, [])
+    return notices or stashed
 
 
 def _sidebar(state: ViewState, runner, flow: flows.Flow) -> None:
@@ -103,6 +114,8 @@ def main() -> None:
     configure_torch()
     state, notices, from_url = url.load_state()
     state = room.take_push(state)  # before the widgets: the teacher's settings become their values
+    first = compat.first_view(st.session_state)
+    notices = _notices_after_first_view(notices, first)
     _start(state, notices, from_url)
     captions.header()
     room.badge()
@@ -118,14 +131,19 @@ def main() -> None:
         if toolbar is not None:
             state = checked_class(state, dataset)
         height = 720 if state.classroom else (600 if state.compare else 630)
-        measured, figure, kind, source = main_figure(state, dataset, runner, height)
-        compat.let_the_figure_draw_first(st.session_state)  # a new visitor's figure: a render of its own
-        captions.caption(state, kind, measured, dataset)
-        class_caption(state, dataset, runner)
-        if toolbar is not None:
+        stride = compat.FIRST_VIEW_STRIDE if first else 1
+        measured, figure, kind, source = main_figure(state, dataset, runner, height, stride)
+        if toolbar is not None:  # drawn after the figure, which reaches the browser first
             with toolbar:
                 controls.layer_controls()
                 class_controls(state, dataset)
+        if first:  # a new visitor: the figure and its toolbar; the browser asks for the rest once drawn
+            url.write_url(state, room.link_query())
+            compat.rerun_when_drawn(CHART_KEY)
+            return
+        captions.caption(state, kind, measured, dataset)
+        class_caption(state, dataset, runner)
+        if toolbar is not None:
             controls.follow_controls()
             export_panel(state, measured, figure, dataset, source, runner)
     if not state.classroom:

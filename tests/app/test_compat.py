@@ -31,29 +31,36 @@ def test_every_code_workaround_is_a_function_of_compat():
             assert callable(getattr(compat, workaround.name.removeprefix("compat.")))
 
 
-def test_a_sessions_first_run_pauses_once_after_the_figure(monkeypatch):
-    """A new visitor's run waits FIRST_PAINT_PAUSE_S once, with the figure already sent and the
-    training panel not yet; its reruns never wait; another visitor waits again."""
-    import types
+def _frames(at) -> int:
+    import json
 
-    import streamlit as st
+    return len(json.loads(at.get("plotly_chart")[0].proto.spec)["frames"])
 
+
+def test_a_sessions_first_run_is_the_figure_then_the_whole_page(monkeypatch):
+    """A new visitor's first run sends the header, a figure of every 5th frame (the first and the
+    last kept) and the toolbar above it, asks the browser to rerun once it is drawn, and nothing
+    else: no sidebar, no training or data panel. The run after it is the whole page with every
+    frame, and the link's notices appear there. Later runs, and the next visitor's, behave as they should."""
     from explorer import compat
+    from explorer.core import flows
     from explorer.core.state import widget_key
-    from explorer.playground.keys import LAST_FIGURE_KEY
     from tests.app.apptest import start
 
     monkeypatch.setenv("FME_TRAINING", "inline")
-    monkeypatch.setattr(compat, "FIRST_PAINT_PAUSE_S", 0.05)
-    pauses = []
-
-    def sleep(seconds):
-        pauses.append((seconds, LAST_FIGURE_KEY in st.session_state, widget_key("train") in st.session_state))
-
-    monkeypatch.setattr(compat, "time", types.SimpleNamespace(sleep=sleep))
-    at = start()
-    assert pauses == [(0.05, True, False)]
+    monkeypatch.setattr(compat, "FIRST_VIEW", True)
+    at = start({"steps": "7", "bogus": "1"})
+    assert _frames(at) == len(range(0, flows.N_FRAMES, compat.FIRST_VIEW_STRIDE)) == 11
+    assert [b.proto.component_name for b in at.get("bidi_component")] == ["fme_figure_drawn"]
+    assert not at.sidebar.children and not at.button and not at.tabs
+    assert widget_key("field") in {b.key for b in at.get("button_group")}  # the toolbar: no jump later
+    assert not at.warning  # the notices wait for the whole page
+    at.run()  # what the drawn figure's trigger asks for
+    assert _frames(at) == flows.N_FRAMES
+    assert not at.get("bidi_component")
+    assert at.slider(key=widget_key("steps")).value == 7  # the link's view, kept
+    assert "bogus" in at.warning[0].value  # and what it got wrong
+    assert at.button(key=widget_key("train"))
     at.run()
-    assert len(pauses) == 1
-    start()  # another visitor: a session of its own
-    assert len(pauses) == 2
+    assert _frames(at) == flows.N_FRAMES and not at.warning
+    assert _frames(start()) == 11  # another visitor: a first view of its own

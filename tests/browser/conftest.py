@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS, SETTLED_JS
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -112,16 +112,10 @@ def page(browser):
 
 
 def wait_for_app(page, timeout_s: float = 45) -> None:
-    """Wait until the script run is over (``stApp`` says notRunning) and nothing is pending."""
+    """Wait until the script run is over (``stApp`` says notRunning), nothing is pending, and a
+    session's first view has become the whole page (``SETTLED_JS``)."""
     page.wait_for_selector("[data-testid='stApp']", timeout=timeout_s * 1000)
-    page.wait_for_function(
-        """() => {
-            const app = document.querySelector("[data-testid='stApp']");
-            return app && app.getAttribute('data-test-script-state') === 'notRunning'
-                && app.getAttribute('data-test-connection-state') === 'CONNECTED';
-        }""",
-        timeout=timeout_s * 1000,
-    )
+    page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000)
 
 
 def open_app(page, url: str, timeout_s: float = 45) -> None:

@@ -40,6 +40,26 @@ def panel(**overrides) -> figures.Panel:
     return figures.Panel(**{"flow": flow, "data": data, "title": "A", "field": field, **overrides})
 
 
+def test_a_stride_keeps_every_nth_frame_of_the_whole_figure_and_its_pace():
+    """The lighter figure of a session's first view: the same traces, the frames at every 5th time
+    (the first and the last among them) with the same data, a slider step per kept frame, each
+    shown 5 times as long while playing."""
+    whole, light = figures.flow_figure([panel()]), figures.flow_figure([panel()], stride=5)
+    assert light.to_plotly_json()["data"] == whole.to_plotly_json()["data"]
+    by_name = {frame.name: frame for frame in whole.frames}
+    names = [frame.name for frame in light.frames]
+    assert names == [frame.name for frame in whole.frames][::5] and names[-1] == "1.00" and len(names) == 11
+    for frame in light.frames:
+        assert frame.to_plotly_json() == by_name[frame.name].to_plotly_json()
+    assert [tuple(step["args"][0]) for step in light.layout.sliders[0].steps] == [(name,) for name in names]
+    duration = lambda f: f.layout.updatemenus[0].buttons[0].args[1]["frame"]["duration"]  # noqa: E731
+    assert duration(light) == 5 * duration(whole) == 5 * figures.FRAME_MS
+    odd = figures.flow_figure([panel()], stride=7)
+    assert [frame.name for frame in odd.frames][-2:] == ["0.98", "1.00"]  # the last time is kept
+    with pytest.raises(ValueError, match="stride"):
+        figures.flow_figure([panel()], stride=0)
+
+
 def test_one_frame_per_time_with_a_slider_and_play_buttons():
     fig = figures.flow_figure([panel()])
     assert len(fig.frames) == F

@@ -124,9 +124,10 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "arrived in one React pass, and the chart's code (plotly.js, a lazily loaded 4.7 MB chunk, ~1 s "
         "to evaluate on 2 cores) is requested only when that pass mounts the chart; then the theming "
         "rewrites the spec as a string (~40 replaceAll, ~170 ms for 1.7 MB). The figure was drawn at "
-        "1.5-1.6x a one-chart page (bench/ui_latency.py --browser). The first run now sends the header "
-        "and a figure of 11 frames only, and the browser asks for the rest once it has drawn it: "
-        "1.0x in paired runs (session 9).",
+        "1.5-1.6x a one-chart page (bench/ui_latency.py --browser). The first run now sends the header, "
+        "a figure of 11 frames and the toolbar's room (its widgets' code, ~0.5 s of main thread, came "
+        "before the paint), and the browser asks for the rest once it has drawn it: painted at 1.14-1.24x "
+        "in three paired runs (2026-12-03).",
         "streamlit 1.67.0",
         "tests/app/test_compat.py::test_a_sessions_first_run_is_the_figure_then_the_whole_page",
         "Streamlit loads a lazy element's code before it renders the elements around it, or renders "
@@ -179,7 +180,7 @@ FIRST_VIEW = True
 """Whether a session's first Playground run is the first view (``first_view``); the AppTest tests
 turn it off (``tests/conftest.py``), except those that pin it. The servers the tests start keep it."""
 FIRST_VIEW_STRIDE = 5
-"""The first view's figure keeps every 5th frame: 11 of 51 (t = 0, 0.1, ..., 1), a 0.36 MB spec."""
+"""The first view's figure keeps every 5th frame: 11 of 51 (t = 0, 0.1, ..., 1), a 0.45 MB spec (1.7 MB for 51)."""
 FIRST_VIEW_TIMEOUT_S = 10.0
 """The browser asks for the whole page after this long even if it never saw the figure drawn."""
 _FIRST_VIEW_KEY = "fme_first_view_sent"
@@ -210,9 +211,9 @@ _figure_drawn = st.components.v2.component("fme_figure_drawn", js=_DRAWN_JS)
 
 
 def first_view(session_state: MutableMapping) -> bool:
-    """True on a session's first run only (and only once): the page then sends its header and a
-    lighter main figure (``FIRST_VIEW_STRIDE``), calls ``rerun_when_drawn`` and stops; the rerun
-    that follows draws the whole page with every frame (see ``WORKAROUNDS``)."""
+    """True on a session's first run only (and only once): the page then sends its header, the
+    toolbar's room and a lighter main figure (``FIRST_VIEW_STRIDE``), calls ``rerun_when_drawn``
+    and stops; the rerun that follows draws the whole page with every frame (see ``WORKAROUNDS``)."""
     if not FIRST_VIEW or session_state.get(_FIRST_VIEW_KEY):
         return False
     session_state[_FIRST_VIEW_KEY] = True

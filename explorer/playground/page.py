@@ -7,8 +7,9 @@ figure is what a new visitor waits for):
    browser's change is in the session before the run starts, so no widget has to be drawn first;
 2. the main animated figure (``main_figure``: cached numbers, a deterministic figure: an
    unchanged figure is not re-sent and keeps its animation position), then its caption. A
-   session's first run ends with the figure, of every 5th frame, and its toolbar: the browser
-   draws it on its own and then asks for the whole page (``compat.first_view``);
+   session's first run ends with the figure, of every 5th frame, and the toolbar's room (no
+   widgets yet): the browser draws it on its own and then asks for the whole page
+   (``compat.first_view``);
 3. the controls that sit above it (the toolbar, the class row: into a container made before the
    figure), following a particle, share and export, the sidebar, the training panel and its live
    fragment, the data panel.
@@ -36,7 +37,7 @@ from . import captions, controls, room, url
 from .classes import checked_class, class_caption, class_controls
 from .data_panel import DATA_TABS, MAX_UPLOAD_MB, data_panel, resolve_dataset
 from .export_panel import export_panel
-from .keys import CHART_KEY, NOTICES_KEY
+from .keys import CHART_KEY, NOTICES_KEY, TOOLBAR_KEY
 from .main_figure import main_figure
 from .training_panel import training_panel
 
@@ -59,6 +60,12 @@ def _start(state: ViewState, notices: list[str], from_url: bool) -> None:
         st.warning(
             plain("Some link parameters were ignored: " + " ".join(notices)), icon=":material/link_off:"
         )
+
+
+_TOOLBAR_PX = {False: 32, True: 88}
+"""The toolbar's height, measured in Chromium at 1000-1920 px: one row (field and layers), and two
+for labelled data (classes and guidance); the first view keeps this much room, so the figure does
+not move when the widgets arrive."""
 
 
 def _notices_after_first_view(notices: list[str], first: bool) -> list[str]:
@@ -126,7 +133,9 @@ def main() -> None:
         state = from_widgets(state, st.session_state)
     figure_col, side_col = _columns(state)
     with figure_col:
-        toolbar = None if state.classroom else st.container()  # above the figure, filled after it
+        toolbar = (
+            None if state.classroom else st.container(key=TOOLBAR_KEY)
+        )  # above the figure, filled after it
         dataset, state = resolve_dataset(state)
         if toolbar is not None:
             state = checked_class(state, dataset)
@@ -135,8 +144,11 @@ def main() -> None:
         measured, figure, kind, source = main_figure(state, dataset, runner, height, stride)
         if toolbar is not None:  # drawn after the figure, which reaches the browser first
             with toolbar:
-                controls.layer_controls()
-                class_controls(state, dataset)
+                if first:  # its place only: the widgets' code would delay the figure's first paint
+                    st.space(_TOOLBAR_PX[bool(dataset.present)])
+                else:
+                    controls.layer_controls()
+                    class_controls(state, dataset)
         if first:  # a new visitor: the figure and its toolbar; the browser asks for the rest once drawn
             url.write_url(state, room.link_query())
             compat.rerun_when_drawn(CHART_KEY)

@@ -39,8 +39,9 @@ def _frames(at) -> int:
 
 def test_a_sessions_first_run_is_the_figure_then_the_whole_page(monkeypatch):
     """A new visitor's first run sends the header, a figure of every 5th frame (the first and the
-    last kept) and the toolbar above it, asks the browser to rerun once it is drawn, and nothing
-    else: no sidebar, no training or data panel. The run after it is the whole page with every
+    last kept) and the toolbar's room above it (the widgets' code would delay the paint), asks the
+    browser to rerun once it is drawn, and nothing else: no sidebar, no toolbar widgets, no training
+    or data panel. The run after it is the whole page with every
     frame, and the link's notices appear there. Later runs, and the next visitor's, behave as they should."""
     from explorer import compat
     from explorer.core import flows
@@ -53,14 +54,17 @@ def test_a_sessions_first_run_is_the_figure_then_the_whole_page(monkeypatch):
     assert _frames(at) == len(range(0, flows.N_FRAMES, compat.FIRST_VIEW_STRIDE)) == 11
     assert [b.proto.component_name for b in at.get("bidi_component")] == ["fme_figure_drawn"]
     assert not at.sidebar.children and not at.button and not at.tabs
-    assert widget_key("field") in {b.key for b in at.get("button_group")}  # the toolbar: no jump later
+    assert not at.get("button_group") and not at.slider
+    assert [space.size for space in at.get("space")] == [88]  # two rows for labelled data: no jump later
     assert not at.warning  # the notices wait for the whole page
     at.run()  # what the drawn figure's trigger asks for
     assert _frames(at) == flows.N_FRAMES
-    assert not at.get("bidi_component")
+    assert not at.get("bidi_component") and not at.get("space")
+    assert widget_key("field") in {b.key for b in at.get("button_group")}  # the toolbar in its room
     assert at.slider(key=widget_key("steps")).value == 7  # the link's view, kept
     assert "bogus" in at.warning[0].value  # and what it got wrong
     assert at.button(key=widget_key("train"))
     at.run()
     assert _frames(at) == flows.N_FRAMES and not at.warning
-    assert _frames(start()) == 11  # another visitor: a first view of its own
+    unlabelled = start({"data": "swissroll"})  # another visitor: a first view of its own
+    assert _frames(unlabelled) == 11 and [space.size for space in unlabelled.get("space")] == [32]

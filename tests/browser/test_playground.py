@@ -79,6 +79,41 @@ def test_first_paint_then_scrub_the_time_slider(app, page):
     print(f"first paint of the animated figure: {first_paint:.1f} s")
 
 
+FIRST_PAINT_JS = """(() => {
+  new MutationObserver(() => {
+    const plot = document.querySelector('.st-key-fme_flow_chart .js-plotly-plot');
+    if (window.__firstPaint || !plot || !plot.querySelector('.scatterlayer .trace')) return;
+    window.__firstPaint = {
+      top: plot.getBoundingClientRect().top,
+      frames: (plot._transitionData?._frames ?? []).length,
+      traces: plot._fullData.map(t => t.name),
+      drawnTrigger: !!document.querySelector('.st-key-fme_figure_drawn'),
+      toolbarWidgets: document.querySelectorAll(
+        ".st-key-fme_toolbar :is([data-testid='stButtonGroup'], [data-testid='stSlider'])").length,
+    };
+  }).observe(document, {childList: true, subtree: true});
+})();"""
+
+
+@pytest.mark.parametrize("query", ["/?data=moons", "/?data=swissroll"])
+def test_a_new_visitors_first_view_is_animated_and_stays_put(app, page, query):
+    """The first view (``compat.first_view``): the exact field and its particles, animated, with the
+    toolbar's room but not its widgets; the whole page then arrives around the figure without
+    moving it (labelled data has a two-row toolbar, unlabelled one row)."""
+    page.add_init_script(FIRST_PAINT_JS)
+    open_app(page, app.url(query))
+    first = page.evaluate("() => window.__firstPaint")
+    assert first["drawnTrigger"] and first["frames"] == 11
+    assert {"velocity v(z, t)", "particles z_t", "data z₁"} <= set(first["traces"])
+    assert first["toolbarWidgets"] == 0  # its room only
+    # the widgets' code loads after the run (a 40 px skeleton meanwhile): wait for the widgets
+    page.locator(".st-key-fme_toolbar [data-testid='stButtonGroup']").first.wait_for(timeout=20_000)
+    plot = page.locator(FLOW)
+    assert plot.evaluate("p => p._transitionData._frames.length") == 51
+    assert plot.evaluate("p => p.getBoundingClientRect().top") == pytest.approx(first["top"], abs=1)
+    assert_no_exception(page)
+
+
 def test_draw_strokes_and_see_the_points_counted(app, page):
     open_app(page, app.url("/"))
     page.get_by_role("tab", name=re.compile("Draw")).click()

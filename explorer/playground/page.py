@@ -63,7 +63,7 @@ def _start(state: ViewState, notices: list[str], from_url: bool) -> None:
 
 
 _TOOLBAR_PX = {False: 32, True: 88}
-"""The toolbar's height, measured in Chromium at 1000-1920 px: one row (field and layers), and two
+"""The toolbar's height, measured in Chromium at 1280-1920 px: one row (field and layers), and two
 for labelled data (classes and guidance); the first view keeps this much room, so the figure does
 not move when the widgets arrive."""
 

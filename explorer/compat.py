@@ -127,7 +127,8 @@ WORKAROUNDS: tuple[Workaround, ...] = (
         "1.5-1.6x a one-chart page (bench/ui_latency.py --browser). The first run now sends the header, "
         "a figure of 11 frames and the toolbar's room (its widgets' code, ~0.5 s of main thread, came "
         "before the paint), and the browser asks for the rest once it has drawn it: painted at 1.14-1.24x "
-        "in three paired runs (2026-12-03).",
+        "in three paired runs (2026-12-03). Not on a room's link: a class opens it together on one "
+        "server (one more run and figure each; the five-student browser test took 99 s, 61 s without).",
         "streamlit 1.67.0",
         "tests/app/test_compat.py::test_a_sessions_first_run_is_the_figure_then_the_whole_page",
         "Streamlit loads a lazy element's code before it renders the elements around it, or renders "

@@ -121,7 +121,9 @@ def main() -> None:
     configure_torch()
     state, notices, from_url = url.load_state()
     state = room.take_push(state)  # before the widgets: the teacher's settings become their values
-    first = compat.first_view(st.session_state)
+    # Not on a room's link: a class opens it together on one server, where a first view is one more
+    # run and one more figure per student, and the join form (with its widgets) is what they need first.
+    first = compat.first_view(st.session_state) and not room.link_query()
     notices = _notices_after_first_view(notices, first)
     _start(state, notices, from_url)
     captions.header()

@@ -42,7 +42,8 @@ def test_a_sessions_first_run_is_the_figure_then_the_whole_page(monkeypatch):
     last kept) and the toolbar's room above it (the widgets' code would delay the paint), asks the
     browser to rerun once it is drawn, and nothing else: no sidebar, no toolbar widgets, no training
     or data panel. The run after it is the whole page with every
-    frame, and the link's notices appear there. Later runs, and the next visitor's, behave as they should."""
+    frame, and the link's notices appear there. Later runs, and the next visitor's, behave as they should;
+    a room's link (a class opening it together on one server) has no first view."""
     from explorer import compat
     from explorer.core import flows
     from explorer.core.state import widget_key
@@ -68,3 +69,6 @@ def test_a_sessions_first_run_is_the_figure_then_the_whole_page(monkeypatch):
     assert _frames(at) == flows.N_FRAMES and not at.warning
     unlabelled = start({"data": "swissroll"})  # another visitor: a first view of its own
     assert _frames(unlabelled) == 11 and [space.size for space in unlabelled.get("space")] == [32]
+    joining = start({"room": "ABC234"})  # a room's link: the whole page and its join form at once
+    assert _frames(joining) == flows.N_FRAMES and not joining.get("bidi_component")
+    assert joining.button(key=widget_key("train")) and joining.text_input(key="fme_room_name")

@@ -9,7 +9,7 @@ figure is what a new visitor waits for):
    unchanged figure is not re-sent and keeps its animation position), then its caption. A
    session's first run ends with the figure, of every 5th frame, and the toolbar's room (no
    widgets yet): the browser draws it on its own and then asks for the whole page
-   (``compat.first_view``);
+   (``compat.first_view``; not on a room's link);
 3. the controls that sit above it (the toolbar, the class row: into a container made before the
    figure), following a particle, share and export, the sidebar, the training panel and its live
    fragment, the data panel.
@@ -135,9 +135,8 @@ def main() -> None:
         state = from_widgets(state, st.session_state)
     figure_col, side_col = _columns(state)
     with figure_col:
-        toolbar = (
-            None if state.classroom else st.container(key=TOOLBAR_KEY)
-        )  # above the figure, filled after it
+        # the toolbar: above the figure, filled after it
+        toolbar = None if state.classroom else st.container(key=TOOLBAR_KEY)
         dataset, state = resolve_dataset(state)
         if toolbar is not None:
             state = checked_class(state, dataset)
@@ -151,7 +150,7 @@ def main() -> None:
                 else:
                     controls.layer_controls()
                     class_controls(state, dataset)
-        if first:  # a new visitor: the figure and its toolbar; the browser asks for the rest once drawn
+        if first:  # a new visitor: figure and toolbar's room; the browser asks for the rest once drawn
             url.write_url(state, room.link_query())
             compat.rerun_when_drawn(CHART_KEY)
             return

@@ -41,9 +41,9 @@ def test_a_sessions_first_run_is_the_figure_then_the_whole_page(monkeypatch):
     """A new visitor's first run sends the header, a figure of every 5th frame (the first and the
     last kept) and the toolbar's room above it (the widgets' code would delay the paint), asks the
     browser to rerun once it is drawn, and nothing else: no sidebar, no toolbar widgets, no training
-    or data panel. The run after it is the whole page with every
-    frame, and the link's notices appear there. Later runs, and the next visitor's, behave as they should;
-    a room's link (a class opening it together on one server) has no first view."""
+    or data panel. The run after it is the whole page with every frame, and the link's notices
+    appear there. Later runs, and the next visitor's, behave as they should; a room's link (a class
+    opening it together on one server) has no first view."""
     from explorer import compat
     from explorer.core import flows
     from explorer.core.state import widget_key

@@ -10,6 +10,7 @@ a condition. Screenshots (Start a class, a student's badge, the dashboard's poll
 test-artifacts/; docs/classroom.md shows them.
 """
 
+import contextlib
 import os
 import re
 import time
@@ -136,12 +137,20 @@ def test_a_class_of_five_joins_takes_a_push_and_answers_a_poll(browser, server, 
     for page in students:
         page.get_by_text("your guess is sent to your teacher").wait_for()
     dashboard.get_by_text(f"{len(NAMES)} answers").wait_for()
-    counts = dashboard.evaluate(
-        """() => [...document.querySelectorAll('.js-plotly-plot')]
-            .filter(p => p.data && p.data[0].type === 'bar')
-            .map(p => Object.fromEntries(Array.from(p.data[0].y, (y, i) => [y, Number(p.data[0].x[i])])))"""
-    )
+    bars = """() => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(p => p.data && p.data[0].type === 'bar')
+        .map(p => Object.fromEntries(Array.from(p.data[0].y, (y, i) => [y, Number(p.data[0].x[i])])))"""
     expected = {a: ANSWERS.count(a) for a in set(ANSWERS)}
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # the count above the chart and its bars come from one read of the store, but plotly redraws
+    # the bars a moment after React renders the text: wait for the redraw, then compare
+    with contextlib.suppress(PlaywrightTimeout):
+        dashboard.wait_for_function(
+            f"() => ({bars})().some(c => Object.values(c).reduce((a, b) => a + b, 0) === {len(NAMES)})",
+            timeout=10_000,
+        )
+    counts = dashboard.evaluate(bars)
     assert expected in counts, counts
     assert_no_exception(dashboard)
     dashboard.get_by_role("heading", name="Polls").scroll_into_view_if_needed()
